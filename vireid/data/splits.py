@@ -16,13 +16,6 @@ class Modality(IntEnum):
     INFRARED = 1
 
 
-class DatasetError(ValueError):
-    """A dataset on disk is missing, laid out wrongly, or inconsistent.
-
-    The message names the path and what was expected there.
-    """
-
-
 @dataclass(frozen=True)
 class Split:
     """An ordered list of images.

@@ -1,0 +1,82 @@
+"""The vireid command: synth and evaluate end to end, and user errors as one clear line."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vireid.cli import _parse_trials, main
+from vireid.data import Split, regdb_test_images, sysu_test_images
+from vireid.evaluation.feature_file import FeatureSet, save_features
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "vireid"
+    completed = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
+    assert completed.stdout.strip().startswith("vireid ")
+
+
+def test_synth_writes_a_readable_dataset(tmp_path, capsys):
+    out = tmp_path / "RegDB"
+    code = main(["synth", "--layout", "regdb", "--out", str(out), "--ids", "4", "--images-per-id", "2", "--size", "32x16", "--workers", "1"])
+    assert code == 0
+    assert "4 identities, 16 images" in capsys.readouterr().out
+    assert len(regdb_test_images(out, trial=1)) == 2 * 2 * 2  # 2 test ids x 2 images x 2 modalities
+
+
+def test_evaluate_prints_the_table_and_writes_json(sysu_root, tmp_path, capsys):
+    images = sysu_test_images(sysu_root)
+    features = np.random.default_rng(0).normal(size=(len(images), 16)).astype(np.float32)
+    path = save_features(tmp_path / "features.npz", FeatureSet(features, images, {"dataset": "sysu", "root": str(sysu_root)}))
+    code = main(["evaluate", "--features", str(path), "--protocol", "sysu-indoor", "--trials", "0-2", "--per-trial", "--json", str(tmp_path / "r.json")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| sysu-indoor single-shot (agw draws) | infrared (cam3, cam6) → visible (cam1, cam2) | 3 |" in printed
+    assert printed.count("trial ") == 3
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert [trial["trial"] for trial in saved["trials"]] == [0, 1, 2]
+    assert saved["mean"]["mAP"] == pytest.approx(np.mean([trial["mAP"] for trial in saved["trials"]]))
+
+
+def test_evaluate_official_draws_find_the_permutations_under_the_root(sysu_root, tmp_path, capsys):
+    images = sysu_test_images(sysu_root)
+    features = np.random.default_rng(1).normal(size=(len(images), 16)).astype(np.float32)
+    path = save_features(tmp_path / "f.npz", FeatureSet(features, images, {"dataset": "sysu", "root": str(sysu_root)}))
+    assert main(["evaluate", "--features", str(path), "--protocol", "sysu-all", "--draws", "official"]) == 0
+    assert "(official draws)" in capsys.readouterr().out
+
+
+def test_evaluate_regdb_with_one_file_per_trial(regdb_root, tmp_path, capsys):
+    paths = []
+    for trial in (1, 2):
+        images = regdb_test_images(regdb_root, trial)
+        features = np.random.default_rng(trial).normal(size=(len(images), 8)).astype(np.float32)
+        paths.append(str(save_features(tmp_path / f"t{trial}.npz", FeatureSet(features, images, {"dataset": "regdb", "trial": trial}))))
+    assert main(["evaluate", "--features", *paths, "--protocol", "regdb-v2t"]) == 0
+    assert "| regdb-v2t | visible → thermal | 2 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["evaluate", "--features", "{tmp}/missing.npz", "--protocol", "sysu-all"], "missing.npz: expected a vireid feature file"),
+        (["evaluate", "--features", "{tmp}/f.npz", "--protocol", "market"], "unknown protocol 'market'"),
+        (["synth", "--layout", "sysu", "--out", "{tmp}", "--ids", "5"], "already exists"),
+    ],
+)
+def test_user_errors_end_in_one_line_and_exit_code_2(tmp_path, capsys, arguments, message):
+    save_features(tmp_path / "f.npz", FeatureSet(np.zeros((1, 2), np.float32), Split(["a"], [1], [3], [1])))
+    code = main([argument.format(tmp=tmp_path) for argument in arguments])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert message in error
+    assert len(error.strip().splitlines()) == 1 and "Traceback" not in error
+
+
+def test_trial_lists_parse():
+    assert _parse_trials("0-9") == list(range(10))
+    assert _parse_trials("1,3-4") == [1, 3, 4]

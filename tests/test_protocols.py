@@ -1,0 +1,121 @@
+"""Protocols over trials: selection from a feature file equals selection from disk,
+known answers on perfect features, mean/std and the printed table."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vireid.data import llcm_test_images, llcm_test_split, regdb_test_images, sysu_test_images, sysu_test_split
+from vireid.data.sysu import load_official_permutations
+from vireid.evaluation.feature_file import FeatureSet
+from vireid.evaluation.metrics import rank_metrics
+from vireid.evaluation.protocols import PROTOCOLS, evaluate_protocol, get_protocol, results_table
+from vireid.errors import UserError
+
+
+def _random_features(images, seed=0, dimension=8) -> FeatureSet:
+    return FeatureSet(np.random.default_rng(seed).normal(size=(len(images), dimension)).astype(np.float32), images)
+
+
+def _identity_features(images) -> FeatureSet:
+    """One-hot person features: every same-id pair has distance -1, every other 0."""
+    ids = sorted(set(images.person_ids.tolist()))
+    features = np.zeros((len(images), len(ids)), dtype=np.float32)
+    features[np.arange(len(images)), [ids.index(i) for i in images.person_ids.tolist()]] = 1
+    return FeatureSet(features, images)
+
+
+def _score_from_disk(feature_set, query, gallery, scoring):
+    row_of = {path: row for row, path in enumerate(feature_set.images.paths)}
+    unit = feature_set.features / np.linalg.norm(feature_set.features, axis=1, keepdims=True)
+    query_features = unit[[row_of[path] for path in query.paths]].astype(np.float64)
+    gallery_features = unit[[row_of[path] for path in gallery.paths]].astype(np.float64)
+    return rank_metrics(
+        -query_features @ gallery_features.T,
+        query.person_ids, gallery.person_ids, query.camera_ids, gallery.camera_ids, scoring,
+    )
+
+
+@pytest.mark.parametrize("name, mode", [("sysu-all", "all"), ("sysu-indoor", "indoor")])
+def test_sysu_trials_from_features_equal_trials_read_from_disk(sysu_root, name, mode):
+    feature_set = _random_features(sysu_test_images(sysu_root))
+    result = evaluate_protocol(name, [feature_set])
+    assert [trial.trial for trial in result.trials] == list(range(10))
+    for trial in result.trials[:3]:
+        query, gallery = sysu_test_split(sysu_root, mode=mode, trial=trial.trial)
+        expected = _score_from_disk(feature_set, query, gallery, "sysu")
+        assert (trial.num_query, trial.num_gallery) == (len(query), len(gallery))
+        np.testing.assert_allclose(trial.metrics.cmc, expected.cmc, atol=1e-6)
+        assert trial.metrics.mAP == pytest.approx(expected.mAP, abs=1e-6)
+        assert trial.metrics.mINP == pytest.approx(expected.mINP, abs=1e-6)
+
+
+def test_sysu_official_and_multi_shot_from_features_equal_disk(sysu_root):
+    feature_set = _random_features(sysu_test_images(sysu_root), seed=1)
+    permutations = load_official_permutations(sysu_root / "exp/rand_perm_cam.mat")
+    result = evaluate_protocol("sysu-all", [feature_set], trials=[4], shot="multi", draws="official", permutations=permutations)
+    query, gallery = sysu_test_split(sysu_root, mode="all", trial=4, shot="multi", draws="official")
+    expected = _score_from_disk(feature_set, query, gallery, "sysu")
+    assert result.trials[0].metrics.mAP == pytest.approx(expected.mAP, abs=1e-6)
+    assert result.label == "sysu-all multi-shot (official draws)"
+
+
+@pytest.mark.parametrize("mode", ["ir2vis", "vis2ir"])
+def test_llcm_trials_from_features_equal_disk(llcm_root, mode):
+    feature_set = _random_features(llcm_test_images(llcm_root), seed=2)
+    result = evaluate_protocol(f"llcm-{mode}", [feature_set], trials=[0, 3])
+    for trial in result.trials:
+        query, gallery = llcm_test_split(llcm_root, mode=mode, trial=trial.trial)
+        expected = _score_from_disk(feature_set, query, gallery, "llcm")
+        np.testing.assert_allclose(trial.metrics.cmc, expected.cmc, atol=1e-6)
+        assert trial.metrics.mAP == pytest.approx(expected.mAP, abs=1e-6)
+
+
+def test_perfect_features_score_one_everywhere(sysu_root, llcm_root):
+    for name, images in (("sysu-all", sysu_test_images(sysu_root)), ("llcm-vis2ir", llcm_test_images(llcm_root))):
+        mean = evaluate_protocol(name, [_identity_features(images)]).mean()
+        assert mean == pytest.approx({"rank1": 1, "rank5": 1, "rank10": 1, "rank20": 1, "mAP": 1, "mINP": 1})
+
+
+def test_regdb_takes_one_feature_file_per_trial(regdb_root):
+    feature_sets = []
+    for trial in (2, 5):
+        images = regdb_test_images(regdb_root, trial)
+        feature_sets.append(FeatureSet(_random_features(images, seed=trial).features, images, {"trial": trial}))
+    result = evaluate_protocol("regdb-t2v", feature_sets)
+    assert [trial.trial for trial in result.trials] == [2, 5]
+    assert result.trials[0].num_query == (feature_sets[0].images.modalities == 1).sum()
+    with pytest.raises(UserError, match="one per trial"):
+        evaluate_protocol("regdb-t2v", feature_sets, trials=[1])
+
+
+def test_mean_and_sample_std_over_trials(sysu_root):
+    result = evaluate_protocol("sysu-all", [_random_features(sysu_test_images(sysu_root), seed=3)])
+    rank1 = np.array([trial.metrics.cmc[0] for trial in result.trials])
+    maps = np.array([trial.metrics.mAP for trial in result.trials])
+    assert result.mean()["rank1"] == pytest.approx(rank1.sum() / 10)
+    assert result.std()["mAP"] == pytest.approx(np.sqrt(((maps - maps.mean()) ** 2).sum() / 9))
+    assert result.to_dict()["trials"][3]["mAP"] == pytest.approx(maps[3])
+
+
+def test_table_names_direction_and_trials(sysu_root):
+    result = evaluate_protocol("sysu-all", [_identity_features(sysu_test_images(sysu_root))], trials=[0, 1])
+    table = results_table([result])
+    assert table.splitlines()[0].startswith("| protocol | query → gallery | trials | R1 |")
+    row = table.splitlines()[2]
+    assert "sysu-all single-shot (agw draws)" in row
+    assert "infrared (cam3, cam6) → visible (cam1, cam2, cam4, cam5)" in row
+    assert "| 2 |" in row and "100.00 ± 0.00" in row
+
+
+def test_unknown_protocol_lists_the_valid_ones():
+    with pytest.raises(UserError, match="sysu-all, sysu-indoor, regdb-v2t") as caught:
+        get_protocol("sysu")
+    assert "'sysu'" in str(caught.value)
+    assert set(PROTOCOLS) == {"sysu-all", "sysu-indoor", "regdb-v2t", "regdb-t2v", "llcm-ir2vis", "llcm-vis2ir"}
+
+
+def test_sysu_and_llcm_take_one_feature_file(sysu_root):
+    feature_set = _random_features(sysu_test_images(sysu_root))
+    with pytest.raises(UserError, match="one feature file"):
+        evaluate_protocol("sysu-all", [feature_set, feature_set])

@@ -1,0 +1,293 @@
+"""The dataset readers against the layouts the generator writes, and the
+reference query/gallery draws re-done independently in the tests."""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.io import loadmat
+
+from vireid.data import (
+    DatasetError,
+    Modality,
+    llcm_test_split,
+    llcm_train_split,
+    regdb_test_split,
+    regdb_train_split,
+    sysu_test_split,
+    sysu_train_split,
+)
+
+
+def _ids(path: Path) -> list[int]:
+    return [int(token) for token in path.read_text().strip().split(",")]
+
+
+def _folder_files(folder: Path) -> list[str]:
+    return sorted(str(folder / name) for name in os.listdir(folder))
+
+
+def _copy(root: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / root.name
+    shutil.copytree(root, copy)
+    return copy
+
+
+# --- SYSU-MM01 -------------------------------------------------------------------------------
+
+
+def test_sysu_train_split_holds_every_train_and_val_image(sysu_root):
+    train_ids = _ids(sysu_root / "exp/train_id.txt") + _ids(sysu_root / "exp/val_id.txt")
+    split = sysu_train_split(sysu_root)
+    expected_visible = [
+        path
+        for person in sorted(train_ids)
+        for camera in (1, 2, 4, 5)
+        if (sysu_root / f"cam{camera}" / f"{person:04d}").is_dir()
+        for path in _folder_files(sysu_root / f"cam{camera}" / f"{person:04d}")
+    ]
+    expected_infrared = [
+        path
+        for person in sorted(train_ids)
+        for camera in (3, 6)
+        if (sysu_root / f"cam{camera}" / f"{person:04d}").is_dir()
+        for path in _folder_files(sysu_root / f"cam{camera}" / f"{person:04d}")
+    ]
+    assert list(split.paths) == expected_visible + expected_infrared
+    assert set(split.person_ids.tolist()) == set(train_ids)
+    # labels are 0..K-1 in ascending person-id order
+    order = {person: label for label, person in enumerate(sorted(train_ids))}
+    assert split.labels.tolist() == [order[person] for person in split.person_ids.tolist()]
+    assert split.person_ids.tolist() == [int(Path(path).parent.name) for path in split.paths]
+    assert split.camera_ids.tolist() == [int(Path(path).parent.parent.name[3:]) for path in split.paths]
+    infrared = np.isin(split.camera_ids, (3, 6))
+    assert (split.modalities[infrared] == Modality.INFRARED).all()
+    assert (split.modalities[~infrared] == Modality.VISIBLE).all()
+
+
+def test_sysu_train_split_without_val_leaves_val_ids_out(sysu_root):
+    split = sysu_train_split(sysu_root, include_val=False)
+    assert set(split.person_ids.tolist()) == set(_ids(sysu_root / "exp/train_id.txt"))
+    assert split.labels.max() == len(_ids(sysu_root / "exp/train_id.txt")) - 1
+
+
+def _agw_gallery(root: Path, cameras, trial: int) -> list[str]:
+    """The reference procedure, literally: module-level random.seed then random.choice."""
+    random.seed(trial)
+    gallery = []
+    for person in sorted(f"{person:04d}" for person in _ids(root / "exp/test_id.txt")):
+        for camera in cameras:
+            folder = os.path.join(root, camera, person)
+            if os.path.isdir(folder):
+                gallery.append(random.choice(sorted(folder + "/" + name for name in os.listdir(folder))))
+    return gallery
+
+
+@pytest.mark.parametrize("mode, cameras", [("all", ["cam1", "cam2", "cam4", "cam5"]), ("indoor", ["cam1", "cam2"])])
+def test_sysu_single_shot_matches_reference_draws(sysu_root, mode, cameras):
+    expected_query = [
+        path
+        for person in sorted(_ids(sysu_root / "exp/test_id.txt"))
+        for camera in (3, 6)
+        if (sysu_root / f"cam{camera}" / f"{person:04d}").is_dir()
+        for path in _folder_files(sysu_root / f"cam{camera}" / f"{person:04d}")
+    ]
+    galleries = []
+    for trial in range(10):
+        query, gallery = sysu_test_split(sysu_root, mode=mode, trial=trial)
+        assert list(query.paths) == expected_query
+        assert [os.path.normpath(path) for path in gallery.paths] == [
+            os.path.normpath(path) for path in _agw_gallery(sysu_root, cameras, trial)
+        ]
+        assert set(gallery.camera_ids.tolist()) <= {int(camera[3:]) for camera in cameras}
+        assert (query.modalities == Modality.INFRARED).all() and (gallery.modalities == Modality.VISIBLE).all()
+        galleries.append(gallery.paths)
+    assert len(set(galleries)) > 1, "different trials must draw different galleries"
+
+
+def test_sysu_multi_shot_draws_up_to_ten_per_folder(sysu_root):
+    _, gallery = sysu_test_split(sysu_root, mode="all", trial=2, shot="multi")
+    random.seed(2)
+    expected = []
+    for person in sorted(_ids(sysu_root / "exp/test_id.txt")):
+        for camera in (1, 2, 4, 5):
+            folder = sysu_root / f"cam{camera}" / f"{person:04d}"
+            if folder.is_dir():
+                files = _folder_files(folder)
+                expected += random.sample(files, min(10, len(files)))
+    assert list(gallery.paths) == expected
+    assert len(gallery) > len(sysu_test_split(sysu_root, mode="all", trial=2).gallery)
+
+
+def test_sysu_official_draws_follow_rand_perm_cam(sysu_root):
+    cells = loadmat(str(sysu_root / "exp/rand_perm_cam.mat"))["rand_perm_cam"]
+    for trial, shot, shots in ((0, "single", 1), (7, "multi", 10)):
+        _, gallery = sysu_test_split(sysu_root, mode="all", trial=trial, shot=shot, draws="official")
+        expected = []
+        for camera in (1, 2, 4, 5):
+            per_person = cells[camera - 1][0]
+            for person in sorted(_ids(sysu_root / "exp/test_id.txt")):
+                numbers = per_person[person - 1][0]
+                if numbers.size:
+                    expected += [str(sysu_root / f"cam{camera}" / f"{person:04d}" / f"{int(n):04d}.jpg") for n in numbers[trial][:shots]]
+        assert list(gallery.paths) == expected
+
+
+def test_sysu_official_draws_need_the_permutation_file(sysu_root, tmp_path):
+    root = _copy(sysu_root, tmp_path)
+    (root / "exp/rand_perm_cam.mat").unlink()
+    with pytest.raises(DatasetError, match="rand_perm_cam.mat"):
+        sysu_test_split(root, draws="official")
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda root: shutil.rmtree(root), "SYSU-MM01 root folder"),
+        (lambda root: shutil.rmtree(root / "exp"), "exp/ folder"),
+        (lambda root: (root / "exp/test_id.txt").unlink(), "test_id.txt: expected a one-line file"),
+        (lambda root: (root / "exp/test_id.txt").write_text("1,2,x\n"), "found 'x'"),
+        (lambda root: (root / "exp/test_id.txt").write_text("1,2\n3\n"), "ONE line"),
+        (lambda root: (root / "exp/test_id.txt").write_text(""), "file is empty"),
+        (lambda root: (root / "exp/test_id.txt").write_text("9000,9001\n"), "no image was found"),
+    ],
+)
+def test_sysu_broken_layouts_are_reported_by_path(sysu_root, tmp_path, damage, message):
+    root = _copy(sysu_root, tmp_path)
+    damage(root)
+    with pytest.raises(DatasetError, match=message) as caught:
+        sysu_test_split(root)
+    assert str(root) in str(caught.value)
+
+
+def test_sysu_train_split_reports_missing_val_file(sysu_root, tmp_path):
+    root = _copy(sysu_root, tmp_path)
+    (root / "exp/val_id.txt").unlink()
+    with pytest.raises(DatasetError, match="val_id.txt"):
+        sysu_train_split(root)
+
+
+# --- RegDB -----------------------------------------------------------------------------------
+
+
+def _index_lines(path: Path) -> list[tuple[str, int]]:
+    return [(line.split()[0], int(line.split()[1])) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("trial", [1, 10])
+def test_regdb_test_split_follows_index_files(regdb_root, trial):
+    visible = _index_lines(regdb_root / f"idx/test_visible_{trial}.txt")
+    thermal = _index_lines(regdb_root / f"idx/test_thermal_{trial}.txt")
+    query, gallery = regdb_test_split(regdb_root, trial=trial, direction="v2t")
+    assert list(query.paths) == [str(regdb_root / path) for path, _ in visible]
+    assert query.person_ids.tolist() == [label for _, label in visible]
+    assert list(gallery.paths) == [str(regdb_root / path) for path, _ in thermal]
+    assert (query.modalities == Modality.VISIBLE).all() and (query.camera_ids == 1).all()
+    assert (gallery.modalities == Modality.INFRARED).all() and (gallery.camera_ids == 2).all()
+    swapped_query, swapped_gallery = regdb_test_split(regdb_root, trial=trial, direction="t2v")
+    assert swapped_query.paths == gallery.paths and swapped_gallery.paths == query.paths
+    assert all(path.endswith(".bmp") and os.path.isfile(path) for path in query.paths + gallery.paths)
+
+
+def test_regdb_train_split_is_the_trial_complement(regdb_root):
+    train = regdb_train_split(regdb_root, trial=3)
+    query, _ = regdb_test_split(regdb_root, trial=3)
+    assert not set(train.person_ids.tolist()) & set(query.person_ids.tolist())
+    assert sorted(set(train.labels.tolist())) == list(range(train.num_identities))
+    assert (train.modalities == Modality.VISIBLE).sum() == (train.modalities == Modality.INFRARED).sum()
+    assert len(train) == len(_index_lines(regdb_root / "idx/train_visible_3.txt")) * 2
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda root: (root / "idx/test_thermal_1.txt").unlink(), "test_thermal_1.txt: expected an index file"),
+        (lambda root: (root / "idx/test_visible_1.txt").write_text("Visible/1/a.bmp\n"), "line 1: expected 'relative/image/path label'"),
+        (lambda root: (root / "idx/test_visible_1.txt").write_text("Visible/1/missing.bmp 0\n"), "missing.bmp does not exist"),
+        (lambda root: (root / "idx/test_visible_1.txt").write_text("\n"), "the file is empty"),
+        (lambda root: shutil.rmtree(root / "idx"), "idx/ folder"),
+    ],
+)
+def test_regdb_broken_layouts_are_reported_by_path(regdb_root, tmp_path, damage, message):
+    root = _copy(regdb_root, tmp_path)
+    damage(root)
+    with pytest.raises(DatasetError, match=message) as caught:
+        regdb_test_split(root, trial=1)
+    assert str(root) in str(caught.value)
+
+
+def test_regdb_rejects_trials_outside_1_to_10(regdb_root):
+    with pytest.raises(ValueError, match="1..10"):
+        regdb_test_split(regdb_root, trial=0)
+
+
+# --- LLCM ------------------------------------------------------------------------------------
+
+
+def _llcm_folder_walk(root: Path, folder: str, cameras):
+    for person in sorted(_ids(root / "idx/test_id.txt")):
+        for camera in cameras:
+            directory = root / folder / f"cam{camera}" / f"{person:04d}"
+            if directory.is_dir():
+                yield person, camera, _folder_files(directory)
+
+
+@pytest.mark.parametrize(
+    "mode, query_folder, gallery_folder, query_cameras, gallery_cameras",
+    [
+        ("ir2vis", "test_nir", "test_vis", (1, 2, 4, 5, 6, 7, 8, 9), range(1, 10)),
+        ("vis2ir", "test_vis", "test_nir", range(1, 10), (1, 2, 4, 5, 6, 7, 8, 9)),
+    ],
+)
+def test_llcm_test_split_matches_reference_draws(llcm_root, mode, query_folder, gallery_folder, query_cameras, gallery_cameras):
+    for trial in (0, 5):
+        query, gallery = llcm_test_split(llcm_root, mode=mode, trial=trial)
+        expected_query = [path for _, _, files in _llcm_folder_walk(llcm_root, query_folder, query_cameras) for path in files]
+        random.seed(trial)
+        expected_gallery = [random.choice(files) for _, _, files in _llcm_folder_walk(llcm_root, gallery_folder, gallery_cameras)]
+        assert list(query.paths) == expected_query
+        assert list(gallery.paths) == expected_gallery
+        assert query.person_ids.tolist() == [int(Path(path).parent.name) for path in query.paths]
+        assert gallery.camera_ids.tolist() == [int(Path(path).parent.parent.name[3:]) for path in gallery.paths]
+    expected_modality = Modality.INFRARED if mode == "ir2vis" else Modality.VISIBLE
+    assert (query.modalities == expected_modality).all() and (gallery.modalities != expected_modality).all()
+
+
+def test_llcm_train_split_reads_both_index_files(llcm_root):
+    split = llcm_train_split(llcm_root)
+    visible = _index_lines(llcm_root / "idx/train_vis.txt")
+    infrared = _index_lines(llcm_root / "idx/train_nir.txt")
+    assert list(split.paths) == [str(llcm_root / path) for path, _ in visible + infrared]
+    assert split.person_ids.tolist() == [label for _, label in visible + infrared]
+    assert split.modalities.tolist() == [0] * len(visible) + [1] * len(infrared)
+    assert not set(split.person_ids.tolist()) & set(_ids(llcm_root / "idx/test_id.txt"))
+    assert sorted(set(split.labels.tolist())) == list(range(split.num_identities))
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda root: shutil.rmtree(root / "test_nir"), "test_nir/ folder"),
+        (lambda root: (root / "idx/test_id.txt").write_text("1;2\n"), "found '1;2'"),
+        (lambda root: shutil.rmtree(root / "idx"), "idx/ folder"),
+    ],
+)
+def test_llcm_broken_layouts_are_reported_by_path(llcm_root, tmp_path, damage, message):
+    root = _copy(llcm_root, tmp_path)
+    damage(root)
+    with pytest.raises(DatasetError, match=message):
+        llcm_test_split(root)
+
+
+def test_llcm_train_index_lines_need_a_camera_folder(llcm_root, tmp_path):
+    root = _copy(llcm_root, tmp_path)
+    first_line = (root / "idx/train_vis.txt").read_text().splitlines()[0]
+    image = root / first_line.split()[0]
+    shutil.copy(image, root / "loose.jpg")
+    (root / "idx/train_vis.txt").write_text("loose.jpg 1\n")
+    with pytest.raises(DatasetError, match="camN"):
+        llcm_train_split(root)

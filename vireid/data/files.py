@@ -1,0 +1,88 @@
+"""Reading the small files every dataset layout is made of (id lists, index
+lists, person folders), each failure ending in a DatasetError that names the path."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from vireid.errors import DatasetError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_CAMERA_PART = re.compile(r"^cam(\d+)$")
+
+
+def require_dir(path: Path, what: str) -> Path:
+    """``path`` if it is a directory, else a DatasetError saying what was expected there."""
+    if not path.is_dir():
+        raise DatasetError(f"{path}: expected {what} (a folder), but it does not exist")
+    return path
+
+
+def require_file(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise DatasetError(f"{path}: expected {what}, but the file does not exist")
+    return path
+
+
+def read_id_list(path: Path) -> list[int]:
+    """Person ids of a one-line, comma-separated id file such as SYSU's ``exp/test_id.txt``."""
+    require_file(path, "a one-line file of comma-separated person ids")
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not lines:
+        raise DatasetError(f"{path}: expected one line of comma-separated person ids, but the file is empty")
+    if len(lines) > 1:
+        raise DatasetError(f"{path}: expected ONE line of comma-separated person ids, found {len(lines)} lines")
+    ids = []
+    for token in lines[0].split(","):
+        token = token.strip()
+        if not token.isdigit():
+            raise DatasetError(f"{path}: expected comma-separated integer person ids, found {token!r}")
+        ids.append(int(token))
+    if len(set(ids)) != len(ids):
+        raise DatasetError(f"{path}: a person id is listed twice")
+    return ids
+
+
+def read_index_file(path: Path, root: Path) -> list[tuple[str, int]]:
+    """Lines ``relative/path label`` of an index file, as (absolute path, label).
+
+    Every listed image must exist under ``root``; an empty index is an error.
+    """
+    require_file(path, "an index file of lines 'relative/image/path label'")
+    entries = []
+    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise DatasetError(
+                f"{path}, line {line_number}: expected 'relative/image/path label', found {line.strip()!r}"
+            )
+        image_path = root / parts[0]
+        if not image_path.is_file():
+            raise DatasetError(f"{path}, line {line_number}: lists {parts[0]}, but {image_path} does not exist")
+        entries.append((str(image_path), int(parts[1])))
+    if not entries:
+        raise DatasetError(f"{path}: expected at least one 'relative/image/path label' line, the file is empty")
+    return entries
+
+
+def sorted_images(folder: Path) -> list[str]:
+    """Full paths of the image files directly inside ``folder``, sorted as strings."""
+    names = [name for name in os.listdir(folder) if name.lower().endswith(IMAGE_SUFFIXES)]
+    return sorted(os.path.join(folder, name) for name in names)
+
+
+def camera_from_path(path: str) -> int:
+    """Camera number of the last ``camN`` part of a path; DatasetError if there is none."""
+    for part in reversed(Path(path).parts):
+        match = _CAMERA_PART.match(part)
+        if match:
+            return int(match.group(1))
+    raise DatasetError(f"{path}: expected a 'camN' folder in the path to give the camera id")
+
+
+def person_folder_name(person_id: int) -> str:
+    """The 4-digit, zero-padded folder name of a person id (SYSU-MM01, LLCM)."""
+    return f"{person_id:04d}"

@@ -1,0 +1,140 @@
+"""SYSU-MM01 reader: the authors' on-disk layout, training set and test protocol.
+
+Layout::
+
+    SYSU-MM01/cam1 .. cam6/<id4>/NNNN.jpg     cam1, cam2, cam4, cam5 visible; cam3, cam6 infrared
+    SYSU-MM01/exp/train_id.txt, val_id.txt, test_id.txt   one line of comma-separated ids
+    SYSU-MM01/exp/rand_perm_cam.mat           the authors' gallery permutations (optional)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vireid.data.draws import PersonFolders, all_images, official_draws, reference_draws
+from vireid.data.files import person_folder_name, read_id_list, require_dir, require_file, sorted_images
+from vireid.data.splits import Modality, QueryGallery, Split, relabel
+from vireid.errors import DatasetError
+
+VISIBLE_CAMERAS = (1, 2, 4, 5)
+INFRARED_CAMERAS = (3, 6)
+GALLERY_CAMERAS = {"all": (1, 2, 4, 5), "indoor": (1, 2)}
+"""Visible cameras of each search mode; the query is always every cam3 and cam6 image."""
+
+DRAWS = ("agw", "official")
+PERMUTATION_FILE = "exp/rand_perm_cam.mat"
+
+
+def _check_root(root: Path) -> Path:
+    require_dir(root, "the SYSU-MM01 root folder (cam1..cam6/ and exp/)")
+    require_dir(root / "exp", "SYSU-MM01's exp/ folder with train_id.txt, val_id.txt and test_id.txt")
+    return root
+
+
+def _person_images(root: Path, person_ids: list[int], cameras: tuple[int, ...]) -> Split:
+    """Every image of ``person_ids`` in ``cameras``: ids sorted, cameras in order, files sorted."""
+    paths, person_column, camera_column = [], [], []
+    for person_id in sorted(person_ids):
+        for camera_id in cameras:
+            folder = root / f"cam{camera_id}" / person_folder_name(person_id)
+            if folder.is_dir():
+                images = sorted_images(folder)
+                paths += images
+                person_column += [person_id] * len(images)
+                camera_column += [camera_id] * len(images)
+    camera_array = np.asarray(camera_column, dtype=np.int64)
+    return Split(
+        paths=paths,
+        person_ids=person_column,
+        camera_ids=camera_array,
+        modalities=np.where(np.isin(camera_array, INFRARED_CAMERAS), Modality.INFRARED, Modality.VISIBLE),
+    )
+
+
+def _require_images(split: Split, what: str, where: Path) -> Split:
+    if len(split) == 0:
+        raise DatasetError(f"{where}: expected {what}, but no image was found")
+    return split
+
+
+def sysu_train_split(root: str | Path, include_val: bool = True) -> Split:
+    """The training set: ids of train_id.txt (+ val_id.txt, as the reference trains on both).
+
+    Visible images (cam1, 2, 4, 5) then infrared images (cam3, 6), each ids
+    sorted, cameras in order, files sorted; labels re-indexed 0..K-1 by id.
+    """
+    root = _check_root(Path(root))
+    person_ids = read_id_list(root / "exp" / "train_id.txt")
+    if include_val:
+        person_ids += read_id_list(root / "exp" / "val_id.txt")
+    visible = _require_images(_person_images(root, person_ids, VISIBLE_CAMERAS), "visible training images in cam1/2/4/5", root)
+    infrared = _require_images(_person_images(root, person_ids, INFRARED_CAMERAS), "infrared training images in cam3/6", root)
+    images = Split.concatenate([visible, infrared])
+    return Split(images.paths, images.person_ids, images.camera_ids, images.modalities, relabel(images.person_ids))
+
+
+def sysu_test_images(root: str | Path, id_file: str = "test_id.txt") -> Split:
+    """Every image of the test ids (``exp/<id_file>``) in all six cameras, in protocol order."""
+    root = _check_root(Path(root))
+    person_ids = read_id_list(root / "exp" / id_file)
+    images = _person_images(root, person_ids, (1, 2, 3, 4, 5, 6))
+    _require_images(images.of_modality(Modality.INFRARED), f"infrared images (cam3/cam6) of the ids in exp/{id_file}", root)
+    _require_images(images.of_modality(Modality.VISIBLE), f"visible images (cam1/2/4/5) of the ids in exp/{id_file}", root)
+    return images
+
+
+def load_official_permutations(path: str | Path) -> np.ndarray:
+    """The ``rand_perm_cam`` cell array of SYSU-MM01's ``exp/rand_perm_cam.mat``."""
+    from scipy.io import loadmat
+
+    path = require_file(Path(path), "SYSU-MM01's rand_perm_cam.mat (needed for draws='official')")
+    try:
+        content = loadmat(str(path))
+    except Exception as error:  # scipy raises several types for a damaged file
+        raise DatasetError(f"{path}: expected a MATLAB .mat file, could not read it ({error})") from error
+    if "rand_perm_cam" not in content:
+        raise DatasetError(f"{path}: expected a variable 'rand_perm_cam', found {sorted(k for k in content if not k.startswith('__'))}")
+    return content["rand_perm_cam"]
+
+
+def sysu_trial_rows(
+    test_images: Split,
+    mode: str = "all",
+    trial: int = 0,
+    shot: str = "single",
+    draws: str = "agw",
+    permutations: np.ndarray | None = None,
+    permutation_source: str = PERMUTATION_FILE,
+) -> tuple[list[int], list[int]]:
+    """Rows of ``test_images`` that form the query and the gallery of one trial.
+
+    Query: every infrared image (cam3, cam6). Gallery: ``draws="agw"``
+    reproduces the reference ``random.seed(trial)`` draws; ``"official"`` reads
+    the authors' permutations (``permutations``, from rand_perm_cam.mat).
+    """
+    if mode not in GALLERY_CAMERAS:
+        raise ValueError(f"SYSU-MM01 mode must be one of {sorted(GALLERY_CAMERAS)}, got {mode!r}")
+    if draws not in DRAWS:
+        raise ValueError(f"draws must be one of {DRAWS}, got {draws!r}")
+    folders = PersonFolders(test_images)
+    query_rows = all_images(folders, Modality.INFRARED, INFRARED_CAMERAS)
+    cameras = GALLERY_CAMERAS[mode]
+    if draws == "agw":
+        return query_rows, reference_draws(folders, Modality.VISIBLE, cameras, trial, shot)
+    if permutations is None:
+        raise ValueError("draws='official' needs the permutations of rand_perm_cam.mat")
+    return query_rows, official_draws(folders, Modality.VISIBLE, cameras, trial, shot, permutations, permutation_source)
+
+
+def sysu_test_split(
+    root: str | Path, mode: str = "all", trial: int = 0, shot: str = "single", draws: str = "agw"
+) -> QueryGallery:
+    """Query and gallery of SYSU-MM01 trial ``trial`` read from ``root``, in protocol order."""
+    root = Path(root)
+    permutations = load_official_permutations(root / PERMUTATION_FILE) if draws == "official" else None
+    test_images = sysu_test_images(root)
+    query_rows, gallery_rows = sysu_trial_rows(
+        test_images, mode, trial, shot, draws, permutations, str(root / PERMUTATION_FILE)
+    )
+    return QueryGallery(test_images.subset(query_rows), test_images.subset(gallery_rows))

@@ -1,0 +1,16 @@
+"""Errors a user can cause; the CLI prints their message alone, without a traceback."""
+
+
+class UserError(Exception):
+    """Base of every error caused by input the user controls (paths, files, options)."""
+
+
+class DatasetError(UserError, ValueError):
+    """A dataset on disk is missing, laid out wrongly, or inconsistent.
+
+    The message names the path and what was expected there.
+    """
+
+
+class FeatureFileError(UserError, ValueError):
+    """A saved feature file is missing, unreadable or not in the vireid format."""

@@ -1,0 +1,210 @@
+"""The evaluation protocols: which images form each trial's query and gallery,
+how they are scored, and the mean/std over trials in the standard table.
+
+==============  ==========================================  =================
+protocol        query -> gallery                            trials
+==============  ==========================================  =================
+sysu-all        infrared cam3, cam6 -> visible cam1,2,4,5   0..9 (random draws)
+sysu-indoor     infrared cam3, cam6 -> visible cam1,2       0..9
+regdb-v2t       visible -> thermal                          1..10 (one file each)
+regdb-t2v       thermal -> visible                          1..10
+llcm-ir2vis     near-infrared -> visible                    0..9
+llcm-vis2ir     visible -> near-infrared                    0..9
+==============  ==========================================  =================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from vireid.data.llcm import llcm_trial_rows
+from vireid.data.regdb import regdb_direction_rows
+from vireid.data.splits import Split
+from vireid.data.sysu import sysu_trial_rows
+from vireid.evaluation.feature_file import FeatureSet
+from vireid.evaluation.metrics import RankMetrics, evaluate_features
+from vireid.errors import UserError
+
+REPORTED_RANKS = (1, 5, 10, 20)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    dataset: str  # "sysu" | "regdb" | "llcm": the reader and the scoring rule
+    mode: str  # the dataset's search mode or direction
+    query: str  # what the query is, printed in every table
+    gallery: str
+    trials: tuple[int, ...]
+
+
+PROTOCOLS = {
+    protocol.name: protocol
+    for protocol in (
+        Protocol("sysu-all", "sysu", "all", "infrared (cam3, cam6)", "visible (cam1, cam2, cam4, cam5)", tuple(range(10))),
+        Protocol("sysu-indoor", "sysu", "indoor", "infrared (cam3, cam6)", "visible (cam1, cam2)", tuple(range(10))),
+        Protocol("regdb-v2t", "regdb", "v2t", "visible", "thermal", tuple(range(1, 11))),
+        Protocol("regdb-t2v", "regdb", "t2v", "thermal", "visible", tuple(range(1, 11))),
+        Protocol("llcm-ir2vis", "llcm", "ir2vis", "near-infrared", "visible", tuple(range(10))),
+        Protocol("llcm-vis2ir", "llcm", "vis2ir", "visible", "near-infrared", tuple(range(10))),
+    )
+}
+
+
+def get_protocol(name: str) -> Protocol:
+    if name not in PROTOCOLS:
+        raise UserError(f"--protocol: unknown protocol {name!r}; expected one of {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name]
+
+
+def trial_rows(
+    protocol: Protocol,
+    test_images: Split,
+    trial: int,
+    shot: str = "single",
+    draws: str = "agw",
+    permutations: np.ndarray | None = None,
+) -> tuple[list[int], list[int]]:
+    """Rows of ``test_images`` forming the query and gallery of ``trial``.
+
+    For RegDB ``test_images`` already is one trial's test set, so ``trial`` is
+    not used to select. ``shot`` and ``draws`` apply to SYSU-MM01 only.
+    """
+    if protocol.dataset == "sysu":
+        return sysu_trial_rows(test_images, protocol.mode, trial, shot, draws, permutations)
+    if protocol.dataset == "llcm":
+        return llcm_trial_rows(test_images, protocol.mode, trial)
+    return regdb_direction_rows(test_images, protocol.mode)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    trial: int
+    metrics: RankMetrics
+    num_query: int
+    num_gallery: int
+
+
+@dataclass(frozen=True)
+class ProtocolResult:
+    """The metrics of every trial of one protocol, with their mean and std."""
+
+    protocol: Protocol
+    trials: tuple[TrialResult, ...]
+    shot: str = "single"
+    draws: str = "agw"
+
+    @property
+    def label(self) -> str:
+        if self.protocol.dataset == "sysu":
+            return f"{self.protocol.name} {self.shot}-shot ({self.draws} draws)"
+        return self.protocol.name
+
+    def per_trial(self) -> dict[str, np.ndarray]:
+        """Each metric (fractions 0..1) as an array over trials."""
+        return {
+            **{f"rank{rank}": np.array([t.metrics.cmc[rank - 1] for t in self.trials]) for rank in REPORTED_RANKS},
+            "mAP": np.array([t.metrics.mAP for t in self.trials]),
+            "mINP": np.array([t.metrics.mINP for t in self.trials]),
+        }
+
+    def mean(self) -> dict[str, float]:
+        return {name: float(values.mean()) for name, values in self.per_trial().items()}
+
+    def std(self) -> dict[str, float]:
+        """Sample standard deviation over trials (ddof = 1; 0 for a single trial)."""
+        return {
+            name: float(values.std(ddof=1)) if values.size > 1 else 0.0 for name, values in self.per_trial().items()
+        }
+
+    def to_dict(self) -> dict:
+        return {
+            "protocol": self.protocol.name,
+            "query": self.protocol.query,
+            "gallery": self.protocol.gallery,
+            "shot": self.shot,
+            "draws": self.draws,
+            "mean": self.mean(),
+            "std": self.std(),
+            "trials": [
+                {
+                    "trial": t.trial,
+                    "num_query": t.num_query,
+                    "num_gallery": t.num_gallery,
+                    "num_valid_query": t.metrics.num_valid_queries,
+                    "cmc": [float(value) for value in t.metrics.cmc],
+                    "mAP": t.metrics.mAP,
+                    "mINP": t.metrics.mINP,
+                }
+                for t in self.trials
+            ],
+        }
+
+
+def results_table(results: Sequence[ProtocolResult]) -> str:
+    """The standard Markdown table: mean ± std over trials, in percent."""
+    metric_names = [f"rank{rank}" for rank in REPORTED_RANKS] + ["mAP", "mINP"]
+    header = "| protocol | query → gallery | trials | " + " | ".join(
+        ["R1", "R5", "R10", "R20", "mAP", "mINP"]
+    ) + " |"
+    lines = [header, "|" + "---|" * (3 + len(metric_names))]
+    for result in results:
+        mean, std = result.mean(), result.std()
+        cells = [f"{100 * mean[name]:.2f} ± {100 * std[name]:.2f}" for name in metric_names]
+        direction = f"{result.protocol.query} → {result.protocol.gallery}"
+        lines.append(f"| {result.label} | {direction} | {len(result.trials)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def evaluate_protocol(
+    protocol: Protocol | str,
+    feature_sets: Sequence[FeatureSet],
+    trials: Sequence[int] | None = None,
+    shot: str = "single",
+    draws: str = "agw",
+    permutations: np.ndarray | None = None,
+    max_rank: int = 20,
+    device: str | torch.device | None = None,
+) -> ProtocolResult:
+    """Score saved features with a protocol over its trials.
+
+    SYSU-MM01 / LLCM: one feature set holding every test image; each trial
+    draws its gallery from it (``trials`` defaults to 0..9). RegDB: one feature
+    set per trial (each from that trial's model), the trial number taken from
+    its metadata.
+    """
+    protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    if protocol.dataset == "regdb":
+        if trials is not None:
+            raise UserError("RegDB trials are the feature files given (one per trial), not --trials")
+        runs = [(int(feature_set.metadata.get("trial", position + 1)), position) for position, feature_set in enumerate(feature_sets)]
+    else:
+        if len(feature_sets) != 1:
+            raise UserError(f"{protocol.name} takes one feature file of all test images, got {len(feature_sets)}")
+        runs = [(trial, 0) for trial in (protocol.trials if trials is None else trials)]
+    normalised = [  # (N, D) unit rows, on the scoring device
+        torch.nn.functional.normalize(torch.as_tensor(feature_set.features, device=device), dim=1)
+        for feature_set in feature_sets
+    ]
+    results = []
+    for trial, position in runs:
+        images = feature_sets[position].images
+        query_rows, gallery_rows = trial_rows(protocol, images, trial, shot, draws, permutations)
+        if not query_rows or not gallery_rows:
+            raise UserError(f"{protocol.name} trial {trial}: the features hold no query or no gallery image")
+        features = normalised[position]
+        metrics = evaluate_features(
+            features[torch.as_tensor(query_rows, device=features.device)],
+            features[torch.as_tensor(gallery_rows, device=features.device)],
+            images.person_ids[query_rows],
+            images.person_ids[gallery_rows],
+            images.camera_ids[query_rows],
+            images.camera_ids[gallery_rows],
+            protocol.dataset,
+            max_rank=max_rank,
+        )
+        results.append(TrialResult(trial, metrics, len(query_rows), len(gallery_rows)))
+    return ProtocolResult(protocol, tuple(results), shot, draws)

@@ -1,0 +1,1 @@
+"""Feature extractors: the learned networks and a hand-made reference descriptor."""
