@@ -22,7 +22,8 @@ def _standardise(values: np.ndarray) -> np.ndarray:
 def describe(image: Image.Image) -> np.ndarray:
     """(2 * 32 * 16,) float32 descriptor of one image."""
     height, width = DESCRIPTOR_SIZE
-    grey = np.asarray(image.convert("L").resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+    full = Image.fromarray(np.asarray(image.convert("L"), dtype=np.float32), mode="F")
+    grey = np.asarray(full.resize((width, height), Image.Resampling.BILINEAR))  # (32, 16), resized in float
     vertical, horizontal = np.gradient(grey)
     gradient = np.hypot(vertical, horizontal)
     return np.concatenate([_standardise(grey).ravel(), _standardise(gradient).ravel()]).astype(np.float32)
