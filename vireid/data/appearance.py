@@ -20,7 +20,7 @@ from vireid.data.splits import Modality
 
 PATTERNS = ("plain", "horizontal stripes", "vertical stripes", "checks", "logo")
 _LUMINANCE = np.array([0.299, 0.587, 0.114])
-_VISIBLE_SHARE_IN_INFRARED = 0.3  # how much of the visible luminance the infrared intensity keeps
+_VISIBLE_SHARE_IN_INFRARED = 0.5  # how much of the visible luminance the infrared intensity keeps
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def _camera_style(camera_id: int, modality: Modality) -> _CameraStyle:
             contrast=float(rng.uniform(0.6, 0.9)),
             blur=int(rng.integers(1, 3)),
             noise=float(rng.uniform(0.03, 0.06)),
-            scale=float(rng.uniform(0.85, 1.0)),
+            scale=float(rng.uniform(0.94, 1.0)),
         )
     return _CameraStyle(
         background=rng.uniform(0.25, 0.75, 3),
@@ -140,7 +140,7 @@ def _camera_style(camera_id: int, modality: Modality) -> _CameraStyle:
         contrast=float(rng.uniform(0.85, 1.1)),
         blur=int(rng.integers(0, 2)),
         noise=float(rng.uniform(0.01, 0.03)),
-        scale=float(rng.uniform(0.85, 1.0)),
+        scale=float(rng.uniform(0.94, 1.0)),
     )
 
 
@@ -197,11 +197,11 @@ def render_person(
     if infrared:
         image = np.repeat(image.mean(axis=2, keepdims=True), 3, axis=2)
 
-    body_height = appearance.height * style.scale * rng.uniform(0.88, 1.05) * height
-    centre_x = width / 2 + rng.normal(0, 0.06) * width
-    top = (height - body_height) / 2 + rng.normal(0, 0.04) * height
+    body_height = appearance.height * style.scale * rng.uniform(0.95, 1.03) * height
+    centre_x = width / 2 + rng.normal(0, 0.03) * width
+    top = (height - body_height) / 2 + rng.normal(0, 0.015) * height
     mirror = -1.0 if rng.random() < 0.5 else 1.0
-    lean = rng.normal(0, 0.03)
+    lean = rng.normal(0, 0.02)
     rows, columns = np.mgrid[0:height, 0:width].astype(np.float64)
     v = (rows + 0.5 - top) / body_height  # 0 at the top of the head, 1 at the soles
     u = mirror * ((columns + 0.5 - centre_x) / body_height - lean * (v - 0.5))  # 0 on the body axis
