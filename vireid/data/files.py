@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Callable, Iterable
 
+from vireid.data.splits import Modality, Split
 from vireid.errors import DatasetError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -86,3 +88,23 @@ def camera_from_path(path: str) -> int:
 def person_folder_name(person_id: int) -> str:
     """The 4-digit, zero-padded folder name of a person id (SYSU-MM01, LLCM)."""
     return f"{person_id:04d}"
+
+
+def person_folder_images(
+    camera_root: Path, person_ids: Iterable[int], cameras: Iterable[int], modality_of_camera: Callable[[int], Modality]
+) -> Split:
+    """Every image under ``camera_root/camN/<id4>/``: ids sorted, cameras in the given order, files sorted.
+
+    Missing person folders are skipped (not every person passes every camera).
+    """
+    paths, person_column, camera_column = [], [], []
+    cameras = tuple(cameras)
+    for person_id in sorted(person_ids):
+        for camera_id in cameras:
+            folder = camera_root / f"cam{camera_id}" / person_folder_name(person_id)
+            if folder.is_dir():
+                images = sorted_images(folder)
+                paths += images
+                person_column += [person_id] * len(images)
+                camera_column += [camera_id] * len(images)
+    return Split(paths, person_column, camera_column, [modality_of_camera(camera) for camera in camera_column])

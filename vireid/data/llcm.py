@@ -12,14 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vireid.data.draws import PersonFolders, all_images, reference_draws
-from vireid.data.files import (
-    camera_from_path,
-    person_folder_name,
-    read_id_list,
-    read_index_file,
-    require_dir,
-    sorted_images,
-)
+from vireid.data.files import camera_from_path, person_folder_images, read_id_list, read_index_file, require_dir
 from vireid.data.splits import Modality, QueryGallery, Split, relabel
 from vireid.errors import DatasetError
 
@@ -60,24 +53,18 @@ def llcm_train_split(root: str | Path) -> Split:
 
 
 def llcm_test_images(root: str | Path) -> Split:
-    """Every test image: test ids sorted, then visible cameras 1..9, then infrared cameras."""
+    """Every test image: visible then infrared; within each, test ids sorted, cameras in order, files sorted."""
     root = _check_root(Path(root))
-    person_ids = sorted(read_id_list(root / "idx" / "test_id.txt"))
-    paths, person_column, camera_column, modality_column = [], [], [], []
+    person_ids = read_id_list(root / "idx" / "test_id.txt")
+    parts = []
     for modality, cameras in TEST_CAMERAS.items():
-        modality_root = require_dir(root / TEST_FOLDERS[modality], f"LLCM's {TEST_FOLDERS[modality]}/ folder of camN/<id4>/ test images")
-        for person_id in person_ids:
-            for camera_id in cameras:
-                folder = modality_root / f"cam{camera_id}" / person_folder_name(person_id)
-                if folder.is_dir():
-                    images = sorted_images(folder)
-                    paths += images
-                    person_column += [person_id] * len(images)
-                    camera_column += [camera_id] * len(images)
-                    modality_column += [modality] * len(images)
-        if modality not in modality_column:
+        folder = TEST_FOLDERS[modality]
+        modality_root = require_dir(root / folder, f"LLCM's {folder}/ folder of camN/<id4>/ test images")
+        images = person_folder_images(modality_root, person_ids, cameras, lambda _camera, modality=modality: modality)
+        if len(images) == 0:
             raise DatasetError(f"{modality_root}: expected camN/<id4>/ folders of the ids in idx/test_id.txt, found no image")
-    return Split(paths, person_column, camera_column, modality_column)
+        parts.append(images)
+    return Split.concatenate(parts)
 
 
 def llcm_trial_rows(test_images: Split, mode: str = "ir2vis", trial: int = 0) -> tuple[list[int], list[int]]:

@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -204,7 +204,7 @@ def plan_llcm(identities: int, images_per_id: int, rng: np.random.Generator) -> 
 _PLANNERS = {"sysu": plan_sysu, "regdb": plan_regdb, "llcm": plan_llcm}
 
 
-def _render_person_images(seed: int, person_id: int, jobs: list[ImageJob], root: str, size: tuple[int, int]) -> int:
+def _render_person_images(seed: int, person_id: int, jobs: list[ImageJob], root: str, size: tuple[int, int]) -> None:
     """Render and save every image of one person (runs in a worker process)."""
     appearance = sample_appearance(np.random.default_rng([seed, 0, person_id]))
     height, width = size
@@ -218,7 +218,6 @@ def _render_person_images(seed: int, person_id: int, jobs: list[ImageJob], root:
             image.save(path, quality=92)
         else:
             image.save(path)
-    return len(jobs)
 
 
 def _write_plan(plan: DatasetPlan, root: Path, seed: int, size: tuple[int, int], workers: int) -> None:
@@ -288,7 +287,3 @@ def write_synthetic_dataset(
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
     return SynthSummary(layout, str(out), identities, len(plan.images), time.perf_counter() - started)
-
-
-def summary_line(summary: SynthSummary) -> str:
-    return json.dumps(asdict(summary))

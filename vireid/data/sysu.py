@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from vireid.data.draws import PersonFolders, all_images, official_draws, reference_draws
-from vireid.data.files import person_folder_name, read_id_list, require_dir, require_file, sorted_images
+from vireid.data.files import person_folder_images, read_id_list, require_dir, require_file
 from vireid.data.splits import Modality, QueryGallery, Split, relabel
 from vireid.errors import DatasetError
 
@@ -32,24 +32,8 @@ def _check_root(root: Path) -> Path:
     return root
 
 
-def _person_images(root: Path, person_ids: list[int], cameras: tuple[int, ...]) -> Split:
-    """Every image of ``person_ids`` in ``cameras``: ids sorted, cameras in order, files sorted."""
-    paths, person_column, camera_column = [], [], []
-    for person_id in sorted(person_ids):
-        for camera_id in cameras:
-            folder = root / f"cam{camera_id}" / person_folder_name(person_id)
-            if folder.is_dir():
-                images = sorted_images(folder)
-                paths += images
-                person_column += [person_id] * len(images)
-                camera_column += [camera_id] * len(images)
-    camera_array = np.asarray(camera_column, dtype=np.int64)
-    return Split(
-        paths=paths,
-        person_ids=person_column,
-        camera_ids=camera_array,
-        modalities=np.where(np.isin(camera_array, INFRARED_CAMERAS), Modality.INFRARED, Modality.VISIBLE),
-    )
+def _camera_modality(camera_id: int) -> Modality:
+    return Modality.INFRARED if camera_id in INFRARED_CAMERAS else Modality.VISIBLE
 
 
 def _require_images(split: Split, what: str, where: Path) -> Split:
@@ -68,8 +52,8 @@ def sysu_train_split(root: str | Path, include_val: bool = True) -> Split:
     person_ids = read_id_list(root / "exp" / "train_id.txt")
     if include_val:
         person_ids += read_id_list(root / "exp" / "val_id.txt")
-    visible = _require_images(_person_images(root, person_ids, VISIBLE_CAMERAS), "visible training images in cam1/2/4/5", root)
-    infrared = _require_images(_person_images(root, person_ids, INFRARED_CAMERAS), "infrared training images in cam3/6", root)
+    visible = _require_images(person_folder_images(root, person_ids, VISIBLE_CAMERAS, _camera_modality), "visible training images in cam1/2/4/5", root)
+    infrared = _require_images(person_folder_images(root, person_ids, INFRARED_CAMERAS, _camera_modality), "infrared training images in cam3/6", root)
     images = Split.concatenate([visible, infrared])
     return Split(images.paths, images.person_ids, images.camera_ids, images.modalities, relabel(images.person_ids))
 
@@ -78,7 +62,7 @@ def sysu_test_images(root: str | Path, id_file: str = "test_id.txt") -> Split:
     """Every image of the test ids (``exp/<id_file>``) in all six cameras, in protocol order."""
     root = _check_root(Path(root))
     person_ids = read_id_list(root / "exp" / id_file)
-    images = _person_images(root, person_ids, (1, 2, 3, 4, 5, 6))
+    images = person_folder_images(root, person_ids, (1, 2, 3, 4, 5, 6), _camera_modality)
     _require_images(images.of_modality(Modality.INFRARED), f"infrared images (cam3/cam6) of the ids in exp/{id_file}", root)
     _require_images(images.of_modality(Modality.VISIBLE), f"visible images (cam1/2/4/5) of the ids in exp/{id_file}", root)
     return images
