@@ -13,18 +13,21 @@ Ties: equal distances keep gallery order (a stable sort: the lower gallery
 index ranks first), so results never depend on the sorting algorithm.
 
 CMC beyond the gallery's length stays at its final value (it is a cumulative
-fraction), so ``cmc`` always has ``max_rank`` entries.
+fraction), so ``cmc`` always has ``max_rank`` entries; the reference code
+truncates the curve to the gallery's length instead.
 
 Everything runs as tensor operations on the distances' device, in query chunks
 that bound the temporary memory; no Python loop over queries.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+ArrayLike = np.ndarray | torch.Tensor | Sequence
 PROTOCOL_SCORING = ("sysu", "regdb", "llcm")
 _CHUNK_BYTES = 256 * 2**20
 _BYTES_PER_PAIR = 64  # the (chunk, G) temporaries of one pass, all together
@@ -32,6 +35,8 @@ _BYTES_PER_PAIR = 64  # the (chunk, G) temporaries of one pass, all together
 
 @dataclass(frozen=True)
 class RankMetrics:
+    """The scores of one query set against one gallery; averages are over valid queries only."""
+
     cmc: np.ndarray  # (max_rank,) float64, fractions of valid queries
     mAP: float
     mINP: float
@@ -43,8 +48,9 @@ class RankMetrics:
         return float(self.cmc[k - 1])
 
 
-def _as_tensor(values, device: torch.device | None = None) -> torch.Tensor:
-    tensor = values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
+def _as_tensor(values: ArrayLike, device: torch.device | None = None) -> torch.Tensor:
+    """A tensor without autograd history; numpy views of any stride are accepted."""
+    tensor = values.detach() if isinstance(values, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(values))
     return tensor if device is None else tensor.to(device)
 
 
@@ -117,11 +123,11 @@ def _scores_of_chunk(
 
 
 def rank_metrics(
-    distances,
-    query_ids,
-    gallery_ids,
-    query_cameras,
-    gallery_cameras,
+    distances: ArrayLike,
+    query_ids: ArrayLike,
+    gallery_ids: ArrayLike,
+    query_cameras: ArrayLike,
+    gallery_cameras: ArrayLike,
     protocol: str,
     max_rank: int = 20,
     query_chunk_size: int | None = None,
@@ -129,7 +135,9 @@ def rank_metrics(
     """CMC (``max_rank`` long), mAP and mINP of a (Q, G) distance matrix under ``protocol``.
 
     ``distances`` and the id/camera vectors may be numpy arrays or tensors;
-    the work happens on the distances' device.
+    the work happens on the distances' device. ``query_chunk_size`` queries are
+    scored at a time; ``None`` picks the largest chunk whose (chunk, G)
+    temporaries stay under about 256 MB.
     """
     if protocol not in PROTOCOL_SCORING:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOL_SCORING)}, got {protocol!r}")
@@ -150,6 +158,8 @@ def rank_metrics(
         )
     if max_rank < 1:
         raise ValueError(f"max_rank must be at least 1, got {max_rank}")
+    if query_chunk_size is not None and query_chunk_size < 1:
+        raise ValueError(f"query_chunk_size must be at least 1 (or None), got {query_chunk_size}")
     unique_ids, gallery_id_index = torch.unique(gallery_ids, return_inverse=True)
     chunk = query_chunk_size or max(1, _CHUNK_BYTES // max(1, _BYTES_PER_PAIR * max(num_gallery, unique_ids.numel())))
     parts = [
@@ -180,7 +190,7 @@ def rank_metrics(
     )
 
 
-def pairwise_distances(query_features, gallery_features) -> torch.Tensor:
+def pairwise_distances(query_features: ArrayLike, gallery_features: ArrayLike) -> torch.Tensor:
     """(Q, G) negative cosine similarity of L2-normalised features, on the features' device."""
     query = torch.nn.functional.normalize(_as_tensor(query_features).float(), dim=1)
     gallery = torch.nn.functional.normalize(_as_tensor(gallery_features, query.device).float(), dim=1)
@@ -188,12 +198,12 @@ def pairwise_distances(query_features, gallery_features) -> torch.Tensor:
 
 
 def evaluate_features(
-    query_features,
-    gallery_features,
-    query_ids,
-    gallery_ids,
-    query_cameras,
-    gallery_cameras,
+    query_features: ArrayLike,
+    gallery_features: ArrayLike,
+    query_ids: ArrayLike,
+    gallery_ids: ArrayLike,
+    query_cameras: ArrayLike,
+    gallery_cameras: ArrayLike,
     protocol: str,
     max_rank: int = 20,
 ) -> RankMetrics:

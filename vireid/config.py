@@ -1,0 +1,170 @@
+"""Typed experiment configuration: dataclasses, YAML files, dotted overrides.
+
+A config file holds only the keys it changes; every other key keeps the
+default below. An unknown key or a value of the wrong type is a ConfigError
+that names the key and what is accepted.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from vireid.errors import UserError
+
+
+class ConfigError(UserError, ValueError):
+    """A config key that does not exist, or a value it cannot take."""
+
+
+@dataclass
+class DataConfig:
+    dataset: Literal["sysu", "regdb", "llcm"] = "sysu"
+    root: str = "data/SYSU-MM01"
+    trial: int = 1  # RegDB: the trial whose train/test files are used
+    height: int = 288
+    width: int = 144
+
+
+@dataclass
+class ModelConfig:
+    backbone: Literal["resnet50", "resnet18"] = "resnet50"
+    pretrained: str = "imagenet"  # "imagenet" (torchvision weights API), "none", or a path to a state-dict file
+    last_stride: int = 1
+    non_local: bool = True
+    non_local_inter_channels: Literal["one", "half"] = "one"  # "one": the reference AGW quirk; "half": C/2
+    gem_p: float = 3.0
+    parts: int = 0  # FGFL horizontal stripes; 0 turns the local branch off
+    part_dim: int = 512
+    cmimpl: bool = False  # modality-specific classifiers with cross-modality mutual prediction
+    ema_rate: float = 0.2  # update rate of the classifiers' slow copies
+
+
+@dataclass
+class LossConfig:
+    label_smoothing: float = 0.0
+    id_weight: float = 1.0  # global identity loss
+    triplet_weight: float = 1.0  # global weighted regularised triplet
+    part_id_weight: float = 1.0
+    part_triplet_weight: float = 1.0
+    alpha: float = 1.2  # weight of L_msid (modality-specific identity loss)
+    beta: float = 0.4  # weight of L_cmp (cross-modality mutual prediction)
+    cross_loss: Literal["hard", "soft", "ce", "both"] = "hard"  # see vireid.losses.mutual
+
+
+@dataclass
+class TestConfig:
+    feature: Literal["global", "parts", "both"] = "global"
+    after_bn: bool = True  # global feature after the BNNeck (AGW's headline) or before it
+    flip: bool = False  # average with the horizontally flipped image
+    batch_size: int = 64
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+
+
+def _describe(annotation: Any) -> str:
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(repr(choice) for choice in get_args(annotation))
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    """``value`` as the type of ``key``, or a ConfigError naming the key and the accepted values."""
+    if get_origin(annotation) is Literal:
+        if value not in get_args(annotation):
+            raise ConfigError(f"{key}: expected {_describe(annotation)}, got {value!r}")
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{key}: expected {_describe(annotation)}, got {value!r} ({type(value).__name__})")
+
+
+def _apply(section: Any, values: dict, prefix: str) -> None:
+    hints = typing.get_type_hints(type(section))
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        if name not in hints:
+            valid = ", ".join(f"{prefix}{choice}" for choice in hints)
+            raise ConfigError(f"{key}: unknown config key; valid keys here: {valid}")
+        annotation = hints[name]
+        if dataclasses.is_dataclass(annotation):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a section of keys ({', '.join(typing.get_type_hints(annotation))}), got {value!r}")
+            _apply(getattr(section, name), value, f"{key}.")
+        else:
+            setattr(section, name, _coerce(key, value, annotation))
+
+
+def config_from_dict(values: dict) -> ExperimentConfig:
+    config = ExperimentConfig()
+    _apply(config, values, "")
+    return config
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    key, separator, raw = text.partition("=")
+    if not separator or not key:
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. model.parts=6")
+    return key.split("."), yaml.safe_load(raw) if raw else ""
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """The config of a YAML file (or the defaults), then ``key=value`` overrides applied in order."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: expected a YAML config file, but it does not exist")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error})") from error
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping of config sections, got {type(values).__name__}")
+    for override in overrides:
+        keys, value = _parse_override(override)
+        section = values
+        for key in keys[:-1]:
+            section = section.setdefault(key, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"override {override!r}: {key} is a value, not a section")
+        section[keys[-1]] = value
+    return config_from_dict(values)
+
+
+def config_to_dict(config: ExperimentConfig) -> dict:
+    return dataclasses.asdict(config)
+
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ExperimentConfig",
+    "LossConfig",
+    "ModelConfig",
+    "TestConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+]

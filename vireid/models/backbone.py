@@ -1,0 +1,136 @@
+"""Two-stream ResNet: a stem per modality, a shared body, AGW's non-local blocks.
+
+The stem (conv1, bn1, relu, maxpool) is separate for visible and infrared
+images; layer1..layer4 are shared. Layer4 keeps stride 1 (an 18x9 map for a
+288x144 input). Non-local blocks follow the last 2 bottlenecks of layer2 and
+the last 3 of layer3. Only the modules the forward pass uses exist, so the
+parameter count is that of the network that runs.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from vireid.data.splits import Modality
+from vireid.errors import UserError
+from vireid.models.non_local import NonLocalBlock
+
+DEPTHS = ("resnet50", "resnet18")
+NON_LOCAL_BLOCKS = {"layer2": 2, "layer3": 3}
+"""How many of the last blocks of a stage are followed by a non-local block (AGW)."""
+
+
+class WeightsError(UserError):
+    """A pretrained-weights file that is missing, unreadable or of another architecture."""
+
+
+class TwoStreamResNet(nn.Module):
+    def __init__(self, depth: str = "resnet50", last_stride: int = 1, non_local: bool = True, non_local_inter_channels: str = "one"):
+        super().__init__()
+        if depth not in DEPTHS:
+            raise UserError(f"model.backbone: expected one of {', '.join(DEPTHS)}, got {depth!r}")
+        base = getattr(torchvision.models, depth)(weights=None)
+        stem = nn.Sequential()
+        stem.add_module("conv1", base.conv1)
+        stem.add_module("bn1", base.bn1)
+        stem.add_module("relu", base.relu)
+        stem.add_module("maxpool", base.maxpool)
+        self.stems = nn.ModuleList([stem, copy.deepcopy(stem)])  # indexed by Modality
+        self.layer1, self.layer2, self.layer3, self.layer4 = base.layer1, base.layer2, base.layer3, base.layer4
+        if last_stride == 1:
+            first = self.layer4[0]
+            (first.conv2 if hasattr(first, "conv3") else first.conv1).stride = (1, 1)
+            first.downsample[0].stride = (1, 1)
+        self.non_local = nn.ModuleDict()
+        if non_local:
+            for stage_name, count in NON_LOCAL_BLOCKS.items():
+                stage = getattr(self, stage_name)
+                last = stage[-1]
+                channels = (last.bn3 if hasattr(last, "bn3") else last.bn2).num_features
+                inter = 1 if non_local_inter_channels == "one" else channels // 2
+                for index in range(max(0, len(stage) - count), len(stage)):
+                    self.non_local[f"{stage_name}_{index}"] = NonLocalBlock(channels, inter)
+        self.out_channels = base.fc.in_features
+        self.depth = depth
+
+    def _stage(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        for index, block in enumerate(getattr(self, name)):
+            x = block(x)
+            key = f"{name}_{index}"
+            if key in self.non_local:
+                x = self.non_local[key](x)
+        return x
+
+    def forward(self, images: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) images and their (B,) modalities -> (B, C, H/16, W/16) feature map."""
+        stem_outputs = []
+        order = []
+        for modality in (Modality.VISIBLE, Modality.INFRARED):
+            rows = torch.nonzero(modalities == int(modality), as_tuple=True)[0]
+            if rows.numel():
+                stem_outputs.append(self.stems[int(modality)](images[rows]))
+                order.append(rows)
+        x = torch.cat(stem_outputs) if len(stem_outputs) > 1 else stem_outputs[0]
+        if len(order) > 1:
+            x = x[torch.argsort(torch.cat(order))]  # back to batch order
+        x = self.layer1(x)
+        x = self._stage("layer2", x)
+        x = self._stage("layer3", x)
+        return self.layer4(x)
+
+    def torchvision_names(self) -> dict[str, str]:
+        """Our parameter/buffer name -> the torchvision ResNet name it is initialised from."""
+        names = {}
+        for name in self.state_dict():
+            if name.endswith("num_batches_tracked"):
+                continue  # a counter, absent from older torchvision files
+            if name.startswith("stems."):
+                names[name] = name.split(".", 2)[2]  # stems.<m>.conv1.weight -> conv1.weight
+            elif name.startswith("layer"):
+                names[name] = name
+        return names
+
+    def load_pretrained(self, source: str) -> None:
+        """Initialise from ImageNet weights: ``"imagenet"`` (torchvision's weights API,
+        downloads when online), ``"none"``, or the path of a torchvision state-dict file."""
+        if source == "none":
+            return
+        if source == "imagenet":
+            weights = torchvision.models.get_model_weights(self.depth).IMAGENET1K_V1
+            state = weights.get_state_dict(progress=True)
+            origin = f"torchvision {self.depth} {weights}"
+        else:
+            state = _read_state_dict(Path(source))
+            origin = source
+        own = self.state_dict()
+        names = self.torchvision_names()
+        missing = sorted({theirs for theirs in names.values() if theirs not in state})
+        wrong_shape = [
+            f"{theirs}: file {tuple(state[theirs].shape)}, model {tuple(own[ours].shape)}"
+            for ours, theirs in names.items()
+            if theirs in state and state[theirs].shape != own[ours].shape
+        ]
+        if missing or wrong_shape:
+            details = []
+            if missing:
+                details.append(f"{len(missing)} tensors missing (e.g. {', '.join(missing[:3])})")
+            if wrong_shape:
+                details.append(f"{len(wrong_shape)} of another shape (e.g. {'; '.join(wrong_shape[:2])})")
+            raise WeightsError(f"{origin}: expected a torchvision {self.depth} state dict; " + ", ".join(details))
+        self.load_state_dict({ours: state[theirs] for ours, theirs in names.items()}, strict=False)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise WeightsError(f"{path}: expected a pretrained-weights file (a torchvision state dict), but it does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a file that is not a checkpoint
+        raise WeightsError(f"{path}: expected a torchvision state dict saved with torch.save, could not read it ({error})") from error
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise WeightsError(f"{path}: expected a state dict (parameter name -> tensor), found {type(state).__name__}")
+    return state

@@ -1,0 +1,79 @@
+"""The cross-modality re-identification network, built from a ModelConfig.
+
+Variants (each an ablation row of the paper):
+
+=========================  ==============================================
+``parts=0, cmimpl=False``  AGW baseline: global branch only
+``parts=6, cmimpl=False``  + FGFL: horizontal part features
+``parts=6, cmimpl=True``   + CMIMPL: the paper's model
+=========================  ==============================================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vireid.config import ModelConfig
+from vireid.models.backbone import TwoStreamResNet
+from vireid.models.heads import GlobalHead, ModalityClassifiers, PartHead
+
+
+@dataclass
+class ModelOutput:
+    """What one forward pass gives; the losses pick what they need.
+
+    Features are always present; logits only in training mode.
+    """
+
+    pooled: torch.Tensor  # (B, C) global GeM feature, before the BNNeck
+    global_feature: torch.Tensor  # (B, C) after the BNNeck
+    part_features: torch.Tensor | None = None  # (B, P, part_dim), FGFL
+    global_logits: torch.Tensor | None = None  # (B, K) shared identity classifier
+    part_logits: torch.Tensor | None = None  # (B, P, K)
+    modality_logits: dict[str, torch.Tensor] | None = None  # CMIMPL: own / cross / cross_frozen / cross_ema, each (B, K)
+
+
+class CrossModalityNet(nn.Module):
+    def __init__(self, config: ModelConfig, num_classes: int):
+        super().__init__()
+        self.config = config
+        self.num_classes = num_classes
+        self.backbone = TwoStreamResNet(config.backbone, config.last_stride, config.non_local, config.non_local_inter_channels)
+        channels = self.backbone.out_channels
+        self.global_head = GlobalHead(channels, num_classes, config.gem_p)
+        self.part_head = PartHead(channels, num_classes, config.parts, config.part_dim, config.gem_p) if config.parts else None
+        self.modality_classifiers = ModalityClassifiers(channels, num_classes, config.ema_rate) if config.cmimpl else None
+
+    def forward(self, images: torch.Tensor, modalities: torch.Tensor) -> ModelOutput:
+        """(B, 3, H, W) images of either modality, with their (B,) modality values."""
+        feature_map = self.backbone(images, modalities)  # (B, C, h, w)
+        pooled, global_feature = self.global_head(feature_map)
+        output = ModelOutput(pooled, global_feature)
+        if self.part_head is not None:
+            output.part_features = self.part_head(feature_map)
+        if not self.training:
+            return output
+        output.global_logits = self.global_head.classifier(global_feature)
+        if self.part_head is not None:
+            output.part_logits = self.part_head.logits(output.part_features)
+        if self.modality_classifiers is not None:
+            self.modality_classifiers.update_ema()
+            output.modality_logits = self.modality_classifiers(global_feature, modalities)
+        return output
+
+
+def build_model(config: ModelConfig, num_classes: int, load_weights: bool = True) -> CrossModalityNet:
+    """The network of ``config``, its backbone initialised as ``config.pretrained`` says."""
+    model = CrossModalityNet(config, num_classes)
+    if load_weights:
+        model.backbone.load_pretrained(config.pretrained)
+    return model
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """Total, trainable and frozen parameters (buffers such as EMA copies excluded)."""
+    total = sum(parameter.numel() for parameter in model.parameters())
+    trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+    return {"total": total, "trainable": trainable, "frozen": total - trainable}
