@@ -57,7 +57,7 @@ class LossConfig:
 
 
 @dataclass
-class TestConfig:
+class InferenceConfig:
     feature: Literal["global", "parts", "both"] = "global"
     after_bn: bool = True  # global feature after the BNNeck (AGW's headline) or before it
     flip: bool = False  # average with the horizontally flipped image
@@ -70,7 +70,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    test: TestConfig = field(default_factory=TestConfig)
+    test: InferenceConfig = field(default_factory=InferenceConfig)
 
 
 def _describe(annotation: Any) -> str:
@@ -163,7 +163,7 @@ __all__ = [
     "ExperimentConfig",
     "LossConfig",
     "ModelConfig",
-    "TestConfig",
+    "InferenceConfig",
     "config_from_dict",
     "config_to_dict",
     "load_config",

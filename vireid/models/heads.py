@@ -42,25 +42,25 @@ class GlobalHead(nn.Module):
 
 
 class PartHead(nn.Module):
-    """FGFL: P horizontal stripes, each GeM-pooled, reduced (linear + BN) and classified."""
+    """FGFL: P horizontal stripes, each GeM-pooled, reduced to ``part_dim``,
+    batch-normalised and classified (a BNNeck per part)."""
 
     def __init__(self, channels: int, num_classes: int, parts: int = 6, part_dim: int = 512, gem_p: float = 3.0):
         super().__init__()
         self.pool = GeM(gem_p, output_rows=parts)
-        self.reductions = nn.ModuleList(
-            nn.Sequential(nn.Linear(channels, part_dim, bias=False), nn.BatchNorm1d(part_dim)) for _ in range(parts)
-        )
-        for reduction in self.reductions:
-            nn.init.kaiming_normal_(reduction[0].weight, mode="fan_out")
+        self.reductions = nn.ModuleList(nn.Linear(channels, part_dim, bias=False) for _ in range(parts))
+        self.bottlenecks = nn.ModuleList(nn.BatchNorm1d(part_dim) for _ in range(parts))
         self.classifiers = nn.ModuleList(identity_classifier(part_dim, num_classes) for _ in range(parts))
 
-    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> part features (B, P, part_dim)."""
+    def forward(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, H, W) -> reduced part features before and after their BN, each (B, P, part_dim)."""
         stripes = self.pool(feature_map)  # (B, C, P)
-        return torch.stack([reduce(stripes[:, :, index]) for index, reduce in enumerate(self.reductions)], dim=1)
+        reduced = torch.stack([reduce(stripes[:, :, index]) for index, reduce in enumerate(self.reductions)], dim=1)
+        normalised = torch.stack([bn(reduced[:, index]) for index, bn in enumerate(self.bottlenecks)], dim=1)
+        return reduced, normalised
 
     def logits(self, part_features: torch.Tensor) -> torch.Tensor:
-        """(B, P, part_dim) -> (B, P, K)."""
+        """(B, P, part_dim) after BN -> (B, P, K)."""
         return torch.stack([classify(part_features[:, index]) for index, classify in enumerate(self.classifiers)], dim=1)
 
 

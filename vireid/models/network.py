@@ -29,7 +29,8 @@ class ModelOutput:
 
     pooled: torch.Tensor  # (B, C) global GeM feature, before the BNNeck
     global_feature: torch.Tensor  # (B, C) after the BNNeck
-    part_features: torch.Tensor | None = None  # (B, P, part_dim), FGFL
+    part_pooled: torch.Tensor | None = None  # (B, P, part_dim) FGFL part features before their BN
+    part_features: torch.Tensor | None = None  # (B, P, part_dim) after it
     global_logits: torch.Tensor | None = None  # (B, K) shared identity classifier
     part_logits: torch.Tensor | None = None  # (B, P, K)
     modality_logits: dict[str, torch.Tensor] | None = None  # CMIMPL: own / cross / cross_frozen / cross_ema, each (B, K)
@@ -52,7 +53,7 @@ class CrossModalityNet(nn.Module):
         pooled, global_feature = self.global_head(feature_map)
         output = ModelOutput(pooled, global_feature)
         if self.part_head is not None:
-            output.part_features = self.part_head(feature_map)
+            output.part_pooled, output.part_features = self.part_head(feature_map)
         if not self.training:
             return output
         output.global_logits = self.global_head.classifier(global_feature)

@@ -1,0 +1,56 @@
+"""Identity-balanced cross-modality batches: P identities x (K visible + K infrared) images."""
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import numpy as np
+from torch.utils.data import Sampler
+
+from vireid.data.splits import Modality
+
+
+class CrossModalityBatchSampler(Sampler[list[int]]):
+    """Yields batches of row indices: for each of ``identities`` labels, ``instances``
+    visible and ``instances`` infrared rows (drawn with replacement only when a
+    label has fewer). One epoch has enough batches to cover max(N_visible,
+    N_infrared) images, as in the reference recipe. Every draw comes from
+    ``seed`` and the epoch (``set_epoch``), so a run is reproducible.
+    """
+
+    def __init__(self, labels: np.ndarray, modalities: np.ndarray, identities: int = 8, instances: int = 4, seed: int = 0):
+        labels, modalities = np.asarray(labels), np.asarray(modalities)
+        self.rows = {
+            modality: {int(label): np.flatnonzero((labels == label) & (modalities == modality)) for label in np.unique(labels)}
+            for modality in (Modality.VISIBLE, Modality.INFRARED)
+        }
+        self.labels = np.array(
+            sorted(label for label in np.unique(labels) if all(self.rows[m][int(label)].size for m in self.rows))
+        )
+        if self.labels.size < identities:
+            raise ValueError(
+                f"a batch needs {identities} identities with images of both modalities, the data have {self.labels.size}"
+            )
+        self.identities, self.instances, self.seed, self.epoch = identities, instances, seed, 0
+        largest_modality = max(int((modalities == m).sum()) for m in (Modality.VISIBLE, Modality.INFRARED))
+        self.num_batches = math.ceil(largest_modality / (identities * instances))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = self.labels[:0]
+        for _ in range(self.num_batches):
+            if order.size < self.identities:  # a fresh permutation: no identity twice in a batch
+                order = rng.permutation(self.labels)
+            chosen, order = order[: self.identities], order[self.identities :]
+            batch = []
+            for modality in (Modality.VISIBLE, Modality.INFRARED):
+                for label in chosen:
+                    rows = self.rows[modality][int(label)]
+                    batch += rng.choice(rows, self.instances, replace=rows.size < self.instances).tolist()
+            yield batch

@@ -1,0 +1,1 @@
+"""Running models: feature extraction (and, later, training)."""

@@ -1,0 +1,51 @@
+"""The training objective: L = L_global + L_local + alpha * L_msid + beta * L_cmp, every term logged."""
+from __future__ import annotations
+
+import torch
+
+from vireid.config import LossConfig
+from vireid.losses.identity import identity_loss
+from vireid.losses.mutual import cross_modality_loss, modality_specific_identity_loss
+from vireid.losses.triplet import weighted_regularized_triplet
+from vireid.models.network import ModelOutput
+
+
+class ReIDLoss:
+    """Computes each loss term the model's outputs allow, and their weighted sum.
+
+    Returns a dict: one entry per term (unweighted, for logging) and ``total``,
+    the weighted sum to back-propagate. Terms: ``id`` and ``triplet`` (global
+    branch), ``part_id`` (mean over parts) and ``part_triplet`` (on the
+    concatenated parts before their BN) with FGFL, ``msid`` and ``cmp`` with CMIMPL.
+    """
+
+    def __init__(self, config: LossConfig):
+        self.config = config
+
+    def weights(self) -> dict[str, float]:
+        config = self.config
+        return {
+            "id": config.id_weight,
+            "triplet": config.triplet_weight,
+            "part_id": config.part_id_weight,
+            "part_triplet": config.part_triplet_weight,
+            "msid": config.alpha,
+            "cmp": config.beta,
+        }
+
+    def __call__(self, output: ModelOutput, labels: torch.Tensor, modalities: torch.Tensor) -> dict[str, torch.Tensor]:
+        smoothing = self.config.label_smoothing
+        terms = {
+            "id": identity_loss(output.global_logits, labels, smoothing),
+            "triplet": weighted_regularized_triplet(output.pooled, labels),
+        }
+        if output.part_logits is not None:
+            parts = output.part_logits.shape[1]
+            terms["part_id"] = sum(identity_loss(output.part_logits[:, index], labels, smoothing) for index in range(parts)) / parts
+            terms["part_triplet"] = weighted_regularized_triplet(output.part_pooled.flatten(1), labels)
+        if output.modality_logits is not None:
+            terms["msid"] = modality_specific_identity_loss(output.modality_logits, labels, modalities, smoothing)
+            terms["cmp"] = cross_modality_loss(output.modality_logits, labels, modalities, self.config.cross_loss, smoothing)
+        weights = self.weights()
+        terms["total"] = sum(weights[name] * value for name, value in terms.items())
+        return terms
