@@ -94,6 +94,41 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def command_train(arguments: argparse.Namespace) -> int:
+    from vireid.config import load_config
+    from vireid.engine.checkpoint import load_checkpoint
+    from vireid.engine.trainer import train
+
+    if bool(arguments.config) == bool(arguments.resume):
+        raise UserError("give a CONFIG to start a run, or --resume CHECKPOINT (without CONFIG) to continue one")
+    if arguments.resume:
+        config = load_config(None, arguments.set, base=load_checkpoint(arguments.resume)["config"])
+        run_dir = Path(arguments.out) if arguments.out else Path(arguments.resume).parent
+    else:
+        config = load_config(arguments.config, arguments.set)
+        run_dir = Path(arguments.out) if arguments.out else Path("runs") / config.name
+    last = train(config, run_dir, resume=arguments.resume, device=arguments.device, progress=not arguments.quiet)
+    print(f"run folder: {run_dir} (last checkpoint: {last})")
+    return 0
+
+
+def command_test(arguments: argparse.Namespace) -> int:
+    from vireid.engine.tester import find_checkpoints, score_checkpoints
+    from vireid.evaluation.protocols import results_table
+
+    results = score_checkpoints(
+        find_checkpoints(arguments.checkpoint),
+        arguments.protocol,
+        arguments.root,
+        arguments.trials,
+        arguments.device,
+        Path(arguments.out) if arguments.out else None,
+        progress=not arguments.quiet,
+    )
+    print(results_table(results))
+    return 0
+
+
 def command_demo(arguments: argparse.Namespace) -> int:
     from vireid.demo import run_demo
 
@@ -133,6 +168,25 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--per-trial", action="store_true", help="also print each trial's figures")
     evaluate.add_argument("--json", help="write the results (every trial, mean, std) to this JSON file")
     evaluate.set_defaults(handler=command_evaluate)
+
+    train = commands.add_parser("train", help="train a model from a YAML config (or resume a run)")
+    train.add_argument("config", nargs="?", help="YAML config, e.g. configs/sysu_full.yaml")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. --set data.root=/data/SYSU-MM01")
+    train.add_argument("--out", help="run folder (default runs/<config name>, or the resumed run's folder)")
+    train.add_argument("--resume", metavar="CHECKPOINT", help="continue a run exactly from its checkpoint")
+    train.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(handler=command_train)
+
+    test = commands.add_parser("test", help="score a trained checkpoint with every trial of the protocols")
+    test.add_argument("checkpoint", help="a checkpoint, or a folder of them (RegDB: one per trial)")
+    test.add_argument("--protocol", action="append", help="protocol(s) to run (default: both of the dataset)")
+    test.add_argument("--root", help="dataset root, if not the one the model was trained with")
+    test.add_argument("--trials", type=_parse_trials, help="trials, e.g. 0-9 (default: all)")
+    test.add_argument("--device", default="cpu")
+    test.add_argument("--out", help="where to write results.md/json and features (default: the checkpoint's folder)")
+    test.add_argument("--quiet", action="store_true", help="no progress bars")
+    test.set_defaults(handler=command_test)
 
     demo = commands.add_parser("demo", help="the whole pipeline on a generated dataset")
     demo.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")

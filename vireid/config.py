@@ -6,6 +6,7 @@ that names the key and what is accepted.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from dataclasses import dataclass, field
@@ -57,6 +58,34 @@ class LossConfig:
 
 
 @dataclass
+class TrainConfig:
+    epochs: int = 80
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.1  # new layers (heads, classifiers, parts)
+    backbone_lr: float = 0.01  # the pretrained backbone
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 10  # linear warm-up: lr * (epoch + 1) / warmup_epochs
+    milestones: list[int] = field(default_factory=lambda: [20, 50])  # lr x gamma at each
+    gamma: float = 0.1
+    identities_per_batch: int = 8
+    instances_per_modality: int = 4  # a batch is P identities x (K visible + K infrared)
+    steps_per_epoch: int = 0  # 0: enough batches to cover the larger modality once
+    padding: int = 10
+    random_erasing: float = 0.0  # probability
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, off on CPU
+    channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for GPU
+    grad_clip: float = 0.0  # max gradient norm; 0 turns clipping off
+    sync_bn: bool = False  # under DDP
+    eval_every: int = 10  # epochs between evaluations; 0: only at the end
+    eval_protocol: str = ""  # default: the dataset's first protocol (sysu-all, regdb-v2t, llcm-ir2vis)
+    eval_trials: int = 1  # trials scored during training (all of them in `vireid test`)
+    seed: int = 0
+    workers: int = 2
+    log_every: int = 20  # steps between JSONL lines
+
+
+@dataclass
 class InferenceConfig:
     feature: Literal["global", "parts", "both"] = "global"
     after_bn: bool = True  # global feature after the BNNeck (AGW's headline) or before it
@@ -70,6 +99,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     test: InferenceConfig = field(default_factory=InferenceConfig)
 
 
@@ -85,6 +115,10 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         if value not in get_args(annotation):
             raise ConfigError(f"{key}: expected {_describe(annotation)}, got {value!r}")
         return value
+    if get_origin(annotation) is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list of {_describe(get_args(annotation)[0])}, got {value!r}")
+        return [_coerce(f"{key}[{index}]", item, get_args(annotation)[0]) for index, item in enumerate(value)]
     if annotation is bool:
         if isinstance(value, bool):
             return value
@@ -129,9 +163,12 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), yaml.safe_load(raw) if raw else ""
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """The config of a YAML file (or the defaults), then ``key=value`` overrides applied in order."""
-    values: dict = {}
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base: dict | None = None
+) -> ExperimentConfig:
+    """The config of a YAML file (or of ``base``, a saved config dict, or the defaults),
+    then ``key=value`` overrides applied in order."""
+    values: dict = copy.deepcopy(base) if base is not None else {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -162,8 +199,9 @@ __all__ = [
     "DataConfig",
     "ExperimentConfig",
     "LossConfig",
-    "ModelConfig",
     "InferenceConfig",
+    "ModelConfig",
+    "TrainConfig",
     "config_from_dict",
     "config_to_dict",
     "load_config",

@@ -14,11 +14,26 @@ class CrossModalityBatchSampler(Sampler[list[int]]):
     """Yields batches of row indices: for each of ``identities`` labels, ``instances``
     visible and ``instances`` infrared rows (drawn with replacement only when a
     label has fewer). One epoch has enough batches to cover max(N_visible,
-    N_infrared) images, as in the reference recipe. Every draw comes from
-    ``seed`` and the epoch (``set_epoch``), so a run is reproducible.
+    N_infrared) images, as in the reference recipe (or ``num_batches``). Every
+    draw comes from ``seed`` and the epoch (``set_epoch``), so a run is
+    reproducible.
+
+    Distributed: every rank draws the same sequence of batches and takes every
+    ``world_size``-th one from its ``rank``, so the ranks' batches are disjoint
+    and together are the single-process epoch.
     """
 
-    def __init__(self, labels: np.ndarray, modalities: np.ndarray, identities: int = 8, instances: int = 4, seed: int = 0):
+    def __init__(
+        self,
+        labels: np.ndarray,
+        modalities: np.ndarray,
+        identities: int = 8,
+        instances: int = 4,
+        seed: int = 0,
+        num_batches: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         labels, modalities = np.asarray(labels), np.asarray(modalities)
         self.rows = {
             modality: {int(label): np.flatnonzero((labels == label) & (modalities == modality)) for label in np.unique(labels)}
@@ -33,18 +48,20 @@ class CrossModalityBatchSampler(Sampler[list[int]]):
             )
         self.identities, self.instances, self.seed, self.epoch = identities, instances, seed, 0
         largest_modality = max(int((modalities == m).sum()) for m in (Modality.VISIBLE, Modality.INFRARED))
-        self.num_batches = math.ceil(largest_modality / (identities * instances))
+        total = num_batches or math.ceil(largest_modality / (identities * instances))
+        self.rank, self.world_size = rank, world_size
+        self.total_batches = math.ceil(total / world_size) * world_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.num_batches
+        return self.total_batches // self.world_size
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
         order = self.labels[:0]
-        for _ in range(self.num_batches):
+        for position in range(self.total_batches):
             if order.size < self.identities:  # a fresh permutation: no identity twice in a batch
                 order = rng.permutation(self.labels)
             chosen, order = order[: self.identities], order[self.identities :]
@@ -53,4 +70,5 @@ class CrossModalityBatchSampler(Sampler[list[int]]):
                 for label in chosen:
                     rows = self.rows[modality][int(label)]
                     batch += rng.choice(rows, self.instances, replace=rows.size < self.instances).tolist()
-            yield batch
+            if position % self.world_size == self.rank:
+                yield batch

@@ -1,0 +1,79 @@
+"""Testing trained checkpoints: every trial of the dataset's protocols, the table, the files."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from vireid.data.datasets import PROTOCOLS_OF_DATASET
+from vireid.engine.checkpoint import CheckpointError
+from vireid.engine.trainer import evaluate_model, model_from_checkpoint
+from vireid.errors import UserError
+from vireid.evaluation.feature_file import save_features
+from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, get_protocol, results_table
+
+
+def find_checkpoints(path: str | Path) -> list[Path]:
+    """A checkpoint file, or the checkpoints of a folder (``*.pt`` in it, else ``*/last.pt``)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(path.glob("*.pt")) or sorted(path.glob("*/last.pt"))
+        if found:
+            return found
+        raise CheckpointError(f"{path}: expected checkpoints (*.pt, or run folders holding last.pt), found none")
+    raise CheckpointError(f"{path}: expected a checkpoint file or a folder of them, but it does not exist")
+
+
+def _write(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def score_checkpoints(
+    checkpoint_paths: list[Path],
+    protocols: list[str] | None = None,
+    root: str | None = None,
+    trials: list[int] | None = None,
+    device: str = "cpu",
+    out: Path | None = None,
+    progress: bool = True,
+) -> list[ProtocolResult]:
+    """Score checkpoints with every trial of each protocol; write results.md/json and the features.
+
+    SYSU-MM01 and LLCM take one checkpoint; RegDB takes one per trial (each
+    checkpoint's config names its trial) and averages over them.
+    """
+    loaded = []
+    for path in checkpoint_paths:
+        model, config, _ = model_from_checkpoint(path, device)
+        if root is not None:
+            config.data.root = root
+        loaded.append((path, model, config))
+    datasets = {config.data.dataset for _, _, config in loaded}
+    if len(datasets) != 1:
+        raise UserError(f"the checkpoints were trained on different datasets ({', '.join(sorted(datasets))}); test them separately")
+    dataset = datasets.pop()
+    if dataset != "regdb" and len(loaded) > 1:
+        raise UserError(f"{dataset} is tested with ONE checkpoint (its trials are gallery draws), got {len(loaded)}")
+    protocols = protocols or list(PROTOCOLS_OF_DATASET[dataset])
+    for name in protocols:
+        if get_protocol(name).dataset != dataset:
+            raise UserError(f"--protocol {name} does not apply to a model trained on {dataset}")
+    out = Path(out) if out else checkpoint_paths[0].parent
+    out.mkdir(parents=True, exist_ok=True)
+    feature_sets = []
+    for path, model, config in loaded:
+        feature_set, _ = evaluate_model(model, config, (), None, device, progress)
+        feature_set.metadata["checkpoint"] = str(path)
+        suffix = f"_trial{config.data.trial}" if dataset == "regdb" else ""
+        save_features(out / f"features{suffix}.npz", feature_set)
+        feature_sets.append(feature_set)
+    results = [evaluate_protocol(name, feature_sets, None if dataset == "regdb" else trials) for name in protocols]
+    table = results_table(results)
+    sources = ", ".join(str(path) for path in checkpoint_paths)
+    _write(out / "results.md", f"# Results\n\nCheckpoints: {sources}\n\n{table}\n")
+    _write(out / "results.json", json.dumps([result.to_dict() for result in results], indent=2) + "\n")
+    return results

@@ -1,0 +1,303 @@
+"""Training: the paper's schedule in a plain, explicit loop, with checkpoints that resume exactly.
+
+One call, ``train(config, run_dir)``, does the whole run: data, model, losses,
+optimizer (two learning rates), warm-up + step schedule, mixed precision,
+periodic evaluation with best-checkpoint tracking, and the run folder (resolved
+config, JSONL metrics, TensorBoard events, checkpoints). Under ``torchrun`` it
+trains with DistributedDataParallel; rank 0 alone writes.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch.utils.data import DataLoader
+
+from vireid.config import ExperimentConfig, TrainConfig, config_from_dict, config_to_dict
+from vireid.data.dataset import SplitDataset
+from vireid.data.datasets import PROTOCOLS_OF_DATASET, test_images, training_split
+from vireid.data.sampler import CrossModalityBatchSampler
+from vireid.data.transforms import train_transform
+from vireid.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from vireid.engine.extract import extract_features
+from vireid.errors import UserError
+from vireid.evaluation.feature_file import FeatureSet
+from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, get_protocol
+from vireid.losses import ReIDLoss
+from vireid.models.network import CrossModalityNet, build_model
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class Environment:
+    """Where this process trains: device, distributed rank and world size."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_environment(device: str = "auto") -> Environment:
+    """The device, and the process group when started by torchrun (WORLD_SIZE > 1)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if world_size > 1:
+        rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+        if device == "cuda":
+            torch.cuda.set_device(local_rank)
+            device = f"cuda:{local_rank}"
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        return Environment(torch.device(device), rank, world_size)
+    return Environment(torch.device(device))
+
+
+def learning_rate_factor(epoch: int, config: TrainConfig) -> float:
+    """Linear warm-up lr * (epoch + 1) / warmup_epochs, then x gamma at each milestone."""
+    if epoch < config.warmup_epochs:
+        return (epoch + 1) / config.warmup_epochs
+    return config.gamma ** sum(epoch >= milestone for milestone in config.milestones)
+
+
+def build_optimizer(model: CrossModalityNet, config: TrainConfig) -> torch.optim.Optimizer:
+    """Two parameter groups: the backbone at ``backbone_lr``, every new layer at ``lr``."""
+    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+    backbone_ids = {id(p) for p in backbone}
+    new_layers = [p for p in model.parameters() if p.requires_grad and id(p) not in backbone_ids]
+    groups = [{"params": backbone, "lr": config.backbone_lr}, {"params": new_layers, "lr": config.lr}]
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    return torch.optim.SGD(groups, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay)
+
+
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    choice = config.amp if config.amp != "auto" else ("bf16" if device.type == "cuda" else "off")
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[choice]
+
+
+class RunLog:
+    """The run folder's logs: metrics.jsonl (one JSON object per line) and TensorBoard events."""
+
+    def __init__(self, run_dir: Path, enabled: bool):
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self.writer = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def write(self, record: dict, step: int) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        for name, value in record.items():
+            if isinstance(value, (int, float)) and name not in ("epoch", "step"):
+                self.writer.add_scalar(f"{record['kind']}/{name}", value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def evaluation_protocol(config: ExperimentConfig) -> str:
+    return config.train.eval_protocol or PROTOCOLS_OF_DATASET[config.data.dataset][0]
+
+
+def evaluate_model(
+    model: CrossModalityNet, config: ExperimentConfig, protocols: tuple[str, ...], trials: int | None, device: torch.device, progress: bool
+) -> tuple[FeatureSet, list[ProtocolResult]]:
+    """Features of every test image, scored with each protocol (the first ``trials`` trials, or all)."""
+    images = test_images(config.data)
+    features = extract_features(model, images, config.test, config.data.height, config.data.width, device, config.train.workers, progress)
+    metadata = {"dataset": config.data.dataset, "root": str(Path(config.data.root).resolve())}
+    if config.data.dataset == "regdb":
+        metadata["trial"] = config.data.trial
+    feature_set = FeatureSet(features, images, metadata)
+    results = []
+    for name in protocols:
+        protocol = get_protocol(name)
+        chosen = None if trials is None or protocol.dataset == "regdb" else protocol.trials[:trials]
+        results.append(evaluate_protocol(protocol, [feature_set], chosen))
+    return feature_set, results
+
+
+def _summary(result: ProtocolResult) -> dict[str, float]:
+    return {f"{result.protocol.name}/{name}": value for name, value in result.mean().items()}
+
+
+def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | None = None, device: str = "auto", progress: bool = True) -> Path:
+    """Train ``config`` into ``run_dir``; returns the path of the last checkpoint."""
+    from tqdm import tqdm
+
+    environment = setup_environment(device)
+    run_dir = Path(run_dir)
+    checkpoint = load_checkpoint(resume) if resume else None
+    train_config = config.train
+    torch.manual_seed(train_config.seed)
+    np.random.seed(train_config.seed)
+
+    split = training_split(config.data)
+    num_classes = int(split.labels.max()) + 1
+    model = build_model(config.model, num_classes, load_weights=checkpoint is None).to(environment.device)
+    channels_last = train_config.channels_last == "on" or (train_config.channels_last == "auto" and environment.device.type == "cuda")
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, train_config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: learning_rate_factor(epoch, train_config))
+    dtype = autocast_dtype(train_config, environment.device)
+    scaler = torch.amp.GradScaler(environment.device.type, enabled=dtype == torch.float16)
+    start_epoch, best = 0, {"metric": -1.0, "epoch": -1}
+    if checkpoint is not None:
+        if checkpoint["num_classes"] != num_classes:
+            raise UserError(f"{resume}: trained for {checkpoint['num_classes']} identities, the data have {num_classes}")
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        start_epoch, best = checkpoint["epoch"], checkpoint["best"]
+        set_rng_state(checkpoint["rng"])
+    trained_model = model
+    if environment.world_size > 1:
+        if train_config.sync_bn:
+            trained_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(trained_model)
+        device_ids = [environment.device.index] if environment.device.type == "cuda" else None
+        trained_model = torch.nn.parallel.DistributedDataParallel(trained_model, device_ids=device_ids)
+
+    sampler = CrossModalityBatchSampler(
+        split.labels, split.modalities, train_config.identities_per_batch, train_config.instances_per_modality,
+        train_config.seed, train_config.steps_per_epoch * environment.world_size, environment.rank, environment.world_size,
+    )
+    transform = train_transform(config.data.height, config.data.width, train_config.padding)
+    if train_config.random_erasing > 0:
+        from torchvision import transforms as T
+
+        transform.transforms.append(T.RandomErasing(p=train_config.random_erasing))
+    worker_seeds = torch.Generator()  # re-seeded every epoch, so the augmentations of epoch e never depend on history
+    loader = DataLoader(
+        SplitDataset(split, transform),
+        batch_sampler=sampler,
+        num_workers=train_config.workers,
+        generator=worker_seeds,
+        pin_memory=environment.device.type == "cuda",
+    )
+    loss_function = ReIDLoss(config.loss)
+    if environment.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    log = RunLog(run_dir, environment.is_main)
+    protocol = evaluation_protocol(config)
+    step = start_epoch * len(sampler)
+    last_path = run_dir / "last.pt"
+    try:
+        for epoch in range(start_epoch, train_config.epochs):
+            sampler.set_epoch(epoch)
+            worker_seeds.manual_seed(train_config.seed * 1_000_003 + epoch)
+            learning_rate = optimizer.param_groups[1]["lr"]
+            trained_model.train()
+            sums: dict[str, float] = {}
+            started = time.perf_counter()
+            batches = tqdm(loader, desc=f"epoch {epoch + 1}/{train_config.epochs}", unit="batch", disable=not (progress and environment.is_main), leave=False)
+            for images, labels, modalities, _ in batches:
+                images = images.to(environment.device, non_blocking=True)
+                if channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                labels, modalities = labels.to(environment.device), modalities.to(environment.device)
+                autocast = torch.autocast(environment.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+                with autocast:
+                    losses = loss_function(trained_model(images, modalities), labels, modalities)
+                if not torch.isfinite(losses["total"]):
+                    raise TrainingDiverged(
+                        f"the loss became {losses['total'].item()} at epoch {epoch + 1}, step {step + 1} "
+                        f"({', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())}); "
+                        f"the last good checkpoint is {last_path if last_path.exists() else 'none (first epoch)'}"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(losses["total"]).backward()
+                if train_config.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                step += 1
+                values = {name: value.item() for name, value in losses.items()}
+                for name, value in values.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                batches.set_postfix(loss=f"{values['total']:.3f}")
+                if step % train_config.log_every == 0:
+                    log.write({"kind": "step", "epoch": epoch + 1, "step": step, **values, "lr": learning_rate}, step)
+            scheduler.step()
+            seconds = time.perf_counter() - started
+            record = {
+                "kind": "epoch", "epoch": epoch + 1, "step": step,
+                **{name: total / len(sampler) for name, total in sums.items()},
+                "lr": learning_rate, "seconds": seconds,
+                "images_per_second": len(sampler) * environment.world_size * 2 * train_config.identities_per_batch * train_config.instances_per_modality / seconds,
+            }
+            finished = epoch + 1 == train_config.epochs
+            if environment.is_main and ((train_config.eval_every and (epoch + 1) % train_config.eval_every == 0) or finished):
+                training_rng = rng_state()  # evaluation must not change what training draws next
+                _, results = evaluate_model(model, config, (protocol,), train_config.eval_trials, environment.device, progress=False)
+                set_rng_state(training_rng)
+                record.update(_summary(results[0]))
+                metric = results[0].mean()["mAP"]
+                if metric > best["metric"]:
+                    best = {"metric": metric, "epoch": epoch + 1, "protocol": protocol, "measure": "mAP (on the test set)"}
+                    record["best"] = True
+            if environment.is_main:
+                log.write(record, step)
+                print(_epoch_line(record, protocol), flush=True)
+                state = {
+                    "config": config_to_dict(config), "num_classes": num_classes, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                    "epoch": epoch + 1, "step": step, "rng": rng_state(), "metrics": record, "best": best,
+                }
+                save_checkpoint(last_path, state)
+                if record.get("best"):
+                    save_checkpoint(run_dir / "best.pt", state)
+            if environment.world_size > 1:
+                dist.barrier()
+    finally:
+        log.close()
+    return last_path
+
+
+def _epoch_line(record: dict, protocol: str) -> str:
+    line = (
+        f"epoch {record['epoch']:>3}  loss {record.get('total', float('nan')):.4f}  "
+        + "  ".join(f"{name} {record[name]:.3f}" for name in ("id", "triplet", "part_id", "part_triplet", "msid", "cmp") if name in record)
+        + f"  lr {record['lr']:.2e}  {record['images_per_second']:.0f} img/s"
+    )
+    if f"{protocol}/rank1" in record:
+        line += f"  | {protocol} R1 {100 * record[f'{protocol}/rank1']:.2f} mAP {100 * record[f'{protocol}/mAP']:.2f}"
+        line += " (best)" if record.get("best") else ""
+    return line
+
+
+def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[CrossModalityNet, ExperimentConfig, dict]:
+    """The trained network, its config and the checkpoint's contents."""
+    checkpoint = load_checkpoint(path)
+    config = config_from_dict(checkpoint["config"])
+    model = build_model(config.model, checkpoint["num_classes"], load_weights=False)
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device).eval(), config, checkpoint
+
+
+__all__ = ["TrainingDiverged", "evaluate_model", "learning_rate_factor", "model_from_checkpoint", "train"]
