@@ -108,7 +108,8 @@ def command_train(arguments: argparse.Namespace) -> int:
         config = load_config(arguments.config, arguments.set)
         run_dir = Path(arguments.out) if arguments.out else Path("runs") / config.name
     last = train(config, run_dir, resume=arguments.resume, device=arguments.device, progress=not arguments.quiet)
-    print(f"run folder: {run_dir} (last checkpoint: {last})")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"run folder: {run_dir} (last checkpoint: {last})")
     return 0
 
 

@@ -274,9 +274,19 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | No
                     save_checkpoint(run_dir / "best.pt", state)
             if environment.world_size > 1:
                 dist.barrier()
+        if environment.world_size > 1:
+            log.write({"kind": "distributed", "step": step, "parameter_checksums": _parameter_checksums(model)}, step)
     finally:
         log.close()
     return last_path
+
+
+def _parameter_checksums(model: torch.nn.Module) -> list[float]:
+    """Every rank's sum of all parameter values: equal when the ranks are in sync."""
+    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+    gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, checksum)
+    return [float(value) for value in gathered]
 
 
 def _epoch_line(record: dict, protocol: str) -> str:

@@ -1,0 +1,147 @@
+"""The training engine on CPU: exact resume, the run folder, the schedule, NaN stop,
+`vireid train` / `vireid test` (RegDB: a folder of per-trial checkpoints), DDP with gloo."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from vireid.cli import main
+from vireid.config import TrainConfig, load_config
+from vireid.data.synthetic import write_synthetic_dataset
+from vireid.engine.checkpoint import CheckpointError, load_checkpoint
+from vireid.engine.trainer import TrainingDiverged, build_optimizer, learning_rate_factor, train
+from vireid.losses import ReIDLoss
+from vireid.models.network import build_model
+
+TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def small_sysu(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engine") / "SYSU-MM01"
+    write_synthetic_dataset("sysu", root, identities=24, images_per_id=4, size=(64, 32), seed=1, workers=2)
+    return root
+
+
+def _config(root, *overrides):
+    return load_config(TINY, [f"data.root={root}", "train.steps_per_epoch=2", "train.eval_every=0", "train.log_every=1", *overrides])
+
+
+def test_resume_continues_exactly(small_sysu, tmp_path):
+    straight = train(_config(small_sysu, "train.epochs=2"), tmp_path / "straight", progress=False)
+    halfway = train(_config(small_sysu, "train.epochs=1"), tmp_path / "split", progress=False)
+    resumed = train(_config(small_sysu, "train.epochs=2"), tmp_path / "split", resume=halfway, progress=False)
+    first, second = load_checkpoint(straight), load_checkpoint(resumed)
+    assert first["epoch"] == second["epoch"] == 2
+    for name, tensor in first["model"].items():
+        assert torch.equal(tensor, second["model"][name]), name
+    first_moments = first["optimizer"]["state"]
+    assert all(torch.equal(first_moments[k]["exp_avg"], second["optimizer"]["state"][k]["exp_avg"]) for k in first_moments)
+
+
+def test_run_folder_holds_config_logs_events_and_checkpoints(small_sysu, tmp_path):
+    config = _config(small_sysu, "train.epochs=2", "train.eval_every=1")
+    train(config, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    assert load_config(None, base=yaml.safe_load((run / "config.yaml").read_text())) == config
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["step", "step", "epoch", "step", "step", "epoch"]
+    epoch = records[2]
+    assert {"id", "triplet", "part_id", "part_triplet", "msid", "cmp", "total", "lr", "images_per_second", "sysu-all/mAP"} <= set(epoch)
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    best = load_checkpoint(run / "best.pt")
+    assert best["best"]["measure"] == "mAP (on the test set)" and best["best"]["epoch"] in (1, 2)
+    assert set(load_checkpoint(run / "last.pt")) >= {"model", "optimizer", "scheduler", "scaler", "rng", "epoch", "config", "metrics"}
+    assert not list(run.glob(".*partial*"))
+
+
+def test_schedule_is_warm_up_then_steps():
+    config = TrainConfig()
+    factors = [learning_rate_factor(epoch, config) for epoch in (0, 4, 9, 10, 19, 20, 49, 50, 79)]
+    assert factors == pytest.approx([0.1, 0.5, 1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_backbone_and_new_layers_have_their_own_learning_rates():
+    model = build_model(load_config(TINY).model, num_classes=5, load_weights=False)
+    optimizer = build_optimizer(model, TrainConfig())
+    backbone, heads = optimizer.param_groups
+    assert (backbone["lr"], heads["lr"]) == (0.01, 0.1)
+    assert sum(p.numel() for p in backbone["params"]) == sum(p.numel() for p in model.backbone.parameters())
+    assert not any(p is model.global_head.bottleneck.bias for p in heads["params"])  # frozen BNNeck bias
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["nesterov"]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_sysu, tmp_path, monkeypatch):
+    calls = {"count": 0}
+    original = ReIDLoss.__call__
+
+    def poisoned(self, output, labels, modalities):
+        losses = original(self, output, labels, modalities)
+        calls["count"] += 1
+        if calls["count"] == 3:  # first step of epoch 2
+            losses["total"] = losses["total"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(ReIDLoss, "__call__", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"became nan at epoch 2, step 3 .* last good checkpoint is .*last.pt"):
+        train(_config(small_sysu, "train.epochs=3"), tmp_path / "run", progress=False)
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+
+
+def test_cli_train_then_test_writes_the_results(small_sysu, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(TINY), "--set", f"data.root={small_sysu}", "--set", "train.epochs=1",
+                 "--set", "train.steps_per_epoch=2", "--out", str(run), "--quiet"]) == 0
+    assert main(["test", str(run / "last.pt"), "--trials", "0-2", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| sysu-all single-shot (agw draws) | infrared (cam3, cam6) → visible (cam1, cam2, cam4, cam5) | 3 |" in printed
+    assert "| sysu-indoor" in printed
+    saved = json.loads((run / "results.json").read_text())
+    assert [result["protocol"] for result in saved] == ["sysu-all", "sysu-indoor"]
+    assert (run / "results.md").read_text().count("| sysu-") == 2
+    assert (run / "features.npz").is_file()
+
+
+def test_cli_config_errors_name_the_key(tmp_path, capsys):
+    assert main(["train", str(TINY), "--set", "train.epochz=3"]) == 2
+    assert "train.epochz: unknown config key; valid keys here: train.epochs" in capsys.readouterr().err
+    assert main(["train"]) == 2
+    assert "give a CONFIG" in capsys.readouterr().err
+    assert main(["test", str(tmp_path / "nothing.pt")]) == 2
+    assert "nothing.pt: expected a checkpoint file or a folder" in capsys.readouterr().err
+    (tmp_path / "bad.pt").write_text("x")
+    with pytest.raises(CheckpointError, match="bad.pt: expected a vireid checkpoint"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_regdb_is_tested_from_a_folder_of_per_trial_checkpoints(tmp_path, capsys):
+    root = tmp_path / "RegDB"
+    write_synthetic_dataset("regdb", root, identities=16, images_per_id=3, size=(64, 32), seed=2, workers=1)
+    for trial in (1, 2):
+        config = load_config(TINY, [f"data.root={root}", "data.dataset=regdb", f"data.trial={trial}", "train.epochs=1",
+                                    "train.steps_per_epoch=1", "train.eval_every=0", "train.identities_per_batch=4"])
+        train(config, tmp_path / "runs" / f"trial{trial}", progress=False)
+    assert main(["test", str(tmp_path / "runs"), "--out", str(tmp_path / "results"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| regdb-v2t | visible → thermal | 2 |" in printed and "| regdb-t2v | thermal → visible | 2 |" in printed
+    assert sorted(path.name for path in (tmp_path / "results").glob("features*.npz")) == ["features_trial1.npz", "features_trial2.npz"]
+
+
+def test_two_processes_with_gloo_stay_in_sync(small_sysu, tmp_path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    command = [str(torchrun), "--nproc_per_node=2", "--master_port=29517", "-m", "vireid.cli", "train", str(TINY),
+               "--set", f"data.root={small_sysu}", "--set", "train.epochs=1", "--set", "train.steps_per_epoch=2",
+               "--set", "train.workers=0", "--set", "train.eval_every=0", "--out", str(tmp_path / "ddp"), "--quiet"]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    checksums = [r for r in records if r["kind"] == "distributed"][0]["parameter_checksums"]
+    assert len(checksums) == 2 and checksums[0] == checksums[1]
+    assert completed.stdout.count("run folder:") == 1  # rank 0 alone reports
