@@ -9,7 +9,9 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -21,29 +23,65 @@ from reference_loop import per_query_loop  # noqa: E402
 
 from vireid.evaluation import evaluate_features, pairwise_distances, rank_metrics  # noqa: E402
 
+SYSU_TEST_IDS, SYSU_QUERIES, SYSU_GALLERY = 96, 3803, 301
+REGDB_TEST_IDS, REGDB_IMAGES_PER_ID = 206, 10
 
-def _features(rng, person_ids, dimension, noise):
+
+class Trial(NamedTuple):
+    query_ids: np.ndarray  # (Q,)
+    gallery_ids: np.ndarray  # (G,)
+    query_cameras: np.ndarray  # (Q,)
+    gallery_cameras: np.ndarray  # (G,)
+    protocol: str
+    query_features: np.ndarray  # (Q, D) float32
+    gallery_features: np.ndarray  # (G, D) float32
+
+    def labels_on(self, device: str) -> tuple[torch.Tensor, ...]:
+        """Query ids, gallery ids, query cameras, gallery cameras as tensors on ``device``."""
+        return tuple(
+            torch.as_tensor(values, device=device)
+            for values in (self.query_ids, self.gallery_ids, self.query_cameras, self.gallery_cameras)
+        )
+
+
+def _features(rng: np.random.Generator, person_ids: np.ndarray, dimension: int, noise: float) -> np.ndarray:
     """Features with identity structure: a per-person centre plus noise."""
     centres = rng.normal(size=(int(person_ids.max()) + 1, dimension))
     return (centres[person_ids] + noise * rng.normal(size=(len(person_ids), dimension))).astype(np.float32)
 
 
-def sysu_sized_trial(rng, dimension):
+def sysu_sized_trial(rng: np.random.Generator, dimension: int) -> Trial:
     """3,803 infrared queries (cam3/cam6) x 301 visible gallery images (cam1,2,4,5) of 96 ids."""
-    query_ids = np.sort(rng.integers(0, 96, 3803))
-    gallery_ids = np.sort(np.concatenate([np.arange(96), rng.integers(0, 96, 301 - 96)]))
-    query_cameras = rng.choice([3, 6], 3803)
-    gallery_cameras = rng.choice([1, 2, 4, 5], 301)
-    return query_ids, gallery_ids, query_cameras, gallery_cameras, "sysu", _features(rng, query_ids, dimension, 1.5), _features(rng, gallery_ids, dimension, 1.5)
+    query_ids = np.sort(rng.integers(0, SYSU_TEST_IDS, SYSU_QUERIES))
+    extra_gallery_ids = rng.integers(0, SYSU_TEST_IDS, SYSU_GALLERY - SYSU_TEST_IDS)
+    gallery_ids = np.sort(np.concatenate([np.arange(SYSU_TEST_IDS), extra_gallery_ids]))
+    return Trial(
+        query_ids,
+        gallery_ids,
+        rng.choice([3, 6], SYSU_QUERIES),
+        rng.choice([1, 2, 4, 5], SYSU_GALLERY),
+        "sysu",
+        _features(rng, query_ids, dimension, 1.5),
+        _features(rng, gallery_ids, dimension, 1.5),
+    )
 
 
-def regdb_sized_trial(rng, dimension):
+def regdb_sized_trial(rng: np.random.Generator, dimension: int) -> Trial:
     """2,060 x 2,060: 206 ids x 10 images per modality."""
-    ids = np.repeat(np.arange(206), 10)
-    return ids, ids, np.ones(2060, dtype=np.int64), np.full(2060, 2), "regdb", _features(rng, ids, dimension, 1.5), _features(rng, ids, dimension, 1.5)
+    ids = np.repeat(np.arange(REGDB_TEST_IDS), REGDB_IMAGES_PER_ID)
+    return Trial(
+        ids,
+        ids,
+        np.ones(len(ids), dtype=np.int64),
+        np.full(len(ids), 2),
+        "regdb",
+        _features(rng, ids, dimension, 1.5),
+        _features(rng, ids, dimension, 1.5),
+    )
 
 
-def _median_seconds(function, repeats, device):
+def _median_seconds(function: Callable[[], object], repeats: int, device: str) -> float:
+    """Median wall time of ``repeats`` calls after one warm-up call."""
     function()
     times = []
     for _ in range(repeats):
@@ -57,9 +95,61 @@ def _median_seconds(function, repeats, device):
     return statistics.median(times)
 
 
+def _time_trial(name: str, trial: Trial, device: str, repeats: int) -> tuple[str, float]:
+    """One table row, checked against the reference loop, and the loop's seconds."""
+    query_features = torch.as_tensor(trial.query_features, device=device)
+    gallery_features = torch.as_tensor(trial.gallery_features, device=device)
+    labels = trial.labels_on(device)
+    distances = pairwise_distances(query_features, gallery_features)
+    distances_numpy = distances.cpu().numpy()
+    reference_arguments = (distances_numpy, trial.query_ids, trial.gallery_ids, trial.query_cameras, trial.gallery_cameras, trial.protocol)
+
+    ours = rank_metrics(distances, *labels, trial.protocol)
+    reference_cmc, reference_map, reference_minp = per_query_loop(*reference_arguments)
+    assert np.allclose(ours.cmc, reference_cmc, atol=1e-6), f"{name}: CMC differs from the reference loop"
+    assert abs(ours.mAP - reference_map) < 1e-6, f"{name}: mAP differs from the reference loop"
+    assert abs(ours.mINP - reference_minp) < 1e-6, f"{name}: mINP differs from the reference loop"
+
+    scoring = _median_seconds(lambda: rank_metrics(distances, *labels, trial.protocol), repeats, device)
+    with_distances = _median_seconds(
+        lambda: evaluate_features(query_features, gallery_features, *labels, trial.protocol), repeats, device
+    )
+    loop = _median_seconds(lambda: per_query_loop(*reference_arguments), 1, "cpu")
+    row = (
+        f"| {name} | {len(trial.query_ids)} × {len(trial.gallery_ids)} | {1000 * scoring:.1f} | "
+        f"{1000 * with_distances:.1f} | {1000 * loop:.0f} | {loop / scoring:.0f}× |"
+    )
+    return row, loop
+
+
+def _time_ten_sysu_trials(rng: np.random.Generator, dimension: int, device: str, repeats: int) -> float:
+    """Total seconds of 10 evaluate_features calls, each on a different random 301-image gallery."""
+    trial = sysu_sized_trial(rng, dimension)
+    images_per_id = 70
+    pool_ids = np.repeat(np.arange(SYSU_TEST_IDS), images_per_id)
+    pool_cameras = rng.choice([1, 2, 4, 5], len(pool_ids))
+    pool_features = torch.as_tensor(_features(rng, pool_ids, dimension, 1.5), device=device)
+    query_features = torch.as_tensor(trial.query_features, device=device)
+    galleries = [np.random.default_rng(seed).choice(len(pool_ids), SYSU_GALLERY, replace=False) for seed in range(10)]
+
+    def ten_trials() -> None:
+        for picked in galleries:
+            evaluate_features(
+                query_features,
+                pool_features[torch.as_tensor(picked, device=device)],
+                trial.query_ids,
+                pool_ids[picked],
+                trial.query_cameras,
+                pool_cameras[picked],
+                "sysu",
+            )
+
+    return _median_seconds(ten_trials, max(1, repeats // 2), device)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dimension", type=int, default=2048)
     parser.add_argument("--append-to", help="append the table to this Markdown file")
@@ -70,45 +160,16 @@ def main() -> None:
         "| case | Q × G | rank_metrics (ms) | evaluate_features (ms) | reference loop (ms) | speed-up |",
         "|---|---|---|---|---|---|",
     ]
-    loop_seconds = {}
-    for name, build in (("SYSU-sized trial", sysu_sized_trial), ("RegDB-sized trial", regdb_sized_trial)):
-        query_ids, gallery_ids, query_cameras, gallery_cameras, protocol, query_features, gallery_features = build(rng, arguments.dimension)
-        distances = pairwise_distances(torch.as_tensor(query_features, device=device), torch.as_tensor(gallery_features, device=device))
-        distances_numpy = distances.cpu().numpy()
-        ours = rank_metrics(distances, query_ids, gallery_ids, query_cameras, gallery_cameras, protocol)
-        reference = per_query_loop(distances_numpy, query_ids, gallery_ids, query_cameras, gallery_cameras, protocol)
-        assert np.allclose(ours.cmc, reference[0], atol=1e-6), "CMC differs from the reference loop"
-        assert abs(ours.mAP - reference[1]) < 1e-6 and abs(ours.mINP - reference[2]) < 1e-6, "mAP/mINP differ"
-        on_device = {key: torch.as_tensor(value, device=device) for key, value in
-                     (("q", query_features), ("g", gallery_features), ("qi", query_ids), ("gi", gallery_ids), ("qc", query_cameras), ("gc", gallery_cameras))}
-        scoring = _median_seconds(lambda: rank_metrics(distances, on_device["qi"], on_device["gi"], on_device["qc"], on_device["gc"], protocol), arguments.repeats, device)
-        full = _median_seconds(lambda: evaluate_features(on_device["q"], on_device["g"], on_device["qi"], on_device["gi"], on_device["qc"], on_device["gc"], protocol), arguments.repeats, device)
-        loop = _median_seconds(lambda: per_query_loop(distances_numpy, query_ids, gallery_ids, query_cameras, gallery_cameras, protocol), 1, "cpu")
-        loop_seconds[name] = loop
-        rows.append(
-            f"| {name} | {len(query_ids)} × {len(gallery_ids)} | {1000 * scoring:.1f} | {1000 * full:.1f} | "
-            f"{1000 * loop:.0f} | {loop / scoring:.0f}× |"
-        )
-    # all ten SYSU trials from one feature matrix, as `vireid evaluate` runs them
-    query_ids, _, query_cameras, _, _, query_features, _ = sysu_sized_trial(rng, arguments.dimension)
-    gallery_ids_all = np.repeat(np.arange(96), 70)
-    gallery_features_all = _features(rng, gallery_ids_all, arguments.dimension, 1.5)
-    gallery_cameras_all = rng.choice([1, 2, 4, 5], len(gallery_ids_all))
-    query_on_device = torch.as_tensor(query_features, device=device)
-    gallery_on_device = torch.as_tensor(gallery_features_all, device=device)
-
-    def ten_trials():
-        for trial in range(10):
-            picked = np.random.default_rng(trial).choice(len(gallery_ids_all), 301, replace=False)
-            evaluate_features(query_on_device, gallery_on_device[torch.as_tensor(picked, device=device)], query_ids,
-                              gallery_ids_all[picked], query_cameras, gallery_cameras_all[picked], "sysu")
-
-    total = _median_seconds(ten_trials, max(1, arguments.repeats // 2), device)
-    ten_loops = 10 * loop_seconds["SYSU-sized trial"]
-    rows.append(
-        f"| 10 SYSU trials, features given | 10 × 3803 × 301 | | {1000 * total:.0f} (total) | "
-        f"{1000 * ten_loops:.0f} (10 × one trial) | {ten_loops / total:.0f}× |"
-    )
+    sysu_row, sysu_loop_seconds = _time_trial("SYSU-sized trial", sysu_sized_trial(rng, arguments.dimension), device, arguments.repeats)
+    regdb_row, _ = _time_trial("RegDB-sized trial", regdb_sized_trial(rng, arguments.dimension), device, arguments.repeats)
+    ten_trials_seconds = _time_ten_sysu_trials(rng, arguments.dimension, device, arguments.repeats)
+    ten_loops_seconds = 10 * sysu_loop_seconds
+    rows += [
+        sysu_row,
+        regdb_row,
+        f"| 10 SYSU trials, features given | 10 × 3803 × 301 | | {1000 * ten_trials_seconds:.0f} (total) | "
+        f"{1000 * ten_loops_seconds:.0f} (10 × one trial) | {ten_loops_seconds / ten_trials_seconds:.0f}× |",
+    ]
     table = "\n".join(rows)
     print(table)
     if arguments.append_to:

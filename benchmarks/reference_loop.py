@@ -9,7 +9,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def per_query_loop(distances, query_ids, gallery_ids, query_cameras, gallery_cameras, protocol, max_rank=20):
+def per_query_loop(
+    distances: np.ndarray,
+    query_ids: np.ndarray,
+    gallery_ids: np.ndarray,
+    query_cameras: np.ndarray,
+    gallery_cameras: np.ndarray,
+    protocol: str,
+    max_rank: int = 20,
+) -> tuple[np.ndarray, float, float]:
+    """CMC (``max_rank`` long), mAP and mINP of a (Q, G) distance matrix, one query at a time."""
     indices = np.argsort(distances, axis=1, kind="stable")
     ranked_ids = gallery_ids[indices]
     matches = (ranked_ids == query_ids[:, np.newaxis]).astype(np.int32)

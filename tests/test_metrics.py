@@ -63,6 +63,20 @@ def test_llcm_removes_same_identity_same_camera():
     assert _one([0.1, 0.2, 0.3, 0.4], [1, 1, 2, 1], [4, 5, 4, 4], 1, 4, "regdb").mINP == pytest.approx(3 / 4)
 
 
+def test_llcm_removal_closes_up_positions_and_dedup_counts_ids():
+    # query id 1 cam 4; ranking: id 2 cam 4, id 1 cam 4, id 2 cam 5, id 3 cam 1, id 1 cam 7
+    args = ([0.1, 0.2, 0.3, 0.4, 0.5], [2, 1, 2, 3, 1], [4, 4, 5, 1, 7], 1, 4)
+    # llcm: the id-1 cam-4 image goes (the id-2 cam-4 one stays); kept: id 2, 2, 3, 1 -> hit at
+    # image 4; distinct ids 2, 3, 1 -> rank 3; AP = 1/4, INP = 1/4
+    llcm = _one(*args, "llcm")
+    np.testing.assert_allclose(llcm.cmc, [0, 0, 1, 1, 1])
+    assert llcm.mAP == pytest.approx(0.25) and llcm.mINP == pytest.approx(0.25)
+    # regdb keeps everything: hits at 2 and 5 -> AP = (1/2 + 2/5) / 2 = 0.45, INP = 2/5
+    regdb = _one(*args, "regdb")
+    np.testing.assert_allclose(regdb.cmc, [0, 1, 1, 1, 1])
+    assert regdb.mAP == pytest.approx(0.45) and regdb.mINP == pytest.approx(0.4)
+
+
 def test_invalid_queries_count_in_no_average():
     distances = np.array([[0.1, 0.2], [0.1, 0.2], [0.3, 0.1]])
     # query 0 (id 1): hit at 1; query 1 (id 9): not in the gallery; query 2 (id 1, cam3): its only
@@ -133,13 +147,16 @@ def _brute_force(distances, query_ids, gallery_ids, query_cameras, gallery_camer
     return np.mean(curves, axis=0), float(np.mean(precisions)), float(np.mean(inverse_negative))
 
 
-def _random_case(rng, protocol, distance_kind):
-    num_queries, num_gallery = int(rng.integers(1, 25)), int(rng.integers(1, 35))
+def _random_case(rng, protocol, distance_kind, num_queries=None, num_gallery=None):
+    num_queries = num_queries or int(rng.integers(1, 25))
+    num_gallery = num_gallery or int(rng.integers(1, 35))
     num_ids = int(rng.integers(1, 7))
     cameras = {"sysu": (1, 7), "llcm": (1, 10), "regdb": (1, 3)}[protocol]
     shape = (num_queries, num_gallery)
     distances = {
         "ties": lambda: rng.integers(-2, 3, shape).astype(np.float32) * np.float32(0.5),
+        # ties among values float32 cannot hold exactly: the sort takes its other route
+        "ties64": lambda: rng.integers(-2, 3, shape) * 0.1,
         "float32": lambda: rng.normal(size=shape).astype(np.float32),
         "float64": lambda: rng.normal(size=shape),
     }[distance_kind]()
@@ -153,12 +170,14 @@ def _random_case(rng, protocol, distance_kind):
 
 
 @pytest.mark.parametrize("protocol", ["sysu", "regdb", "llcm"])
-@pytest.mark.parametrize("distance_kind", ["ties", "float32", "float64"])
+@pytest.mark.parametrize("distance_kind", ["ties", "ties64", "float32", "float64"])
 def test_random_cases_match_the_per_query_loop(protocol, distance_kind):
-    rng = np.random.default_rng(["sysu", "regdb", "llcm"].index(protocol) * 3 + ["ties", "float32", "float64"].index(distance_kind))
+    kinds = ["ties", "ties64", "float32", "float64"]
+    rng = np.random.default_rng(["sysu", "regdb", "llcm"].index(protocol) * len(kinds) + kinds.index(distance_kind))
     checked = 0
-    for _ in range(60):
-        case = _random_case(rng, protocol, distance_kind)
+    edge_sizes = [(1, 1), (1, None), (None, 1)] * 3  # a single query and/or a single gallery image
+    for sizes in edge_sizes + [(None, None)] * 60:
+        case = _random_case(rng, protocol, distance_kind, *sizes)
         expected = _brute_force(*case, protocol, max_rank=10)
         if expected is None:
             with pytest.raises(ValueError, match="no valid query"):
@@ -172,16 +191,32 @@ def test_random_cases_match_the_per_query_loop(protocol, distance_kind):
     assert checked > 30
 
 
-def test_tensors_numpy_and_chunking_agree():
+@pytest.mark.parametrize("protocol", ["sysu", "regdb", "llcm"])
+def test_tensors_numpy_and_chunking_agree(protocol):
     rng = np.random.default_rng(5)
-    case = _random_case(rng, "sysu", "ties")
-    while _brute_force(*case, "sysu", 20) is None or len(case[1]) < 8:
-        case = _random_case(rng, "sysu", "ties")
-    reference = rank_metrics(*case, "sysu")
-    as_tensors = rank_metrics(*(torch.as_tensor(values) for values in case), "sysu")
-    for result in [as_tensors] + [rank_metrics(*case, "sysu", query_chunk_size=size) for size in (1, 3, 7)]:
+    case = _random_case(rng, protocol, "ties")
+    while _brute_force(*case, protocol, 20) is None or len(case[1]) < 8:
+        case = _random_case(rng, protocol, "ties")
+    reference = rank_metrics(*case, protocol)
+    as_tensors = rank_metrics(*(torch.as_tensor(values) for values in case), protocol)
+    as_float64 = rank_metrics(case[0].astype(np.float64), *case[1:], protocol)
+    negative_strides = np.ascontiguousarray(case[0][:, ::-1])[:, ::-1]  # same values, a reversed view
+    reversed_view = rank_metrics(negative_strides, *case[1:], protocol)
+    needs_grad = rank_metrics(torch.as_tensor(case[0]).requires_grad_(), *case[1:], protocol)
+    chunked = [rank_metrics(*case, protocol, query_chunk_size=size) for size in (1, 3, 7)]
+    for result in [as_tensors, as_float64, reversed_view, needs_grad, *chunked]:
         np.testing.assert_array_equal(result.cmc, reference.cmc)
         assert result.mAP == reference.mAP and result.mINP == reference.mINP
+        assert result.num_valid_queries == reference.num_valid_queries
+
+
+def test_result_types():
+    result = rank_metrics(np.array([[0.2, 0.1]]), [1], [1, 2], [1], [2, 2], "regdb", max_rank=3)
+    assert result.cmc.dtype == np.float64 and result.cmc.shape == (3,)
+    assert type(result.mAP) is float and type(result.mINP) is float
+    assert type(result.num_valid_queries) is int and type(result.num_queries) is int
+    with pytest.raises(AttributeError):
+        result.mAP = 0.0  # frozen
 
 
 def test_evaluate_features_uses_negative_cosine():
@@ -192,8 +227,11 @@ def test_evaluate_features_uses_negative_cosine():
     unit_query = query / np.linalg.norm(query, axis=1, keepdims=True)
     unit_gallery = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
     expected = rank_metrics(-(unit_query @ unit_gallery.T), query_ids, gallery_ids, cameras_q, cameras_g, "regdb")
-    result = evaluate_features(query * 3.0, gallery, query_ids, gallery_ids, cameras_q, cameras_g, "regdb")
-    assert result.mAP == pytest.approx(expected.mAP, abs=1e-6)
+    for query_features in (query * 3.0, torch.as_tensor(query * 3.0)):  # the scale must not matter
+        result = evaluate_features(query_features, gallery, query_ids, gallery_ids, cameras_q, cameras_g, "regdb")
+        np.testing.assert_allclose(result.cmc, expected.cmc, atol=1e-6)
+        assert result.mAP == pytest.approx(expected.mAP, abs=1e-6)
+        assert result.mINP == pytest.approx(expected.mINP, abs=1e-6)
     np.testing.assert_allclose(
         pairwise_distances(query, gallery).numpy(), -(unit_query @ unit_gallery.T), atol=1e-6
     )
@@ -208,3 +246,5 @@ def test_errors_name_what_is_wrong():
         rank_metrics(np.zeros((1, 2)), [1, 2], [1, 2], [1], [1, 1], "regdb")
     with pytest.raises(ValueError, match="no valid query"):
         rank_metrics(np.zeros((2, 2)), [5, 6], [1, 2], [1, 1], [2, 2], "regdb")
+    with pytest.raises(ValueError, match="query_chunk_size"):
+        rank_metrics(np.zeros((1, 1)), [1], [1], [1], [1], "regdb", query_chunk_size=0)
