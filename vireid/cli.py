@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from vireid import __version__
+from vireid.atomic import write_text
 from vireid.errors import UserError
 
 SYNTH_SEED = 0
@@ -30,13 +31,6 @@ def _parse_trials(text: str) -> list[int]:
             raise argparse.ArgumentTypeError(f"expected trials such as 0-9 or 0,2,5, got {text!r}")
         trials += list(range(int(first), int(last) + 1)) if dash else [int(first)]
     return trials
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def command_synth(arguments: argparse.Namespace) -> int:
@@ -90,7 +84,7 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
                 f"R1 {100 * metrics.cmc[0]:.2f}  mAP {100 * metrics.mAP:.2f}  mINP {100 * metrics.mINP:.2f}"
             )
     if arguments.json:
-        _write_text_atomically(Path(arguments.json), json.dumps(result.to_dict(), indent=2) + "\n")
+        write_text(arguments.json, json.dumps(result.to_dict(), indent=2) + "\n")
     return 0
 
 

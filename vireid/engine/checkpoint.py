@@ -1,13 +1,13 @@
 """Checkpoints: everything a run needs to continue exactly, written atomically."""
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from vireid.atomic import atomic_path
 from vireid.errors import UserError
 
 FORMAT_NAME = "vireid-checkpoint"
@@ -35,16 +35,9 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
     """torch.save to a temporary name in the same folder, then rename: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
+    with atomic_path(path) as temporary:
         torch.save(dict(state, format=FORMAT_NAME, version=FORMAT_VERSION), temporary)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    return path
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from vireid.atomic import write_text
 from vireid.data.datasets import PROTOCOLS_OF_DATASET
 from vireid.engine.checkpoint import CheckpointError
 from vireid.engine.trainer import evaluate_model, model_from_checkpoint
@@ -24,12 +24,6 @@ def find_checkpoints(path: str | Path) -> list[Path]:
             return found
         raise CheckpointError(f"{path}: expected checkpoints (*.pt, or run folders holding last.pt), found none")
     raise CheckpointError(f"{path}: expected a checkpoint file or a folder of them, but it does not exist")
-
-
-def _write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def score_checkpoints(
@@ -74,6 +68,6 @@ def score_checkpoints(
     results = [evaluate_protocol(name, feature_sets, None if dataset == "regdb" else trials) for name in protocols]
     table = results_table(results)
     sources = ", ".join(str(path) for path in checkpoint_paths)
-    _write(out / "results.md", f"# Results\n\nCheckpoints: {sources}\n\n{table}\n")
-    _write(out / "results.json", json.dumps([result.to_dict() for result in results], indent=2) + "\n")
+    write_text(out / "results.md", f"# Results\n\nCheckpoints: {sources}\n\n{table}\n")
+    write_text(out / "results.json", json.dumps([result.to_dict() for result in results], indent=2) + "\n")
     return results

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vireid.atomic import atomic_path
 from vireid.data.splits import Split
 from vireid.errors import FeatureFileError
 
@@ -67,9 +68,7 @@ def save_features(path: str | Path, feature_set: FeatureSet) -> Path:
     metadata = dict(feature_set.metadata, format=FORMAT_NAME, version=FORMAT_VERSION)
     root = metadata.get("root")
     images = feature_set.images
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
+    with atomic_path(path) as temporary:
         with open(temporary, "wb") as handle:
             np.savez(
                 handle,
@@ -80,10 +79,6 @@ def save_features(path: str | Path, feature_set: FeatureSet) -> Path:
                 modalities=images.modalities,
                 metadata=np.array(json.dumps(metadata, sort_keys=True), dtype=np.str_),
             )
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
     return path
 
 
