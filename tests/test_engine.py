@@ -17,6 +17,7 @@ from vireid.config import TrainConfig, load_config
 from vireid.data.synthetic import write_synthetic_dataset
 from vireid.engine.checkpoint import CheckpointError, load_checkpoint
 from vireid.engine.trainer import TrainingDiverged, build_optimizer, learning_rate_factor, train
+from vireid.errors import UserError
 from vireid.losses import ReIDLoss
 from vireid.models.network import build_model
 
@@ -107,6 +108,12 @@ def test_cli_train_then_test_writes_the_results(small_sysu, tmp_path, capsys):
     assert [result["protocol"] for result in saved] == ["sysu-all", "sysu-indoor"]
     assert (run / "results.md").read_text().count("| sysu-") == 2
     assert (run / "features.npz").is_file()
+
+
+def test_a_new_run_refuses_a_folder_holding_one(small_sysu, tmp_path):
+    train(_config(small_sysu, "train.epochs=1", "train.steps_per_epoch=1"), tmp_path / "run", progress=False)
+    with pytest.raises(UserError, match=r"already holds a run \(last.pt\); continue it with --resume"):
+        train(_config(small_sysu, "train.epochs=1"), tmp_path / "run", progress=False)
 
 
 def test_cli_config_errors_name_the_key(tmp_path, capsys):

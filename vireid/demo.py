@@ -7,6 +7,7 @@ Everything lands in the run folder.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from vireid.atomic import write_text
@@ -39,6 +40,7 @@ def run_demo(
         print(f"generated {summary.images} images of {summary.identities} identities at {data_root} in {summary.seconds:.1f} s")
     config = load_config(DEMO_CONFIG, [f"data.root={data_root}", *overrides])
     run_dir = out / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)  # each demo trains afresh; the data are kept
     last = train(config, run_dir, progress=progress)
     results = score_checkpoints([last], progress=progress)
 

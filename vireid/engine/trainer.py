@@ -149,6 +149,8 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | No
 
     environment = setup_environment(device)
     run_dir = Path(run_dir)
+    if resume is None and (run_dir / "last.pt").exists():
+        raise UserError(f"{run_dir}: already holds a run (last.pt); continue it with --resume {run_dir / 'last.pt'} or choose another --out")
     checkpoint = load_checkpoint(resume) if resume else None
     train_config = config.train
     torch.manual_seed(train_config.seed)
