@@ -152,3 +152,10 @@ def test_two_processes_with_gloo_stay_in_sync(small_sysu, tmp_path):
     checksums = [r for r in records if r["kind"] == "distributed"][0]["parameter_checksums"]
     assert len(checksums) == 2 and checksums[0] == checksums[1]
     assert completed.stdout.count("run folder:") == 1  # rank 0 alone reports
+
+
+def test_bf16_autocast_channels_last_and_clipping_train_on_cpu(small_sysu, tmp_path):
+    config = _config(small_sysu, "train.epochs=1", "train.steps_per_epoch=1", "train.amp=bf16", "train.channels_last=always", "train.grad_clip=1.0")
+    last = train(config, tmp_path / "run", progress=False)
+    record = load_checkpoint(last)["metrics"]
+    assert all(torch.isfinite(torch.tensor(record[name])) for name in ("id", "triplet", "total"))

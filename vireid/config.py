@@ -73,8 +73,8 @@ class TrainConfig:
     steps_per_epoch: int = 0  # 0: enough batches to cover the larger modality once
     padding: int = 10
     random_erasing: float = 0.0  # probability
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, off on CPU
-    channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for GPU
+    amp: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    channels_last: Literal["auto", "always", "never"] = "auto"  # auto: on GPU only
     grad_clip: float = 0.0  # max gradient norm; 0 turns clipping off
     sync_bn: bool = False  # under DDP
     eval_every: int = 10  # epochs between evaluations; 0: only at the end

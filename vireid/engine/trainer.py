@@ -87,8 +87,8 @@ def build_optimizer(model: CrossModalityNet, config: TrainConfig) -> torch.optim
 
 
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    choice = config.amp if config.amp != "auto" else ("bf16" if device.type == "cuda" else "off")
-    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[choice]
+    choice = config.amp if config.amp != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[choice]
 
 
 class RunLog:
@@ -159,7 +159,7 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | No
     split = training_split(config.data)
     num_classes = int(split.labels.max()) + 1
     model = build_model(config.model, num_classes, load_weights=checkpoint is None).to(environment.device)
-    channels_last = train_config.channels_last == "on" or (train_config.channels_last == "auto" and environment.device.type == "cuda")
+    channels_last = train_config.channels_last == "always" or (train_config.channels_last == "auto" and environment.device.type == "cuda")
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, train_config)
