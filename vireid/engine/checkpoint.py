@@ -9,6 +9,7 @@ import torch
 
 from vireid.atomic import atomic_path
 from vireid.errors import UserError
+from vireid.serialization import read_torch_file
 
 FORMAT_NAME = "vireid-checkpoint"
 FORMAT_VERSION = 1
@@ -41,13 +42,7 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: expected a vireid checkpoint (.pt), but the file does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises several types for a file that is not a checkpoint
-        raise CheckpointError(f"{path}: expected a vireid checkpoint, could not read it ({error})") from error
+    state = read_torch_file(path, "a vireid checkpoint (.pt)", CheckpointError, weights_only=False)
     if not isinstance(state, dict) or state.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path}: not a vireid checkpoint (expected format {FORMAT_NAME!r})")
     if state.get("version") != FORMAT_VERSION:

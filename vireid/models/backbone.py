@@ -17,6 +17,7 @@ from torch import nn
 
 from vireid.data.splits import Modality
 from vireid.errors import UserError
+from vireid.serialization import read_torch_file
 from vireid.models.non_local import NonLocalBlock
 
 DEPTHS = ("resnet50", "resnet18")
@@ -125,12 +126,7 @@ class TwoStreamResNet(nn.Module):
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise WeightsError(f"{path}: expected a pretrained-weights file (a torchvision state dict), but it does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a file that is not a checkpoint
-        raise WeightsError(f"{path}: expected a torchvision state dict saved with torch.save, could not read it ({error})") from error
+    state = read_torch_file(path, "a torchvision state dict saved with torch.save", WeightsError, weights_only=True)
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise WeightsError(f"{path}: expected a state dict (parameter name -> tensor), found {type(state).__name__}")
     return state
