@@ -56,6 +56,6 @@ def extract_features(
     loader = DataLoader(SplitDataset(split, test_transform(height, width)), batch_size=config.batch_size, num_workers=workers)
     model = model.to(device)
     chunks = []
-    for images, _, modalities, _ in tqdm(loader, desc="extract", unit="batch", disable=not progress):
+    for images, _, modalities, _ in tqdm(loader, desc="extract", unit="batch", disable=None if progress else True):
         chunks.append(batch_features(model, images.to(device), modalities.to(device), config).float().cpu())
     return torch.cat(chunks).numpy()

@@ -216,7 +216,7 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | No
             trained_model.train()
             sums: dict[str, float] = {}
             started = time.perf_counter()
-            batches = tqdm(loader, desc=f"epoch {epoch + 1}/{train_config.epochs}", unit="batch", disable=not (progress and environment.is_main), leave=False)
+            batches = tqdm(loader, desc=f"epoch {epoch + 1}/{train_config.epochs}", unit="batch", disable=None if progress and environment.is_main else True, leave=False)
             for images, labels, modalities, _ in batches:
                 images = images.to(environment.device, non_blocking=True)
                 if channels_last:

@@ -33,5 +33,5 @@ def describe_split(images: Split, progress: bool = False) -> np.ndarray:
     """(N, D) descriptors of every image of ``images``, in order."""
     from tqdm import tqdm
 
-    paths = tqdm(images.paths, desc="describe", unit="img", disable=not progress)
+    paths = tqdm(images.paths, desc="describe", unit="img", disable=None if progress else True)
     return np.stack([describe(load_image(path)) for path in paths])
