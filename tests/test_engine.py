@@ -116,6 +116,15 @@ def test_a_new_run_refuses_a_folder_holding_one(small_sysu, tmp_path):
         train(_config(small_sysu, "train.epochs=1"), tmp_path / "run", progress=False)
 
 
+def test_cli_pretrained_file_of_another_architecture_is_refused(small_sysu, tmp_path, capsys):
+    import torchvision
+
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), tmp_path / "r50.pth")
+    code = main(["train", str(TINY), "--set", f"data.root={small_sysu}", "--pretrained", str(tmp_path / "r50.pth"), "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "r50.pth: expected a torchvision resnet18 state dict" in capsys.readouterr().err
+
+
 def test_cli_config_errors_name_the_key(tmp_path, capsys):
     assert main(["train", str(TINY), "--set", "train.epochz=3"]) == 2
     assert "train.epochz: unknown config key; valid keys here: train.epochs" in capsys.readouterr().err

@@ -93,6 +93,8 @@ def command_train(arguments: argparse.Namespace) -> int:
     from vireid.engine.checkpoint import load_checkpoint
     from vireid.engine.trainer import train
 
+    if arguments.pretrained:
+        arguments.set.append(f"model.pretrained={arguments.pretrained}")
     if bool(arguments.config) == bool(arguments.resume):
         raise UserError("give a CONFIG to start a run, or --resume CHECKPOINT (without CONFIG) to continue one")
     if arguments.resume:
@@ -169,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. --set data.root=/data/SYSU-MM01")
     train.add_argument("--out", help="run folder (default runs/<config name>, or the resumed run's folder)")
     train.add_argument("--resume", metavar="CHECKPOINT", help="continue a run exactly from its checkpoint")
+    train.add_argument("--pretrained", metavar="PATH", help="ImageNet weights from a local torchvision state-dict file (same as --set model.pretrained=PATH)")
     train.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=command_train)
@@ -176,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     test = commands.add_parser("test", help="score a trained checkpoint with every trial of the protocols")
     test.add_argument("checkpoint", help="a checkpoint, or a folder of them (RegDB: one per trial)")
     test.add_argument("--protocol", action="append", help="protocol(s) to run (default: both of the dataset)")
-    test.add_argument("--root", help="dataset root, if not the one the model was trained with")
+    test.add_argument("--root", "--dataset", dest="root", help="dataset root folder, if not the one the model was trained with")
     test.add_argument("--trials", type=_parse_trials, help="trials, e.g. 0-9 (default: all)")
     test.add_argument("--device", default="cpu")
     test.add_argument("--out", help="where to write results.md/json and features (default: the checkpoint's folder)")
