@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vireid.data import llcm, regdb, sysu
 from vireid.data.appearance import render_person, sample_appearance
 from vireid.data.files import person_folder_name
 from vireid.data.splits import Modality
@@ -30,10 +31,6 @@ DEFAULT_SIZE = (128, 64)
 MARKER_FILE = "synthetic.json"
 """Written at the dataset root with the generation settings; the readers ignore it."""
 
-_SYSU_VISIBLE_CAMERAS = (1, 2, 4, 5)
-_SYSU_INFRARED_CAMERAS = (3, 6)
-_LLCM_CAMERAS = {Modality.VISIBLE: (1, 2, 3, 4, 5, 6, 7, 8, 9), Modality.INFRARED: (1, 2, 4, 5, 6, 7, 8, 9)}
-_REGDB_TRIALS = range(1, 11)
 _SYSU_PERMUTATION_TRIALS = 10
 
 
@@ -117,10 +114,10 @@ def plan_sysu(identities: int, images_per_id: int, rng: np.random.Generator) -> 
     )
     folder_sizes: dict[tuple[int, int], int] = {}
     for person_id in person_ids:
-        visible = _camera_subset(_SYSU_VISIBLE_CAMERAS, 0.7, rng)
+        visible = _camera_subset(sysu.VISIBLE_CAMERAS, 0.7, rng)
         if not {1, 2} & set(visible):
             visible.append(int(rng.choice((1, 2))))
-        infrared = _camera_subset(_SYSU_INFRARED_CAMERAS, 0.8, rng)
+        infrared = _camera_subset(sysu.INFRARED_CAMERAS, 0.8, rng)
         for modality, cameras in ((Modality.VISIBLE, visible), (Modality.INFRARED, infrared)):
             for camera_id, count in _images_per_camera(images_per_id, sorted(cameras), rng).items():
                 folder_sizes[(camera_id, person_id)] = count
@@ -165,7 +162,7 @@ def plan_regdb(identities: int, images_per_id: int, rng: np.random.Generator) ->
                 relative_path = f"{folder}/{person_id}/{gender}_{person_id}_{view}_{letter}_{index}.bmp"
                 plan.images.append(ImageJob(relative_path, person_id, modality, camera_id, index))
                 paths.setdefault((modality, person_id), []).append(relative_path)
-    for trial in _REGDB_TRIALS:
+    for trial in regdb.TRIALS:
         test_ids, train_ids = _split_ids(list(range(1, identities + 1)), (0.5,), rng)
         for part, part_ids in (("train", train_ids), ("test", test_ids)):
             for modality, name in ((Modality.VISIBLE, "visible"), (Modality.INFRARED, "thermal")):
@@ -188,7 +185,7 @@ def plan_llcm(identities: int, images_per_id: int, rng: np.random.Generator) -> 
     for person_id in range(1, identities + 1):
         part = "test" if person_id in test_set else "train"
         for modality, suffix in ((Modality.VISIBLE, "vis"), (Modality.INFRARED, "nir")):
-            cameras = _camera_subset(_LLCM_CAMERAS[modality], 0.45, rng)
+            cameras = _camera_subset(llcm.TEST_CAMERAS[modality], 0.45, rng)
             for camera_id, count in _images_per_camera(images_per_id, cameras, rng).items():
                 for index in range(1, count + 1):
                     name = f"{person_folder_name(person_id)}_c{camera_id:02d}_f{index:04d}_{suffix}.jpg"
