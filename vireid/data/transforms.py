@@ -7,7 +7,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def test_transform(height: int, width: int) -> T.Compose:
+def inference_transform(height: int, width: int) -> T.Compose:
     """Resize to (height, width), to tensor, ImageNet mean/std."""
     return T.Compose([T.Resize((height, width)), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 

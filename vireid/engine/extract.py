@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from vireid.config import InferenceConfig
 from vireid.data.dataset import SplitDataset
 from vireid.data.splits import Split
-from vireid.data.transforms import test_transform
+from vireid.data.transforms import inference_transform
 from vireid.models.network import CrossModalityNet, ModelOutput
 
 FEATURES = ("global", "parts", "both")
@@ -53,7 +53,7 @@ def extract_features(
     """(N, D) float32 features of every image of ``split``, in order."""
     from tqdm import tqdm
 
-    loader = DataLoader(SplitDataset(split, test_transform(height, width)), batch_size=config.batch_size, num_workers=workers)
+    loader = DataLoader(SplitDataset(split, inference_transform(height, width)), batch_size=config.batch_size, num_workers=workers)
     model = model.to(device)
     chunks = []
     for images, _, modalities, _ in tqdm(loader, desc="extract", unit="batch", disable=None if progress else True):

@@ -22,6 +22,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from vireid.config import ExperimentConfig, TrainConfig, config_from_dict, config_to_dict
+from vireid.data.cache import image_cache
 from vireid.data.dataset import SplitDataset
 from vireid.data.datasets import PROTOCOLS_OF_DATASET, test_images, training_split
 from vireid.data.sampler import CrossModalityBatchSampler
@@ -193,8 +194,9 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | No
 
         transform.transforms.append(T.RandomErasing(p=train_config.random_erasing))
     worker_seeds = torch.Generator()  # re-seeded every epoch, so the augmentations of epoch e never depend on history
+    decoded = image_cache(split, config.data.height, config.data.width, train_config.cache_dir, progress) if train_config.cache_dir else None
     loader = DataLoader(
-        SplitDataset(split, transform),
+        SplitDataset(split, transform, decoded),
         batch_sampler=sampler,
         num_workers=train_config.workers,
         generator=worker_seeds,

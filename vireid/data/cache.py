@@ -1,0 +1,43 @@
+"""A decoded-image cache: every image of a split decoded and resized once into one
+uint8 array on disk, memory-mapped by the data loader's workers.
+
+The file is named by a hash of the image paths and the size, so a changed
+split or size never reads a stale cache; it is written under a temporary name
+and renamed when complete.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vireid.atomic import atomic_path
+from vireid.data.images import load_image
+from vireid.data.splits import Split
+
+
+def cache_file(cache_dir: str | Path, split: Split, height: int, width: int) -> Path:
+    digest = hashlib.sha1(("\n".join(split.paths) + f"\n{height}x{width}").encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"images_{digest}_{height}x{width}.npy"
+
+
+def decode_resized(path: str, height: int, width: int) -> np.ndarray:
+    """(height, width, 3) uint8: the image resized exactly as the transforms' Resize does it."""
+    return np.asarray(load_image(path).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def image_cache(split: Split, height: int, width: int, cache_dir: str | Path, progress: bool = False) -> np.ndarray:
+    """The (N, height, width, 3) uint8 images of ``split``, memory-mapped; built on first use."""
+    from tqdm import tqdm
+
+    path = cache_file(cache_dir, split, height, width)
+    if not path.exists():
+        with atomic_path(path) as temporary:
+            images = np.lib.format.open_memmap(str(temporary), mode="w+", dtype=np.uint8, shape=(len(split), height, width, 3))
+            for row, image_path in enumerate(tqdm(split.paths, desc="cache", unit="img", disable=None if progress else True)):
+                images[row] = decode_resized(image_path, height, width)
+            images.flush()
+            del images  # close the map before the rename
+    return np.load(path, mmap_mode="r")
