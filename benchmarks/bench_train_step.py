@@ -1,0 +1,163 @@
+"""Training-step throughput of a config's model: images/s, peak memory, and the
+share of the hardware's measured matmul ceiling, for fp32 / bf16 autocast,
+channels-last and torch.compile. A script, not a test:
+
+    python benchmarks/bench_train_step.py --config configs/sysu_full.yaml --device cuda --append-to BENCHMARKS.md
+    python benchmarks/bench_train_step.py --config configs/tiny.yaml --loader-root runs/demo/data/SYSU-MM01
+
+With ``--loader-root`` it also times the same steps fed by the real data loader
+(2 workers, real augmentations): equal rates mean training is not loader-bound.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import append_section  # noqa: E402
+
+from vireid.config import load_config  # noqa: E402
+from vireid.data import sysu_train_split  # noqa: E402
+from vireid.data.dataset import SplitDataset  # noqa: E402
+from vireid.data.sampler import CrossModalityBatchSampler  # noqa: E402
+from vireid.data.transforms import train_transform  # noqa: E402
+from vireid.engine.trainer import build_optimizer  # noqa: E402
+from vireid.losses import ReIDLoss  # noqa: E402
+from vireid.models.network import build_model  # noqa: E402
+
+
+def matmul_ceiling(device: torch.device, dtype: torch.dtype, size: int) -> float:
+    """Measured TFLOP/s of a square matmul: the practical ceiling of the hardware."""
+    a, b = torch.randn(size, size, device=device, dtype=dtype), torch.randn(size, size, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    _synchronize(device)
+    repeats = 10 if device.type == "cuda" else 3
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _synchronize(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e12
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_memory_gib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # process peak RSS (KiB on Linux)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/sysu_full.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--classes", type=int, default=395)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--variants", nargs="+", default=["fp32", "bf16", "bf16+channels_last", "bf16+channels_last+compile"])
+    parser.add_argument("--loader-root", help="also time steps fed by the real loader from this SYSU-MM01-layout folder")
+    parser.add_argument("--append-to")
+    arguments = parser.parse_args()
+    device = torch.device(arguments.device)
+    config = load_config(arguments.config, arguments.set)
+    height, width = config.data.height, config.data.width
+    batch = 2 * config.train.identities_per_batch * config.train.instances_per_modality
+    images = torch.randn(batch, 3, height, width, device=device)
+    modalities = torch.arange(batch, device=device) // (batch // 2)
+    labels = (torch.arange(batch, device=device) % (batch // 2)) // config.train.instances_per_modality
+    loss_function = ReIDLoss(config.loss)
+
+    def fresh_model():
+        torch.manual_seed(0)
+        model = build_model(config.model, arguments.classes, load_weights=False).to(device).train()
+        return model, build_optimizer(model, config.train)
+
+    model, _ = fresh_model()
+    with FlopCounterMode(display=False) as counter:
+        loss_function(model(images, modalities), labels, modalities)["total"].backward()
+    step_flops = counter.get_total_flops()
+    ceilings = {"fp32": matmul_ceiling(device, torch.float32, 4096 if device.type == "cuda" else 1024)}
+    if device.type == "cuda":
+        ceilings["bf16"] = matmul_ceiling(device, torch.bfloat16, 8192)
+
+    def time_steps(variant: str, batches) -> tuple[float, float]:
+        model, optimizer = fresh_model()
+        dtype = torch.bfloat16 if "bf16" in variant else None
+        channels_last = "channels_last" in variant
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        forward = torch.compile(model) if "compile" in variant else model
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+
+        def step(step_images, step_labels, step_modalities):
+            if channels_last:
+                step_images = step_images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
+                losses = loss_function(forward(step_images, step_modalities), step_labels, step_modalities)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            optimizer.step()
+
+        iterator = iter(batches)
+        step(*next(iterator))  # warm-up (and compilation)
+        _synchronize(device)
+        started = time.perf_counter()
+        for _ in range(arguments.steps):
+            step(*next(iterator))
+        _synchronize(device)
+        return batch * arguments.steps / (time.perf_counter() - started), _peak_memory_gib(device)
+
+    def from_memory():
+        while True:
+            yield images, labels, modalities
+
+    rows = [
+        f"| model | input | batch | variant | source | images/s | peak memory (GiB) | TFLOP/s | of {device.type} ceiling |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def add_row(variant: str, source: str, rate: float, memory: float) -> None:
+        achieved = step_flops * rate / batch / 1e12
+        ceiling = ceilings["bf16" if "bf16" in variant and "bf16" in ceilings else "fp32"]
+        rows.append(
+            f"| {config.name} | {height}×{width} | {batch} | {variant} | {source} | {rate:.1f} | {memory:.2f} | "
+            f"{achieved:.2f} | {100 * achieved / ceiling:.0f} % |"
+        )
+        print(rows[-1], flush=True)
+
+    for variant in arguments.variants:
+        add_row(variant, "memory", *time_steps(variant, from_memory()))
+    if arguments.loader_root:
+        split = sysu_train_split(arguments.loader_root)
+        sampler = CrossModalityBatchSampler(split.labels, split.modalities, config.train.identities_per_batch,
+                                            config.train.instances_per_modality, seed=0, num_batches=arguments.steps + 1)
+        dataset = SplitDataset(split, train_transform(height, width, config.train.padding))
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=2)
+        loaded = ((b[0].to(device), b[1].to(device), b[2].to(device)) for b in loader)
+        add_row(arguments.variants[0], "loader, 2 workers", *time_steps(arguments.variants[0], loaded))
+    notes = (
+        f"Forward + backward of one step: {step_flops / 1e12:.3f} TFLOP (torch.utils.flop_counter). "
+        + "Measured matmul ceiling: " + ", ".join(f"{name} {value:.2f} TFLOP/s" for name, value in ceilings.items()) + "."
+    )
+    table = "\n".join(rows) + "\n\n" + notes
+    print(table)
+    if arguments.append_to:
+        append_section(arguments.append_to, f"Training step ({config.name})", table, str(device))
+
+
+if __name__ == "__main__":
+    main()
