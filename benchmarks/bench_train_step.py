@@ -27,6 +27,7 @@ from common import append_section  # noqa: E402
 
 from vireid.config import load_config  # noqa: E402
 from vireid.data import sysu_train_split  # noqa: E402
+from vireid.data.cache import image_cache  # noqa: E402
 from vireid.data.dataset import SplitDataset  # noqa: E402
 from vireid.data.sampler import CrossModalityBatchSampler  # noqa: E402
 from vireid.data.transforms import train_transform  # noqa: E402
@@ -69,6 +70,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--variants", nargs="+", default=["fp32", "bf16", "bf16+channels_last", "bf16+channels_last+compile"])
     parser.add_argument("--loader-root", help="also time steps fed by the real loader from this SYSU-MM01-layout folder")
+    parser.add_argument("--loader-workers", type=int, nargs="+", default=[2])
+    parser.add_argument("--loader-cache", help="a cache folder: also time the loader reading the decoded-image cache")
     parser.add_argument("--append-to")
     arguments = parser.parse_args()
     device = torch.device(arguments.device)
@@ -145,10 +148,15 @@ def main() -> None:
         split = sysu_train_split(arguments.loader_root)
         sampler = CrossModalityBatchSampler(split.labels, split.modalities, config.train.identities_per_batch,
                                             config.train.instances_per_modality, seed=0, num_batches=arguments.steps + 1)
-        dataset = SplitDataset(split, train_transform(height, width, config.train.padding))
-        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=2)
-        loaded = ((b[0].to(device), b[1].to(device), b[2].to(device)) for b in loader)
-        add_row(arguments.variants[0], "loader, 2 workers", *time_steps(arguments.variants[0], loaded))
+        transform = train_transform(height, width, config.train.padding)
+        sources = [("decode files", SplitDataset(split, transform))]
+        if arguments.loader_cache:
+            sources.append(("cache", SplitDataset(split, transform, image_cache(split, height, width, arguments.loader_cache))))
+        for source, dataset in sources:
+            for workers in arguments.loader_workers:
+                loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers)
+                loaded = ((b[0].to(device), b[1].to(device), b[2].to(device)) for b in loader)
+                add_row(arguments.variants[0], f"loader: {source}, {workers} workers", *time_steps(arguments.variants[0], loaded))
     notes = (
         f"Forward + backward of one step: {step_flops / 1e12:.3f} TFLOP (torch.utils.flop_counter). "
         + "Measured matmul ceiling: " + ", ".join(f"{name} {value:.2f} TFLOP/s" for name, value in ceilings.items()) + "."

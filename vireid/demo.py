@@ -38,7 +38,7 @@ def run_demo(
     else:
         summary = write_synthetic_dataset("sysu", data_root, identities, images_per_id, workers=workers)
         print(f"generated {summary.images} images of {summary.identities} identities at {data_root} in {summary.seconds:.1f} s")
-    config = load_config(DEMO_CONFIG, [f"data.root={data_root}", *overrides])
+    config = load_config(DEMO_CONFIG, [f"data.root={data_root}", f"train.cache_dir={out / 'cache'}", *overrides])
     run_dir = out / "run"
     shutil.rmtree(run_dir, ignore_errors=True)  # each demo trains afresh; the data are kept
     last = train(config, run_dir, progress=progress)
