@@ -29,6 +29,7 @@ from vireid.config import load_config  # noqa: E402
 from vireid.data import sysu_train_split  # noqa: E402
 from vireid.data.cache import image_cache  # noqa: E402
 from vireid.data.dataset import SplitDataset  # noqa: E402
+from vireid.data.device_augment import BatchAugment  # noqa: E402
 from vireid.data.sampler import CrossModalityBatchSampler  # noqa: E402
 from vireid.data.transforms import train_transform  # noqa: E402
 from vireid.engine.trainer import build_optimizer  # noqa: E402
@@ -149,13 +150,17 @@ def main() -> None:
         sampler = CrossModalityBatchSampler(split.labels, split.modalities, config.train.identities_per_batch,
                                             config.train.instances_per_modality, seed=0, num_batches=arguments.steps + 1)
         transform = train_transform(height, width, config.train.padding)
-        sources = [("decode files", SplitDataset(split, transform))]
+        no_augment = lambda images: images  # noqa: E731
+        sources = [("decode files", SplitDataset(split, transform), no_augment)]
         if arguments.loader_cache:
-            sources.append(("cache", SplitDataset(split, transform, image_cache(split, height, width, arguments.loader_cache))))
-        for source, dataset in sources:
+            decoded = image_cache(split, height, width, arguments.loader_cache)
+            sources.append(("cache", SplitDataset(split, transform, decoded), no_augment))
+            device_augment = BatchAugment(config.train.padding, torch.Generator().manual_seed(0))
+            sources.append(("cache + augment on device", SplitDataset(split, None, decoded), device_augment))
+        for source, dataset, augment in sources:
             for workers in arguments.loader_workers:
                 loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers)
-                loaded = ((b[0].to(device), b[1].to(device), b[2].to(device)) for b in loader)
+                loaded = ((augment(b[0].to(device)), b[1].to(device), b[2].to(device)) for b in loader)
                 add_row(arguments.variants[0], f"loader: {source}, {workers} workers", *time_steps(arguments.variants[0], loaded))
     notes = (
         f"Forward + backward of one step: {step_flops / 1e12:.3f} TFLOP (torch.utils.flop_counter). "

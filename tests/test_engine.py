@@ -168,3 +168,14 @@ def test_bf16_autocast_channels_last_and_clipping_train_on_cpu(small_sysu, tmp_p
     last = train(config, tmp_path / "run", progress=False)
     record = load_checkpoint(last)["metrics"]
     assert all(torch.isfinite(torch.tensor(record[name])) for name in ("id", "triplet", "total"))
+
+
+def test_augmentation_on_the_device_trains_and_resumes_exactly(small_sysu, tmp_path):
+    settings = ("train.augment_on=device", f"train.cache_dir={tmp_path / 'cache'}")
+    straight = train(_config(small_sysu, "train.epochs=2", *settings), tmp_path / "straight", progress=False)
+    halfway = train(_config(small_sysu, "train.epochs=1", *settings), tmp_path / "split", progress=False)
+    resumed = train(_config(small_sysu, "train.epochs=2", *settings), tmp_path / "split", resume=halfway, progress=False)
+    first, second = load_checkpoint(straight)["model"], load_checkpoint(resumed)["model"]
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    with pytest.raises(UserError, match="train.augment_on=device needs train.cache_dir"):
+        train(_config(small_sysu, "train.augment_on=device"), tmp_path / "no-cache", progress=False)

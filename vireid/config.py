@@ -73,6 +73,7 @@ class TrainConfig:
     steps_per_epoch: int = 0  # 0: enough batches to cover the larger modality once
     padding: int = 10
     cache_dir: str = ""  # decode and resize every training image once into a memory-mapped file here; "" = off
+    augment_on: Literal["loader", "device"] = "loader"  # "device": crop/flip/normalise whole batches on the training device (needs cache_dir)
     random_erasing: float = 0.0  # probability
     amp: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     channels_last: Literal["auto", "always", "never"] = "auto"  # auto: on GPU only

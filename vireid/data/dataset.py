@@ -14,9 +14,12 @@ from vireid.data.splits import Split
 
 class SplitDataset(Dataset):
     """``decoded``: optional (N, H, W, 3) uint8 images of the split (vireid.data.cache),
-    used instead of decoding the files."""
+    used instead of decoding the files. Without a ``transform`` the decoded image
+    itself is returned as an (H, W, 3) uint8 tensor, for augmentation on the device."""
 
-    def __init__(self, split: Split, transform: Callable, decoded: np.ndarray | None = None):
+    def __init__(self, split: Split, transform: Callable | None, decoded: np.ndarray | None = None):
+        if transform is None and decoded is None:
+            raise ValueError("SplitDataset needs a transform, or decoded images to return as they are")
         self.split = split
         self.transform = transform
         self.decoded = decoded
@@ -26,6 +29,10 @@ class SplitDataset(Dataset):
         return len(self.split)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, int]:
-        source = Image.fromarray(np.asarray(self.decoded[index])) if self.decoded is not None else load_image(self.split.paths[index])
-        image = self.transform(source)
+        if self.transform is None:
+            image = torch.from_numpy(np.array(self.decoded[index]))  # (H, W, 3) uint8, copied out of the map
+        elif self.decoded is not None:
+            image = self.transform(Image.fromarray(np.asarray(self.decoded[index])))
+        else:
+            image = self.transform(load_image(self.split.paths[index]))
         return image, int(self.targets[index]), int(self.split.modalities[index]), index

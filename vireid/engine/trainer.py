@@ -21,9 +21,10 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader
 
-from vireid.config import ExperimentConfig, TrainConfig, config_from_dict, config_to_dict
+from vireid.config import ConfigError, ExperimentConfig, TrainConfig, config_from_dict, config_to_dict
 from vireid.data.cache import image_cache
 from vireid.data.dataset import SplitDataset
+from vireid.data.device_augment import BatchAugment
 from vireid.data.datasets import PROTOCOLS_OF_DATASET, test_images, training_split
 from vireid.data.sampler import CrossModalityBatchSampler
 from vireid.data.transforms import train_transform
@@ -188,13 +189,19 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | No
         split.labels, split.modalities, train_config.identities_per_batch, train_config.instances_per_modality,
         train_config.seed, train_config.steps_per_epoch * environment.world_size, environment.rank, environment.world_size,
     )
-    transform = train_transform(config.data.height, config.data.width, train_config.padding)
-    if train_config.random_erasing > 0:
-        from torchvision import transforms as T
-
-        transform.transforms.append(T.RandomErasing(p=train_config.random_erasing))
     worker_seeds = torch.Generator()  # re-seeded every epoch, so the augmentations of epoch e never depend on history
     decoded = image_cache(split, config.data.height, config.data.width, train_config.cache_dir, progress) if train_config.cache_dir else None
+    device_augment = None
+    if train_config.augment_on == "device":
+        if decoded is None or train_config.random_erasing > 0:
+            raise ConfigError("train.augment_on=device needs train.cache_dir (decoded images) and train.random_erasing=0")
+        transform, device_augment = None, BatchAugment(train_config.padding, worker_seeds)
+    else:
+        transform = train_transform(config.data.height, config.data.width, train_config.padding)
+        if train_config.random_erasing > 0:
+            from torchvision import transforms as T
+
+            transform.transforms.append(T.RandomErasing(p=train_config.random_erasing))
     loader = DataLoader(
         SplitDataset(split, transform, decoded),
         batch_sampler=sampler,
@@ -221,6 +228,8 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | No
             batches = tqdm(loader, desc=f"epoch {epoch + 1}/{train_config.epochs}", unit="batch", disable=None if progress and environment.is_main else True, leave=False)
             for images, labels, modalities, _ in batches:
                 images = images.to(environment.device, non_blocking=True)
+                if device_augment is not None:
+                    images = device_augment(images)
                 if channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 labels, modalities = labels.to(environment.device), modalities.to(environment.device)
