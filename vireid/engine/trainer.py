@@ -21,6 +21,7 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader
 
+from vireid.atomic import write_text
 from vireid.config import ConfigError, ExperimentConfig, TrainConfig, config_from_dict, config_to_dict
 from vireid.data.cache import image_cache
 from vireid.data.dataset import SplitDataset
@@ -212,7 +213,7 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | No
     loss_function = ReIDLoss(config.loss)
     if environment.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+        write_text(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
     log = RunLog(run_dir, environment.is_main)
     protocol = evaluation_protocol(config)
     step = start_epoch * len(sampler)
