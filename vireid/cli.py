@@ -10,6 +10,7 @@ from typing import Sequence
 
 from vireid import __version__
 from vireid.atomic import write_text
+from vireid.data.synthetic import DEFAULT_SIZE, LAYOUTS, write_synthetic_dataset
 from vireid.errors import UserError
 
 SYNTH_SEED = 0
@@ -34,8 +35,6 @@ def _parse_trials(text: str) -> list[int]:
 
 
 def command_synth(arguments: argparse.Namespace) -> int:
-    from vireid.data.synthetic import write_synthetic_dataset
-
     summary = write_synthetic_dataset(
         arguments.layout,
         arguments.out,
@@ -139,12 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     synth = commands.add_parser("synth", help="write a synthetic dataset in an official layout")
-    synth.add_argument("--layout", required=True, choices=("sysu", "regdb", "llcm"))
+    synth.add_argument("--layout", required=True, choices=LAYOUTS)
     synth.add_argument("--out", required=True, help="folder to create (the dataset root)")
     synth.add_argument("--ids", type=int, help="number of identities (default: 120 sysu, 40 regdb, 90 llcm)")
     synth.add_argument("--images-per-id", type=int, help="images per identity in EACH modality (default: 12, regdb 10)")
     synth.add_argument("--seed", type=int, default=SYNTH_SEED)
-    synth.add_argument("--size", type=_parse_size, default=(128, 64), help="image size HxW (default 128x64)")
+    synth.add_argument("--size", type=_parse_size, default=DEFAULT_SIZE, help=f"image size HxW (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
     synth.add_argument("--workers", type=int, help="worker processes (default: number of cores, at most 8)")
     synth.add_argument("--force", action="store_true", help="replace the folder if it exists")
     synth.set_defaults(handler=command_synth)

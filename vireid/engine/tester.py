@@ -7,7 +7,7 @@ from pathlib import Path
 from vireid.atomic import write_text
 from vireid.data.datasets import PROTOCOLS_OF_DATASET
 from vireid.engine.checkpoint import CheckpointError
-from vireid.engine.trainer import evaluate_model, model_from_checkpoint
+from vireid.engine.trainer import extract_test_features, model_from_checkpoint
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import save_features
 from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, get_protocol, results_table
@@ -60,7 +60,7 @@ def score_checkpoints(
     out.mkdir(parents=True, exist_ok=True)
     feature_sets = []
     for path, model, config in loaded:
-        feature_set, _ = evaluate_model(model, config, (), None, device, progress)
+        feature_set = extract_test_features(model, config, device, progress)
         feature_set.metadata["checkpoint"] = str(path)
         suffix = f"_trial{config.data.trial}" if dataset == "regdb" else ""
         save_features(out / f"features{suffix}.npz", feature_set)

@@ -124,22 +124,21 @@ def evaluation_protocol(config: ExperimentConfig) -> str:
     return config.train.eval_protocol or PROTOCOLS_OF_DATASET[config.data.dataset][0]
 
 
-def evaluate_model(
-    model: CrossModalityNet, config: ExperimentConfig, protocols: tuple[str, ...], trials: int | None, device: torch.device, progress: bool
-) -> tuple[FeatureSet, list[ProtocolResult]]:
-    """Features of every test image, scored with each protocol (the first ``trials`` trials, or all)."""
+def extract_test_features(model: CrossModalityNet, config: ExperimentConfig, device: torch.device, progress: bool) -> FeatureSet:
+    """Features of every test image of ``config.data``, with the metadata the feature file records."""
     images = test_images(config.data)
     features = extract_features(model, images, config.test, config.data.height, config.data.width, device, config.train.workers, progress)
     metadata = {"dataset": config.data.dataset, "root": str(Path(config.data.root).resolve())}
     if config.data.dataset == "regdb":
         metadata["trial"] = config.data.trial
-    feature_set = FeatureSet(features, images, metadata)
-    results = []
-    for name in protocols:
-        protocol = get_protocol(name)
-        chosen = None if trials is None or protocol.dataset == "regdb" else protocol.trials[:trials]
-        results.append(evaluate_protocol(protocol, [feature_set], chosen))
-    return feature_set, results
+    return FeatureSet(features, images, metadata)
+
+
+def _evaluate_during_training(model: CrossModalityNet, config: ExperimentConfig, protocol_name: str, device: torch.device) -> ProtocolResult:
+    """The protocol's first ``train.eval_trials`` trials (RegDB: the run's own trial)."""
+    protocol = get_protocol(protocol_name)
+    trials = None if protocol.dataset == "regdb" else protocol.trials[: config.train.eval_trials]
+    return evaluate_protocol(protocol, [extract_test_features(model, config, device, progress=False)], trials)
 
 
 def _summary(result: ProtocolResult) -> dict[str, float]:
@@ -268,10 +267,10 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | No
             finished = epoch + 1 == train_config.epochs
             if environment.is_main and ((train_config.eval_every and (epoch + 1) % train_config.eval_every == 0) or finished):
                 training_rng = rng_state()  # evaluation must not change what training draws next
-                _, results = evaluate_model(model, config, (protocol,), train_config.eval_trials, environment.device, progress=False)
+                result = _evaluate_during_training(model, config, protocol, environment.device)
                 set_rng_state(training_rng)
-                record.update(_summary(results[0]))
-                metric = results[0].mean()["mAP"]
+                record.update(_summary(result))
+                metric = result.mean()["mAP"]
                 if metric > best["metric"]:
                     best = {"metric": metric, "epoch": epoch + 1, "protocol": protocol, "measure": "mAP (on the test set)"}
                     record["best"] = True
@@ -324,4 +323,4 @@ def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") 
     return model.to(device).eval(), config, checkpoint
 
 
-__all__ = ["TrainingDiverged", "evaluate_model", "learning_rate_factor", "model_from_checkpoint", "train"]
+__all__ = ["TrainingDiverged", "extract_test_features", "learning_rate_factor", "model_from_checkpoint", "train"]
