@@ -248,3 +248,20 @@ def test_errors_name_what_is_wrong():
         rank_metrics(np.zeros((2, 2)), [5, 6], [1, 2], [1, 1], [2, 2], "regdb")
     with pytest.raises(ValueError, match="query_chunk_size"):
         rank_metrics(np.zeros((1, 1)), [1], [1], [1], [1], "regdb", query_chunk_size=0)
+
+
+def test_ranked_gallery_is_the_scored_order_without_removed_images():
+    from vireid.evaluation.metrics import ranked_gallery
+
+    distances = np.array([[0.3, 0.1, 0.1, 0.5, 0.0], [0.3, 0.1, 0.1, 0.5, 0.0]])
+    gallery_ids = [7, 7, 8, 9, 8]
+    gallery_cameras = [1, 2, 2, 4, 5]
+    # sysu: the camera-3 query loses the camera-2 images (1, 2); the camera-6 query keeps them, tie 1 before 2
+    ranked = ranked_gallery(distances, [7, 7], gallery_ids, [3, 6], gallery_cameras, "sysu", top_k=3)
+    assert ranked[0].tolist() == [4, 0, 3]
+    assert ranked[1].tolist() == [4, 1, 2]
+    # llcm: same person and same camera is removed (image 0 for a person-7 camera-1 query), others stay
+    ranked = ranked_gallery(distances[:1], [7], gallery_ids, [1], gallery_cameras, "llcm", top_k=10)
+    assert ranked[0].tolist() == [4, 1, 2, 3]
+    ranked = ranked_gallery(distances[:1], [7], gallery_ids, [1], gallery_cameras, "regdb", top_k=2)
+    assert ranked[0].tolist() == [4, 1]

@@ -54,7 +54,7 @@ def _as_tensor(values: ArrayLike, device: torch.device | None = None) -> torch.T
     return tensor if device is None else tensor.to(device)
 
 
-def _stable_order(distances: torch.Tensor) -> torch.Tensor:
+def gallery_order(distances: torch.Tensor) -> torch.Tensor:
     """(C, G) gallery indices by ascending distance, ties in gallery order.
 
     On the CPU, float32 distances become unique int64 keys (the distance's
@@ -73,6 +73,20 @@ def _stable_order(distances: torch.Tensor) -> torch.Tensor:
     return torch.sort(distances, dim=1, stable=True).indices
 
 
+def _kept(
+    same_id: torch.Tensor,  # (C, G) ranked gallery image has the query's person id
+    query_cameras: torch.Tensor,  # (C,)
+    ranked_gallery_cameras: torch.Tensor,  # (C, G)
+    protocol: str,
+) -> torch.Tensor:
+    """(C, G) which ranked gallery images the protocol lets the query be matched with."""
+    if protocol == "sysu":
+        return ~((query_cameras[:, None] == 3) & (ranked_gallery_cameras == 2))
+    if protocol == "llcm":
+        return ~(same_id & (ranked_gallery_cameras == query_cameras[:, None]))
+    return torch.ones_like(same_id)
+
+
 def _scores_of_chunk(
     distances: torch.Tensor,  # (C, G)
     query_ids: torch.Tensor,  # (C,)
@@ -85,15 +99,9 @@ def _scores_of_chunk(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per query: 1-based rank of the first hit (CMC), AP, INP, valid flag."""
     num_chunk_queries, num_gallery = distances.shape
-    order = _stable_order(distances).to(distances.device)  # (C, G)
-    ranked_ids = gallery_ids[order]
-    same_id = ranked_ids == query_ids[:, None]
-    if protocol == "sysu":
-        keep = ~((query_cameras[:, None] == 3) & (gallery_cameras[order] == 2))
-    elif protocol == "llcm":
-        keep = ~(same_id & (gallery_cameras[order] == query_cameras[:, None]))
-    else:
-        keep = torch.ones_like(same_id)
+    order = gallery_order(distances).to(distances.device)  # (C, G)
+    same_id = gallery_ids[order] == query_ids[:, None]
+    keep = _kept(same_id, query_cameras, gallery_cameras[order], protocol)
     matches = same_id & keep
     kept_position = torch.cumsum(keep, dim=1, dtype=torch.int32)  # (C, G), 1-based among kept images
     correct_so_far = torch.cumsum(matches, dim=1, dtype=torch.int32)
@@ -217,3 +225,26 @@ def evaluate_features(
         protocol,
         max_rank,
     )
+
+
+def ranked_gallery(
+    distances: ArrayLike,
+    query_ids: ArrayLike,
+    gallery_ids: ArrayLike,
+    query_cameras: ArrayLike,
+    gallery_cameras: ArrayLike,
+    protocol: str,
+    top_k: int,
+) -> list[np.ndarray]:
+    """Per query, the first ``top_k`` gallery indices in the order the metrics score
+    them: ascending distance, ties in gallery order, the images the protocol
+    removes for that query left out (so a list may be shorter than ``top_k``)."""
+    if protocol not in PROTOCOL_SCORING:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOL_SCORING)}, got {protocol!r}")
+    distances = _as_tensor(distances)
+    device = distances.device
+    gallery_ids, gallery_cameras = _as_tensor(gallery_ids, device).long(), _as_tensor(gallery_cameras, device).long()
+    query_ids, query_cameras = _as_tensor(query_ids, device).long(), _as_tensor(query_cameras, device).long()
+    order = gallery_order(distances).to(device)  # (Q, G)
+    keep = _kept(gallery_ids[order] == query_ids[:, None], query_cameras, gallery_cameras[order], protocol)
+    return [row[kept][:top_k].cpu().numpy() for row, kept in zip(order, keep)]
