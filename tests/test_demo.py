@@ -13,7 +13,8 @@ def test_demo_trains_tests_and_reports(tmp_path, capsys):
     report = (out / "results.md").read_text()
     assert report.count("| sysu-all single-shot (agw draws)") == 2  # trained model and hand-made floor
     assert "Chance rank-1:" in report
-    assert {path.name for path in (out / "run").iterdir()} >= {"config.yaml", "last.pt", "metrics.jsonl", "results.md", "results.json", "features.npz"}
+    assert "![rank lists](run/ranks_sysu-all.png)" in report
+    assert {path.name for path in (out / "run").iterdir()} >= {"config.yaml", "last.pt", "metrics.jsonl", "results.md", "results.json", "features.npz", "cmc.png", "ranks_sysu-all.png", "tsne.png"}
     capsys.readouterr()
     run_demo(out, **settings)  # a second run reuses the generated data
     assert "using the synthetic dataset at" in capsys.readouterr().out

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from vireid import __version__
 from vireid.atomic import write_text
 from vireid.data.synthetic import DEFAULT_SIZE, LAYOUTS, write_synthetic_dataset
@@ -120,9 +122,147 @@ def command_test(arguments: argparse.Namespace) -> int:
         arguments.device,
         Path(arguments.out) if arguments.out else None,
         progress=not arguments.quiet,
+        overrides=arguments.set,
     )
     print(results_table(results))
     return 0
+
+
+def _print_skipped(skipped: list[str]) -> None:
+    if skipped:
+        print(f"skipped {len(skipped)} file(s) that could not be read as images:", file=sys.stderr)
+        for reason in skipped:
+            print(f"  {reason}", file=sys.stderr)
+
+
+def command_extract(arguments: argparse.Namespace) -> int:
+    from vireid.data.splits import Modality
+    from vireid.engine.trainer import model_from_checkpoint
+    from vireid.evaluation.feature_file import save_features
+    from vireid.retrieval.own_images import extract_own_images
+
+    model, config, _ = model_from_checkpoint(arguments.checkpoint, arguments.device, arguments.set)
+    feature_set, skipped = extract_own_images(
+        model, config, arguments.images, Modality[arguments.modality.upper()], arguments.device, arguments.workers, not arguments.quiet
+    )
+    feature_set.metadata["checkpoint"] = str(arguments.checkpoint)
+    save_features(arguments.out, feature_set)
+    _print_skipped(skipped)
+    features = feature_set.features
+    print(f"wrote {features.shape[0]} {arguments.modality} features ({features.shape[1]}-d) of {arguments.images} to {arguments.out}")
+    return 0
+
+
+def command_index(arguments: argparse.Namespace) -> int:
+    from vireid.data.splits import Modality
+    from vireid.evaluation.feature_file import FeatureSet, load_features
+    from vireid.retrieval.index import GalleryIndex
+
+    feature_set = load_features(arguments.features, root=arguments.root)
+    if arguments.modality:
+        rows = np.flatnonzero(feature_set.images.modalities == int(Modality[arguments.modality.upper()]))
+        if rows.size == 0:
+            raise UserError(f"{arguments.features}: holds no {arguments.modality} image to index")
+        feature_set = FeatureSet(feature_set.features[rows], feature_set.images.subset(rows), feature_set.metadata)
+    index = GalleryIndex.build(feature_set, arguments.kind, arguments.nlist, arguments.nprobe)
+    index.save(arguments.out)
+    print(f"indexed {len(index)} images ({index.dimension}-d, {arguments.kind}) into {arguments.out}")
+    return 0
+
+
+def command_search(arguments: argparse.Namespace) -> int:
+    from vireid.data.splits import Modality
+    from vireid.engine.trainer import model_from_checkpoint
+    from vireid.evaluation.feature_file import load_features
+    from vireid.retrieval.index import GalleryIndex, ensure_same_model
+    from vireid.retrieval.own_images import extract_own_images
+    from vireid.retrieval.search import hits_table, hits_to_json, search_gallery
+
+    index = GalleryIndex.load(arguments.index, root=arguments.root)
+    if arguments.features:
+        queries = load_features(arguments.features)
+    else:
+        if not (arguments.checkpoint and arguments.modality):
+            raise UserError("searching with --images needs --checkpoint (the model that made the index) and --modality")
+        model, config, _ = model_from_checkpoint(arguments.checkpoint, arguments.device, arguments.set)
+        queries, skipped = extract_own_images(
+            model, config, arguments.images, Modality[arguments.modality.upper()], arguments.device, progress=not arguments.quiet
+        )
+        _print_skipped(skipped)
+    ensure_same_model(index.metadata, queries.metadata, arguments.index)
+    if arguments.nprobe:
+        index.set_nprobe(arguments.nprobe)
+    results = search_gallery(index, queries, arguments.top_k)
+    print(hits_table(results))
+    if arguments.json:
+        write_text(arguments.json, json.dumps(hits_to_json(results), indent=2) + "\n")
+    if arguments.picture:
+        from vireid.viz.rank_list import RankedImage, draw_rank_list
+
+        shown = results[: arguments.picture_queries]
+        draw_rank_list(
+            [RankedImage(result.query_path, result.query_modality, _known(result.query_person_id)) for result in shown],
+            [[RankedImage(hit.path, hit.modality, _known(hit.person_id), hit.score) for hit in result.hits] for result in shown],
+            arguments.picture,
+            title=f"top {arguments.top_k} of {len(index)} gallery images",
+        )
+        print(f"rank list picture: {arguments.picture}")
+    return 0
+
+
+def _known(person_id: int) -> int | None:
+    from vireid.data.image_folder import UNKNOWN_ID
+
+    return None if person_id == UNKNOWN_ID else person_id
+
+
+def command_export(arguments: argparse.Namespace) -> int:
+    from vireid.data.splits import Modality
+    from vireid.engine.trainer import model_from_checkpoint
+    from vireid.retrieval.export import export_onnx, max_abs_difference
+
+    model, config, _ = model_from_checkpoint(arguments.checkpoint, "cpu", arguments.set)
+    out = Path(arguments.out) if arguments.out else Path(arguments.checkpoint).parent
+    out.mkdir(parents=True, exist_ok=True)
+    modalities = list(Modality) if arguments.modality == "both" else [Modality[arguments.modality.upper()]]
+    for modality in modalities:
+        path = export_onnx(model, config, modality, out / f"{Path(arguments.checkpoint).stem}.{modality.name.lower()}.onnx")
+        difference = max_abs_difference(path, model, config, modality)
+        print(f"wrote {path} ({modality.name.lower()} images {config.data.height}x{config.data.width} -> features); "
+              f"ONNX Runtime vs PyTorch max abs diff {difference:.2e}")
+    return 0
+
+
+def command_plot(arguments: argparse.Namespace) -> int:
+    from vireid.evaluation.feature_file import load_features
+
+    if arguments.kind == "cmc":
+        from vireid.viz.cmc import cmc_curves_from_results, draw_cmc_curves
+
+        draw_cmc_curves(cmc_curves_from_results(arguments.inputs), arguments.out, title=arguments.title)
+    elif arguments.kind == "tsne":
+        from vireid.viz.tsne import draw_tsne
+
+        feature_set = load_features(_single(arguments.inputs, "a feature file"), root=arguments.root)
+        images = feature_set.images
+        draw_tsne(feature_set.features, images.person_ids, images.modalities, arguments.out, arguments.identities, title=arguments.title)
+    else:
+        from vireid.viz.rank_list import draw_rank_list
+        from vireid.viz.trial_ranks import trial_rank_lists
+
+        if not arguments.protocol:
+            raise UserError("vireid plot ranks needs --protocol, e.g. --protocol sysu-all")
+        feature_set = load_features(_single(arguments.inputs, "a feature file"), root=arguments.root)
+        queries, ranked = trial_rank_lists(feature_set, arguments.protocol, arguments.trial, arguments.queries, arguments.top_k)
+        draw_rank_list(queries, ranked, arguments.out, title=arguments.title or f"{arguments.protocol} trial {arguments.trial}")
+    print(f"wrote {arguments.out}")
+    return 0
+
+
+def _single(inputs: list[str], what: str) -> str:
+    if len(inputs) != 1:
+        raise UserError(f"expected one input ({what}), got {len(inputs)}")
+    return inputs[0]
 
 
 def command_demo(arguments: argparse.Namespace) -> int:
@@ -130,6 +270,12 @@ def command_demo(arguments: argparse.Namespace) -> int:
 
     run_demo(Path(arguments.out), workers=arguments.workers)
     return 0
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the checkpoint's config, e.g. test.flip=true")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,8 +328,65 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--trials", type=_parse_trials, help="trials, e.g. 0-9 (default: all)")
     test.add_argument("--device", default="cpu")
     test.add_argument("--out", help="where to write results.md/json and features (default: the checkpoint's folder)")
+    test.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the checkpoint's config, e.g. test.feature=global")
     test.add_argument("--quiet", action="store_true", help="no progress bars")
     test.set_defaults(handler=command_test)
+
+    extract = commands.add_parser("extract", help="features of your own images with a trained model")
+    extract.add_argument("checkpoint", help="a vireid checkpoint (.pt)")
+    extract.add_argument("--images", required=True, help="a folder (searched recursively) or a text file listing image paths")
+    extract.add_argument("--modality", required=True, choices=("visible", "infrared"), help="what camera took the images")
+    extract.add_argument("--out", required=True, help="feature file to write (.npz)")
+    _add_model_options(extract)
+    extract.add_argument("--workers", type=int, default=0, help="image decoding processes (default 0: in this process)")
+    extract.set_defaults(handler=command_extract)
+
+    index = commands.add_parser("index", help="build a gallery index (FAISS) from a feature file")
+    index.add_argument("features", help="feature file of the gallery (vireid extract, or features.npz of vireid test)")
+    index.add_argument("--out", required=True, help="index file to write (.npz)")
+    index.add_argument("--modality", choices=("visible", "infrared"), help="index only the images of this modality")
+    index.add_argument("--kind", choices=("flat", "ivf"), default="flat", help="flat: exact; ivf: inverted lists, for large galleries")
+    index.add_argument("--nlist", type=int, help="ivf: number of lists (default: about 4 sqrt(N))")
+    index.add_argument("--nprobe", type=int, default=8, help="ivf: lists visited per query (default 8)")
+    index.add_argument("--root", help="image root, if the images moved since the features were saved")
+    index.set_defaults(handler=command_index)
+
+    search = commands.add_parser("search", help="search a gallery index with images or features")
+    search.add_argument("index", help="index file (vireid index)")
+    queries = search.add_mutually_exclusive_group(required=True)
+    queries.add_argument("--images", help="query images: a folder or a list file (needs --checkpoint and --modality)")
+    queries.add_argument("--features", help="query feature file")
+    search.add_argument("--checkpoint", help="the model that made the index, to describe the query images")
+    search.add_argument("--modality", choices=("visible", "infrared"), help="what camera took the query images")
+    search.add_argument("--top-k", type=int, default=10)
+    search.add_argument("--nprobe", type=int, help="ivf: lists visited per query (default: the index's)")
+    search.add_argument("--json", help="also write the results to this JSON file")
+    search.add_argument("--picture", help="also draw the rank lists into this PNG")
+    search.add_argument("--picture-queries", type=int, default=8, help="queries drawn in --picture (default 8)")
+    search.add_argument("--root", help="gallery image root, if the images moved since the index was built")
+    _add_model_options(search)
+    search.set_defaults(handler=command_search)
+
+    export = commands.add_parser("export", help="export the test-time feature to ONNX (one file per modality)")
+    export.add_argument("checkpoint", help="a vireid checkpoint (.pt)")
+    export.add_argument("--format", choices=("onnx",), default="onnx")
+    export.add_argument("--modality", choices=("visible", "infrared", "both"), default="both")
+    export.add_argument("--out", help="folder to write <checkpoint>.<modality>.onnx into (default: the checkpoint's folder)")
+    export.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the checkpoint's config, e.g. test.feature=global")
+    export.set_defaults(handler=command_export)
+
+    plot = commands.add_parser("plot", help="pictures: CMC curves of runs, t-SNE of features, rank lists of a trial")
+    plot.add_argument("kind", choices=("cmc", "tsne", "ranks"))
+    plot.add_argument("inputs", nargs="+", help="cmc: results.json file(s) of vireid test; tsne, ranks: one feature file")
+    plot.add_argument("--out", required=True, help="PNG file to write")
+    plot.add_argument("--title")
+    plot.add_argument("--protocol", help="ranks: the protocol whose trial to show")
+    plot.add_argument("--trial", type=int, default=0, help="ranks: trial number (default 0)")
+    plot.add_argument("--queries", type=int, default=6, help="ranks: queries shown (default 6)")
+    plot.add_argument("--top-k", type=int, default=10, help="ranks: gallery images per query (default 10)")
+    plot.add_argument("--identities", type=int, default=20, help="tsne: identities shown (default 20)")
+    plot.add_argument("--root", help="image root, if the images moved since the features were saved")
+    plot.set_defaults(handler=command_plot)
 
     demo = commands.add_parser("demo", help="the whole pipeline on a generated dataset")
     demo.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")

@@ -9,6 +9,7 @@ import torch
 
 from vireid.atomic import atomic_path
 from vireid.errors import UserError
+from vireid.models.network import CrossModalityNet
 from vireid.serialization import read_torch_file
 
 FORMAT_NAME = "vireid-checkpoint"
@@ -48,3 +49,24 @@ def load_checkpoint(path: str | Path) -> dict:
     if state.get("version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint version {state.get('version')!r}, this vireid reads version {FORMAT_VERSION}")
     return state
+
+
+def load_model_weights(model: CrossModalityNet, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Load a checkpoint's weights into ``model``, or say which tensors do not fit
+    (another backbone, number of parts, part size, classifier...)."""
+    own = model.state_dict()
+    missing = [name for name in own if name not in state]
+    unexpected = [name for name in state if name not in own]
+    wrong_shape = [
+        f"{name}: checkpoint {tuple(state[name].shape)}, network {tuple(tensor.shape)}"
+        for name, tensor in own.items()
+        if name in state and state[name].shape != tensor.shape
+    ]
+    if missing or unexpected or wrong_shape:
+        details = [
+            f"{len(names)} {what} (e.g. {'; '.join(names[:2])})"
+            for names, what in ((missing, "missing"), (unexpected, "unexpected"), (wrong_shape, "of another shape"))
+            if names
+        ]
+        raise CheckpointError(f"{path}: its weights do not fit the network {model.describe()}: " + ", ".join(details))
+    model.load_state_dict(state)

@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from vireid.config import InferenceConfig
+from vireid.config import InferenceConfig, ModelConfig
 from vireid.data.dataset import SplitDataset
-from vireid.data.splits import Split
+from vireid.data.image_folder import ImageFiles, collate_readable
+from vireid.data.splits import Modality, Split
 from vireid.data.transforms import inference_transform
 from vireid.models.network import CrossModalityNet, ModelOutput
 
@@ -31,8 +32,9 @@ def _combine(output: ModelOutput, config: InferenceConfig) -> torch.Tensor:
 
 
 @torch.no_grad()
-def batch_features(model: CrossModalityNet, images: torch.Tensor, modalities: torch.Tensor, config: InferenceConfig) -> torch.Tensor:
-    """(B, D) L2-normalised test features of a batch; with ``config.flip`` averaged with the mirrored images."""
+def batch_features(model: CrossModalityNet, images: torch.Tensor, modalities: torch.Tensor | int, config: InferenceConfig) -> torch.Tensor:
+    """(B, D) L2-normalised test features of a batch; with ``config.flip`` averaged with the mirrored images.
+    ``modalities``: (B,) values, or one Modality value for a batch of one modality."""
     model.eval()
     features = _combine(model(images, modalities), config)
     if config.flip:
@@ -51,11 +53,62 @@ def extract_features(
     progress: bool = False,
 ) -> np.ndarray:
     """(N, D) float32 features of every image of ``split``, in order."""
-    from tqdm import tqdm
-
     loader = DataLoader(SplitDataset(split, inference_transform(height, width)), batch_size=config.batch_size, num_workers=workers)
     model = model.to(device)
-    chunks = []
-    for images, _, modalities, _ in tqdm(loader, desc="extract", unit="batch", disable=None if progress else True):
-        chunks.append(batch_features(model, images.to(device), modalities.to(device), config).float().cpu())
+    chunks = [
+        batch_features(model, images.to(device), modalities.to(device), config).float().cpu()
+        for images, _, modalities, _ in _progress(loader, progress)
+    ]
     return torch.cat(chunks).numpy()
+
+
+def extract_image_features(
+    model: CrossModalityNet,
+    paths: list[str],
+    modality: Modality,
+    config: InferenceConfig,
+    height: int,
+    width: int,
+    device: str | torch.device = "cpu",
+    workers: int = 0,
+    progress: bool = False,
+) -> tuple[np.ndarray, list[int], list[str]]:
+    """Features of a user's images of one modality, skipping those that cannot be read.
+
+    Returns the (N', D) float32 features of the N' readable images, their
+    indices into ``paths``, and one message (naming the path) per skipped image.
+    """
+    dataset = ImageFiles(paths, inference_transform(height, width))
+    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=workers, collate_fn=collate_readable)
+    model = model.to(device)
+    chunks, readable, skipped = [], [], []
+    for images, indices, reasons in _progress(loader, progress):
+        skipped += reasons
+        if images is not None:
+            chunks.append(batch_features(model, images.to(device), int(modality), config).float().cpu())
+            readable += indices
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32), readable, skipped
+    return torch.cat(chunks).numpy(), readable, skipped
+
+
+def feature_signature(model_config: ModelConfig, test_config: InferenceConfig, height: int, width: int, dimension: int) -> dict:
+    """What makes features comparable: the network's shape and the test-time feature
+    (recorded in feature files and indexes, compared before searching)."""
+    return {
+        "backbone": model_config.backbone,
+        "parts": model_config.parts,
+        "part_dim": model_config.part_dim if model_config.parts else 0,
+        "feature": test_config.feature,
+        "after_bn": test_config.after_bn,
+        "flip": test_config.flip,
+        "height": height,
+        "width": width,
+        "dimension": dimension,
+    }
+
+
+def _progress(loader: DataLoader, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(loader, desc="extract", unit="batch", disable=None if enabled else True)

@@ -9,8 +9,11 @@ from vireid.data.datasets import PROTOCOLS_OF_DATASET
 from vireid.engine.checkpoint import CheckpointError
 from vireid.engine.trainer import extract_test_features, model_from_checkpoint
 from vireid.errors import UserError
-from vireid.evaluation.feature_file import save_features
+from vireid.evaluation.feature_file import FeatureSet, save_features
 from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, get_protocol, results_table
+from vireid.viz.cmc import draw_cmc_curves
+from vireid.viz.rank_list import draw_rank_list
+from vireid.viz.trial_ranks import trial_rank_lists
 
 
 def find_checkpoints(path: str | Path) -> list[Path]:
@@ -34,15 +37,18 @@ def score_checkpoints(
     device: str = "cpu",
     out: Path | None = None,
     progress: bool = True,
+    overrides: list[str] | tuple[str, ...] = (),
 ) -> list[ProtocolResult]:
-    """Score checkpoints with every trial of each protocol; write results.md/json and the features.
+    """Score checkpoints with every trial of each protocol; write results.md/json,
+    the features, the CMC curves (cmc.png) and a rank list per protocol (ranks_<protocol>.png).
 
     SYSU-MM01 and LLCM take one checkpoint; RegDB takes one per trial (each
-    checkpoint's config names its trial) and averages over them.
+    checkpoint's config names its trial) and averages over them. ``overrides``
+    (``key=value``) change the checkpoints' configs, e.g. the test-time feature.
     """
     loaded = []
     for path in checkpoint_paths:
-        model, config, _ = model_from_checkpoint(path, device)
+        model, config, _ = model_from_checkpoint(path, device, overrides)
         if root is not None:
             config.data.root = root
         loaded.append((path, model, config))
@@ -67,7 +73,20 @@ def score_checkpoints(
         feature_sets.append(feature_set)
     results = [evaluate_protocol(name, feature_sets, None if dataset == "regdb" else trials) for name in protocols]
     table = results_table(results)
+    pictures = write_pictures(results, feature_sets[0], out)
     sources = ", ".join(str(path) for path in checkpoint_paths)
-    write_text(out / "results.md", f"# Results\n\nCheckpoints: {sources}\n\n{table}\n")
+    links = "\n".join(f"![{picture.stem}]({picture.name})" for picture in pictures)
+    write_text(out / "results.md", f"# Results\n\nCheckpoints: {sources}\n\n{table}\n\n{links}\n")
     write_text(out / "results.json", json.dumps([result.to_dict() for result in results], indent=2) + "\n")
     return results
+
+
+def write_pictures(results: list[ProtocolResult], feature_set: FeatureSet, out: Path) -> list[Path]:
+    """cmc.png (every protocol's mean CMC) and ranks_<protocol>.png (the first trial's rank lists)."""
+    pictures = [draw_cmc_curves({result.label: result.mean_cmc() for result in results}, out / "cmc.png", title="CMC (mean over trials)")]
+    for result in results:
+        trial = result.trials[0].trial
+        queries, ranked = trial_rank_lists(feature_set, result.protocol, trial)
+        title = f"{result.protocol.name} trial {trial}: {result.protocol.query} → {result.protocol.gallery}"
+        pictures.append(draw_rank_list(queries, ranked, out / f"ranks_{result.protocol.name}.png", title=title))
+    return pictures

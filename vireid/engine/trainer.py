@@ -22,15 +22,15 @@ import yaml
 from torch.utils.data import DataLoader
 
 from vireid.atomic import write_text
-from vireid.config import ConfigError, ExperimentConfig, TrainConfig, config_from_dict, config_to_dict
+from vireid.config import ConfigError, ExperimentConfig, TrainConfig, config_to_dict, load_config
 from vireid.data.cache import image_cache
 from vireid.data.dataset import SplitDataset
 from vireid.data.device_augment import BatchAugment
 from vireid.data.datasets import PROTOCOLS_OF_DATASET, test_images, training_split
 from vireid.data.sampler import CrossModalityBatchSampler
 from vireid.data.transforms import train_transform
-from vireid.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from vireid.engine.extract import extract_features
+from vireid.engine.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
+from vireid.engine.extract import extract_features, feature_signature
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, get_protocol
@@ -128,7 +128,11 @@ def extract_test_features(model: CrossModalityNet, config: ExperimentConfig, dev
     """Features of every test image of ``config.data``, with the metadata the feature file records."""
     images = test_images(config.data)
     features = extract_features(model, images, config.test, config.data.height, config.data.width, device, config.train.workers, progress)
-    metadata = {"dataset": config.data.dataset, "root": str(Path(config.data.root).resolve())}
+    metadata = {
+        "dataset": config.data.dataset,
+        "root": str(Path(config.data.root).resolve()),
+        "model": feature_signature(config.model, config.test, config.data.height, config.data.width, features.shape[1]),
+    }
     if config.data.dataset == "regdb":
         metadata["trial"] = config.data.trial
     return FeatureSet(features, images, metadata)
@@ -314,12 +318,16 @@ def _epoch_line(record: dict, protocol: str) -> str:
     return line
 
 
-def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[CrossModalityNet, ExperimentConfig, dict]:
-    """The trained network, its config and the checkpoint's contents."""
+def model_from_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu", overrides: list[str] | tuple[str, ...] = ()
+) -> tuple[CrossModalityNet, ExperimentConfig, dict]:
+    """The trained network, its config (with ``key=value`` overrides, e.g. of the
+    test-time feature) and the checkpoint's contents. Weights that do not fit the
+    network the config describes are a CheckpointError naming what differs."""
     checkpoint = load_checkpoint(path)
-    config = config_from_dict(checkpoint["config"])
+    config = load_config(None, overrides, base=checkpoint["config"])
     model = build_model(config.model, checkpoint["num_classes"], load_weights=False)
-    model.load_state_dict(checkpoint["model"])
+    load_model_weights(model, checkpoint["model"], path)
     return model.to(device).eval(), config, checkpoint
 
 

@@ -19,6 +19,10 @@ metadata       unicode ()    JSON object: ``format`` ("vireid-features"),
 
 A SYSU-MM01 or LLCM file holds every test image, so that each trial's query and
 gallery can be picked from it; a RegDB file holds one trial's test images.
+
+Other vireid files (the gallery index of ``vireid.retrieval``) hold these
+arrays plus their own under another ``format``; ``write_feature_set`` and
+``read_feature_set`` write and read any of them, described by a ``FileKind``.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ import numpy as np
 
 from vireid.atomic import atomic_path
 from vireid.data.splits import Split
-from vireid.errors import FeatureFileError
+from vireid.errors import FeatureFileError, UserError
 
 FORMAT_NAME = "vireid-features"
 FORMAT_VERSION = 1
@@ -54,6 +58,20 @@ class FeatureSet:
             )
 
 
+@dataclass(frozen=True)
+class FileKind:
+    """A vireid .npz file that holds a feature file's arrays (and maybe more): what readers expect of it."""
+
+    format_name: str  # metadata["format"]
+    version: int  # metadata["version"]
+    description: str  # named in error messages, e.g. "feature file"
+    error: type[UserError]  # raised for every problem with such a file
+    extra_keys: tuple[str, ...] = ()  # arrays stored beside the feature file's
+
+
+FEATURE_FILE = FileKind(FORMAT_NAME, FORMAT_VERSION, "feature file", FeatureFileError)
+
+
 def _stored_path(path: str, root: str | None) -> str:
     if root:
         relative = os.path.relpath(path, root)
@@ -62,10 +80,15 @@ def _stored_path(path: str, root: str | None) -> str:
     return Path(path).as_posix()
 
 
-def save_features(path: str | Path, feature_set: FeatureSet) -> Path:
-    """Write ``feature_set`` to ``path`` atomically (temporary file, then rename)."""
+def write_feature_set(
+    path: str | Path,
+    feature_set: FeatureSet,
+    kind: FileKind = FEATURE_FILE,
+    extra_arrays: dict[str, np.ndarray] | None = None,
+) -> Path:
+    """Write ``feature_set`` (and ``kind``'s extra arrays) to ``path`` atomically (temporary file, then rename)."""
     path = Path(path)
-    metadata = dict(feature_set.metadata, format=FORMAT_NAME, version=FORMAT_VERSION)
+    metadata = dict(feature_set.metadata, format=kind.format_name, version=kind.version)
     root = metadata.get("root")
     images = feature_set.images
     with atomic_path(path) as temporary:
@@ -78,40 +101,66 @@ def save_features(path: str | Path, feature_set: FeatureSet) -> Path:
                 camera_ids=images.camera_ids,
                 modalities=images.modalities,
                 metadata=np.array(json.dumps(metadata, sort_keys=True), dtype=np.str_),
+                **(extra_arrays or {}),
             )
     return path
 
 
-def load_features(path: str | Path, root: str | Path | None = None) -> FeatureSet:
-    """Read a feature file; relative image paths are joined to ``root`` (default: the stored root)."""
+def save_features(path: str | Path, feature_set: FeatureSet) -> Path:
+    """Write ``feature_set`` to ``path`` atomically (temporary file, then rename)."""
+    return write_feature_set(path, feature_set)
+
+
+def _checked_metadata(path: Path, stored: np.ndarray, kind: FileKind) -> dict:
+    try:
+        metadata = json.loads(str(stored))
+    except json.JSONDecodeError as error:
+        raise kind.error(f"{path}: the 'metadata' entry is not JSON ({error})") from error
+    found = metadata if isinstance(metadata, dict) else {}
+    if found.get("format") != kind.format_name or found.get("version") != kind.version:
+        raise kind.error(
+            f"{path}: expected format {kind.format_name!r} version {kind.version}, "
+            f"found {found.get('format')!r} version {found.get('version')!r}"
+        )
+    return metadata
+
+
+def read_feature_set(
+    path: str | Path, root: str | Path | None = None, kind: FileKind = FEATURE_FILE
+) -> tuple[FeatureSet, dict[str, np.ndarray]]:
+    """Read a file of ``kind``: its feature set and its extra arrays (``kind.extra_keys``).
+
+    Relative image paths are joined to ``root`` (default: the stored root).
+    The format is checked before the arrays, so a file of another vireid kind
+    is named as such.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FeatureFileError(f"{path}: expected a vireid feature file (.npz), but the file does not exist")
+        raise kind.error(f"{path}: expected a vireid {kind.description} (.npz), but the file does not exist")
+    keys = _ARRAY_KEYS + kind.extra_keys
     try:
         with np.load(path, allow_pickle=False) as archive:
-            missing = [key for key in _ARRAY_KEYS if key not in archive.files]
+            metadata = _checked_metadata(path, archive["metadata"], kind) if "metadata" in archive.files else None
+            missing = [key for key in keys if key not in archive.files]
             if missing:
-                raise FeatureFileError(
-                    f"{path}: not a vireid feature file: expected arrays {', '.join(_ARRAY_KEYS)}; missing {', '.join(missing)}"
+                raise kind.error(
+                    f"{path}: not a vireid {kind.description}: expected arrays {', '.join(keys)}; missing {', '.join(missing)}"
                 )
-            arrays = {key: archive[key] for key in _ARRAY_KEYS}
+            arrays = {key: archive[key] for key in keys}
+    except UserError:
+        raise
     except (OSError, ValueError, zipfile.BadZipFile) as error:
-        if isinstance(error, FeatureFileError):
-            raise
-        raise FeatureFileError(f"{path}: expected a vireid feature file (.npz), could not read it ({error})") from error
-    try:
-        metadata = json.loads(str(arrays["metadata"]))
-    except json.JSONDecodeError as error:
-        raise FeatureFileError(f"{path}: the 'metadata' entry is not JSON ({error})") from error
-    if metadata.get("format") != FORMAT_NAME or metadata.get("version") != FORMAT_VERSION:
-        raise FeatureFileError(
-            f"{path}: expected format {FORMAT_NAME!r} version {FORMAT_VERSION}, "
-            f"found {metadata.get('format')!r} version {metadata.get('version')!r}"
-        )
+        raise kind.error(f"{path}: expected a vireid {kind.description} (.npz), could not read it ({error})") from error
     image_root = str(root) if root is not None else metadata.get("root")
     paths = [os.path.join(image_root, stored) if image_root else stored for stored in arrays["paths"].tolist()]
     try:
         images = Split(paths, arrays["person_ids"], arrays["camera_ids"], arrays["modalities"])
-        return FeatureSet(np.asarray(arrays["features"], dtype=np.float32), images, metadata)
+        feature_set = FeatureSet(np.asarray(arrays["features"], dtype=np.float32), images, metadata)
     except ValueError as error:
-        raise FeatureFileError(f"{path}: inconsistent arrays ({error})") from error
+        raise kind.error(f"{path}: inconsistent arrays ({error})") from error
+    return feature_set, {key: arrays[key] for key in kind.extra_keys}
+
+
+def load_features(path: str | Path, root: str | Path | None = None) -> FeatureSet:
+    """Read a feature file; relative image paths are joined to ``root`` (default: the stored root)."""
+    return read_feature_set(path, root)[0]

@@ -66,8 +66,14 @@ class TwoStreamResNet(nn.Module):
                 x = self.non_local[key](x)
         return x
 
-    def forward(self, images: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) images and their (B,) modalities -> (B, C, H/16, W/16) feature map."""
+    def forward(self, images: torch.Tensor, modalities: torch.Tensor | int) -> torch.Tensor:
+        """(B, 3, H, W) images and their (B,) modalities -> (B, C, H/16, W/16) feature map.
+
+        ``modalities`` as one int: every image is of that modality, and the
+        routing (data-dependent row selection, which ONNX export cannot trace) is skipped.
+        """
+        if isinstance(modalities, int):
+            return self._body(self.stems[modalities](images))
         stem_outputs = []
         order = []
         for modality in (Modality.VISIBLE, Modality.INFRARED):
@@ -78,6 +84,10 @@ class TwoStreamResNet(nn.Module):
         x = torch.cat(stem_outputs) if len(stem_outputs) > 1 else stem_outputs[0]
         if len(order) > 1:
             x = x[torch.argsort(torch.cat(order))]  # back to batch order
+        return self._body(x)
+
+    def _body(self, x: torch.Tensor) -> torch.Tensor:
+        """The shared layers: stem output -> (B, C, H/16, W/16) feature map."""
         x = self.layer1(x)
         x = self._stage("layer2", x)
         x = self._stage("layer3", x)

@@ -47,8 +47,20 @@ class CrossModalityNet(nn.Module):
         self.part_head = PartHead(channels, num_classes, config.parts, config.part_dim, config.gem_p) if config.parts else None
         self.modality_classifiers = ModalityClassifiers(channels, num_classes, config.ema_rate) if config.cmimpl else None
 
-    def forward(self, images: torch.Tensor, modalities: torch.Tensor) -> ModelOutput:
-        """(B, 3, H, W) images of either modality, with their (B,) modality values."""
+    def describe(self) -> str:
+        """The architecture in words, for messages."""
+        config = self.config
+        parts = f"{config.parts} parts of {config.part_dim}" if config.parts else "no parts"
+        return (
+            f"({config.backbone}, {parts}, cmimpl {'on' if config.cmimpl else 'off'}, "
+            f"non-local {'on' if config.non_local else 'off'}, {self.num_classes} classes)"
+        )
+
+    def forward(self, images: torch.Tensor, modalities: torch.Tensor | int) -> ModelOutput:
+        """(B, 3, H, W) images of either modality, with their (B,) modality values
+        (or one int when all are of one modality: evaluation and export only)."""
+        if self.training and isinstance(modalities, int):
+            raise ValueError("training takes each image's modality as a (B,) tensor, not one int")
         feature_map = self.backbone(images, modalities)  # (B, C, h, w)
         pooled, global_feature = self.global_head(feature_map)
         output = ModelOutput(pooled, global_feature)

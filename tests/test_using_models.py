@@ -1,0 +1,214 @@
+"""Using a trained checkpoint: `vireid extract / index / search / export / plot`, the
+pictures of `vireid test`, and the refusals (unreadable images, wrong architecture)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vireid.cli import main
+from vireid.config import DataConfig
+from vireid.data import datasets
+from vireid.data.image_folder import list_images
+from vireid.data.splits import Modality
+from vireid.data.synthetic import write_synthetic_dataset
+from vireid.engine.checkpoint import CheckpointError
+from vireid.engine.trainer import extract_test_features, model_from_checkpoint
+from vireid.errors import UserError
+from vireid.evaluation.feature_file import load_features
+from vireid.evaluation.metrics import gallery_order, pairwise_distances
+from vireid.retrieval.export import FeatureModel, export_onnx, onnx_features
+
+TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained for two steps: (checkpoint path, dataset root)."""
+    folder = tmp_path_factory.mktemp("using")
+    root = folder / "SYSU-MM01"
+    write_synthetic_dataset("sysu", root, identities=16, images_per_id=4, size=(64, 32), seed=2, workers=2)
+    run = folder / "run"
+    assert main(["train", str(TINY), "--set", f"data.root={root}", "--set", "train.epochs=1", "--set", "train.steps_per_epoch=2",
+                 "--set", "train.eval_every=0", "--set", "train.workers=0", "--out", str(run), "--quiet"]) == 0
+    return run / "last.pt", root
+
+
+@pytest.fixture(scope="module")
+def dataset_features(trained):
+    checkpoint, _ = trained
+    model, config, _ = model_from_checkpoint(checkpoint)
+    return extract_test_features(model, config, "cpu", progress=False)
+
+
+def _own_images(root: Path, modality: Modality, folder: Path, count: int = 6) -> list[Path]:
+    """Copy ``count`` test images of ``modality`` into nested folders of ``folder``."""
+    images = datasets.test_images(DataConfig(dataset="sysu", root=str(root))).of_modality(modality)
+    copied = []
+    for number, source in enumerate(images.paths[:count]):
+        target = folder / f"group{number % 2}" / f"image{number}{Path(source).suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+        copied.append(target)
+    return copied
+
+
+def test_list_images_recurses_filters_and_reads_list_files(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/one.JPG", "a/b/two.png", "three.bmp", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert list_images(tmp_path) == [str(tmp_path / name) for name in ("a/b/two.png", "a/one.JPG", "three.bmp")]
+    listing = tmp_path / "list.txt"
+    listing.write_text("# my queries\na/one.JPG\n\n  three.bmp \n")
+    assert list_images(listing) == [str(tmp_path / "a/one.JPG"), str(tmp_path / "three.bmp")]
+    with pytest.raises(UserError, match="does not exist"):
+        list_images(tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r"empty: expected image files"):
+        list_images(tmp_path / "empty")
+
+
+def test_extract_skips_unreadable_files_and_matches_the_test_features(trained, dataset_features, tmp_path, capsys):
+    checkpoint, root = trained
+    copied = _own_images(root, Modality.INFRARED, tmp_path / "mine")
+    (tmp_path / "mine" / "broken.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "mine" / "readme.txt").write_text("ignored: not an image suffix")
+    out = tmp_path / "mine.npz"
+    assert main(["extract", str(checkpoint), "--images", str(tmp_path / "mine"), "--modality", "infrared", "--out", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped 1 file(s)" in captured.err and str(tmp_path / "mine" / "broken.jpg") in captured.err
+    assert f"wrote {len(copied)} infrared features" in captured.out
+    saved = load_features(out)
+    assert sorted(saved.images.paths) == sorted(str(path.resolve()) for path in copied)
+    assert set(saved.images.modalities.tolist()) == {int(Modality.INFRARED)}
+    assert set(saved.images.person_ids.tolist()) == {-1}
+    assert saved.metadata["model"]["parts"] == 4 and saved.metadata["model"]["dimension"] == saved.features.shape[1]
+    # the same image gives the same feature as in the dataset's test features
+    test_images = dataset_features.images
+    for row, path in enumerate(saved.images.paths):
+        number = int(Path(path).stem.removeprefix("image"))
+        source_row = int(np.flatnonzero(test_images.modalities == int(Modality.INFRARED))[number])
+        np.testing.assert_allclose(saved.features[row], dataset_features.features[source_row], atol=1e-5)
+
+
+def test_extract_of_nothing_readable_is_an_error(trained, tmp_path, capsys):
+    checkpoint, _ = trained
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.png").write_bytes(b"garbage")
+    assert main(["extract", str(checkpoint), "--images", str(tmp_path / "bad"), "--modality", "visible", "--out", str(tmp_path / "f.npz"), "--quiet"]) == 2
+    assert "none of its 1 files could be read" in capsys.readouterr().err
+    assert not (tmp_path / "f.npz").exists()
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(trained, tmp_path, capsys):
+    checkpoint, _ = trained
+    with pytest.raises(CheckpointError, match=r"do not fit the network \(resnet18, 2 parts of 128.*part_head"):
+        model_from_checkpoint(checkpoint, overrides=["model.parts=2"])
+    with pytest.raises(CheckpointError, match=r"resnet50.*of another shape"):
+        model_from_checkpoint(checkpoint, overrides=["model.backbone=resnet50"])
+    assert main(["export", str(checkpoint), "--set", "model.parts=0", "--out", str(tmp_path)]) == 2
+    assert "no parts" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_index_and_search_with_features_equal_the_evaluator_ranking(dataset_features, tmp_path, capsys):
+    features_file = tmp_path / "features.npz"
+    from vireid.evaluation.feature_file import FeatureSet, save_features
+
+    save_features(features_file, dataset_features)
+    index_file = tmp_path / "gallery.npz"
+    assert main(["index", str(features_file), "--modality", "visible", "--out", str(index_file)]) == 0
+    visible = np.flatnonzero(dataset_features.images.modalities == int(Modality.VISIBLE))
+    assert f"indexed {visible.size} images" in capsys.readouterr().out
+    infrared = np.flatnonzero(dataset_features.images.modalities == int(Modality.INFRARED))[:5]
+    query_file = tmp_path / "queries.npz"
+    save_features(query_file, FeatureSet(dataset_features.features[infrared], dataset_features.images.subset(infrared), dataset_features.metadata))
+    results_file = tmp_path / "hits.json"
+    assert main(["search", str(index_file), "--features", str(query_file), "--top-k", "7", "--json", str(results_file)]) == 0
+    printed = capsys.readouterr().out
+    hits = json.loads(results_file.read_text())
+    expected = gallery_order(pairwise_distances(dataset_features.features[infrared], dataset_features.features[visible]))[:, :7]
+    for query, expected_rows in zip(hits, expected.numpy()):
+        assert [hit["path"] for hit in query["hits"]] == [dataset_features.images.paths[visible[row]] for row in expected_rows]
+    assert dataset_features.images.paths[visible[expected[0, 0]]] in printed
+
+
+def test_search_with_images_prints_writes_json_and_a_picture(trained, dataset_features, tmp_path, capsys):
+    checkpoint, root = trained
+    features_file = tmp_path / "features.npz"
+    from vireid.evaluation.feature_file import save_features
+
+    save_features(features_file, dataset_features)
+    index_file = tmp_path / "gallery.npz"
+    assert main(["index", str(features_file), "--modality", "visible", "--out", str(index_file)]) == 0
+    _own_images(root, Modality.INFRARED, tmp_path / "queries", count=3)
+    picture = tmp_path / "ranks.png"
+    assert main(["search", str(index_file), "--images", str(tmp_path / "queries"), "--checkpoint", str(checkpoint),
+                 "--modality", "infrared", "--top-k", "4", "--json", str(tmp_path / "hits.json"), "--picture", str(picture), "--quiet"]) == 0
+    hits = json.loads((tmp_path / "hits.json").read_text())
+    assert len(hits) == 3 and all(len(query["hits"]) == 4 for query in hits)
+    assert all(hit["modality"] == int(Modality.VISIBLE) for query in hits for hit in query["hits"])
+    with Image.open(picture) as image:
+        assert image.width > 5 * 64 and image.height > 3 * 64  # 3 rows of query + 4 matches
+    # a query model whose features differ from the index's is refused, naming what differs
+    capsys.readouterr()
+    assert main(["search", str(index_file), "--images", str(tmp_path / "queries"), "--checkpoint", str(checkpoint),
+                 "--modality", "infrared", "--set", "test.feature=global", "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "feature" in error and "global" in error and "both" in error
+
+
+def test_onnx_export_matches_pytorch_for_each_modality(trained, tmp_path):
+    checkpoint, _ = trained
+    model, config, _ = model_from_checkpoint(checkpoint)
+    with torch.no_grad():
+        model.backbone.stems[int(Modality.INFRARED)].conv1.weight.mul_(1.5)  # make the two stems clearly different
+    path = export_onnx(model, config, Modality.INFRARED, tmp_path / "infrared.onnx")
+    for batch in (1, 7):  # the batch size is dynamic
+        images = torch.randn(batch, 3, config.data.height, config.data.width, generator=torch.Generator().manual_seed(batch))
+        infrared = FeatureModel(model, Modality.INFRARED, config.test)(images).numpy()
+        visible = FeatureModel(model, Modality.VISIBLE, config.test)(images).numpy()
+        exported = onnx_features(path, images.numpy())
+        assert exported.shape == infrared.shape
+        assert np.abs(exported - infrared).max() < 1e-4
+        assert np.abs(exported - visible).max() > 1e-2  # the file holds the infrared stem, not the visible one
+    import onnx
+
+    metadata = {prop.key: prop.value for prop in onnx.load(str(path)).metadata_props}
+    assert metadata["vireid.modality"] == "infrared"
+    assert json.loads(metadata["vireid.input"])["height"] == config.data.height
+    assert [name for name in tmp_path.iterdir()] == [path]
+
+
+def test_cli_export_writes_both_modalities_and_reports_the_difference(trained, tmp_path, capsys):
+    checkpoint, _ = trained
+    assert main(["export", str(checkpoint), "--format", "onnx", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["last.infrared.onnx", "last.visible.onnx"]
+    differences = [float(line.rsplit(" ", 1)[1]) for line in printed.splitlines() if "max abs diff" in line]
+    assert len(differences) == 2 and max(differences) < 1e-4
+
+
+def test_cli_test_writes_pictures_and_plot_draws_them_again(trained, tmp_path, capsys):
+    checkpoint, _ = trained
+    out = tmp_path / "scores"
+    assert main(["test", str(checkpoint), "--trials", "0-1", "--out", str(out), "--quiet"]) == 0
+    names = {"cmc.png", "ranks_sysu-all.png", "ranks_sysu-indoor.png"}
+    assert names <= {path.name for path in out.iterdir()}
+    assert all(f"({name})" in (out / "results.md").read_text() for name in names)
+    plots = {
+        "cmc": ["cmc", str(out / "results.json")],
+        "tsne": ["tsne", str(out / "features.npz"), "--identities", "5"],
+        "ranks": ["ranks", str(out / "features.npz"), "--protocol", "sysu-indoor", "--trial", "1", "--queries", "3", "--top-k", "5"],
+    }
+    for name, arguments in plots.items():
+        assert main(["plot", *arguments, "--out", str(tmp_path / f"{name}.png")]) == 0
+        with Image.open(tmp_path / f"{name}.png") as image:
+            assert image.width > 100 and image.height > 100
+    assert main(["plot", "ranks", str(out / "features.npz"), "--out", str(tmp_path / "x.png")]) == 2
+    assert "--protocol" in capsys.readouterr().err

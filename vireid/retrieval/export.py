@@ -1,0 +1,91 @@
+"""ONNX export of the test-time feature, one file per modality, checked with ONNX Runtime.
+
+The two-stream backbone routes each image to its modality's stem by selecting
+rows (data-dependent shapes, which an exported graph cannot hold), so an ONNX
+file computes the feature of ONE modality: ``images (B, 3, H, W) float32``,
+normalised with the ImageNet mean/std, to ``features (B, D)``, L2-normalised,
+with a dynamic batch size B. The file's metadata records the input size, the
+normalisation, the modality and the feature signature (``vireid.*`` keys).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vireid.atomic import atomic_path
+from vireid.config import ExperimentConfig, InferenceConfig
+from vireid.data.splits import Modality
+from vireid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vireid.engine.extract import batch_features, feature_signature
+from vireid.models.network import CrossModalityNet
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "features"
+
+
+class FeatureModel(nn.Module):
+    """(B, 3, H, W) normalised images of one modality -> (B, D) L2-normalised test features."""
+
+    def __init__(self, model: CrossModalityNet, modality: Modality, config: InferenceConfig):
+        super().__init__()
+        self.model = model.eval()
+        self.modality = int(modality)
+        self.config = config
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return batch_features(self.model, images, self.modality, self.config)
+
+
+def export_onnx(model: CrossModalityNet, config: ExperimentConfig, modality: Modality, out: str | Path) -> Path:
+    """Write the ONNX file of ``modality``'s test feature to ``out`` (atomically)."""
+    feature_model = FeatureModel(model.cpu(), modality, config.test).eval()
+    example = torch.randn(2, 3, config.data.height, config.data.width)
+    with torch.no_grad():
+        dimension = feature_model(example).shape[1]
+    exporter_log = io.StringIO()
+    with contextlib.redirect_stdout(exporter_log):
+        program = torch.onnx.export(
+            feature_model,
+            (example,),
+            None,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
+            dynamo=True,
+        )
+    signature = feature_signature(config.model, config.test, config.data.height, config.data.width, dimension)
+    program.model.metadata_props.update(
+        {
+            "vireid.modality": Modality(modality).name.lower(),
+            "vireid.input": json.dumps({"height": config.data.height, "width": config.data.width, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}),
+            "vireid.model": json.dumps(signature, sort_keys=True),
+        }
+    )
+    with atomic_path(out) as temporary:
+        program.save(temporary, external_data=False)
+    return Path(out)
+
+
+def onnx_features(path: str | Path, images: np.ndarray, threads: int | None = None) -> np.ndarray:
+    """(B, D) features of (B, 3, H, W) float32 images computed by ONNX Runtime on the CPU."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(images, dtype=np.float32)})[0]
+
+
+def max_abs_difference(path: str | Path, model: CrossModalityNet, config: ExperimentConfig, modality: Modality, batch: int = 3, seed: int = 0) -> float:
+    """Largest |ONNX Runtime - PyTorch| over the features of a batch of random images."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(batch, 3, config.data.height, config.data.width, generator=generator)
+    expected = batch_features(model.cpu(), images, int(modality), config.test).numpy()
+    return float(np.abs(onnx_features(path, images.numpy()) - expected).max())
