@@ -25,11 +25,13 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_evaluation.py --append-to BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_data.py --append-to BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_train_step.py --config configs/tiny.yaml --steps 10 --variants fp32 bf16 --append-to BENCHMARKS.md
+	$(BIN)/python benchmarks/bench_inference.py --config configs/sysu_full.yaml --append-to BENCHMARKS.md
 
-# On a GPU machine: the same figures on the device (paper's model at 288x144, fp32 / bf16 / channels-last / compile).
+# On a GPU machine: the same figures on the device (paper's model at 288x144, fp32 / bf16 / channels-last / compile; eager inference).
 bench-gpu: $(STAMP)
 	$(BIN)/python benchmarks/bench_evaluation.py --device cuda --append-to BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_train_step.py --config configs/sysu_full.yaml --device cuda --steps 20 --append-to BENCHMARKS.md
+	$(BIN)/python benchmarks/bench_inference.py --config configs/sysu_full.yaml --device cuda --append-to BENCHMARKS.md
 
 clean:
 	rm -rf runs .pytest_cache

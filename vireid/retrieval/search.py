@@ -1,14 +1,15 @@
 """Searching a gallery index with query features, and showing the hits as a table or as JSON."""
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from vireid.data.image_folder import UNKNOWN_ID
 from vireid.data.splits import Modality
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.retrieval.index import GalleryIndex
 
-UNKNOWN_ID = -1  # person or camera id of an image whose identity nobody labelled
 _MODALITY_NAMES = {int(Modality.VISIBLE): "visible", int(Modality.INFRARED): "infrared"}
 
 
@@ -73,19 +74,25 @@ def _shown_id(identity: int) -> str:
     return "-" if identity == UNKNOWN_ID else str(identity)
 
 
+def _shown_path(path: str) -> str:
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def hits_table(results: Sequence[QueryHits]) -> str:
     """A plain-text table: per query a header line, then one line per hit
-    (rank, score, modality, person id, path); unknown person ids print as "-"."""
+    (rank, score, modality, person id, path); unknown person ids print as "-",
+    paths under the current folder print relative to it."""
     blocks = []
     for result in results:
         lines = [
-            f"query {result.query_path} ({_modality_name(result.query_modality)}, "
+            f"query {_shown_path(result.query_path)} ({_modality_name(result.query_modality)}, "
             f"person {_shown_id(result.query_person_id)})",
             f"{'rank':>6}  {'score':>6}  {'modality':<8}  {'person':>6}  path",
         ]
         lines += [
             f"{hit.rank:>6}  {hit.score:>6.3f}  {_modality_name(hit.modality):<8}  "
-            f"{_shown_id(hit.person_id):>6}  {hit.path}"
+            f"{_shown_id(hit.person_id):>6}  {_shown_path(hit.path)}"
             for hit in result.hits
         ]
         if not result.hits:
