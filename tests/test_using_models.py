@@ -136,6 +136,11 @@ def test_index_and_search_with_features_equal_the_evaluator_ranking(dataset_feat
     for query, expected_rows in zip(hits, expected.numpy()):
         assert [hit["path"] for hit in query["hits"]] == [dataset_features.images.paths[visible[row]] for row in expected_rows]
     assert dataset_features.images.paths[visible[expected[0, 0]]] in printed
+    # an IVF index visiting all its lists finds the same
+    assert main(["index", str(features_file), "--modality", "visible", "--kind", "ivf", "--nlist", "2", "--nprobe", "2",
+                 "--out", str(tmp_path / "ivf.npz")]) == 0
+    assert main(["search", str(tmp_path / "ivf.npz"), "--features", str(query_file), "--top-k", "7", "--json", str(tmp_path / "ivf.json")]) == 0
+    assert json.loads((tmp_path / "ivf.json").read_text()) == hits
 
 
 def test_search_with_images_prints_writes_json_and_a_picture(trained, dataset_features, tmp_path, capsys):

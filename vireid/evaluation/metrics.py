@@ -54,6 +54,14 @@ def _as_tensor(values: ArrayLike, device: torch.device | None = None) -> torch.T
     return tensor if device is None else tensor.to(device)
 
 
+def _as_tensors(protocol: str, distances: ArrayLike, *id_vectors: ArrayLike) -> tuple[torch.Tensor, ...]:
+    """The distances and the id/camera vectors as tensors (int64) on the distances' device."""
+    if protocol not in PROTOCOL_SCORING:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOL_SCORING)}, got {protocol!r}")
+    distances = _as_tensor(distances)
+    return (distances, *(_as_tensor(vector, distances.device).long() for vector in id_vectors))
+
+
 def gallery_order(distances: torch.Tensor) -> torch.Tensor:
     """(C, G) gallery indices by ascending distance, ties in gallery order.
 
@@ -147,12 +155,10 @@ def rank_metrics(
     scored at a time; ``None`` picks the largest chunk whose (chunk, G)
     temporaries stay under about 256 MB.
     """
-    if protocol not in PROTOCOL_SCORING:
-        raise ValueError(f"protocol must be one of {', '.join(PROTOCOL_SCORING)}, got {protocol!r}")
-    distances = _as_tensor(distances)
+    distances, query_ids, gallery_ids, query_cameras, gallery_cameras = _as_tensors(
+        protocol, distances, query_ids, gallery_ids, query_cameras, gallery_cameras
+    )
     device = distances.device
-    query_ids, gallery_ids = _as_tensor(query_ids, device).long(), _as_tensor(gallery_ids, device).long()
-    query_cameras, gallery_cameras = _as_tensor(query_cameras, device).long(), _as_tensor(gallery_cameras, device).long()
     if distances.ndim != 2:
         raise ValueError(f"distances must be a (Q, G) matrix, got shape {tuple(distances.shape)}")
     num_queries, num_gallery = distances.shape
@@ -239,12 +245,9 @@ def ranked_gallery(
     """Per query, the first ``top_k`` gallery indices in the order the metrics score
     them: ascending distance, ties in gallery order, the images the protocol
     removes for that query left out (so a list may be shorter than ``top_k``)."""
-    if protocol not in PROTOCOL_SCORING:
-        raise ValueError(f"protocol must be one of {', '.join(PROTOCOL_SCORING)}, got {protocol!r}")
-    distances = _as_tensor(distances)
-    device = distances.device
-    gallery_ids, gallery_cameras = _as_tensor(gallery_ids, device).long(), _as_tensor(gallery_cameras, device).long()
-    query_ids, query_cameras = _as_tensor(query_ids, device).long(), _as_tensor(query_cameras, device).long()
-    order = gallery_order(distances).to(device)  # (Q, G)
+    distances, query_ids, gallery_ids, query_cameras, gallery_cameras = _as_tensors(
+        protocol, distances, query_ids, gallery_ids, query_cameras, gallery_cameras
+    )
+    order = gallery_order(distances).to(distances.device)  # (Q, G)
     keep = _kept(gallery_ids[order] == query_ids[:, None], query_cameras, gallery_cameras[order], protocol)
     return [row[kept][:top_k].cpu().numpy() for row, kept in zip(order, keep)]
