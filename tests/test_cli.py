@@ -66,6 +66,11 @@ def test_evaluate_regdb_with_one_file_per_trial(regdb_root, tmp_path, capsys):
         (["evaluate", "--features", "{tmp}/missing.npz", "--protocol", "sysu-all"], "missing.npz: expected a vireid feature file"),
         (["evaluate", "--features", "{tmp}/f.npz", "--protocol", "market"], "unknown protocol 'market'"),
         (["synth", "--layout", "sysu", "--out", "{tmp}", "--ids", "5"], "already exists"),
+        (["index", "{tmp}/f.npz", "--modality", "visible", "--out", "{tmp}/i.npz"], "f.npz: holds no visible image to index"),
+        (["search", "{tmp}/f.npz", "--features", "{tmp}/f.npz"], "f.npz: expected format 'vireid-index' version 1, found 'vireid-features'"),
+        (["extract", "{tmp}/none.pt", "--images", "{tmp}", "--modality", "infrared", "--out", "{tmp}/x.npz"], "none.pt"),
+        (["plot", "cmc", "{tmp}/results.json", "--out", "{tmp}/c.png"], "results.json: expected a results.json"),
+        (["plot", "tsne", "{tmp}/f.npz", "--out", "{tmp}/t.png"], "t-SNE needs at least 3 points"),
     ],
 )
 def test_user_errors_end_in_one_line_and_exit_code_2(tmp_path, capsys, arguments, message):

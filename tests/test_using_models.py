@@ -217,3 +217,13 @@ def test_cli_test_writes_pictures_and_plot_draws_them_again(trained, tmp_path, c
             assert image.width > 100 and image.height > 100
     assert main(["plot", "ranks", str(out / "features.npz"), "--out", str(tmp_path / "x.png")]) == 2
     assert "--protocol" in capsys.readouterr().err
+
+
+def test_a_parts_feature_of_a_model_without_parts_is_a_config_error():
+    from vireid.config import ConfigError, InferenceConfig, ModelConfig
+    from vireid.engine.extract import batch_features
+    from vireid.models.network import build_model
+
+    model = build_model(ModelConfig(backbone="resnet18", pretrained="none", parts=0), 5, load_weights=False)
+    with pytest.raises(ConfigError, match="test.feature='parts' needs a model with parts"):
+        batch_features(model, torch.zeros(2, 3, 64, 32), int(Modality.VISIBLE), InferenceConfig(feature="parts"))

@@ -12,6 +12,7 @@ import numpy as np
 
 from vireid import __version__
 from vireid.atomic import write_text
+from vireid.data.splits import Modality
 from vireid.data.synthetic import DEFAULT_SIZE, LAYOUTS, write_synthetic_dataset
 from vireid.errors import UserError
 
@@ -23,6 +24,13 @@ def _parse_size(text: str) -> tuple[int, int]:
     if not separator or not height.isdigit() or not width.isdigit():
         raise argparse.ArgumentTypeError(f"expected HxW such as 128x64, got {text!r}")
     return int(height), int(width)
+
+
+def _parse_modality(text: str) -> Modality:
+    try:
+        return Modality[text.upper()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"expected visible or infrared, got {text!r}") from None
 
 
 def _parse_trials(text: str) -> list[int]:
@@ -136,33 +144,31 @@ def _print_skipped(skipped: list[str]) -> None:
 
 
 def command_extract(arguments: argparse.Namespace) -> int:
-    from vireid.data.splits import Modality
     from vireid.engine.trainer import model_from_checkpoint
     from vireid.evaluation.feature_file import save_features
     from vireid.retrieval.own_images import extract_own_images
 
     model, config, _ = model_from_checkpoint(arguments.checkpoint, arguments.device, arguments.set)
     feature_set, skipped = extract_own_images(
-        model, config, arguments.images, Modality[arguments.modality.upper()], arguments.device, arguments.workers, not arguments.quiet
+        model, config, arguments.images, arguments.modality, arguments.device, arguments.workers, not arguments.quiet
     )
     feature_set.metadata["checkpoint"] = str(arguments.checkpoint)
     save_features(arguments.out, feature_set)
     _print_skipped(skipped)
     features = feature_set.features
-    print(f"wrote {features.shape[0]} {arguments.modality} features ({features.shape[1]}-d) of {arguments.images} to {arguments.out}")
+    print(f"wrote {features.shape[0]} {arguments.modality.name.lower()} features ({features.shape[1]}-d) of {arguments.images} to {arguments.out}")
     return 0
 
 
 def command_index(arguments: argparse.Namespace) -> int:
-    from vireid.data.splits import Modality
     from vireid.evaluation.feature_file import FeatureSet, load_features
     from vireid.retrieval.index import GalleryIndex
 
     feature_set = load_features(arguments.features, root=arguments.root)
-    if arguments.modality:
-        rows = np.flatnonzero(feature_set.images.modalities == int(Modality[arguments.modality.upper()]))
+    if arguments.modality is not None:
+        rows = np.flatnonzero(feature_set.images.modalities == int(arguments.modality))
         if rows.size == 0:
-            raise UserError(f"{arguments.features}: holds no {arguments.modality} image to index")
+            raise UserError(f"{arguments.features}: holds no {arguments.modality.name.lower()} image to index")
         feature_set = FeatureSet(feature_set.features[rows], feature_set.images.subset(rows), feature_set.metadata)
     index = GalleryIndex.build(feature_set, arguments.kind, arguments.nlist, arguments.nprobe)
     index.save(arguments.out)
@@ -171,7 +177,6 @@ def command_index(arguments: argparse.Namespace) -> int:
 
 
 def command_search(arguments: argparse.Namespace) -> int:
-    from vireid.data.splits import Modality
     from vireid.engine.trainer import model_from_checkpoint
     from vireid.evaluation.feature_file import load_features
     from vireid.retrieval.index import GalleryIndex, ensure_same_model
@@ -182,11 +187,11 @@ def command_search(arguments: argparse.Namespace) -> int:
     if arguments.features:
         queries = load_features(arguments.features)
     else:
-        if not (arguments.checkpoint and arguments.modality):
+        if arguments.checkpoint is None or arguments.modality is None:
             raise UserError("searching with --images needs --checkpoint (the model that made the index) and --modality")
         model, config, _ = model_from_checkpoint(arguments.checkpoint, arguments.device, arguments.set)
         queries, skipped = extract_own_images(
-            model, config, arguments.images, Modality[arguments.modality.upper()], arguments.device, progress=not arguments.quiet
+            model, config, arguments.images, arguments.modality, arguments.device, progress=not arguments.quiet
         )
         _print_skipped(skipped)
     ensure_same_model(index.metadata, queries.metadata, arguments.index)
@@ -217,14 +222,13 @@ def _known(person_id: int) -> int | None:
 
 
 def command_export(arguments: argparse.Namespace) -> int:
-    from vireid.data.splits import Modality
     from vireid.engine.trainer import model_from_checkpoint
     from vireid.retrieval.export import export_onnx, max_abs_difference
 
     model, config, _ = model_from_checkpoint(arguments.checkpoint, "cpu", arguments.set)
     out = Path(arguments.out) if arguments.out else Path(arguments.checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)
-    modalities = list(Modality) if arguments.modality == "both" else [Modality[arguments.modality.upper()]]
+    modalities = list(Modality) if arguments.modality == "both" else [_parse_modality(arguments.modality)]
     for modality in modalities:
         path = export_onnx(model, config, modality, out / f"{Path(arguments.checkpoint).stem}.{modality.name.lower()}.onnx")
         difference = max_abs_difference(path, model, config, modality)
@@ -335,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract = commands.add_parser("extract", help="features of your own images with a trained model")
     extract.add_argument("checkpoint", help="a vireid checkpoint (.pt)")
     extract.add_argument("--images", required=True, help="a folder (searched recursively) or a text file listing image paths")
-    extract.add_argument("--modality", required=True, choices=("visible", "infrared"), help="what camera took the images")
+    extract.add_argument("--modality", required=True, type=_parse_modality, metavar="{visible,infrared}", help="what camera took the images")
     extract.add_argument("--out", required=True, help="feature file to write (.npz)")
     _add_model_options(extract)
     extract.add_argument("--workers", type=int, default=0, help="image decoding processes (default 0: in this process)")
@@ -344,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     index = commands.add_parser("index", help="build a gallery index (FAISS) from a feature file")
     index.add_argument("features", help="feature file of the gallery (vireid extract, or features.npz of vireid test)")
     index.add_argument("--out", required=True, help="index file to write (.npz)")
-    index.add_argument("--modality", choices=("visible", "infrared"), help="index only the images of this modality")
+    index.add_argument("--modality", type=_parse_modality, metavar="{visible,infrared}", help="index only the images of this modality")
     index.add_argument("--kind", choices=("flat", "ivf"), default="flat", help="flat: exact; ivf: inverted lists, for large galleries")
     index.add_argument("--nlist", type=int, help="ivf: number of lists (default: about 4 sqrt(N))")
     index.add_argument("--nprobe", type=int, default=8, help="ivf: lists visited per query (default 8)")
@@ -357,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     queries.add_argument("--images", help="query images: a folder or a list file (needs --checkpoint and --modality)")
     queries.add_argument("--features", help="query feature file")
     search.add_argument("--checkpoint", help="the model that made the index, to describe the query images")
-    search.add_argument("--modality", choices=("visible", "infrared"), help="what camera took the query images")
+    search.add_argument("--modality", type=_parse_modality, metavar="{visible,infrared}", help="what camera took the query images")
     search.add_argument("--top-k", type=int, default=10)
     search.add_argument("--nprobe", type=int, help="ivf: lists visited per query (default: the index's)")
     search.add_argument("--json", help="also write the results to this JSON file")

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from vireid.config import InferenceConfig, ModelConfig
+from vireid.config import ConfigError, InferenceConfig, ModelConfig
 from vireid.data.dataset import SplitDataset
 from vireid.data.image_folder import ImageFiles, collate_readable
 from vireid.data.splits import Modality, Split
@@ -19,13 +19,13 @@ FEATURES = ("global", "parts", "both")
 def _combine(output: ModelOutput, config: InferenceConfig) -> torch.Tensor:
     """(B, D) unnormalised test feature: global and/or parts, each block L2-normalised."""
     if config.feature not in FEATURES:
-        raise ValueError(f"test.feature must be one of {', '.join(FEATURES)}, got {config.feature!r}")
+        raise ConfigError(f"test.feature must be one of {', '.join(FEATURES)}, got {config.feature!r}")
     blocks = []
     if config.feature in ("global", "both"):
         blocks.append(F.normalize(output.global_feature if config.after_bn else output.pooled, dim=1))
     if config.feature in ("parts", "both"):
         if output.part_features is None:
-            raise ValueError(f"test.feature={config.feature!r} needs a model with parts (model.parts > 0)")
+            raise ConfigError(f"test.feature={config.feature!r} needs a model with parts (model.parts > 0); this one has none, use test.feature=global")
         parts = output.part_features if config.after_bn else output.part_pooled  # (B, P, d)
         blocks.append(F.normalize(parts, dim=2).flatten(1))
     return torch.cat(blocks, dim=1)
