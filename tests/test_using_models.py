@@ -227,3 +227,34 @@ def test_a_parts_feature_of_a_model_without_parts_is_a_config_error():
     model = build_model(ModelConfig(backbone="resnet18", pretrained="none", parts=0), 5, load_weights=False)
     with pytest.raises(ConfigError, match="test.feature='parts' needs a model with parts"):
         batch_features(model, torch.zeros(2, 3, 64, 32), int(Modality.VISIBLE), InferenceConfig(feature="parts"))
+
+
+def test_extract_and_search_with_the_exported_onnx_file_match_the_checkpoint(trained, dataset_features, tmp_path, capsys):
+    checkpoint, root = trained
+    _own_images(root, Modality.INFRARED, tmp_path / "night", count=4)
+    assert main(["export", str(checkpoint), "--out", str(tmp_path)]) == 0
+    onnx_file = tmp_path / "last.infrared.onnx"
+    arguments = ["--images", str(tmp_path / "night"), "--modality", "infrared", "--quiet"]
+    assert main(["extract", str(checkpoint), *arguments, "--out", str(tmp_path / "torch.npz")]) == 0
+    assert main(["extract", str(onnx_file), *arguments, "--out", str(tmp_path / "onnx.npz")]) == 0
+    from_torch, from_onnx = load_features(tmp_path / "torch.npz"), load_features(tmp_path / "onnx.npz")
+    assert from_onnx.images.paths == from_torch.images.paths
+    assert np.abs(from_onnx.features - from_torch.features).max() < 1e-4
+    assert from_onnx.metadata["model"] == from_torch.metadata["model"]  # so an index of checkpoint features accepts them
+    from vireid.evaluation.feature_file import save_features
+
+    save_features(tmp_path / "features.npz", dataset_features)
+    assert main(["index", str(tmp_path / "features.npz"), "--modality", "visible", "--out", str(tmp_path / "index.npz")]) == 0
+    assert main(["search", str(tmp_path / "index.npz"), "--checkpoint", str(onnx_file), *arguments, "--json", str(tmp_path / "hits.json")]) == 0
+    assert len(json.loads((tmp_path / "hits.json").read_text())) == 4
+    capsys.readouterr()
+    # the file of the other modality, a foreign ONNX file and --set are refused by name
+    assert main(["extract", str(tmp_path / "last.visible.onnx"), *arguments, "--out", str(tmp_path / "x.npz")]) == 2
+    assert "last.visible.onnx: this file computes visible features, but the images are infrared" in capsys.readouterr().err
+    foreign = tmp_path / "foreign.onnx"
+    foreign.write_bytes(b"not a model")
+    assert main(["extract", str(foreign), *arguments, "--out", str(tmp_path / "x.npz")]) == 2
+    assert "foreign.onnx: expected an ONNX file written by `vireid export`" in capsys.readouterr().err
+    assert main(["extract", str(onnx_file), *arguments, "--set", "test.flip=true", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "--set applies to checkpoints only" in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()

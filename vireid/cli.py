@@ -144,15 +144,12 @@ def _print_skipped(skipped: list[str]) -> None:
 
 
 def command_extract(arguments: argparse.Namespace) -> int:
-    from vireid.engine.trainer import model_from_checkpoint
     from vireid.evaluation.feature_file import save_features
+    from vireid.retrieval.encoders import load_encoder
     from vireid.retrieval.own_images import extract_own_images
 
-    model, config, _ = model_from_checkpoint(arguments.checkpoint, arguments.device, arguments.set)
-    feature_set, skipped = extract_own_images(
-        model, config, arguments.images, arguments.modality, arguments.device, arguments.workers, not arguments.quiet
-    )
-    feature_set.metadata["checkpoint"] = str(arguments.checkpoint)
+    encoder = load_encoder(arguments.checkpoint, arguments.modality, arguments.device, arguments.set)
+    feature_set, skipped = extract_own_images(encoder, arguments.images, arguments.workers, not arguments.quiet)
     save_features(arguments.out, feature_set)
     _print_skipped(skipped)
     features = feature_set.features
@@ -177,8 +174,8 @@ def command_index(arguments: argparse.Namespace) -> int:
 
 
 def command_search(arguments: argparse.Namespace) -> int:
-    from vireid.engine.trainer import model_from_checkpoint
     from vireid.evaluation.feature_file import load_features
+    from vireid.retrieval.encoders import load_encoder
     from vireid.retrieval.index import GalleryIndex, ensure_same_model
     from vireid.retrieval.own_images import extract_own_images
     from vireid.retrieval.search import hits_table, hits_to_json, search_gallery
@@ -188,11 +185,9 @@ def command_search(arguments: argparse.Namespace) -> int:
         queries = load_features(arguments.features)
     else:
         if arguments.checkpoint is None or arguments.modality is None:
-            raise UserError("searching with --images needs --checkpoint (the model that made the index) and --modality")
-        model, config, _ = model_from_checkpoint(arguments.checkpoint, arguments.device, arguments.set)
-        queries, skipped = extract_own_images(
-            model, config, arguments.images, arguments.modality, arguments.device, progress=not arguments.quiet
-        )
+            raise UserError("searching with --images needs --checkpoint (the model that made the index: .pt or .onnx) and --modality")
+        encoder = load_encoder(arguments.checkpoint, arguments.modality, arguments.device, arguments.set)
+        queries, skipped = extract_own_images(encoder, arguments.images, progress=not arguments.quiet)
         _print_skipped(skipped)
     ensure_same_model(index.metadata, queries.metadata, arguments.index)
     if arguments.nprobe:
@@ -337,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.set_defaults(handler=command_test)
 
     extract = commands.add_parser("extract", help="features of your own images with a trained model")
-    extract.add_argument("checkpoint", help="a vireid checkpoint (.pt)")
+    extract.add_argument("checkpoint", help="a vireid checkpoint (.pt), or an ONNX file of `vireid export` (.onnx, faster on a CPU)")
     extract.add_argument("--images", required=True, help="a folder (searched recursively) or a text file listing image paths")
     extract.add_argument("--modality", required=True, type=_parse_modality, metavar="{visible,infrared}", help="what camera took the images")
     extract.add_argument("--out", required=True, help="feature file to write (.npz)")
@@ -360,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     queries = search.add_mutually_exclusive_group(required=True)
     queries.add_argument("--images", help="query images: a folder or a list file (needs --checkpoint and --modality)")
     queries.add_argument("--features", help="query feature file")
-    search.add_argument("--checkpoint", help="the model that made the index, to describe the query images")
+    search.add_argument("--checkpoint", help="the model that made the index (.pt, or its exported .onnx of the queries' modality)")
     search.add_argument("--modality", type=_parse_modality, metavar="{visible,infrared}", help="what camera took the query images")
     search.add_argument("--top-k", type=int, default=10)
     search.add_argument("--nprobe", type=int, help="ivf: lists visited per query (default: the index's)")

@@ -1,6 +1,8 @@
 """Test-time features: the configured feature of a model for a batch or a whole split."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -9,7 +11,7 @@ from torch.utils.data import DataLoader
 from vireid.config import ConfigError, InferenceConfig, ModelConfig
 from vireid.data.dataset import SplitDataset
 from vireid.data.image_folder import ImageFiles, collate_readable
-from vireid.data.splits import Modality, Split
+from vireid.data.splits import Split
 from vireid.data.transforms import inference_transform
 from vireid.models.network import CrossModalityNet, ModelOutput
 
@@ -63,33 +65,32 @@ def extract_features(
 
 
 def extract_image_features(
-    model: CrossModalityNet,
+    encode: Callable[[torch.Tensor], np.ndarray],
     paths: list[str],
-    modality: Modality,
-    config: InferenceConfig,
     height: int,
     width: int,
-    device: str | torch.device = "cpu",
+    batch_size: int,
     workers: int = 0,
     progress: bool = False,
 ) -> tuple[np.ndarray, list[int], list[str]]:
-    """Features of a user's images of one modality, skipping those that cannot be read.
+    """Features of a user's images, skipping those that cannot be read.
 
-    Returns the (N', D) float32 features of the N' readable images, their
-    indices into ``paths``, and one message (naming the path) per skipped image.
+    ``encode`` turns a (B, 3, H, W) batch of normalised images into (B, D)
+    features (a network of one modality, or an ONNX Runtime session). Returns
+    the (N', D) float32 features of the N' readable images, their indices into
+    ``paths``, and one message (naming the path) per skipped image.
     """
     dataset = ImageFiles(paths, inference_transform(height, width))
-    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=workers, collate_fn=collate_readable)
-    model = model.to(device)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_readable)
     chunks, readable, skipped = [], [], []
     for images, indices, reasons in _progress(loader, progress):
         skipped += reasons
         if images is not None:
-            chunks.append(batch_features(model, images.to(device), int(modality), config).float().cpu())
+            chunks.append(np.asarray(encode(images), dtype=np.float32))
             readable += indices
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32), readable, skipped
-    return torch.cat(chunks).numpy(), readable, skipped
+    return np.concatenate(chunks), readable, skipped
 
 
 def feature_signature(model_config: ModelConfig, test_config: InferenceConfig, height: int, width: int, dimension: int) -> dict:
