@@ -27,6 +27,7 @@ from common import append_section  # noqa: E402
 from vireid.config import load_config  # noqa: E402
 from vireid.data.splits import Modality  # noqa: E402
 from vireid.models.network import build_model  # noqa: E402
+from vireid.retrieval.encoders import onnx_encoder  # noqa: E402
 from vireid.retrieval.export import FeatureModel, export_onnx  # noqa: E402
 
 
@@ -49,35 +50,30 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="time per row")
     parser.add_argument("--append-to")
     arguments = parser.parse_args()
-    import onnxruntime
-
     config = load_config(arguments.config, ["model.pretrained=none", *arguments.set])
     model = build_model(config.model, 395, load_weights=False).eval()
     device = torch.device(arguments.device)
     feature_model = FeatureModel(model, Modality.INFRARED, config.test).eval()
     with tempfile.TemporaryDirectory() as folder:
         path = export_onnx(model, config, Modality.INFRARED, Path(folder) / "model.onnx")
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        encoder = onnx_encoder(path, Modality.INFRARED)  # ONNX Runtime, as many threads as PyTorch
     feature_model.to(device)
     rows = []
     for batch in arguments.batches:
         images = torch.randn(batch, 3, config.data.height, config.data.width)
         on_device = images.to(device)
-        as_numpy = images.numpy()
 
         def eager() -> None:
             with torch.inference_mode():
                 feature_model(on_device).cpu()
 
         def onnx() -> None:
-            session.run(None, {"images": as_numpy})
+            encoder.encode(images)
 
         eager_rate = images_per_second(eager, batch, arguments.seconds)
         onnx_rate = images_per_second(onnx, batch, arguments.seconds)
         with torch.inference_mode():
-            difference = np.abs(session.run(None, {"images": as_numpy})[0] - feature_model(on_device).cpu().numpy()).max()
+            difference = np.abs(encoder.encode(images) - feature_model(on_device).cpu().numpy()).max()
         rows.append(f"| {batch} | {eager_rate:.1f} | {onnx_rate:.1f} | {onnx_rate / eager_rate:.2f}× | {difference:.1e} |")
         print(rows[-1], flush=True)
     size = f"{config.data.height}×{config.data.width}"

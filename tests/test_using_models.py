@@ -22,7 +22,8 @@ from vireid.engine.trainer import extract_test_features, model_from_checkpoint
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import load_features
 from vireid.evaluation.metrics import gallery_order, pairwise_distances
-from vireid.retrieval.export import FeatureModel, export_onnx, onnx_features
+from vireid.retrieval.encoders import onnx_encoder
+from vireid.retrieval.export import FeatureModel, export_onnx
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 
@@ -178,7 +179,7 @@ def test_onnx_export_matches_pytorch_for_each_modality(trained, tmp_path):
         images = torch.randn(batch, 3, config.data.height, config.data.width, generator=torch.Generator().manual_seed(batch))
         infrared = FeatureModel(model, Modality.INFRARED, config.test)(images).numpy()
         visible = FeatureModel(model, Modality.VISIBLE, config.test)(images).numpy()
-        exported = onnx_features(path, images.numpy())
+        exported = onnx_encoder(path, Modality.INFRARED).encode(images)
         assert exported.shape == infrared.shape
         assert np.abs(exported - infrared).max() < 1e-4
         assert np.abs(exported - visible).max() > 1e-2  # the file holds the infrared stem, not the visible one

@@ -13,6 +13,7 @@ import torch
 from vireid.data.splits import Modality
 from vireid.engine.extract import batch_features, feature_signature
 from vireid.errors import UserError
+from vireid.retrieval.export import INPUT_NAME, OUTPUT_NAME
 
 ONNX_SUFFIX = ".onnx"
 ONNX_BATCH_SIZE = 32
@@ -55,8 +56,6 @@ def checkpoint_encoder(path: str | Path, modality: Modality, device: str = "cpu"
 def onnx_encoder(path: str | Path, modality: Modality, threads: int | None = None) -> ImageEncoder:
     """ONNX Runtime on the CPU with the file's recorded input size; the file must be of ``modality``."""
     import onnxruntime
-
-    from vireid.retrieval.export import INPUT_NAME, OUTPUT_NAME
 
     path = Path(path)
     if not path.is_file():

@@ -72,20 +72,11 @@ def export_onnx(model: CrossModalityNet, config: ExperimentConfig, modality: Mod
     return Path(out)
 
 
-def onnx_features(path: str | Path, images: np.ndarray, threads: int | None = None) -> np.ndarray:
-    """(B, D) features of (B, 3, H, W) float32 images computed by ONNX Runtime on the CPU."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(images, dtype=np.float32)})[0]
-
-
 def max_abs_difference(path: str | Path, model: CrossModalityNet, config: ExperimentConfig, modality: Modality, batch: int = 3, seed: int = 0) -> float:
     """Largest |ONNX Runtime - PyTorch| over the features of a batch of random images."""
+    from vireid.retrieval.encoders import onnx_encoder
+
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(batch, 3, config.data.height, config.data.width, generator=generator)
     expected = batch_features(model.cpu(), images, int(modality), config.test).numpy()
-    return float(np.abs(onnx_features(path, images.numpy()) - expected).max())
+    return float(np.abs(onnx_encoder(path, modality).encode(images) - expected).max())
