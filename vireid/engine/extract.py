@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from vireid.config import ConfigError, InferenceConfig, ModelConfig
+from vireid.config import ConfigError, ExperimentConfig, InferenceConfig, ModelConfig
 from vireid.data.dataset import SplitDataset
 from vireid.data.image_folder import ImageFiles, collate_readable
 from vireid.data.splits import Split
@@ -107,6 +107,13 @@ def feature_signature(model_config: ModelConfig, test_config: InferenceConfig, h
         "width": width,
         "dimension": dimension,
     }
+
+
+def model_signature(model: CrossModalityNet, config: ExperimentConfig) -> dict:
+    """feature_signature of a network under ``config``, its dimension found by describing one blank image."""
+    blank = torch.zeros(1, 3, config.data.height, config.data.width, device=next(model.parameters()).device)
+    dimension = batch_features(model, blank, blank.new_zeros(1, dtype=torch.long), config.test).shape[1]
+    return feature_signature(config.model, config.test, config.data.height, config.data.width, dimension)
 
 
 def _progress(loader: DataLoader, enabled: bool):

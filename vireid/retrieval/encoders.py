@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from vireid.data.splits import Modality
-from vireid.engine.extract import batch_features, feature_signature
+from vireid.engine.extract import batch_features, model_signature
 from vireid.errors import UserError
 from vireid.retrieval.export import INPUT_NAME, OUTPUT_NAME
 
@@ -48,9 +48,7 @@ def checkpoint_encoder(path: str | Path, modality: Modality, device: str = "cpu"
     def encode(images: torch.Tensor) -> np.ndarray:
         return batch_features(model, images.to(device), int(modality), config.test).float().cpu().numpy()
 
-    dimension = encode(torch.zeros(1, 3, height, width)).shape[1]
-    signature = feature_signature(config.model, config.test, height, width, dimension)
-    return ImageEncoder(encode, Modality(modality), height, width, config.test.batch_size, signature, str(path))
+    return ImageEncoder(encode, Modality(modality), height, width, config.test.batch_size, model_signature(model, config), str(path))
 
 
 def onnx_encoder(path: str | Path, modality: Modality, threads: int | None = None) -> ImageEncoder:

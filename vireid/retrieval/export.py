@@ -22,7 +22,7 @@ from vireid.atomic import atomic_path
 from vireid.config import ExperimentConfig, InferenceConfig
 from vireid.data.splits import Modality
 from vireid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from vireid.engine.extract import batch_features, feature_signature
+from vireid.engine.extract import batch_features, model_signature
 from vireid.models.network import CrossModalityNet
 
 INPUT_NAME = "images"
@@ -46,8 +46,6 @@ def export_onnx(model: CrossModalityNet, config: ExperimentConfig, modality: Mod
     """Write the ONNX file of ``modality``'s test feature to ``out`` (atomically)."""
     feature_model = FeatureModel(model.cpu(), modality, config.test).eval()
     example = torch.randn(2, 3, config.data.height, config.data.width)
-    with torch.no_grad():
-        dimension = feature_model(example).shape[1]
     exporter_log = io.StringIO()
     with contextlib.redirect_stdout(exporter_log):
         program = torch.onnx.export(
@@ -59,7 +57,7 @@ def export_onnx(model: CrossModalityNet, config: ExperimentConfig, modality: Mod
             dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
             dynamo=True,
         )
-    signature = feature_signature(config.model, config.test, config.data.height, config.data.width, dimension)
+    signature = model_signature(feature_model.model, config)
     program.model.metadata_props.update(
         {
             "vireid.modality": Modality(modality).name.lower(),
