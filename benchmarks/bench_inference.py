@@ -1,7 +1,7 @@
 """Feature-extraction throughput: PyTorch eager vs ONNX Runtime (CPU), batch 1 and 64.
 A script, not a test:
 
-    python benchmarks/bench_inference.py --config configs/sysu_full.yaml --append-to BENCHMARKS.md
+    python benchmarks/bench_inference.py --config sysu_full --append-to BENCHMARKS.md
     python benchmarks/bench_inference.py --device cuda --append-to BENCHMARKS.md   # eager on the GPU too
 
 The model is the config's test-time feature of one modality (infrared), untrained
@@ -43,7 +43,7 @@ def images_per_second(run, batch: int, seconds: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/sysu_full.yaml")
+    parser.add_argument("--config", default="sysu_full")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--device", default="cpu", help="device of the eager rows (ONNX Runtime stays on the CPU)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])

@@ -2,8 +2,8 @@
 share of the hardware's measured matmul ceiling, for fp32 / bf16 autocast,
 channels-last and torch.compile. A script, not a test:
 
-    python benchmarks/bench_train_step.py --config configs/sysu_full.yaml --device cuda --append-to BENCHMARKS.md
-    python benchmarks/bench_train_step.py --config configs/tiny.yaml --loader-root runs/demo/data/SYSU-MM01
+    python benchmarks/bench_train_step.py --config sysu_full --device cuda --append-to BENCHMARKS.md
+    python benchmarks/bench_train_step.py --config tiny --loader-root runs/demo/data/SYSU-MM01
 
 With ``--loader-root`` it also times the same steps fed by the real data loader
 (2 workers, real augmentations): equal rates mean training is not loader-bound.
@@ -64,7 +64,7 @@ def _peak_memory_gib(device: torch.device) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/sysu_full.yaml")
+    parser.add_argument("--config", default="sysu_full")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--classes", type=int, default=395)

@@ -1,6 +1,7 @@
 """The vireid command: synth and evaluate end to end, and user errors as one clear line."""
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -9,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vireid.cli import _parse_trials, main
+from vireid.cli import _parse_trials, build_parser, main
+from vireid.config import shipped_configs
 from vireid.data import Split, regdb_test_images, sysu_test_images
 from vireid.evaluation.feature_file import FeatureSet, save_features
 
@@ -64,7 +66,7 @@ def test_evaluate_regdb_with_one_file_per_trial(regdb_root, tmp_path, capsys):
     "arguments, message",
     [
         (["evaluate", "--features", "{tmp}/missing.npz", "--protocol", "sysu-all"], "missing.npz: expected a vireid feature file"),
-        (["evaluate", "--features", "{tmp}/f.npz", "--protocol", "market"], "unknown protocol 'market'"),
+        (["configs", "sysu_ful"], "sysu_ful: not a shipped config; expected one of llcm_agw"),
         (["synth", "--layout", "sysu", "--out", "{tmp}", "--ids", "5"], "already exists"),
         (["index", "{tmp}/f.npz", "--modality", "visible", "--out", "{tmp}/i.npz"], "f.npz: holds no visible image to index"),
         (["search", "{tmp}/f.npz", "--features", "{tmp}/f.npz"], "f.npz: expected format 'vireid-index' version 1, found 'vireid-features'"),
@@ -80,6 +82,38 @@ def test_user_errors_end_in_one_line_and_exit_code_2(tmp_path, capsys, arguments
     assert code == 2
     assert message in error
     assert len(error.strip().splitlines()) == 1 and "Traceback" not in error
+
+
+def _sub_commands() -> dict[str, argparse.ArgumentParser]:
+    action = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+@pytest.mark.parametrize("name", sorted(_sub_commands()))
+def test_every_help_page_has_a_description_examples_and_help_for_every_option(name):
+    command = _sub_commands()[name]
+    assert len(command.description) > 40
+    examples = command.epilog.split("examples:\n", 1)[1].splitlines()
+    assert examples and all(line.startswith(f"  vireid {name}") for line in examples)
+    for action in command._actions:
+        assert action.help, f"vireid {name} {'/'.join(action.option_strings) or action.dest} has no help text"
+
+
+def test_protocols_are_a_fixed_choice(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["evaluate", "--features", "f.npz", "--protocol", "market"])
+    assert exited.value.code == 2
+    unquoted = capsys.readouterr().err.replace("'", "")  # Python versions differ in quoting the choices
+    assert "invalid choice: market (choose from sysu-all, sysu-indoor, regdb-v2t, regdb-t2v, llcm-ir2vis, llcm-vis2ir)" in unquoted
+
+
+def test_configs_lists_the_shipped_configs_and_prints_one(capsys):
+    assert main(["configs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == sorted(shipped_configs())
+    assert "sysu_full    The paper's model on sysu" in "\n".join(lines)
+    assert main(["configs", "tiny.yaml"]) == 0
+    assert capsys.readouterr().out == shipped_configs()["tiny"].read_text()
 
 
 def test_trial_lists_parse():

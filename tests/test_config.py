@@ -1,14 +1,12 @@
 """Config files and overrides: typed values, and errors that name the key and the choices."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from vireid.config import ConfigError, config_to_dict, load_config
+from vireid.config import ConfigError, config_to_dict, find_config, load_config, shipped_configs
 from vireid.models.network import build_model, parameter_counts
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted(shipped_configs())
 
 
 def test_defaults_are_the_paper_recipe():
@@ -37,12 +35,33 @@ def test_overrides_apply_in_order_with_yaml_types(tmp_path):
         ("model.parts=six", "model.parts: expected int, got 'six'"),
         ("model.cmimpl=3", "model.cmimpl: expected bool, got 3"),
         ("model", "expected key=value"),
+        ("train.lr=fast", "train.lr: expected float, got 'fast'"),
+        ("train.lr=nan", "train.lr: expected a finite float, got 'nan'"),
+        ("train.lr=.inf", "train.lr: expected a finite float, got inf"),
     ],
 )
 def test_bad_keys_and_values_are_named(override, message):
     with pytest.raises(ConfigError) as caught:
         load_config(None, [override])
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("spelling, value", [("1e-3", 1e-3), ("1E-3", 1e-3), ("1.0e-3", 1e-3), ("+2e1", 20.0), (".5", 0.5), ("5.", 5.0), ("3", 3.0)])
+def test_every_float_spelling_is_a_float(spelling, value, tmp_path):
+    assert load_config(None, [f"train.lr={spelling}"]).train.lr == value
+    path = tmp_path / "c.yaml"
+    path.write_text(f"train:\n  backbone_lr: {spelling}\n")
+    assert load_config(path).train.backbone_lr == value
+
+
+def test_shipped_configs_are_found_by_name_and_a_file_comes_first(tmp_path, monkeypatch):
+    assert load_config("sysu_full").name == load_config("sysu_full.yaml").name == "sysu_full"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sysu_full.yaml").write_text("name: mine\n")
+    assert load_config("sysu_full.yaml").name == "mine"  # a file of that name in the current folder wins
+    assert find_config("sysu_full").read_text() == shipped_configs()["sysu_full"].read_text()
+    with pytest.raises(ConfigError, match=r"sysu_ful: expected a YAML config file or the name of a shipped config \(llcm_agw, .*tiny\)"):
+        load_config("sysu_ful")
 
 
 def test_bad_files_are_named(tmp_path):
@@ -53,18 +72,18 @@ def test_bad_files_are_named(tmp_path):
         load_config(tmp_path / "list.yaml")
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[path.stem for path in CONFIGS])
-def test_every_shipped_config_loads_and_builds(path):
-    config = load_config(path)
-    variant = path.stem.split("_")[-1]
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_shipped_config_loads_and_builds(name):
+    config = load_config(name)
+    variant = name.split("_")[-1]
     expected = {"agw": (0, False), "fgfl": (6, False), "full": (6, True), "tiny": (4, True)}[variant]
     assert (config.model.parts, config.model.cmimpl) == expected
     if variant != "tiny":
-        assert config.data.dataset == path.stem.split("_")[0]
+        assert config.data.dataset == name.split("_")[0]
     model = build_model(config.model, num_classes=10, load_weights=False)
     assert parameter_counts(model)["frozen"] == (2048 if config.model.backbone == "resnet50" else 512)
 
 
 def test_every_ablation_row_has_a_config_per_dataset():
-    names = {path.stem for path in CONFIGS}
+    names = set(CONFIGS)
     assert {f"{dataset}_{variant}" for dataset in ("sysu", "regdb", "llcm") for variant in ("agw", "fgfl", "full")} <= names

@@ -12,16 +12,18 @@ import pytest
 import torch
 import yaml
 
+import vireid.progress
 from vireid.cli import main
 from vireid.config import TrainConfig, load_config
+from vireid.data import sysu_test_images, sysu_train_split
 from vireid.data.synthetic import write_synthetic_dataset
 from vireid.engine.checkpoint import CheckpointError, load_checkpoint
 from vireid.engine.trainer import TrainingDiverged, build_optimizer, learning_rate_factor, train
 from vireid.errors import UserError
 from vireid.losses import ReIDLoss
-from vireid.models.network import build_model
+from vireid.models.network import build_model, parameter_counts
 
-TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+TINY = "tiny"  # the shipped config
 
 
 @pytest.fixture(scope="module")
@@ -96,12 +98,25 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_sysu, tmp_path,
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
 
 
-def test_cli_train_then_test_writes_the_results(small_sysu, tmp_path, capsys):
+def test_cli_train_then_test_writes_the_results(small_sysu, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(vireid.progress, "PLAIN_INTERVAL_SECONDS", 0.01)  # stderr is no terminal here: plain lines
     run = tmp_path / "run"
     assert main(["train", str(TINY), "--set", f"data.root={small_sysu}", "--set", "train.epochs=1",
-                 "--set", "train.steps_per_epoch=2", "--out", str(run), "--quiet"]) == 0
+                 "--set", "train.steps_per_epoch=2", "--out", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    train_split = sysu_train_split(small_sysu)
+    assert lines[0] == (
+        f"training tiny on {train_split.summary()} (sysu at {small_sysu}); "
+        f"{parameter_counts(build_model(load_config(TINY).model, train_split.num_identities))['trainable']:,} trainable parameters; "
+        f"cpu, fp32; epochs 1 to 1, 2 steps each; run folder {run}"
+    )
+    assert "visible + " in lines[0] and any(line.startswith("epoch 1/1: ") and " batch" in line for line in lines[1:])
     assert main(["test", str(run / "last.pt"), "--trials", "0-2", "--quiet"]) == 0
     printed = capsys.readouterr().out
+    assert printed.startswith(f"testing {run / 'last.pt'} on {sysu_test_images(small_sysu).summary()} (sysu at {small_sysu}); ")
+    assert f"; cpu, fp32; sysu-all, sysu-indoor (3 trials); results into {run}\n" in printed
+    written = {line.removeprefix("wrote ") for line in printed.splitlines() if line.startswith("wrote ")}
+    assert written == {str(run / name) for name in ("features.npz", "results.md", "results.json", "cmc.png", "ranks_sysu-all.png", "ranks_sysu-indoor.png")}
     assert "| sysu-all single-shot (agw draws) | infrared (cam3, cam6) → visible (cam1, cam2, cam4, cam5) | 3 |" in printed
     assert "| sysu-indoor" in printed
     saved = json.loads((run / "results.json").read_text())
@@ -144,10 +159,13 @@ def test_regdb_is_tested_from_a_folder_of_per_trial_checkpoints(tmp_path, capsys
         config = load_config(TINY, [f"data.root={root}", "data.dataset=regdb", f"data.trial={trial}", "train.epochs=1",
                                     "train.steps_per_epoch=1", "train.eval_every=0", "train.identities_per_batch=4"])
         train(config, tmp_path / "runs" / f"trial{trial}", progress=False)
-    assert main(["test", str(tmp_path / "runs"), "--out", str(tmp_path / "results"), "--quiet"]) == 0
+    assert main(["test", str(tmp_path / "runs"), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "| regdb-v2t | visible → thermal | 2 |" in printed and "| regdb-t2v | thermal → visible | 2 |" in printed
-    assert sorted(path.name for path in (tmp_path / "results").glob("features*.npz")) == ["features_trial1.npz", "features_trial2.npz"]
+    assert f"\ntesting 2 checkpoints ({tmp_path / 'runs' / 'trial1' / 'last.pt'}, ...) on " in printed
+    # the results of a folder of trial models land in that folder, not in the first trial's
+    assert sorted(path.name for path in (tmp_path / "runs").glob("features*.npz")) == ["features_trial1.npz", "features_trial2.npz"]
+    assert (tmp_path / "runs" / "results.md").is_file() and not (tmp_path / "runs" / "trial1" / "results.md").exists()
 
 
 def test_two_processes_with_gloo_stay_in_sync(small_sysu, tmp_path):

@@ -1,10 +1,21 @@
 """A short CPU training of the paper's model (tiny config) on a synthetic SYSU-MM01 set:
-every loss term falls and cross-modality rank-1 rises well above chance."""
+every loss term falls and the cross-modality mAP rises well above the same
+network's before training. The same check rejects a network trained at learning
+rate 0, so it cannot pass by accident.
+
+Margins, measured with torch seeds 0-4 (another CPU rounds differently, which
+after 120 steps is much like another seed): each loss term ends at 0.04-0.48
+of its start (threshold 0.7; learning rate 0 gives 0.88-1.08), and the mAP
+gains 0.12-0.27 over the untrained network (threshold 0.05; learning rate 0
+changes it by -0.04 to -0.02). Rank-1 over 12 test identities is too noisy
+to assert on (0.23-0.38 trained, chance 0.08).
+"""
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
@@ -21,20 +32,47 @@ from vireid.losses import ReIDLoss
 from vireid.models.network import build_model
 
 STEPS = 120
-TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 HEIGHT, WIDTH = 64, 32
+LOSS_RATIO_AT_MOST = 0.7  # mean of the last 5 steps / mean of the first 5, for every term
+MAP_GAIN_AT_LEAST = 0.05  # over the same network before training, sysu-all, 10 trials
 
 
-def test_tiny_model_learns_cross_modality_identity(tmp_path):
-    root = tmp_path / "SYSU-MM01"
+@dataclass
+class Outcome:
+    loss_ratios: dict[str, float]
+    untrained_map: float
+    trained_map: float
+
+    def failures(self) -> list[str]:
+        """Why this run does not show learning; empty when it does."""
+        reasons = [f"{name} fell only to {ratio:.2f} of its start" for name, ratio in self.loss_ratios.items() if ratio > LOSS_RATIO_AT_MOST]
+        if self.trained_map < self.untrained_map + MAP_GAIN_AT_LEAST:
+            reasons.append(f"mAP {self.untrained_map:.3f} -> {self.trained_map:.3f}, a gain under {MAP_GAIN_AT_LEAST}")
+        return reasons
+
+
+@pytest.fixture(scope="module")
+def learnable_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("learnable") / "SYSU-MM01"
     write_synthetic_dataset("sysu", root, identities=60, images_per_id=8, size=(HEIGHT, WIDTH), seed=0, workers=2)
-    config = load_config(TINY_CONFIG, [f"data.height={HEIGHT}", f"data.width={WIDTH}"])
+    return root
+
+
+def _train_tiny_model(root, learning_rate: float) -> Outcome:
+    config = load_config("tiny", [f"data.height={HEIGHT}", f"data.width={WIDTH}"])
     torch.manual_seed(0)
-    train = sysu_train_split(root)
-    model = build_model(config.model, num_classes=int(train.labels.max()) + 1).train()
+    train, test_images = sysu_train_split(root), sysu_test_images(root)
+    model = build_model(config.model, num_classes=int(train.labels.max()) + 1)
+
+    def sysu_all_map() -> float:
+        features = extract_features(model, test_images, config.test, HEIGHT, WIDTH)
+        return evaluate_protocol("sysu-all", [FeatureSet(features, test_images)]).mean()["mAP"]
+
+    untrained_map = sysu_all_map()
+    model.train()
     sampler = CrossModalityBatchSampler(train.labels, train.modalities, identities=8, instances=4, seed=0)
     loader = DataLoader(SplitDataset(train, train_transform(HEIGHT, WIDTH, padding=2)), batch_sampler=sampler, num_workers=2, persistent_workers=True)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=5e-4)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate, weight_decay=5e-4)
     loss_function = ReIDLoss(config.loss)
     history: list[dict[str, float]] = []
     epoch = 0
@@ -49,14 +87,18 @@ def test_tiny_model_learns_cross_modality_identity(tmp_path):
             history.append({name: value.item() for name, value in losses.items()})
             if len(history) == STEPS:
                 break
-
     assert set(history[0]) == {"id", "triplet", "part_id", "part_triplet", "msid", "cmp", "total"}
-    for name in history[0]:
-        first, last = np.mean([step[name] for step in history[:5]]), np.mean([step[name] for step in history[-5:]])
-        assert last < 0.7 * first, f"{name} fell only from {first:.3f} to {last:.3f}"
+    ratios = {name: np.mean([step[name] for step in history[-5:]]) / np.mean([step[name] for step in history[:5]]) for name in history[0]}
+    return Outcome(ratios, untrained_map, sysu_all_map())
 
-    test_images = sysu_test_images(root)
-    features = extract_features(model, test_images, config.test, HEIGHT, WIDTH)
-    result = evaluate_protocol("sysu-all", [FeatureSet(features, test_images)], trials=[0, 1, 2])
-    chance = 1 / test_images.num_identities
-    assert result.mean()["rank1"] > 3 * chance
+
+def test_tiny_model_learns_cross_modality_identity(learnable_root):
+    outcome = _train_tiny_model(learnable_root, learning_rate=1e-3)
+    assert outcome.failures() == []
+
+
+@pytest.mark.slow
+def test_the_same_check_rejects_a_model_that_does_not_learn(learnable_root):
+    failures = _train_tiny_model(learnable_root, learning_rate=0.0).failures()
+    assert any("mAP" in reason for reason in failures)
+    assert sum("fell only" in reason for reason in failures) >= 6  # every term but, at most, one

@@ -2,6 +2,8 @@
 pictures of `vireid test`, and the refusals (unreadable images, wrong architecture)."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -25,7 +27,7 @@ from vireid.evaluation.metrics import gallery_order, pairwise_distances
 from vireid.retrieval.encoders import onnx_encoder
 from vireid.retrieval.export import FeatureModel, export_onnx
 
-TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+TINY = "tiny"  # the shipped config
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +47,17 @@ def dataset_features(trained):
     checkpoint, _ = trained
     model, config, _ = model_from_checkpoint(checkpoint)
     return extract_test_features(model, config, "cpu", progress=False)
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    """`vireid export` of the trained checkpoint, run once: (folder of the ONNX files, what it printed)."""
+    checkpoint, _ = trained
+    folder = tmp_path_factory.mktemp("exported")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["export", str(checkpoint), "--format", "onnx", "--out", str(folder)]) == 0
+    return folder, printed.getvalue()
 
 
 def _own_images(root: Path, modality: Modality, folder: Path, count: int = 6) -> list[Path]:
@@ -191,11 +204,9 @@ def test_onnx_export_matches_pytorch_for_each_modality(trained, tmp_path):
     assert [name for name in tmp_path.iterdir()] == [path]
 
 
-def test_cli_export_writes_both_modalities_and_reports_the_difference(trained, tmp_path, capsys):
-    checkpoint, _ = trained
-    assert main(["export", str(checkpoint), "--format", "onnx", "--out", str(tmp_path)]) == 0
-    printed = capsys.readouterr().out
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["last.infrared.onnx", "last.visible.onnx"]
+def test_cli_export_writes_both_modalities_and_reports_the_difference(exported):
+    folder, printed = exported
+    assert sorted(path.name for path in folder.iterdir()) == ["last.infrared.onnx", "last.visible.onnx"]
     differences = [float(line.rsplit(" ", 1)[1]) for line in printed.splitlines() if "max abs diff" in line]
     assert len(differences) == 2 and max(differences) < 1e-4
 
@@ -230,11 +241,11 @@ def test_a_parts_feature_of_a_model_without_parts_is_a_config_error():
         batch_features(model, torch.zeros(2, 3, 64, 32), int(Modality.VISIBLE), InferenceConfig(feature="parts"))
 
 
-def test_extract_and_search_with_the_exported_onnx_file_match_the_checkpoint(trained, dataset_features, tmp_path, capsys):
+def test_extract_and_search_with_the_exported_onnx_file_match_the_checkpoint(trained, exported, dataset_features, tmp_path, capsys):
     checkpoint, root = trained
+    onnx_folder, _ = exported
     _own_images(root, Modality.INFRARED, tmp_path / "night", count=4)
-    assert main(["export", str(checkpoint), "--out", str(tmp_path)]) == 0
-    onnx_file = tmp_path / "last.infrared.onnx"
+    onnx_file = onnx_folder / "last.infrared.onnx"
     arguments = ["--images", str(tmp_path / "night"), "--modality", "infrared", "--quiet"]
     assert main(["extract", str(checkpoint), *arguments, "--out", str(tmp_path / "torch.npz")]) == 0
     assert main(["extract", str(onnx_file), *arguments, "--out", str(tmp_path / "onnx.npz")]) == 0
@@ -250,7 +261,7 @@ def test_extract_and_search_with_the_exported_onnx_file_match_the_checkpoint(tra
     assert len(json.loads((tmp_path / "hits.json").read_text())) == 4
     capsys.readouterr()
     # the file of the other modality, a foreign ONNX file and --set are refused by name
-    assert main(["extract", str(tmp_path / "last.visible.onnx"), *arguments, "--out", str(tmp_path / "x.npz")]) == 2
+    assert main(["extract", str(onnx_folder / "last.visible.onnx"), *arguments, "--out", str(tmp_path / "x.npz")]) == 2
     assert "last.visible.onnx: this file computes visible features, but the images are infrared" in capsys.readouterr().err
     foreign = tmp_path / "foreign.onnx"
     foreign.write_bytes(b"not a model")

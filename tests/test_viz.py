@@ -1,17 +1,24 @@
-"""The PNG pictures: rank lists with coloured frames, CMC curves from results.json, t-SNE maps."""
+"""The PNG pictures: rank lists with frames, ✓/✗ marks and a legend; CMC curves with their ± std
+band and chance, labelled by run name; t-SNE maps in distinct hues."""
 from __future__ import annotations
 
+import colorsys
+import io
+import itertools
 import json
+import warnings
 
 import numpy as np
 import pytest
+from matplotlib.collections import PathCollection, PolyCollection
+from matplotlib.colors import to_rgb
 from PIL import Image
 
 from vireid.data.splits import Modality
 from vireid.errors import DatasetError, UserError
-from vireid.viz.cmc import cmc_curves_from_results, draw_cmc_curves
-from vireid.viz.rank_list import RankedImage, draw_rank_list
-from vireid.viz.tsne import draw_tsne, tsne_embedding
+from vireid.viz.cmc import cmc_curves_from_results, cmc_figure, draw_cmc_curves, run_name
+from vireid.viz.rank_list import ANOTHER_PERSON, PERSON_UNKNOWN, SAME_PERSON, RankedImage, draw_rank_list, rank_list_figure
+from vireid.viz.tsne import IDENTITY_COLOURS, draw_tsne, tsne_embedding, tsne_figure
 
 SMALL_IMAGE = (32, 16)  # (height, width)
 
@@ -37,6 +44,22 @@ def _count_green(pixels: np.ndarray) -> int:
 
 def _count_red(pixels: np.ndarray) -> int:
     return _count_near(pixels, (190, 0, 0), (255, 40, 40))
+
+
+def _texts(figure) -> list[str]:
+    return [text.get_text() for text in figure.axes[0].texts]
+
+
+def _legend_labels(legend) -> list[str]:
+    return [text.get_text() for text in legend.get_texts()]
+
+
+def _rendering_warnings(figure) -> list[str]:
+    """The warnings of drawing ``figure`` to PNG, e.g. "Glyph 10003 missing from font(s)"."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        figure.savefig(io.BytesIO(), format="png")
+    return [str(warning.message) for warning in caught]
 
 
 @pytest.fixture
@@ -66,12 +89,57 @@ def test_rank_list_frames_a_right_match_green_and_a_wrong_one_red(tmp_path, imag
     assert [path.name for path in out.parent.iterdir()] == ["ranks.png"]
 
 
+def test_rank_list_marks_right_and_wrong_with_a_tick_and_a_cross_and_explains_them(images):
+    query = RankedImage(images["purple"], Modality.INFRARED, person_id=7, camera_id=3)
+    ranked = [
+        RankedImage(images["yellow"], Modality.VISIBLE, person_id=7, score=0.873, camera_id=4),
+        RankedImage(images["grey"], Modality.VISIBLE, person_id=9, score=0.412, camera_id=1),
+    ]
+    figure = rank_list_figure([query], [ranked], "one query", image_size=SMALL_IMAGE)
+    marks = {text.get_text(): to_rgb(text.get_color()) for text in figure.axes[0].texts if text.get_text() in ("✓", "✗")}
+    assert marks == {"✓": tuple(c / 255 for c in SAME_PERSON.colour), "✗": tuple(c / 255 for c in ANOTHER_PERSON.colour)}
+    assert _legend_labels(figure.axes[0].get_legend()) == ["query", "✓ same person as the query", "✗ another person"]
+    texts = _texts(figure)
+    assert "query: purple.png" in texts and "one query" in texts
+    assert "query\ninfrared · cam 3\nid 7" in texts
+    assert "rank 1\nvisible · cam 4\nid 7\nsimilarity 0.873" in texts
+    assert "rank 2\nvisible · cam 1\nid 9\nsimilarity 0.412" in texts
+    assert _rendering_warnings(figure) == []  # ✓ and ✗ are in the font, not drawn as empty boxes
+
+
 def test_rank_list_frames_are_grey_when_identities_are_unknown(tmp_path, images):
     query = RankedImage(images["purple"], Modality.VISIBLE)
     ranked = [RankedImage(images["yellow"], Modality.INFRARED, score=0.5), RankedImage(images["grey"], Modality.VISIBLE)]
+    figure = rank_list_figure([query], [ranked], image_size=SMALL_IMAGE)
+    assert not {"✓", "✗"} & set(_texts(figure))
+    assert _legend_labels(figure.axes[0].get_legend()) == ["query", PERSON_UNKNOWN.meaning]
+    assert "not judged right or wrong" in PERSON_UNKNOWN.meaning
+    assert "rank 1\ninfrared\nsimilarity 0.500" in _texts(figure)  # no camera, no person id: not shown
     pixels = _pixels(draw_rank_list([query], [ranked], tmp_path / "ranks.png", image_size=SMALL_IMAGE))
     assert _count_green(pixels) == 0 and _count_red(pixels) == 0
     assert _count_near(pixels, (140, 140, 140), (160, 160, 160)) >= 2 * 2 * (SMALL_IMAGE[0] + SMALL_IMAGE[1]) * 4
+
+
+def test_rank_list_names_each_query_file_relative_to_their_common_folder(tmp_path, images):
+    for folder in ("night/a", "night/b"):
+        (tmp_path / folder).mkdir(parents=True)
+    queries = [RankedImage(_solid_image(tmp_path / folder / "query.png", (0, 0, 0)), Modality.INFRARED)
+               for folder in ("night/a", "night/b")]
+    matches = [RankedImage(images["yellow"], Modality.VISIBLE)] * 3
+    figure = rank_list_figure(queries, [matches, matches], image_size=SMALL_IMAGE)
+    assert [text for text in _texts(figure) if text.startswith("query:")] == ["query: a/query.png", "query: b/query.png"]
+    long_name = _solid_image(tmp_path / f"{'night' * 40}.png", (0, 0, 0))
+    figure = rank_list_figure([RankedImage(long_name, Modality.INFRARED)], [matches], image_size=SMALL_IMAGE)
+    header = next(text for text in _texts(figure) if text.startswith("query:"))
+    assert header.startswith("query: …") and header.endswith("nightnight.png") and len(header) < 100
+
+
+def test_rank_list_is_wide_enough_for_its_legend(images):
+    query = RankedImage(images["purple"], Modality.INFRARED)
+    figure = rank_list_figure([query], [[RankedImage(images["yellow"], Modality.VISIBLE)]], image_size=SMALL_IMAGE)
+    renderer = figure.canvas.get_renderer()
+    legend = figure.axes[0].get_legend().get_window_extent(renderer)
+    assert 0 <= legend.x0 and legend.x1 <= figure.bbox.width
 
 
 def test_rank_list_grows_with_queries_and_ranks(tmp_path, images):
@@ -134,7 +202,7 @@ def _write_results(path, protocols_and_trial_curves) -> None:
     path.write_text(json.dumps(results))
 
 
-def test_cmc_curves_are_the_trial_means_labelled_by_run_folder(tmp_path):
+def test_cmc_curves_hold_every_trial_labelled_by_run_folder(tmp_path):
     _write_results(
         tmp_path / "run-a" / "results.json",
         [("sysu-all", [[0.5, 0.75, 1.0], [0.25, 0.5, 0.75]]), ("sysu-indoor", [[0.6, 0.7, 0.8]])],
@@ -142,21 +210,52 @@ def test_cmc_curves_are_the_trial_means_labelled_by_run_folder(tmp_path):
     _write_results(tmp_path / "run-b" / "results.json", [("sysu-all", [[0.1, 0.2, 0.3], [0.3, 0.4, 0.5], [0.2, 0.6, 0.7]])])
     curves = cmc_curves_from_results([tmp_path / "run-a" / "results.json", str(tmp_path / "run-b" / "results.json")])
     assert list(curves) == ["run-a sysu-all", "run-a sysu-indoor", "run-b sysu-all"]
-    np.testing.assert_allclose(curves["run-a sysu-all"], [0.375, 0.625, 0.875])
-    np.testing.assert_allclose(curves["run-a sysu-indoor"], [0.6, 0.7, 0.8])
-    np.testing.assert_allclose(curves["run-b sysu-all"], [0.2, 0.4, 0.5])
+    np.testing.assert_allclose(curves["run-a sysu-all"], [[0.5, 0.75, 1.0], [0.25, 0.5, 0.75]])
+    np.testing.assert_allclose(curves["run-a sysu-indoor"], [[0.6, 0.7, 0.8]])
+    assert curves["run-b sysu-all"].shape == (3, 3)
     out = draw_cmc_curves(curves, tmp_path / "plots" / "cmc.png", title="CMC")
     with Image.open(out) as image:
         assert image.format == "PNG" and image.size[0] > 100 and image.size[1] > 100
     assert [path.name for path in out.parent.iterdir()] == ["cmc.png"]
 
 
-def test_cmc_labels_stay_unique_when_run_folders_share_a_name(tmp_path):
-    first, second = tmp_path / "a" / "run" / "results.json", tmp_path / "b" / "run" / "results.json"
+def test_a_run_folder_named_just_run_is_named_by_its_config(tmp_path):
+    configured = tmp_path / "demo" / "run"
+    _write_results(configured / "results.json", [("sysu-all", [[0.5, 0.9]])])
+    (configured / "config.yaml").write_text("name: tiny\ndata:\n  dataset: sysu\n")
+    unconfigured = tmp_path / "night-test" / "run" / "results.json"
+    _write_results(unconfigured, [("sysu-all", [[0.4, 0.8]])])
+    assert run_name(configured / "results.json") == "tiny"
+    assert run_name(unconfigured) == "night-test"  # no config.yaml: the folder above names it
+    assert list(cmc_curves_from_results([configured / "results.json", unconfigured])) == ["tiny sysu-all", "night-test sysu-all"]
+
+
+def test_cmc_labels_stay_unique_when_run_names_are_the_same(tmp_path):
+    first, second = tmp_path / "a" / "baseline" / "results.json", tmp_path / "b" / "baseline" / "results.json"
     _write_results(first, [("regdb-v2t", [[0.5, 0.9]])])
     _write_results(second, [("regdb-v2t", [[0.4, 0.8]])])
     curves = cmc_curves_from_results([first, second])
-    assert list(curves) == [f"{first} regdb-v2t", f"{second} regdb-v2t"]
+    assert list(curves) == [f"{first.parent} regdb-v2t", f"{second.parent} regdb-v2t"]
+
+
+def test_cmc_shades_mean_plus_minus_std_over_trials_and_draws_chance():
+    trials = [[0.2, 0.6, 0.8, 1.0], [0.4, 0.6, 0.9, 1.0]]
+    figure = cmc_figure({"tiny sysu-all": trials, "hand-made sysu-all": [0.1, 0.3, 0.5, 0.7]}, "CMC", chance_identities=5)
+    axes = figure.axes[0]
+    bands = [collection for collection in axes.collections if isinstance(collection, PolyCollection)]
+    assert len(bands) == 1  # the single-trial curve has no band
+    band_heights = bands[0].get_paths()[0].vertices[:, 1]
+    np.testing.assert_allclose([band_heights.min(), band_heights.max()], [100 * (0.3 - np.std([0.2, 0.4], ddof=1)), 100.0], atol=1e-9)
+    assert _legend_labels(axes.get_legend()) == [
+        "tiny sysu-all: R1 30.0 ± 14.1%",
+        "hand-made sysu-all: R1 10.0%",
+        "chance, 5 identities: R1 20.0%",
+        "shaded: ± 1 std over 2 trials",
+    ]
+    chance = axes.get_lines()[-1]
+    assert chance.get_linestyle() == "--"
+    np.testing.assert_allclose(chance.get_ydata(), [20, 40, 60, 80])
+    np.testing.assert_allclose(axes.get_lines()[0].get_ydata(), [30, 60, 85, 100])
 
 
 def test_cmc_results_errors_name_the_file(tmp_path):
@@ -180,17 +279,17 @@ def test_cmc_curves_are_checked_before_drawing(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def _three_clusters(points_per_cluster: int = 15) -> tuple[np.ndarray, np.ndarray]:
-    """(45, 16) features around three far-apart centres, and the cluster of each."""
+def _clusters(count: int = 3, points_per_cluster: int = 15) -> tuple[np.ndarray, np.ndarray]:
+    """(count * points_per_cluster, 16) features around ``count`` far-apart centres, and the cluster of each."""
     rng = np.random.default_rng(0)
-    centres = 10 * np.eye(16)[:3] + 1  # positive, so L2 normalisation keeps them apart
-    clusters = np.repeat(np.arange(3), points_per_cluster)
+    centres = 10 * np.eye(16)[:count] + 1  # positive, so L2 normalisation keeps them apart
+    clusters = np.repeat(np.arange(count), points_per_cluster)
     features = centres[clusters] + rng.normal(scale=0.3, size=(clusters.size, 16))
     return features.astype(np.float32), clusters
 
 
 def test_tsne_keeps_clusters_together_and_is_deterministic():
-    features, clusters = _three_clusters()
+    features, clusters = _clusters()
     embedding = tsne_embedding(features, seed=3)
     assert embedding.shape == (features.shape[0], 2)
     distances = np.linalg.norm(embedding[:, None] - embedding[None], axis=-1)
@@ -201,18 +300,44 @@ def test_tsne_keeps_clusters_together_and_is_deterministic():
         tsne_embedding(features[:, :1])
 
 
-def test_draw_tsne_writes_a_png_of_the_first_identities(tmp_path):
-    features, clusters = _three_clusters(points_per_cluster=10)
+def _hue_and_saturation(colour) -> tuple[float, float]:
+    hue, saturation, _ = colorsys.rgb_to_hsv(*to_rgb(colour))
+    return 360 * hue, saturation
+
+
+def test_tsne_identity_colours_are_distinct_hues_not_shades_of_one():
+    hues = [_hue_and_saturation(colour)[0] for colour in IDENTITY_COLOURS]
+    assert min(_hue_and_saturation(colour)[1] for colour in IDENTITY_COLOURS) > 0.5  # no greys
+    assert min(min(abs(a - b), 360 - abs(a - b)) for a, b in itertools.combinations(hues, 2)) >= 25
+
+
+def test_tsne_draws_the_first_identities_one_colour_each_and_says_how_many(tmp_path):
+    features, clusters = _clusters(points_per_cluster=10)
     person_ids = np.array([30, 10, 20])[clusters]
     modalities = np.tile([Modality.VISIBLE, Modality.INFRARED], features.shape[0] // 2)
+    figure = tsne_figure(features, person_ids, modalities, max_identities=2, title="test features")
+    axes = figure.axes[0]
+    assert axes.get_title() == "test features\n2 of 3 identities shown, 20 images"
+    legends = [artist for artist in axes.get_children() if artist.__class__.__name__ == "Legend"]
+    assert [_legend_labels(legend) for legend in legends] == [["10", "20"], ["visible", "infrared"]]
+    colours = {tuple(collection.get_facecolor()[0][:3]) for collection in axes.collections if isinstance(collection, PathCollection)}
+    assert colours == {to_rgb(IDENTITY_COLOURS[0]), to_rgb(IDENTITY_COLOURS[1])}
     out = draw_tsne(features, person_ids, modalities, tmp_path / "tsne" / "map.png", max_identities=2)
     with Image.open(out) as image:
         assert image.format == "PNG" and image.size[0] > 100
     assert [path.name for path in out.parent.iterdir()] == ["map.png"]
 
 
+def test_tsne_shows_no_more_identities_than_distinct_colours():
+    features, clusters = _clusters(count=len(IDENTITY_COLOURS) + 2, points_per_cluster=3)
+    modalities = np.zeros(features.shape[0], dtype=np.int8)
+    figure = tsne_figure(features, clusters, modalities, max_identities=100)
+    shown = len(IDENTITY_COLOURS)
+    assert figure.axes[0].get_title() == f"t-SNE of features\n{shown} of {shown + 2} identities shown, {3 * shown} images"
+
+
 def test_draw_tsne_rejects_inconsistent_inputs(tmp_path):
-    features, clusters = _three_clusters(points_per_cluster=5)
+    features, clusters = _clusters(points_per_cluster=5)
     modalities = np.zeros(features.shape[0], dtype=np.int8)
     with pytest.raises(UserError, match="shapes"):
         draw_tsne(features, clusters[:-1], modalities, tmp_path / "map.png")

@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -202,7 +203,8 @@ def command_search(arguments: argparse.Namespace) -> int:
         shown = results[: arguments.picture_queries]
         draw_rank_list(
             [RankedImage(result.query_path, result.query_modality, _known(result.query_person_id)) for result in shown],
-            [[RankedImage(hit.path, hit.modality, _known(hit.person_id), hit.score) for hit in result.hits] for result in shown],
+            [[RankedImage(hit.path, hit.modality, _known(hit.person_id), hit.score, _known(hit.camera_id)) for hit in result.hits]
+             for result in shown],
             arguments.picture,
             title=f"top {arguments.top_k} of {len(index)} gallery images",
         )
@@ -210,10 +212,10 @@ def command_search(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _known(person_id: int) -> int | None:
+def _known(person_or_camera_id: int) -> int | None:
     from vireid.data.image_folder import UNKNOWN_ID
 
-    return None if person_id == UNKNOWN_ID else person_id
+    return None if person_or_camera_id == UNKNOWN_ID else person_or_camera_id
 
 
 def command_export(arguments: argparse.Namespace) -> int:
@@ -264,6 +266,22 @@ def _single(inputs: list[str], what: str) -> str:
     return inputs[0]
 
 
+def command_configs(arguments: argparse.Namespace) -> int:
+    from vireid.config import shipped_configs
+
+    shipped = shipped_configs()
+    if arguments.name:
+        name = arguments.name.removesuffix(".yaml")
+        if name not in shipped:
+            raise UserError(f"{arguments.name}: not a shipped config; expected one of {', '.join(sorted(shipped))}")
+        print(shipped[name].read_text(), end="")
+        return 0
+    for name in sorted(shipped):
+        first_line = shipped[name].read_text().splitlines()[0]
+        print(f"{name:<12} {first_line.removeprefix('#').strip()}")
+    return 0
+
+
 def command_demo(arguments: argparse.Namespace) -> int:
     from vireid.demo import run_demo
 
@@ -272,37 +290,59 @@ def command_demo(arguments: argparse.Namespace) -> int:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the checkpoint's config, e.g. test.flip=true")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the checkpoint's config, e.g. test.flip=true (repeatable)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
+
+
+def _add_command(commands, name: str, summary: str, description: str, examples: str) -> argparse.ArgumentParser:
+    """A sub-command whose --help page has a description and examples."""
+    return commands.add_parser(
+        name, help=summary, description=textwrap.fill(f"{summary[0].upper()}{summary[1:]}. {description}", 79),
+        epilog=f"examples:\n{examples}", formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vireid", description="Visible-infrared person re-identification toolkit.")
+    from vireid.data.datasets import PROTOCOLS_OF_DATASET
+
+    protocol_names = [name for names in PROTOCOLS_OF_DATASET.values() for name in names]
+    parser = argparse.ArgumentParser(
+        prog="vireid",
+        description="Visible-infrared person re-identification toolkit. Each COMMAND has its own --help page with examples.",
+        epilog="examples:\n  vireid demo\n  vireid train sysu_full --set data.root=/data/SYSU-MM01\n  vireid test runs/sysu_full/best.pt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"vireid {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    synth = commands.add_parser("synth", help="write a synthetic dataset in an official layout")
-    synth.add_argument("--layout", required=True, choices=LAYOUTS)
+    synth = _add_command(
+        commands, "synth", "write a synthetic dataset in an official layout",
+        "The real readers run on it: folder names, id and index files and image formats are the official ones.",
+        "  vireid synth --layout sysu --out data/SYSU-MM01\n  vireid synth --layout regdb --out data/RegDB --ids 40 --size 128x64",
+    )
+    synth.add_argument("--layout", required=True, choices=LAYOUTS, help="which dataset's layout to write")
     synth.add_argument("--out", required=True, help="folder to create (the dataset root)")
     synth.add_argument("--ids", type=int, help="number of identities (default: 120 sysu, 40 regdb, 90 llcm)")
     synth.add_argument("--images-per-id", type=int, help="images per identity in EACH modality (default: 12, regdb 10)")
-    synth.add_argument("--seed", type=int, default=SYNTH_SEED)
+    synth.add_argument("--seed", type=int, default=SYNTH_SEED, help=f"random seed; same seed, same files (default {SYNTH_SEED})")
     synth.add_argument("--size", type=_parse_size, default=DEFAULT_SIZE, help=f"image size HxW (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
     synth.add_argument("--workers", type=int, help="worker processes (default: number of cores, at most 8)")
     synth.add_argument("--force", action="store_true", help="replace the folder if it exists")
     synth.set_defaults(handler=command_synth)
 
-    evaluate = commands.add_parser("evaluate", help="score saved features with an evaluation protocol")
-    evaluate.add_argument("--features", required=True, nargs="+", help="feature file(s) (.npz); RegDB: one per trial")
-    evaluate.add_argument(
-        "--protocol",
-        required=True,
-        help="sysu-all, sysu-indoor, regdb-v2t, regdb-t2v, llcm-ir2vis or llcm-vis2ir",
+    evaluate = _add_command(
+        commands, "evaluate", "score saved features with an evaluation protocol",
+        "Every trial of the protocol (or --trials), then mean and standard deviation, as the literature scores them.",
+        "  vireid evaluate --features runs/sysu_full/features.npz --protocol sysu-all\n"
+        "  vireid evaluate --features f.npz --protocol sysu-indoor --shot multi --per-trial --json results.json\n"
+        "  vireid evaluate --features regdb_t1.npz regdb_t2.npz --protocol regdb-t2v",
     )
+    evaluate.add_argument("--features", required=True, nargs="+", help="feature file(s) (.npz); RegDB: one per trial")
+    evaluate.add_argument("--protocol", required=True, choices=protocol_names, help="the evaluation protocol")
     evaluate.add_argument("--trials", type=_parse_trials, help="trials to run, e.g. 0-9 or 0,3 (default: all)")
-    evaluate.add_argument("--shot", choices=("single", "multi"), default="single", help="SYSU-MM01 gallery setting")
-    evaluate.add_argument("--draws", choices=("agw", "official"), default="agw", help="SYSU-MM01 gallery draws")
+    evaluate.add_argument("--shot", choices=("single", "multi"), default="single", help="SYSU-MM01 gallery setting (default single)")
+    evaluate.add_argument("--draws", choices=("agw", "official"), default="agw", help="SYSU-MM01 gallery draws (default agw)")
     evaluate.add_argument("--permutations", help="rand_perm_cam.mat for --draws official")
     evaluate.add_argument("--root", help="dataset root, if the images moved since the features were saved")
     evaluate.add_argument("--device", default="cpu", help="where to score: cpu or cuda (default cpu)")
@@ -310,37 +350,58 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", help="write the results (every trial, mean, std) to this JSON file")
     evaluate.set_defaults(handler=command_evaluate)
 
-    train = commands.add_parser("train", help="train a model from a YAML config (or resume a run)")
-    train.add_argument("config", nargs="?", help="YAML config, e.g. configs/sysu_full.yaml")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. --set data.root=/data/SYSU-MM01")
+    train = _add_command(
+        commands, "train", "train a model from a YAML config (or resume a run)",
+        "CONFIG is a YAML file or the name of a shipped config (vireid configs lists them). "
+        "The run folder gets config.yaml, metrics.jsonl, TensorBoard events, last.pt and best.pt.",
+        "  vireid train sysu_full --set data.root=/data/SYSU-MM01\n"
+        "  vireid train my_config.yaml --set train.lr=1e-3 --out runs/try1\n"
+        "  vireid train --resume runs/sysu_full/last.pt",
+    )
+    train.add_argument("config", nargs="?", help="YAML config file, or a shipped config's name such as sysu_full")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. --set data.root=/data/SYSU-MM01 (repeatable)")
     train.add_argument("--out", help="run folder (default runs/<config name>, or the resumed run's folder)")
     train.add_argument("--resume", metavar="CHECKPOINT", help="continue a run exactly from its checkpoint")
     train.add_argument("--pretrained", metavar="PATH", help="ImageNet weights from a local torchvision state-dict file (same as --set model.pretrained=PATH)")
     train.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda")
-    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     train.set_defaults(handler=command_train)
 
-    test = commands.add_parser("test", help="score a trained checkpoint with every trial of the protocols")
+    test = _add_command(
+        commands, "test", "score a trained checkpoint with every trial of the protocols",
+        "Writes results.md, results.json, the test features, the CMC curves and a rank-list picture per protocol "
+        "into --out (default: the checkpoint's folder; for a folder of RegDB trial models, that folder).",
+        "  vireid test runs/sysu_full/best.pt\n  vireid test runs/regdb_full --device cuda\n"
+        "  vireid test runs/sysu_full/last.pt --protocol sysu-indoor --trials 0-4 --set test.flip=true",
+    )
     test.add_argument("checkpoint", help="a checkpoint, or a folder of them (RegDB: one per trial)")
-    test.add_argument("--protocol", action="append", help="protocol(s) to run (default: both of the dataset)")
+    test.add_argument("--protocol", action="append", choices=protocol_names, help="protocol to run, repeatable (default: both of the dataset)")
     test.add_argument("--root", "--dataset", dest="root", help="dataset root folder, if not the one the model was trained with")
     test.add_argument("--trials", type=_parse_trials, help="trials, e.g. 0-9 (default: all)")
-    test.add_argument("--device", default="cpu")
-    test.add_argument("--out", help="where to write results.md/json and features (default: the checkpoint's folder)")
-    test.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the checkpoint's config, e.g. test.feature=global")
-    test.add_argument("--quiet", action="store_true", help="no progress bars")
+    test.add_argument("--out", help="where to write the results, features and pictures (default: see above)")
+    _add_model_options(test)
     test.set_defaults(handler=command_test)
 
-    extract = commands.add_parser("extract", help="features of your own images with a trained model")
+    extract = _add_command(
+        commands, "extract", "features of your own images with a trained model",
+        "IMAGES is a folder (searched recursively) or a text file listing image paths, one per line; relative "
+        "lines are read from the list file's folder. Unreadable files are named and skipped.",
+        "  vireid extract runs/demo/run/last.pt --images photos/ --modality visible --out day.npz\n"
+        "  vireid extract runs/demo/run/last.infrared.onnx --images night.txt --modality infrared --out night.npz",
+    )
     extract.add_argument("checkpoint", help="a vireid checkpoint (.pt), or an ONNX file of `vireid export` (.onnx, faster on a CPU)")
-    extract.add_argument("--images", required=True, help="a folder (searched recursively) or a text file listing image paths")
+    extract.add_argument("--images", required=True, help="a folder (searched recursively) or a list file (paths relative to its folder)")
     extract.add_argument("--modality", required=True, type=_parse_modality, metavar="{visible,infrared}", help="what camera took the images")
     extract.add_argument("--out", required=True, help="feature file to write (.npz)")
     _add_model_options(extract)
     extract.add_argument("--workers", type=int, default=0, help="image decoding processes (default 0: in this process)")
     extract.set_defaults(handler=command_extract)
 
-    index = commands.add_parser("index", help="build a gallery index (FAISS) from a feature file")
+    index = _add_command(
+        commands, "index", "build a gallery index (FAISS) from a feature file",
+        "flat is exact (the evaluator's ranking); ivf visits --nprobe of --nlist inverted lists, for large galleries.",
+        "  vireid index day.npz --out day_index.npz\n  vireid index runs/demo/run/features.npz --modality visible --kind ivf --out index.npz",
+    )
     index.add_argument("features", help="feature file of the gallery (vireid extract, or features.npz of vireid test)")
     index.add_argument("--out", required=True, help="index file to write (.npz)")
     index.add_argument("--modality", type=_parse_modality, metavar="{visible,infrared}", help="index only the images of this modality")
@@ -350,14 +411,20 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--root", help="image root, if the images moved since the features were saved")
     index.set_defaults(handler=command_index)
 
-    search = commands.add_parser("search", help="search a gallery index with images or features")
+    search = _add_command(
+        commands, "search", "search a gallery index with images or features",
+        "Prints the best matches of each query; --json and --picture also write them. Query images are a folder "
+        "or a list file (paths relative to its folder).",
+        "  vireid search day_index.npz --images night/ --checkpoint runs/demo/run/last.pt --modality infrared --top-k 5\n"
+        "  vireid search day_index.npz --features night.npz --json hits.json --picture hits.png",
+    )
     search.add_argument("index", help="index file (vireid index)")
     queries = search.add_mutually_exclusive_group(required=True)
     queries.add_argument("--images", help="query images: a folder or a list file (needs --checkpoint and --modality)")
     queries.add_argument("--features", help="query feature file")
     search.add_argument("--checkpoint", help="the model that made the index (.pt, or its exported .onnx of the queries' modality)")
     search.add_argument("--modality", type=_parse_modality, metavar="{visible,infrared}", help="what camera took the query images")
-    search.add_argument("--top-k", type=int, default=10)
+    search.add_argument("--top-k", type=int, default=10, help="matches per query (default 10)")
     search.add_argument("--nprobe", type=int, help="ivf: lists visited per query (default: the index's)")
     search.add_argument("--json", help="also write the results to this JSON file")
     search.add_argument("--picture", help="also draw the rank lists into this PNG")
@@ -366,28 +433,51 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(search)
     search.set_defaults(handler=command_search)
 
-    export = commands.add_parser("export", help="export the test-time feature to ONNX (one file per modality)")
+    export = _add_command(
+        commands, "export", "export the test-time feature to ONNX (one file per modality)",
+        "Each file maps (B, 3, H, W) normalised images to L2-normalised features and is checked against PyTorch with ONNX Runtime.",
+        "  vireid export runs/demo/run/last.pt\n  vireid export runs/sysu_full/best.pt --modality infrared --out exported/",
+    )
     export.add_argument("checkpoint", help="a vireid checkpoint (.pt)")
-    export.add_argument("--format", choices=("onnx",), default="onnx")
-    export.add_argument("--modality", choices=("visible", "infrared", "both"), default="both")
+    export.add_argument("--format", choices=("onnx",), default="onnx", help="file format (onnx)")
+    export.add_argument("--modality", choices=("visible", "infrared", "both"), default="both", help="which modality's file(s) to write (default both)")
     export.add_argument("--out", help="folder to write <checkpoint>.<modality>.onnx into (default: the checkpoint's folder)")
-    export.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the checkpoint's config, e.g. test.feature=global")
+    export.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the checkpoint's config, e.g. test.feature=global (repeatable)")
     export.set_defaults(handler=command_export)
 
-    plot = commands.add_parser("plot", help="pictures: CMC curves of runs, t-SNE of features, rank lists of a trial")
-    plot.add_argument("kind", choices=("cmc", "tsne", "ranks"))
+    plot = _add_command(
+        commands, "plot", "pictures: CMC curves of runs, t-SNE of features, rank lists of a trial",
+        "cmc takes results.json files of vireid test (one curve per run and protocol); tsne and ranks take one feature file.",
+        "  vireid plot cmc runs/a/results.json runs/b/results.json --out cmc.png\n"
+        "  vireid plot tsne runs/demo/run/features.npz --out tsne.png\n"
+        "  vireid plot ranks runs/demo/run/features.npz --protocol sysu-all --trial 3 --out ranks.png",
+    )
+    plot.add_argument("kind", choices=("cmc", "tsne", "ranks"), help="which picture")
     plot.add_argument("inputs", nargs="+", help="cmc: results.json file(s) of vireid test; tsne, ranks: one feature file")
     plot.add_argument("--out", required=True, help="PNG file to write")
-    plot.add_argument("--title")
-    plot.add_argument("--protocol", help="ranks: the protocol whose trial to show")
+    plot.add_argument("--title", help="the picture's title (default: one that says what is shown)")
+    plot.add_argument("--protocol", choices=protocol_names, help="ranks: the protocol whose trial to show")
     plot.add_argument("--trial", type=int, default=0, help="ranks: trial number (default 0)")
     plot.add_argument("--queries", type=int, default=6, help="ranks: queries shown (default 6)")
     plot.add_argument("--top-k", type=int, default=10, help="ranks: gallery images per query (default 10)")
-    plot.add_argument("--identities", type=int, default=20, help="tsne: identities shown (default 20)")
+    plot.add_argument("--identities", type=int, default=8, help="tsne: identities shown, one colour each (default and most: 8)")
     plot.add_argument("--root", help="image root, if the images moved since the features were saved")
     plot.set_defaults(handler=command_plot)
 
-    demo = commands.add_parser("demo", help="the whole pipeline on a generated dataset")
+    configs = _add_command(
+        commands, "configs", "list the shipped configs, or print one",
+        "Shipped configs are found by name by vireid train; print one to start your own from it.",
+        "  vireid configs\n  vireid configs sysu_full > my_config.yaml",
+    )
+    configs.add_argument("name", nargs="?", help="a shipped config to print (default: list them all)")
+    configs.set_defaults(handler=command_configs)
+
+    demo = _add_command(
+        commands, "demo", "the whole pipeline on a generated dataset",
+        "Generates a synthetic SYSU-MM01 set (once), trains the paper's model with the tiny config on the CPU, "
+        "tests it with all 10 trials and compares it with a hand-made descriptor and chance.",
+        "  vireid demo\n  vireid demo --out runs/demo2 --workers 2",
+    )
     demo.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     demo.add_argument("--workers", type=int, help="worker processes for data generation")
     demo.set_defaults(handler=command_demo)

@@ -2,20 +2,27 @@
 
 A config file holds only the keys it changes; every other key keeps the
 default below. An unknown key or a value of the wrong type is a ConfigError
-that names the key and what is accepted.
+that names the key and what is accepted. The configs the toolkit ships
+(``vireid/configs/*.yaml``) are package data, found by name (``sysu_full``)
+wherever vireid is installed.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import typing
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import yaml
 
 from vireid.errors import UserError
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 
 class ConfigError(UserError, ValueError):
@@ -128,12 +135,24 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+        number = _float_spelling(value) if isinstance(value, str) else value
+        if isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number):
+            return float(number)
+        if isinstance(number, float):
+            raise ConfigError(f"{key}: expected a finite float, got {value!r}")
     elif annotation is str:
         if isinstance(value, str):
             return value
     raise ConfigError(f"{key}: expected {_describe(annotation)}, got {value!r} ({type(value).__name__})")
+
+
+def _float_spelling(text: str) -> float | str:
+    """The number a float key's string spells (YAML 1.1 reads ``1e-3``, with
+    no dot, as a string, yet users write it for learning rates), or the string."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _apply(section: Any, values: dict, prefix: str) -> None:
@@ -165,16 +184,34 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), yaml.safe_load(raw) if raw else ""
 
 
+def shipped_configs() -> dict[str, Traversable]:
+    """The configs shipped inside the package, by name (``sysu_full``, ``tiny``, ...)."""
+    folder = resources.files("vireid") / "configs"
+    return {entry.name.removesuffix(".yaml"): entry for entry in folder.iterdir() if entry.name.endswith(".yaml")}
+
+
+def find_config(name_or_path: str | Path) -> Path | Traversable:
+    """A YAML file's path, or a shipped config's name (``sysu_full`` or ``sysu_full.yaml``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    if path.parent == Path(".") and path.name.removesuffix(".yaml") in shipped:
+        return shipped[path.name.removesuffix(".yaml")]
+    raise ConfigError(
+        f"{name_or_path}: expected a YAML config file or the name of a shipped config "
+        f"({', '.join(sorted(shipped))}), but it is neither"
+    )
+
+
 def load_config(
     path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base: dict | None = None
 ) -> ExperimentConfig:
-    """The config of a YAML file (or of ``base``, a saved config dict, or the defaults),
-    then ``key=value`` overrides applied in order."""
+    """The config of a YAML file or shipped config name (or of ``base``, a saved
+    config dict, or the defaults), then ``key=value`` overrides applied in order."""
     values: dict = copy.deepcopy(base) if base is not None else {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: expected a YAML config file, but it does not exist")
+        path = find_config(path)
         try:
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:
@@ -206,5 +243,7 @@ __all__ = [
     "TrainConfig",
     "config_from_dict",
     "config_to_dict",
+    "find_config",
     "load_config",
+    "shipped_configs",
 ]

@@ -16,6 +16,7 @@ from PIL import Image
 from vireid.atomic import atomic_path
 from vireid.data.images import load_image
 from vireid.data.splits import Split
+from vireid.progress import track
 
 
 def cache_file(cache_dir: str | Path, split: Split, height: int, width: int) -> Path:
@@ -30,13 +31,11 @@ def decode_resized(path: str, height: int, width: int) -> np.ndarray:
 
 def image_cache(split: Split, height: int, width: int, cache_dir: str | Path, progress: bool = False) -> np.ndarray:
     """The (N, height, width, 3) uint8 images of ``split``, memory-mapped; built on first use."""
-    from tqdm import tqdm
-
     path = cache_file(cache_dir, split, height, width)
     if not path.exists():
         with atomic_path(path) as temporary:
             images = np.lib.format.open_memmap(str(temporary), mode="w+", dtype=np.uint8, shape=(len(split), height, width, 3))
-            for row, image_path in enumerate(tqdm(split.paths, desc="cache", unit="img", disable=None if progress else True)):
+            for row, image_path in enumerate(track(split.paths, "cache", "img", progress)):
                 images[row] = decode_resized(image_path, height, width)
             images.flush()
             del images  # close the map before the rename

@@ -51,6 +51,11 @@ class Split:
     def num_identities(self) -> int:
         return int(np.unique(self.person_ids).size)
 
+    def summary(self) -> str:
+        """'1152 visible + 1152 infrared images of 72 identities'."""
+        counts = " + ".join(f"{int(np.sum(self.modalities == modality))} {modality.name.lower()}" for modality in Modality)
+        return f"{counts} images of {self.num_identities} identities"
+
     def subset(self, indices: Sequence[int] | np.ndarray) -> "Split":
         """The rows at ``indices``, in that order."""
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)

@@ -14,6 +14,7 @@ from vireid.data.image_folder import ImageFiles, collate_readable
 from vireid.data.splits import Split
 from vireid.data.transforms import inference_transform
 from vireid.models.network import CrossModalityNet, ModelOutput
+from vireid.progress import track
 
 FEATURES = ("global", "parts", "both")
 
@@ -59,7 +60,7 @@ def extract_features(
     model = model.to(device)
     chunks = [
         batch_features(model, images.to(device), modalities.to(device), config).float().cpu()
-        for images, _, modalities, _ in _progress(loader, progress)
+        for images, _, modalities, _ in track(loader, "extract", "batch", progress)
     ]
     return torch.cat(chunks).numpy()
 
@@ -83,7 +84,7 @@ def extract_image_features(
     dataset = ImageFiles(paths, inference_transform(height, width))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_readable)
     chunks, readable, skipped = [], [], []
-    for images, indices, reasons in _progress(loader, progress):
+    for images, indices, reasons in track(loader, "extract", "batch", progress):
         skipped += reasons
         if images is not None:
             chunks.append(np.asarray(encode(images), dtype=np.float32))
@@ -116,7 +117,3 @@ def model_signature(model: CrossModalityNet, config: ExperimentConfig) -> dict:
     return feature_signature(config.model, config.test, config.data.height, config.data.width, dimension)
 
 
-def _progress(loader: DataLoader, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(loader, desc="extract", unit="batch", disable=None if enabled else True)

@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from vireid.atomic import write_text
-from vireid.data.datasets import PROTOCOLS_OF_DATASET
+from vireid.data.datasets import PROTOCOLS_OF_DATASET, test_images
 from vireid.engine.checkpoint import CheckpointError
 from vireid.engine.trainer import extract_test_features, model_from_checkpoint
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet, save_features
 from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, get_protocol, results_table
-from vireid.viz.cmc import draw_cmc_curves
+from vireid.models.network import parameter_counts
+from vireid.viz.cmc import draw_cmc_curves, protocol_cmc_curves
 from vireid.viz.rank_list import draw_rank_list
 from vireid.viz.trial_ranks import trial_rank_lists
 
@@ -62,28 +64,45 @@ def score_checkpoints(
     for name in protocols:
         if get_protocol(name).dataset != dataset:
             raise UserError(f"--protocol {name} does not apply to a model trained on {dataset}")
-    out = Path(out) if out else checkpoint_paths[0].parent
+    out = Path(out) if out else Path(os.path.commonpath([path.parent for path in checkpoint_paths]))
+    print(_start_line(loaded, protocols, trials, device, out), flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    feature_sets = []
+    feature_sets, written = [], []
     for path, model, config in loaded:
         feature_set = extract_test_features(model, config, device, progress)
         feature_set.metadata["checkpoint"] = str(path)
         suffix = f"_trial{config.data.trial}" if dataset == "regdb" else ""
-        save_features(out / f"features{suffix}.npz", feature_set)
+        written.append(save_features(out / f"features{suffix}.npz", feature_set))
         feature_sets.append(feature_set)
     results = [evaluate_protocol(name, feature_sets, None if dataset == "regdb" else trials) for name in protocols]
     table = results_table(results)
-    pictures = write_pictures(results, feature_sets[0], out)
+    pictures = write_pictures(results, feature_sets[0], out, loaded[0][2].name)
     sources = ", ".join(str(path) for path in checkpoint_paths)
     links = "\n".join(f"![{picture.stem}]({picture.name})" for picture in pictures)
-    write_text(out / "results.md", f"# Results\n\nCheckpoints: {sources}\n\n{table}\n\n{links}\n")
-    write_text(out / "results.json", json.dumps([result.to_dict() for result in results], indent=2) + "\n")
+    written.append(write_text(out / "results.md", f"# Results\n\nCheckpoints: {sources}\n\n{table}\n\n{links}\n"))
+    written.append(write_text(out / "results.json", json.dumps([result.to_dict() for result in results], indent=2) + "\n"))
+    for path in [*written, *pictures]:
+        print(f"wrote {path}")
     return results
 
 
-def write_pictures(results: list[ProtocolResult], feature_set: FeatureSet, out: Path) -> list[Path]:
-    """cmc.png (every protocol's mean CMC) and ranks_<protocol>.png (the first trial's rank lists)."""
-    pictures = [draw_cmc_curves({result.label: result.mean_cmc() for result in results}, out / "cmc.png", title="CMC (mean over trials)")]
+def _start_line(loaded: list, protocols: list[str], trials: list[int] | None, device: str, out: Path) -> str:
+    """What is about to be scored, in one line: checkpoints, data, model size, device, protocols, output folder."""
+    path, model, config = loaded[0]
+    checkpoints = str(path) if len(loaded) == 1 else f"{len(loaded)} checkpoints ({path}, ...)"
+    images = test_images(config.data)
+    trial_count = "one per trial model" if config.data.dataset == "regdb" else f"{len(trials) if trials else 'all'} trials"
+    return (
+        f"testing {checkpoints} on {images.summary()} ({config.data.dataset} at {config.data.root}"
+        f"{f', trial {config.data.trial}' if len(loaded) == 1 and config.data.dataset == 'regdb' else ''}); "
+        f"{parameter_counts(model)['total']:,} parameters; {device}, fp32; "
+        f"{', '.join(protocols)} ({trial_count}); results into {out}"
+    )
+
+
+def write_pictures(results: list[ProtocolResult], feature_set: FeatureSet, out: Path, run: str) -> list[Path]:
+    """cmc.png (every protocol's CMC, mean ± std over trials) and ranks_<protocol>.png (the first trial's rank lists)."""
+    pictures = [draw_cmc_curves(protocol_cmc_curves(results), out / "cmc.png", title=f"CMC of {run}")]
     for result in results:
         trial = result.trials[0].trial
         queries, ranked = trial_rank_lists(feature_set, result.protocol, trial)

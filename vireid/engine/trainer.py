@@ -28,6 +28,7 @@ from vireid.data.dataset import SplitDataset
 from vireid.data.device_augment import BatchAugment
 from vireid.data.datasets import PROTOCOLS_OF_DATASET, test_images, training_split
 from vireid.data.sampler import CrossModalityBatchSampler
+from vireid.data.splits import Split
 from vireid.data.transforms import train_transform
 from vireid.engine.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
 from vireid.engine.extract import extract_features, feature_signature
@@ -35,7 +36,8 @@ from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, get_protocol
 from vireid.losses import ReIDLoss
-from vireid.models.network import CrossModalityNet, build_model
+from vireid.models.network import CrossModalityNet, build_model, parameter_counts
+from vireid.progress import track
 
 
 class TrainingDiverged(UserError):
@@ -151,8 +153,6 @@ def _summary(result: ProtocolResult) -> dict[str, float]:
 
 def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | None = None, device: str = "auto", progress: bool = True) -> Path:
     """Train ``config`` into ``run_dir``; returns the path of the last checkpoint."""
-    from tqdm import tqdm
-
     environment = setup_environment(device)
     run_dir = Path(run_dir)
     if resume is None and (run_dir / "last.pt").exists():
@@ -215,6 +215,7 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | No
     )
     loss_function = ReIDLoss(config.loss)
     if environment.is_main:
+        print(_start_line(config, split, model, environment, dtype, len(sampler), run_dir, start_epoch), flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
     log = RunLog(run_dir, environment.is_main)
@@ -229,7 +230,7 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | No
             trained_model.train()
             sums: dict[str, float] = {}
             started = time.perf_counter()
-            batches = tqdm(loader, desc=f"epoch {epoch + 1}/{train_config.epochs}", unit="batch", disable=None if progress and environment.is_main else True, leave=False)
+            batches = track(loader, f"epoch {epoch + 1}/{train_config.epochs}", "batch", progress and environment.is_main, leave=False)
             for images, labels, modalities, _ in batches:
                 images = images.to(environment.device, non_blocking=True)
                 if device_augment is not None:
@@ -304,6 +305,21 @@ def _parameter_checksums(model: torch.nn.Module) -> list[float]:
     gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, checksum)
     return [float(value) for value in gathered]
+
+
+def _start_line(
+    config: ExperimentConfig, split: Split, model: CrossModalityNet, environment: Environment,
+    dtype: torch.dtype | None, steps_per_epoch: int, run_dir: Path, start_epoch: int,
+) -> str:
+    """What is about to happen, in one line: data, model, device, precision, length, run folder."""
+    device = str(environment.device) + (f" x {environment.world_size} processes" if environment.world_size > 1 else "")
+    precision = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[dtype]
+    resumed = " (resumed)" if start_epoch else ""
+    return (
+        f"training {config.name} on {split.summary()} ({config.data.dataset} at {config.data.root}); "
+        f"{parameter_counts(model)['trainable']:,} trainable parameters; {device}, {precision}; "
+        f"epochs {start_epoch + 1} to {config.train.epochs}{resumed}, {steps_per_epoch} steps each; run folder {run_dir}"
+    )
 
 
 def _epoch_line(record: dict, protocol: str) -> str:

@@ -111,10 +111,6 @@ class ProtocolResult:
             "mINP": np.array([t.metrics.mINP for t in self.trials]),
         }
 
-    def mean_cmc(self) -> np.ndarray:
-        """(max_rank,) CMC averaged over the trials."""
-        return np.mean([t.metrics.cmc for t in self.trials], axis=0)
-
     def mean(self) -> dict[str, float]:
         return {name: float(values.mean()) for name, values in self.per_trial().items()}
 

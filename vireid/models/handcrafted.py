@@ -11,6 +11,7 @@ from PIL import Image
 
 from vireid.data.images import load_image
 from vireid.data.splits import Split
+from vireid.progress import track
 
 DESCRIPTOR_SIZE = (32, 16)  # (height, width) of the grey-level picture
 
@@ -31,7 +32,5 @@ def describe(image: Image.Image) -> np.ndarray:
 
 def describe_split(images: Split, progress: bool = False) -> np.ndarray:
     """(N, D) descriptors of every image of ``images``, in order."""
-    from tqdm import tqdm
-
-    paths = tqdm(images.paths, desc="describe", unit="img", disable=None if progress else True)
+    paths = track(images.paths, "describe", "img", progress)
     return np.stack([describe(load_image(path)) for path in paths])

@@ -45,4 +45,6 @@ def trial_rank_lists(
 
 def _ranked_image(feature_set: FeatureSet, row: int, score: float | None = None) -> RankedImage:
     images = feature_set.images
-    return RankedImage(images.paths[row], int(images.modalities[row]), int(images.person_ids[row]), score)
+    return RankedImage(
+        images.paths[row], int(images.modalities[row]), int(images.person_ids[row]), score, int(images.camera_ids[row])
+    )
