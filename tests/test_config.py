@@ -59,7 +59,9 @@ def test_shipped_configs_are_found_by_name_and_a_file_comes_first(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sysu_full.yaml").write_text("name: mine\n")
     assert load_config("sysu_full.yaml").name == "mine"  # a file of that name in the current folder wins
-    assert find_config("sysu_full").read_text() == shipped_configs()["sysu_full"].read_text()
+    assert load_config("sysu_full").name == "mine"  # by its bare name too
+    assert load_config("sysu_agw").name == "sysu_agw"  # no such file here: the shipped one
+    assert find_config("sysu_agw").read_text() == shipped_configs()["sysu_agw"].read_text()
     with pytest.raises(ConfigError, match=r"sysu_ful: expected a YAML config file or the name of a shipped config \(llcm_agw, .*tiny\)"):
         load_config("sysu_ful")
 

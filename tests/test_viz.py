@@ -331,9 +331,11 @@ def test_tsne_draws_the_first_identities_one_colour_each_and_says_how_many(tmp_p
 def test_tsne_shows_no_more_identities_than_distinct_colours():
     features, clusters = _clusters(count=len(IDENTITY_COLOURS) + 2, points_per_cluster=3)
     modalities = np.zeros(features.shape[0], dtype=np.int8)
-    figure = tsne_figure(features, clusters, modalities, max_identities=100)
+    figure = tsne_figure(features, clusters, modalities)
     shown = len(IDENTITY_COLOURS)
     assert figure.axes[0].get_title() == f"t-SNE of features\n{shown} of {shown + 2} identities shown, {3 * shown} images"
+    with pytest.raises(UserError, match=f"identities shown: expected 1 to {shown} \\(one distinct colour each\\), got {shown + 1}"):
+        tsne_figure(features, clusters, modalities, max_identities=shown + 1)
 
 
 def test_draw_tsne_rejects_inconsistent_inputs(tmp_path):

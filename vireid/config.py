@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import sys
 import typing
 from importlib import resources
 from dataclasses import dataclass, field
@@ -22,7 +23,10 @@ import yaml
 from vireid.errors import UserError
 
 if TYPE_CHECKING:
-    from importlib.resources.abc import Traversable
+    if sys.version_info >= (3, 11):
+        from importlib.resources.abc import Traversable
+    else:
+        from importlib.abc import Traversable
 
 
 class ConfigError(UserError, ValueError):
@@ -191,10 +195,12 @@ def shipped_configs() -> dict[str, Traversable]:
 
 
 def find_config(name_or_path: str | Path) -> Path | Traversable:
-    """A YAML file's path, or a shipped config's name (``sysu_full`` or ``sysu_full.yaml``)."""
+    """A YAML file's path, or a config's name (``sysu_full`` or ``sysu_full.yaml``): the
+    file of that name in the current folder if there is one, else the shipped config."""
     path = Path(name_or_path)
-    if path.is_file():
-        return path
+    for candidate in (path, path.parent / f"{path.name}.yaml"):
+        if candidate.is_file():
+            return candidate
     shipped = shipped_configs()
     if path.parent == Path(".") and path.name.removesuffix(".yaml") in shipped:
         return shipped[path.name.removesuffix(".yaml")]

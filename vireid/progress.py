@@ -1,7 +1,8 @@
 """Progress of long work: a tqdm bar on a terminal, plain periodic lines anywhere else.
 
-A bar is drawn only when standard error is a terminal. In a log file, under CI
-or nohup, the same loop prints one plain line to standard output every
+Both go to standard error, so they never mix with a command's results on
+standard output. A bar is drawn when standard error is a terminal; in a log
+file, under CI or nohup, the same loop prints one plain line every
 ``PLAIN_INTERVAL_SECONDS`` of work (``extract: 12/40 batch (30 %), 31 s``), from
 a timer thread, so that a slow first batch is never silent either.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Iterable, Iterator, TypeVar
+from typing import IO, Iterable, Iterator, TypeVar
 
 Item = TypeVar("Item")
 
@@ -20,8 +21,11 @@ PLAIN_INTERVAL_SECONDS = 30.0
 class PlainProgress:
     """Iterates ``items`` and, while it does, prints where it is every ``interval`` seconds."""
 
-    def __init__(self, items: Iterable[Item], description: str, unit: str, interval: float, total: int | None = None):
+    def __init__(
+        self, items: Iterable[Item], description: str, unit: str, interval: float, total: int | None = None, stream: IO[str] | None = None
+    ):
         self.items = items
+        self.stream = stream
         self.description = description
         self.unit = unit
         self.interval = interval
@@ -41,15 +45,19 @@ class PlainProgress:
 
     def _report_until(self, finished: threading.Event) -> None:
         while not finished.wait(self.interval):
-            print(self.line(), flush=True)
+            try:
+                print(self.line(), file=self.stream or sys.stderr, flush=True)
+            except OSError:  # the reader went away (``| head``): stop reporting, quietly
+                return
 
     def __iter__(self) -> Iterator[Item]:
+        items = iter(self.items)  # a DataLoader forks its workers here, before the reporter thread exists
         finished = threading.Event()
         reporter = threading.Thread(target=self._report_until, args=(finished,), daemon=True)
         self.started = time.perf_counter()
         reporter.start()
         try:
-            for item in self.items:
+            for item in items:
                 yield item
                 self.done += 1
         finally:

@@ -115,5 +115,3 @@ def model_signature(model: CrossModalityNet, config: ExperimentConfig) -> dict:
     blank = torch.zeros(1, 3, config.data.height, config.data.width, device=next(model.parameters()).device)
     dimension = batch_features(model, blank, blank.new_zeros(1, dtype=torch.long), config.test).shape[1]
     return feature_signature(config.model, config.test, config.data.height, config.data.width, dimension)
-
-

@@ -140,11 +140,13 @@ def extract_test_features(model: CrossModalityNet, config: ExperimentConfig, dev
     return FeatureSet(features, images, metadata)
 
 
-def _evaluate_during_training(model: CrossModalityNet, config: ExperimentConfig, protocol_name: str, device: torch.device) -> ProtocolResult:
+def _evaluate_during_training(
+    model: CrossModalityNet, config: ExperimentConfig, protocol_name: str, device: torch.device, progress: bool
+) -> ProtocolResult:
     """The protocol's first ``train.eval_trials`` trials (RegDB: the run's own trial)."""
     protocol = get_protocol(protocol_name)
     trials = None if protocol.dataset == "regdb" else protocol.trials[: config.train.eval_trials]
-    return evaluate_protocol(protocol, [extract_test_features(model, config, device, progress=False)], trials)
+    return evaluate_protocol(protocol, [extract_test_features(model, config, device, progress)], trials)
 
 
 def _summary(result: ProtocolResult) -> dict[str, float]:
@@ -194,6 +196,9 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | No
         train_config.seed, train_config.steps_per_epoch * environment.world_size, environment.rank, environment.world_size,
     )
     worker_seeds = torch.Generator()  # re-seeded every epoch, so the augmentations of epoch e never depend on history
+    if environment.is_main:
+        print(_start_line(config, split, model, environment, dtype, len(sampler), run_dir, start_epoch), flush=True)
+    progress = progress and environment.is_main
     decoded = image_cache(split, config.data.height, config.data.width, train_config.cache_dir, progress) if train_config.cache_dir else None
     device_augment = None
     if train_config.augment_on == "device":
@@ -215,7 +220,6 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | No
     )
     loss_function = ReIDLoss(config.loss)
     if environment.is_main:
-        print(_start_line(config, split, model, environment, dtype, len(sampler), run_dir, start_epoch), flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
     log = RunLog(run_dir, environment.is_main)
@@ -230,7 +234,7 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | No
             trained_model.train()
             sums: dict[str, float] = {}
             started = time.perf_counter()
-            batches = track(loader, f"epoch {epoch + 1}/{train_config.epochs}", "batch", progress and environment.is_main, leave=False)
+            batches = track(loader, f"epoch {epoch + 1}/{train_config.epochs}", "batch", progress, leave=False)
             for images, labels, modalities, _ in batches:
                 images = images.to(environment.device, non_blocking=True)
                 if device_augment is not None:
@@ -272,7 +276,7 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | No
             finished = epoch + 1 == train_config.epochs
             if environment.is_main and ((train_config.eval_every and (epoch + 1) % train_config.eval_every == 0) or finished):
                 training_rng = rng_state()  # evaluation must not change what training draws next
-                result = _evaluate_during_training(model, config, protocol, environment.device)
+                result = _evaluate_during_training(model, config, protocol, environment.device, progress)
                 set_rng_state(training_rng)
                 record.update(_summary(result))
                 metric = result.mean()["mAP"]

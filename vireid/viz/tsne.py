@@ -60,8 +60,10 @@ def _checked_inputs(features: np.ndarray, person_ids: np.ndarray, modalities: np
     unknown_modalities = sorted(set(modalities.tolist()) - {int(modality) for modality in Modality})
     if unknown_modalities:
         raise UserError(f"modalities: expected 0 (visible) or 1 (infrared), got {unknown_modalities}")
-    if max_identities < 1:
-        raise UserError(f"max_identities: expected a positive number, got {max_identities}")
+    if not 1 <= max_identities <= len(IDENTITY_COLOURS):
+        raise UserError(
+            f"identities shown: expected 1 to {len(IDENTITY_COLOURS)} (one distinct colour each), got {max_identities}"
+        )
     return features, person_ids, modalities
 
 
