@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import append_section  # noqa: E402
 
 from vireid.config import load_config  # noqa: E402
-from vireid.data.splits import Modality  # noqa: E402
-from vireid.models.network import build_model  # noqa: E402
+from vireid.modality import Modality  # noqa: E402
+from vireid.methods import create_model  # noqa: E402
 from vireid.retrieval.encoders import onnx_encoder  # noqa: E402
 from vireid.retrieval.export import FeatureModel, export_onnx  # noqa: E402
 
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--append-to")
     arguments = parser.parse_args()
     config = load_config(arguments.config, ["model.pretrained=none", *arguments.set])
-    model = build_model(config.model, 395, load_weights=False).eval()
+    model = create_model(config.model, 395, load_weights=False).eval()
     device = torch.device(arguments.device)
     feature_model = FeatureModel(model, Modality.INFRARED, config.test).eval()
     with tempfile.TemporaryDirectory() as folder:

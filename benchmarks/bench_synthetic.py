@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import append_section  # noqa: E402
 
-from vireid.data.synthetic import write_synthetic_dataset  # noqa: E402
+from vireid.synthetic.writer import write_synthetic_dataset  # noqa: E402
 
 
 def main() -> None:

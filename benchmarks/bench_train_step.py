@@ -11,7 +11,6 @@ With ``--loader-root`` it also times the same steps fed by the real data loader
 from __future__ import annotations
 
 import argparse
-import contextlib
 import resource
 import sys
 import time
@@ -26,15 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import append_section  # noqa: E402
 
 from vireid.config import load_config  # noqa: E402
-from vireid.data import sysu_train_split  # noqa: E402
+from vireid.datasets.sysu import sysu_train_split  # noqa: E402
 from vireid.data.cache import image_cache  # noqa: E402
 from vireid.data.dataset import SplitDataset  # noqa: E402
 from vireid.data.device_augment import BatchAugment  # noqa: E402
 from vireid.data.sampler import CrossModalityBatchSampler  # noqa: E402
 from vireid.data.transforms import train_transform  # noqa: E402
-from vireid.engine.trainer import build_optimizer  # noqa: E402
-from vireid.losses import ReIDLoss  # noqa: E402
-from vireid.models.network import build_model  # noqa: E402
+from vireid.engine.trainer import Precision, build_optimizer, train_step  # noqa: E402
+from vireid.methods import create_loss, create_model  # noqa: E402
 
 
 def matmul_ceiling(device: torch.device, dtype: torch.dtype, size: int) -> float:
@@ -82,11 +80,11 @@ def main() -> None:
     images = torch.randn(batch, 3, height, width, device=device)
     modalities = torch.arange(batch, device=device) // (batch // 2)
     labels = (torch.arange(batch, device=device) % (batch // 2)) // config.train.instances_per_modality
-    loss_function = ReIDLoss(config.loss)
+    loss_function = create_loss(config.model, config.loss)
 
     def fresh_model():
         torch.manual_seed(0)
-        model = build_model(config.model, arguments.classes, load_weights=False).to(device).train()
+        model = create_model(config.model, arguments.classes, load_weights=False).to(device).train()
         return model, build_optimizer(model, config.train)
 
     model, _ = fresh_model()
@@ -99,22 +97,16 @@ def main() -> None:
 
     def time_steps(variant: str, batches) -> tuple[float, float]:
         model, optimizer = fresh_model()
-        dtype = torch.bfloat16 if "bf16" in variant else None
-        channels_last = "channels_last" in variant
-        if channels_last:
+        precision = Precision(torch.bfloat16 if "bf16" in variant else None, "channels_last" in variant)
+        if precision.channels_last:
             model = model.to(memory_format=torch.channels_last)
         forward = torch.compile(model) if "compile" in variant else model
+        scaler = torch.amp.GradScaler(device.type, enabled=False)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
 
         def step(step_images, step_labels, step_modalities):
-            if channels_last:
-                step_images = step_images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
-                losses = loss_function(forward(step_images, step_modalities), step_labels, step_modalities)
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            optimizer.step()
+            train_step(forward, loss_function, optimizer, scaler, step_images, step_labels, step_modalities, precision)
 
         iterator = iter(batches)
         step(*next(iterator))  # warm-up (and compilation)

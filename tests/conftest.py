@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from vireid.data.synthetic import write_synthetic_dataset
+from vireid.synthetic.writer import write_synthetic_dataset
 
 TINY_SIZE = (32, 16)
 

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from vireid.data.appearance import render_person, sample_appearance
-from vireid.data.splits import Modality
+from vireid.synthetic.appearance import render_person, sample_appearance
+from vireid.modality import Modality
 
 VISIBLE_CAMERAS = (1, 2)
 INFRARED_CAMERA = 3
@@ -41,8 +41,8 @@ def test_shape_dtype_and_determinism(size, modality):
 def test_images_are_identical_in_a_fresh_interpreter_with_another_hash_seed():
     script = (
         "import hashlib, numpy as np\n"
-        "from vireid.data.appearance import render_person, sample_appearance\n"
-        "from vireid.data.splits import Modality\n"
+        "from vireid.synthetic.appearance import render_person, sample_appearance\n"
+        "from vireid.modality import Modality\n"
         "person = sample_appearance(np.random.default_rng(4))\n"
         "for modality, camera in ((Modality.VISIBLE, 2), (Modality.INFRARED, 6)):\n"
         "    image = render_person(person, modality, camera, np.random.default_rng(9), 64, 32)\n"

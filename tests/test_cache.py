@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vireid.data import sysu_train_split
+from vireid.datasets.sysu import sysu_train_split
 from vireid.data.cache import cache_file, image_cache
 from vireid.data.dataset import SplitDataset
 from vireid.data.transforms import inference_transform

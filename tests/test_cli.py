@@ -12,7 +12,9 @@ import pytest
 
 from vireid.cli import _parse_trials, build_parser, main
 from vireid.config import shipped_configs
-from vireid.data import Split, regdb_test_images, sysu_test_images
+from vireid.data import Split
+from vireid.datasets.regdb import regdb_test_images
+from vireid.datasets.sysu import sysu_test_images
 from vireid.evaluation.feature_file import FeatureSet, save_features
 
 

@@ -29,7 +29,7 @@ def test_overrides_apply_in_order_with_yaml_types(tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("model.partz=3", "model.partz: unknown config key; valid keys here: model.backbone"),
+        ("model.partz=3", "model.partz: unknown config key; valid keys here: model.method, model.backbone"),
         ("modle.parts=3", "modle: unknown config key; valid keys here: name, data, model, loss, train, test"),
         ("loss.cross_loss=kl", "loss.cross_loss: expected one of 'hard', 'soft', 'ce', 'both', got 'kl'"),
         ("model.parts=six", "model.parts: expected int, got 'six'"),

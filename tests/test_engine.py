@@ -15,8 +15,8 @@ import yaml
 import vireid.progress
 from vireid.cli import main
 from vireid.config import TrainConfig, load_config
-from vireid.data import sysu_test_images, sysu_train_split
-from vireid.data.synthetic import write_synthetic_dataset
+from vireid.datasets.sysu import sysu_test_images, sysu_train_split
+from vireid.synthetic.writer import write_synthetic_dataset
 from vireid.engine.checkpoint import CheckpointError, load_checkpoint
 from vireid.engine.trainer import TrainingDiverged, build_optimizer, learning_rate_factor, train
 from vireid.errors import UserError

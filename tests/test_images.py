@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vireid.data import DatasetError, Split
+from vireid.data import DatasetError
 from vireid.data.images import load_image
-from vireid.models.handcrafted import describe, describe_split
+from vireid.models.handcrafted import describe, describe_images
 
 
 def test_grey_images_open_as_three_equal_channels(tmp_path):
@@ -38,9 +38,10 @@ def test_descriptor_ignores_a_global_gain():
     assert abs(first[: 32 * 16].mean()) < 1e-5 and first[: 32 * 16].std() == pytest.approx(1, abs=1e-3)
 
 
-def test_describe_split_stops_at_an_unreadable_image(tmp_path):
-    Image.new("RGB", (16, 32)).save(tmp_path / "good.jpg")
-    (tmp_path / "bad.jpg").write_text("oops")
-    images = Split([str(tmp_path / "good.jpg"), str(tmp_path / "bad.jpg")], [1, 1], [1, 3], [0, 1])
-    with pytest.raises(DatasetError, match="bad.jpg"):
-        describe_split(images)
+def test_describe_images_stacks_one_descriptor_per_image_in_order():
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 255, size=(40, 20, 3), dtype=np.uint8)) for _ in range(3)]
+    described = describe_images(iter(images))  # any iterable, e.g. images opened one at a time
+    assert described.shape == (3, 2 * 32 * 16)
+    np.testing.assert_array_equal(described[2], describe(images[2]))
+    assert not np.allclose(described[0], described[1])

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from vireid.errors import UserError
 from vireid.evaluation import evaluate_features, pairwise_distances, rank_metrics
 
 
@@ -238,7 +239,7 @@ def test_evaluate_features_uses_negative_cosine():
 
 
 def test_errors_name_what_is_wrong():
-    with pytest.raises(ValueError, match="'market'"):
+    with pytest.raises(UserError, match="unknown dataset 'market'; expected one of sysu, regdb, llcm"):
         rank_metrics(np.zeros((1, 1)), [1], [1], [1], [1], "market")
     with pytest.raises(ValueError, match=r"G = 2"):
         rank_metrics(np.zeros((1, 2)), [1], [1, 2, 3], [1], [1, 1, 1], "regdb")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vireid.data import llcm_test_images, llcm_test_split, regdb_test_images, sysu_test_images, sysu_test_split
-from vireid.data.sysu import load_official_permutations
+from vireid.datasets.llcm import llcm_test_images, llcm_test_split
+from vireid.datasets.regdb import regdb_test_images
+from vireid.datasets.sysu import load_official_permutations, sysu_test_images, sysu_test_split
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.metrics import rank_metrics
-from vireid.evaluation.protocols import PROTOCOLS, evaluate_protocol, get_protocol, results_table
+from vireid.datasets import get_protocol, protocol_names
+from vireid.evaluation.protocols import evaluate_protocol, results_table
 from vireid.errors import UserError
 
 
@@ -112,7 +114,7 @@ def test_unknown_protocol_lists_the_valid_ones():
     with pytest.raises(UserError, match="sysu-all, sysu-indoor, regdb-v2t") as caught:
         get_protocol("sysu")
     assert "'sysu'" in str(caught.value)
-    assert set(PROTOCOLS) == {"sysu-all", "sysu-indoor", "regdb-v2t", "regdb-t2v", "llcm-ir2vis", "llcm-vis2ir"}
+    assert set(protocol_names()) == {"sysu-all", "sysu-indoor", "regdb-v2t", "regdb-t2v", "llcm-ir2vis", "llcm-vis2ir"}
 
 
 def test_sysu_and_llcm_take_one_feature_file(sysu_root):

@@ -11,16 +11,11 @@ import numpy as np
 import pytest
 from scipy.io import loadmat
 
-from vireid.data import (
-    DatasetError,
-    Modality,
-    llcm_test_split,
-    llcm_train_split,
-    regdb_test_split,
-    regdb_train_split,
-    sysu_test_split,
-    sysu_train_split,
-)
+from vireid.data import DatasetError
+from vireid.modality import Modality
+from vireid.datasets.llcm import llcm_test_split, llcm_train_split
+from vireid.datasets.regdb import regdb_test_split, regdb_train_split
+from vireid.datasets.sysu import sysu_test_split, sysu_train_split
 
 
 def _ids(path: Path) -> list[int]:

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from scipy.io import loadmat
 
-import vireid.data.synthetic as synthetic
-from vireid.data.synthetic import MARKER_FILE, write_synthetic_dataset
+import vireid.synthetic.writer as synthetic
+from vireid.synthetic.writer import MARKER_FILE, write_synthetic_dataset
 from vireid.errors import UserError
 
 SMALL = dict(identities=8, images_per_id=3, size=(32, 16), workers=1)

@@ -20,16 +20,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from vireid.config import load_config
-from vireid.data import sysu_test_images, sysu_train_split
+from vireid.datasets.sysu import sysu_test_images, sysu_train_split
 from vireid.data.dataset import SplitDataset
 from vireid.data.sampler import CrossModalityBatchSampler
-from vireid.data.synthetic import write_synthetic_dataset
+from vireid.synthetic.writer import write_synthetic_dataset
 from vireid.data.transforms import train_transform
 from vireid.engine.extract import extract_features
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.protocols import evaluate_protocol
-from vireid.losses import ReIDLoss
-from vireid.models.network import build_model
+from vireid.engine.trainer import train_step
+from vireid.methods import create_loss, create_model
 
 STEPS = 120
 HEIGHT, WIDTH = 64, 32
@@ -62,7 +62,7 @@ def _train_tiny_model(root, learning_rate: float) -> Outcome:
     config = load_config("tiny", [f"data.height={HEIGHT}", f"data.width={WIDTH}"])
     torch.manual_seed(0)
     train, test_images = sysu_train_split(root), sysu_test_images(root)
-    model = build_model(config.model, num_classes=int(train.labels.max()) + 1)
+    model = create_model(config.model, num_classes=int(train.labels.max()) + 1)
 
     def sysu_all_map() -> float:
         features = extract_features(model, test_images, config.test, HEIGHT, WIDTH)
@@ -73,17 +73,14 @@ def _train_tiny_model(root, learning_rate: float) -> Outcome:
     sampler = CrossModalityBatchSampler(train.labels, train.modalities, identities=8, instances=4, seed=0)
     loader = DataLoader(SplitDataset(train, train_transform(HEIGHT, WIDTH, padding=2)), batch_sampler=sampler, num_workers=2, persistent_workers=True)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate, weight_decay=5e-4)
-    loss_function = ReIDLoss(config.loss)
+    loss_function, scaler = create_loss(config.model, config.loss), torch.amp.GradScaler("cpu", enabled=False)
     history: list[dict[str, float]] = []
     epoch = 0
     while len(history) < STEPS:
         sampler.set_epoch(epoch)
         epoch += 1
         for images, labels, modalities, _ in loader:
-            losses = loss_function(model(images, modalities), labels, modalities)
-            optimizer.zero_grad()
-            losses["total"].backward()
-            optimizer.step()
+            losses = train_step(model, loss_function, optimizer, scaler, images, labels, modalities)
             history.append({name: value.item() for name, value in losses.items()})
             if len(history) == STEPS:
                 break

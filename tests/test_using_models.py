@@ -14,18 +14,17 @@ import torch
 from PIL import Image
 
 from vireid.cli import main
-from vireid.config import DataConfig
-from vireid.data import datasets
 from vireid.data.image_folder import list_images
-from vireid.data.splits import Modality
-from vireid.data.synthetic import write_synthetic_dataset
-from vireid.engine.checkpoint import CheckpointError
-from vireid.engine.trainer import extract_test_features, model_from_checkpoint
+from vireid.datasets.sysu import sysu_test_images
+from vireid.engine.checkpoint import CheckpointError, model_from_checkpoint
+from vireid.engine.extract import extract_test_features
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import load_features
 from vireid.evaluation.metrics import gallery_order, pairwise_distances
+from vireid.modality import Modality
 from vireid.retrieval.encoders import onnx_encoder
 from vireid.retrieval.export import FeatureModel, export_onnx
+from vireid.synthetic.writer import write_synthetic_dataset
 
 TINY = "tiny"  # the shipped config
 
@@ -56,13 +55,13 @@ def exported(trained, tmp_path_factory):
     folder = tmp_path_factory.mktemp("exported")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert main(["export", str(checkpoint), "--format", "onnx", "--out", str(folder)]) == 0
+        assert main(["export", str(checkpoint), "--out", str(folder)]) == 0
     return folder, printed.getvalue()
 
 
 def _own_images(root: Path, modality: Modality, folder: Path, count: int = 6) -> list[Path]:
     """Copy ``count`` test images of ``modality`` into nested folders of ``folder``."""
-    images = datasets.test_images(DataConfig(dataset="sysu", root=str(root))).of_modality(modality)
+    images = sysu_test_images(root).of_modality(modality)
     copied = []
     for number, source in enumerate(images.paths[:count]):
         target = folder / f"group{number % 2}" / f"image{number}{Path(source).suffix}"

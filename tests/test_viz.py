@@ -14,7 +14,7 @@ from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.colors import to_rgb
 from PIL import Image
 
-from vireid.data.splits import Modality
+from vireid.modality import Modality
 from vireid.errors import DatasetError, UserError
 from vireid.viz.cmc import cmc_curves_from_results, cmc_figure, draw_cmc_curves, run_name
 from vireid.viz.rank_list import ANOTHER_PERSON, PERSON_UNKNOWN, SAME_PERSON, RankedImage, draw_rank_list, rank_list_figure

@@ -13,9 +13,9 @@ import numpy as np
 
 from vireid import __version__
 from vireid.atomic import write_text
-from vireid.data.splits import Modality
-from vireid.data.synthetic import DEFAULT_SIZE, LAYOUTS, write_synthetic_dataset
 from vireid.errors import UserError
+from vireid.modality import Modality
+from vireid.synthetic.writer import DEFAULT_SIZE, synthetic_layouts, write_synthetic_dataset
 
 SYNTH_SEED = 0
 
@@ -45,6 +45,20 @@ def _parse_trials(text: str) -> list[int]:
     return trials
 
 
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the checkpoint's config, e.g. test.flip=true (repeatable)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
+
+
+def _add_command(commands, name: str, summary: str, description: str, examples: str) -> argparse.ArgumentParser:
+    """A sub-command whose --help page has a description and examples."""
+    return commands.add_parser(
+        name, help=summary, description=textwrap.fill(f"{summary[0].upper()}{summary[1:]}. {description}", 79),
+        epilog=f"examples:\n{examples}", formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def command_synth(arguments: argparse.Namespace) -> int:
     summary = write_synthetic_dataset(
         arguments.layout,
@@ -63,24 +77,44 @@ def command_synth(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def add_synth_parser(commands: argparse._SubParsersAction) -> None:
+    synth = _add_command(
+        commands, "synth", "write a synthetic dataset in an official layout",
+        "The real readers run on it: folder names, id and index files and image formats are the official ones.",
+        "  vireid synth --layout sysu --out data/SYSU-MM01\n  vireid synth --layout regdb --out data/RegDB --ids 40 --size 128x64",
+    )
+    layouts = synthetic_layouts()
+    synth.add_argument("--layout", required=True, choices=list(layouts), help="which dataset's layout to write")
+    synth.add_argument("--out", required=True, help="folder to create (the dataset root)")
+    defaults = {what: ", ".join(f"{getattr(layout, what)} {name}" for name, layout in layouts.items()) for what in ("identities", "images_per_id")}
+    synth.add_argument("--ids", type=int, help=f"number of identities (default: {defaults['identities']})")
+    synth.add_argument("--images-per-id", type=int, help=f"images per identity in EACH modality (default: {defaults['images_per_id']})")
+    synth.add_argument("--seed", type=int, default=SYNTH_SEED, help=f"random seed; same seed, same files (default {SYNTH_SEED})")
+    synth.add_argument("--size", type=_parse_size, default=DEFAULT_SIZE, help=f"image size HxW (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
+    synth.add_argument("--workers", type=int, help="worker processes (default: number of cores, at most 8)")
+    synth.add_argument("--force", action="store_true", help="replace the folder if it exists")
+    synth.set_defaults(handler=command_synth)
+
+
 def command_evaluate(arguments: argparse.Namespace) -> int:
-    from vireid.data.sysu import PERMUTATION_FILE, load_official_permutations
+    from vireid.datasets import get_dataset, get_protocol
     from vireid.evaluation.feature_file import load_features
-    from vireid.evaluation.protocols import evaluate_protocol, get_protocol, results_table
+    from vireid.evaluation.protocols import evaluate_protocol, results_table
 
     protocol = get_protocol(arguments.protocol)
+    dataset = get_dataset(protocol.dataset)
     feature_sets = [load_features(path, root=arguments.root) for path in arguments.features]
     permutations = None
     if arguments.draws == "official":
-        if protocol.dataset != "sysu":
-            raise UserError("--draws official applies to SYSU-MM01 protocols only")
+        if dataset.load_permutations is None:
+            raise UserError(f"--draws official: {dataset.title} has no official gallery permutations")
         permutation_file = arguments.permutations
         if permutation_file is None:
             root = arguments.root or feature_sets[0].metadata.get("root")
             if not root:
-                raise UserError("--draws official needs --permutations PATH (or --root, to read exp/rand_perm_cam.mat)")
-            permutation_file = Path(root) / PERMUTATION_FILE
-        permutations = load_official_permutations(permutation_file)
+                raise UserError(f"--draws official needs --permutations PATH (or --root, to read {dataset.permutation_file})")
+            permutation_file = Path(root) / dataset.permutation_file
+        permutations = dataset.load_permutations(permutation_file)
     result = evaluate_protocol(
         protocol, feature_sets, arguments.trials, arguments.shot, arguments.draws, permutations, device=arguments.device
     )
@@ -96,6 +130,27 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
     if arguments.json:
         write_text(arguments.json, json.dumps(result.to_dict(), indent=2) + "\n")
     return 0
+
+
+def add_evaluate_parser(commands: argparse._SubParsersAction, protocol_names: list[str]) -> None:
+    evaluate = _add_command(
+        commands, "evaluate", "score saved features with an evaluation protocol",
+        "Every trial of the protocol (or --trials), then mean and standard deviation, as the literature scores them.",
+        "  vireid evaluate --features runs/sysu_full/features.npz --protocol sysu-all\n"
+        "  vireid evaluate --features f.npz --protocol sysu-indoor --shot multi --per-trial --json results.json\n"
+        "  vireid evaluate --features regdb_t1.npz regdb_t2.npz --protocol regdb-t2v",
+    )
+    evaluate.add_argument("--features", required=True, nargs="+", help="feature file(s) (.npz); RegDB: one per trial")
+    evaluate.add_argument("--protocol", required=True, choices=protocol_names, help="the evaluation protocol")
+    evaluate.add_argument("--trials", type=_parse_trials, help="trials to run, e.g. 0-9 or 0,3 (default: all)")
+    evaluate.add_argument("--shot", choices=("single", "multi"), default="single", help="SYSU-MM01 gallery setting (default single)")
+    evaluate.add_argument("--draws", choices=("agw", "official"), default="agw", help="SYSU-MM01 gallery draws (default agw)")
+    evaluate.add_argument("--permutations", help="rand_perm_cam.mat for --draws official")
+    evaluate.add_argument("--root", help="dataset root, if the images moved since the features were saved")
+    evaluate.add_argument("--device", default="cpu", help="where to score: cpu or cuda (default cpu)")
+    evaluate.add_argument("--per-trial", action="store_true", help="also print each trial's figures")
+    evaluate.add_argument("--json", help="write the results (every trial, mean, std) to this JSON file")
+    evaluate.set_defaults(handler=command_evaluate)
 
 
 def command_train(arguments: argparse.Namespace) -> int:
@@ -119,6 +174,25 @@ def command_train(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def add_train_parser(commands: argparse._SubParsersAction) -> None:
+    train = _add_command(
+        commands, "train", "train a model from a YAML config (or resume a run)",
+        "CONFIG is a YAML file or the name of a shipped config (vireid configs lists them). "
+        "The run folder gets config.yaml, metrics.jsonl, TensorBoard events, last.pt and best.pt.",
+        "  vireid train sysu_full --set data.root=/data/SYSU-MM01\n"
+        "  vireid train my_config.yaml --set train.lr=1e-3 --out runs/try1\n"
+        "  vireid train --resume runs/sysu_full/last.pt",
+    )
+    train.add_argument("config", nargs="?", help="YAML config file, or a shipped config's name such as sysu_full")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. --set data.root=/data/SYSU-MM01 (repeatable)")
+    train.add_argument("--out", help="run folder (default runs/<config name>, or the resumed run's folder)")
+    train.add_argument("--resume", metavar="CHECKPOINT", help="continue a run exactly from its checkpoint")
+    train.add_argument("--pretrained", metavar="PATH", help="ImageNet weights from a local torchvision state-dict file (same as --set model.pretrained=PATH)")
+    train.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda")
+    train.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
+    train.set_defaults(handler=command_train)
+
+
 def command_test(arguments: argparse.Namespace) -> int:
     from vireid.engine.tester import find_checkpoints, score_checkpoints
     from vireid.evaluation.protocols import results_table
@@ -135,6 +209,23 @@ def command_test(arguments: argparse.Namespace) -> int:
     )
     print(results_table(results))
     return 0
+
+
+def add_test_parser(commands: argparse._SubParsersAction, protocol_names: list[str]) -> None:
+    test = _add_command(
+        commands, "test", "score a trained checkpoint with every trial of the protocols",
+        "Writes results.md, results.json, the test features, the CMC curves and a rank-list picture per protocol "
+        "into --out (default: the checkpoint's folder; for a folder of RegDB trial models, that folder).",
+        "  vireid test runs/sysu_full/best.pt\n  vireid test runs/regdb_full --device cuda\n"
+        "  vireid test runs/sysu_full/last.pt --protocol sysu-indoor --trials 0-4 --set test.flip=true",
+    )
+    test.add_argument("checkpoint", help="a checkpoint, or a folder of them (RegDB: one per trial)")
+    test.add_argument("--protocol", action="append", choices=protocol_names, help="protocol to run, repeatable (default: both of the dataset)")
+    test.add_argument("--root", "--dataset", dest="root", help="dataset root folder, if not the one the model was trained with")
+    test.add_argument("--trials", type=_parse_trials, help="trials, e.g. 0-9 (default: all)")
+    test.add_argument("--out", help="where to write the results, features and pictures (default: see above)")
+    _add_model_options(test)
+    test.set_defaults(handler=command_test)
 
 
 def _print_skipped(skipped: list[str]) -> None:
@@ -158,6 +249,23 @@ def command_extract(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def add_extract_parser(commands: argparse._SubParsersAction) -> None:
+    extract = _add_command(
+        commands, "extract", "features of your own images with a trained model",
+        "IMAGES is a folder (searched recursively) or a text file listing image paths, one per line; relative "
+        "lines are read from the list file's folder. Unreadable files are named and skipped.",
+        "  vireid extract runs/demo/run/last.pt --images photos/ --modality visible --out day.npz\n"
+        "  vireid extract runs/demo/run/last.infrared.onnx --images night.txt --modality infrared --out night.npz",
+    )
+    extract.add_argument("checkpoint", help="a vireid checkpoint (.pt), or an ONNX file of `vireid export` (.onnx, faster on a CPU)")
+    extract.add_argument("--images", required=True, help="a folder (searched recursively) or a list file (paths relative to its folder)")
+    extract.add_argument("--modality", required=True, type=_parse_modality, metavar="{visible,infrared}", help="what camera took the images")
+    extract.add_argument("--out", required=True, help="feature file to write (.npz)")
+    _add_model_options(extract)
+    extract.add_argument("--workers", type=int, default=0, help="image decoding processes (default 0: in this process)")
+    extract.set_defaults(handler=command_extract)
+
+
 def command_index(arguments: argparse.Namespace) -> int:
     from vireid.evaluation.feature_file import FeatureSet, load_features
     from vireid.retrieval.index import GalleryIndex
@@ -172,6 +280,22 @@ def command_index(arguments: argparse.Namespace) -> int:
     index.save(arguments.out)
     print(f"indexed {len(index)} images ({index.dimension}-d, {arguments.kind}) into {arguments.out}")
     return 0
+
+
+def add_index_parser(commands: argparse._SubParsersAction) -> None:
+    index = _add_command(
+        commands, "index", "build a gallery index (FAISS) from a feature file",
+        "flat is exact (the evaluator's ranking); ivf visits --nprobe of --nlist inverted lists, for large galleries.",
+        "  vireid index day.npz --out day_index.npz\n  vireid index runs/demo/run/features.npz --modality visible --kind ivf --out index.npz",
+    )
+    index.add_argument("features", help="feature file of the gallery (vireid extract, or features.npz of vireid test)")
+    index.add_argument("--out", required=True, help="index file to write (.npz)")
+    index.add_argument("--modality", type=_parse_modality, metavar="{visible,infrared}", help="index only the images of this modality")
+    index.add_argument("--kind", choices=("flat", "ivf"), default="flat", help="flat: exact; ivf: inverted lists, for large galleries")
+    index.add_argument("--nlist", type=int, help="ivf: number of lists (default: about 4 sqrt(N))")
+    index.add_argument("--nprobe", type=int, default=8, help="ivf: lists visited per query (default 8)")
+    index.add_argument("--root", help="image root, if the images moved since the features were saved")
+    index.set_defaults(handler=command_index)
 
 
 def command_search(arguments: argparse.Namespace) -> int:
@@ -212,6 +336,30 @@ def command_search(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def add_search_parser(commands: argparse._SubParsersAction) -> None:
+    search = _add_command(
+        commands, "search", "search a gallery index with images or features",
+        "Prints the best matches of each query; --json and --picture also write them. Query images are a folder "
+        "or a list file (paths relative to its folder).",
+        "  vireid search day_index.npz --images night/ --checkpoint runs/demo/run/last.pt --modality infrared --top-k 5\n"
+        "  vireid search day_index.npz --features night.npz --json hits.json --picture hits.png",
+    )
+    search.add_argument("index", help="index file (vireid index)")
+    queries = search.add_mutually_exclusive_group(required=True)
+    queries.add_argument("--images", help="query images: a folder or a list file (needs --checkpoint and --modality)")
+    queries.add_argument("--features", help="query feature file")
+    search.add_argument("--checkpoint", help="the model that made the index (.pt, or its exported .onnx of the queries' modality)")
+    search.add_argument("--modality", type=_parse_modality, metavar="{visible,infrared}", help="what camera took the query images")
+    search.add_argument("--top-k", type=int, default=10, help="matches per query (default 10)")
+    search.add_argument("--nprobe", type=int, help="ivf: lists visited per query (default: the index's)")
+    search.add_argument("--json", help="also write the results to this JSON file")
+    search.add_argument("--picture", help="also draw the rank lists into this PNG")
+    search.add_argument("--picture-queries", type=int, default=8, help="queries drawn in --picture (default 8)")
+    search.add_argument("--root", help="gallery image root, if the images moved since the index was built")
+    _add_model_options(search)
+    search.set_defaults(handler=command_search)
+
+
 def _known(person_or_camera_id: int) -> int | None:
     from vireid.data.image_folder import UNKNOWN_ID
 
@@ -219,7 +367,7 @@ def _known(person_or_camera_id: int) -> int | None:
 
 
 def command_export(arguments: argparse.Namespace) -> int:
-    from vireid.engine.trainer import model_from_checkpoint
+    from vireid.engine.checkpoint import model_from_checkpoint
     from vireid.retrieval.export import export_onnx, max_abs_difference
 
     model, config, _ = model_from_checkpoint(arguments.checkpoint, "cpu", arguments.set)
@@ -232,6 +380,19 @@ def command_export(arguments: argparse.Namespace) -> int:
         print(f"wrote {path} ({modality.name.lower()} images {config.data.height}x{config.data.width} -> features); "
               f"ONNX Runtime vs PyTorch max abs diff {difference:.2e}")
     return 0
+
+
+def add_export_parser(commands: argparse._SubParsersAction) -> None:
+    export = _add_command(
+        commands, "export", "export the test-time feature to ONNX (one file per modality)",
+        "Each file maps (B, 3, H, W) normalised images to L2-normalised features and is checked against PyTorch with ONNX Runtime.",
+        "  vireid export runs/demo/run/last.pt\n  vireid export runs/sysu_full/best.pt --modality infrared --out exported/",
+    )
+    export.add_argument("checkpoint", help="a vireid checkpoint (.pt)")
+    export.add_argument("--modality", choices=("visible", "infrared", "both"), default="both", help="which modality's file(s) to write (default both)")
+    export.add_argument("--out", help="folder to write <checkpoint>.<modality>.onnx into (default: the checkpoint's folder)")
+    export.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the checkpoint's config, e.g. test.feature=global (repeatable)")
+    export.set_defaults(handler=command_export)
 
 
 def command_plot(arguments: argparse.Namespace) -> int:
@@ -260,6 +421,27 @@ def command_plot(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def add_plot_parser(commands: argparse._SubParsersAction, protocol_names: list[str]) -> None:
+    plot = _add_command(
+        commands, "plot", "pictures: CMC curves of runs, t-SNE of features, rank lists of a trial",
+        "cmc takes results.json files of vireid test (one curve per run and protocol); tsne and ranks take one feature file.",
+        "  vireid plot cmc runs/a/results.json runs/b/results.json --out cmc.png\n"
+        "  vireid plot tsne runs/demo/run/features.npz --out tsne.png\n"
+        "  vireid plot ranks runs/demo/run/features.npz --protocol sysu-all --trial 3 --out ranks.png",
+    )
+    plot.add_argument("kind", choices=("cmc", "tsne", "ranks"), help="which picture")
+    plot.add_argument("inputs", nargs="+", help="cmc: results.json file(s) of vireid test; tsne, ranks: one feature file")
+    plot.add_argument("--out", required=True, help="PNG file to write")
+    plot.add_argument("--title", help="the picture's title (default: one that says what is shown)")
+    plot.add_argument("--protocol", choices=protocol_names, help="ranks: the protocol whose trial to show")
+    plot.add_argument("--trial", type=int, default=0, help="ranks: trial number (default 0)")
+    plot.add_argument("--queries", type=int, default=6, help="ranks: queries shown (default 6)")
+    plot.add_argument("--top-k", type=int, default=10, help="ranks: gallery images per query (default 10)")
+    plot.add_argument("--identities", type=int, default=8, help="tsne: identities shown, one colour each (default and most: 8)")
+    plot.add_argument("--root", help="image root, if the images moved since the features were saved")
+    plot.set_defaults(handler=command_plot)
+
+
 def _single(inputs: list[str], what: str) -> str:
     if len(inputs) != 1:
         raise UserError(f"expected one input ({what}), got {len(inputs)}")
@@ -282,188 +464,7 @@ def command_configs(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def command_demo(arguments: argparse.Namespace) -> int:
-    from vireid.demo import run_demo
-
-    run_demo(Path(arguments.out), workers=arguments.workers)
-    return 0
-
-
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the checkpoint's config, e.g. test.flip=true (repeatable)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
-
-
-def _add_command(commands, name: str, summary: str, description: str, examples: str) -> argparse.ArgumentParser:
-    """A sub-command whose --help page has a description and examples."""
-    return commands.add_parser(
-        name, help=summary, description=textwrap.fill(f"{summary[0].upper()}{summary[1:]}. {description}", 79),
-        epilog=f"examples:\n{examples}", formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from vireid.data.datasets import PROTOCOLS_OF_DATASET
-
-    protocol_names = [name for names in PROTOCOLS_OF_DATASET.values() for name in names]
-    parser = argparse.ArgumentParser(
-        prog="vireid",
-        description="Visible-infrared person re-identification toolkit. Each COMMAND has its own --help page with examples.",
-        epilog="examples:\n  vireid demo\n  vireid train sysu_full --set data.root=/data/SYSU-MM01\n  vireid test runs/sysu_full/best.pt",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"vireid {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    synth = _add_command(
-        commands, "synth", "write a synthetic dataset in an official layout",
-        "The real readers run on it: folder names, id and index files and image formats are the official ones.",
-        "  vireid synth --layout sysu --out data/SYSU-MM01\n  vireid synth --layout regdb --out data/RegDB --ids 40 --size 128x64",
-    )
-    synth.add_argument("--layout", required=True, choices=LAYOUTS, help="which dataset's layout to write")
-    synth.add_argument("--out", required=True, help="folder to create (the dataset root)")
-    synth.add_argument("--ids", type=int, help="number of identities (default: 120 sysu, 40 regdb, 90 llcm)")
-    synth.add_argument("--images-per-id", type=int, help="images per identity in EACH modality (default: 12, regdb 10)")
-    synth.add_argument("--seed", type=int, default=SYNTH_SEED, help=f"random seed; same seed, same files (default {SYNTH_SEED})")
-    synth.add_argument("--size", type=_parse_size, default=DEFAULT_SIZE, help=f"image size HxW (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
-    synth.add_argument("--workers", type=int, help="worker processes (default: number of cores, at most 8)")
-    synth.add_argument("--force", action="store_true", help="replace the folder if it exists")
-    synth.set_defaults(handler=command_synth)
-
-    evaluate = _add_command(
-        commands, "evaluate", "score saved features with an evaluation protocol",
-        "Every trial of the protocol (or --trials), then mean and standard deviation, as the literature scores them.",
-        "  vireid evaluate --features runs/sysu_full/features.npz --protocol sysu-all\n"
-        "  vireid evaluate --features f.npz --protocol sysu-indoor --shot multi --per-trial --json results.json\n"
-        "  vireid evaluate --features regdb_t1.npz regdb_t2.npz --protocol regdb-t2v",
-    )
-    evaluate.add_argument("--features", required=True, nargs="+", help="feature file(s) (.npz); RegDB: one per trial")
-    evaluate.add_argument("--protocol", required=True, choices=protocol_names, help="the evaluation protocol")
-    evaluate.add_argument("--trials", type=_parse_trials, help="trials to run, e.g. 0-9 or 0,3 (default: all)")
-    evaluate.add_argument("--shot", choices=("single", "multi"), default="single", help="SYSU-MM01 gallery setting (default single)")
-    evaluate.add_argument("--draws", choices=("agw", "official"), default="agw", help="SYSU-MM01 gallery draws (default agw)")
-    evaluate.add_argument("--permutations", help="rand_perm_cam.mat for --draws official")
-    evaluate.add_argument("--root", help="dataset root, if the images moved since the features were saved")
-    evaluate.add_argument("--device", default="cpu", help="where to score: cpu or cuda (default cpu)")
-    evaluate.add_argument("--per-trial", action="store_true", help="also print each trial's figures")
-    evaluate.add_argument("--json", help="write the results (every trial, mean, std) to this JSON file")
-    evaluate.set_defaults(handler=command_evaluate)
-
-    train = _add_command(
-        commands, "train", "train a model from a YAML config (or resume a run)",
-        "CONFIG is a YAML file or the name of a shipped config (vireid configs lists them). "
-        "The run folder gets config.yaml, metrics.jsonl, TensorBoard events, last.pt and best.pt.",
-        "  vireid train sysu_full --set data.root=/data/SYSU-MM01\n"
-        "  vireid train my_config.yaml --set train.lr=1e-3 --out runs/try1\n"
-        "  vireid train --resume runs/sysu_full/last.pt",
-    )
-    train.add_argument("config", nargs="?", help="YAML config file, or a shipped config's name such as sysu_full")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. --set data.root=/data/SYSU-MM01 (repeatable)")
-    train.add_argument("--out", help="run folder (default runs/<config name>, or the resumed run's folder)")
-    train.add_argument("--resume", metavar="CHECKPOINT", help="continue a run exactly from its checkpoint")
-    train.add_argument("--pretrained", metavar="PATH", help="ImageNet weights from a local torchvision state-dict file (same as --set model.pretrained=PATH)")
-    train.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda")
-    train.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
-    train.set_defaults(handler=command_train)
-
-    test = _add_command(
-        commands, "test", "score a trained checkpoint with every trial of the protocols",
-        "Writes results.md, results.json, the test features, the CMC curves and a rank-list picture per protocol "
-        "into --out (default: the checkpoint's folder; for a folder of RegDB trial models, that folder).",
-        "  vireid test runs/sysu_full/best.pt\n  vireid test runs/regdb_full --device cuda\n"
-        "  vireid test runs/sysu_full/last.pt --protocol sysu-indoor --trials 0-4 --set test.flip=true",
-    )
-    test.add_argument("checkpoint", help="a checkpoint, or a folder of them (RegDB: one per trial)")
-    test.add_argument("--protocol", action="append", choices=protocol_names, help="protocol to run, repeatable (default: both of the dataset)")
-    test.add_argument("--root", "--dataset", dest="root", help="dataset root folder, if not the one the model was trained with")
-    test.add_argument("--trials", type=_parse_trials, help="trials, e.g. 0-9 (default: all)")
-    test.add_argument("--out", help="where to write the results, features and pictures (default: see above)")
-    _add_model_options(test)
-    test.set_defaults(handler=command_test)
-
-    extract = _add_command(
-        commands, "extract", "features of your own images with a trained model",
-        "IMAGES is a folder (searched recursively) or a text file listing image paths, one per line; relative "
-        "lines are read from the list file's folder. Unreadable files are named and skipped.",
-        "  vireid extract runs/demo/run/last.pt --images photos/ --modality visible --out day.npz\n"
-        "  vireid extract runs/demo/run/last.infrared.onnx --images night.txt --modality infrared --out night.npz",
-    )
-    extract.add_argument("checkpoint", help="a vireid checkpoint (.pt), or an ONNX file of `vireid export` (.onnx, faster on a CPU)")
-    extract.add_argument("--images", required=True, help="a folder (searched recursively) or a list file (paths relative to its folder)")
-    extract.add_argument("--modality", required=True, type=_parse_modality, metavar="{visible,infrared}", help="what camera took the images")
-    extract.add_argument("--out", required=True, help="feature file to write (.npz)")
-    _add_model_options(extract)
-    extract.add_argument("--workers", type=int, default=0, help="image decoding processes (default 0: in this process)")
-    extract.set_defaults(handler=command_extract)
-
-    index = _add_command(
-        commands, "index", "build a gallery index (FAISS) from a feature file",
-        "flat is exact (the evaluator's ranking); ivf visits --nprobe of --nlist inverted lists, for large galleries.",
-        "  vireid index day.npz --out day_index.npz\n  vireid index runs/demo/run/features.npz --modality visible --kind ivf --out index.npz",
-    )
-    index.add_argument("features", help="feature file of the gallery (vireid extract, or features.npz of vireid test)")
-    index.add_argument("--out", required=True, help="index file to write (.npz)")
-    index.add_argument("--modality", type=_parse_modality, metavar="{visible,infrared}", help="index only the images of this modality")
-    index.add_argument("--kind", choices=("flat", "ivf"), default="flat", help="flat: exact; ivf: inverted lists, for large galleries")
-    index.add_argument("--nlist", type=int, help="ivf: number of lists (default: about 4 sqrt(N))")
-    index.add_argument("--nprobe", type=int, default=8, help="ivf: lists visited per query (default 8)")
-    index.add_argument("--root", help="image root, if the images moved since the features were saved")
-    index.set_defaults(handler=command_index)
-
-    search = _add_command(
-        commands, "search", "search a gallery index with images or features",
-        "Prints the best matches of each query; --json and --picture also write them. Query images are a folder "
-        "or a list file (paths relative to its folder).",
-        "  vireid search day_index.npz --images night/ --checkpoint runs/demo/run/last.pt --modality infrared --top-k 5\n"
-        "  vireid search day_index.npz --features night.npz --json hits.json --picture hits.png",
-    )
-    search.add_argument("index", help="index file (vireid index)")
-    queries = search.add_mutually_exclusive_group(required=True)
-    queries.add_argument("--images", help="query images: a folder or a list file (needs --checkpoint and --modality)")
-    queries.add_argument("--features", help="query feature file")
-    search.add_argument("--checkpoint", help="the model that made the index (.pt, or its exported .onnx of the queries' modality)")
-    search.add_argument("--modality", type=_parse_modality, metavar="{visible,infrared}", help="what camera took the query images")
-    search.add_argument("--top-k", type=int, default=10, help="matches per query (default 10)")
-    search.add_argument("--nprobe", type=int, help="ivf: lists visited per query (default: the index's)")
-    search.add_argument("--json", help="also write the results to this JSON file")
-    search.add_argument("--picture", help="also draw the rank lists into this PNG")
-    search.add_argument("--picture-queries", type=int, default=8, help="queries drawn in --picture (default 8)")
-    search.add_argument("--root", help="gallery image root, if the images moved since the index was built")
-    _add_model_options(search)
-    search.set_defaults(handler=command_search)
-
-    export = _add_command(
-        commands, "export", "export the test-time feature to ONNX (one file per modality)",
-        "Each file maps (B, 3, H, W) normalised images to L2-normalised features and is checked against PyTorch with ONNX Runtime.",
-        "  vireid export runs/demo/run/last.pt\n  vireid export runs/sysu_full/best.pt --modality infrared --out exported/",
-    )
-    export.add_argument("checkpoint", help="a vireid checkpoint (.pt)")
-    export.add_argument("--format", choices=("onnx",), default="onnx", help="file format (onnx)")
-    export.add_argument("--modality", choices=("visible", "infrared", "both"), default="both", help="which modality's file(s) to write (default both)")
-    export.add_argument("--out", help="folder to write <checkpoint>.<modality>.onnx into (default: the checkpoint's folder)")
-    export.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the checkpoint's config, e.g. test.feature=global (repeatable)")
-    export.set_defaults(handler=command_export)
-
-    plot = _add_command(
-        commands, "plot", "pictures: CMC curves of runs, t-SNE of features, rank lists of a trial",
-        "cmc takes results.json files of vireid test (one curve per run and protocol); tsne and ranks take one feature file.",
-        "  vireid plot cmc runs/a/results.json runs/b/results.json --out cmc.png\n"
-        "  vireid plot tsne runs/demo/run/features.npz --out tsne.png\n"
-        "  vireid plot ranks runs/demo/run/features.npz --protocol sysu-all --trial 3 --out ranks.png",
-    )
-    plot.add_argument("kind", choices=("cmc", "tsne", "ranks"), help="which picture")
-    plot.add_argument("inputs", nargs="+", help="cmc: results.json file(s) of vireid test; tsne, ranks: one feature file")
-    plot.add_argument("--out", required=True, help="PNG file to write")
-    plot.add_argument("--title", help="the picture's title (default: one that says what is shown)")
-    plot.add_argument("--protocol", choices=protocol_names, help="ranks: the protocol whose trial to show")
-    plot.add_argument("--trial", type=int, default=0, help="ranks: trial number (default 0)")
-    plot.add_argument("--queries", type=int, default=6, help="ranks: queries shown (default 6)")
-    plot.add_argument("--top-k", type=int, default=10, help="ranks: gallery images per query (default 10)")
-    plot.add_argument("--identities", type=int, default=8, help="tsne: identities shown, one colour each (default and most: 8)")
-    plot.add_argument("--root", help="image root, if the images moved since the features were saved")
-    plot.set_defaults(handler=command_plot)
-
+def add_configs_parser(commands: argparse._SubParsersAction) -> None:
     configs = _add_command(
         commands, "configs", "list the shipped configs, or print one",
         "Shipped configs are found by name by vireid train; print one to start your own from it.",
@@ -472,6 +473,15 @@ def build_parser() -> argparse.ArgumentParser:
     configs.add_argument("name", nargs="?", help="a shipped config to print (default: list them all)")
     configs.set_defaults(handler=command_configs)
 
+
+def command_demo(arguments: argparse.Namespace) -> int:
+    from vireid.demo import run_demo
+
+    run_demo(Path(arguments.out), workers=arguments.workers)
+    return 0
+
+
+def add_demo_parser(commands: argparse._SubParsersAction) -> None:
     demo = _add_command(
         commands, "demo", "the whole pipeline on a generated dataset",
         "Generates a synthetic SYSU-MM01 set (once), trains the paper's model with the tiny config on the CPU, "
@@ -481,6 +491,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     demo.add_argument("--workers", type=int, help="worker processes for data generation")
     demo.set_defaults(handler=command_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vireid.datasets import protocol_names as registered_protocols
+
+    protocol_names = registered_protocols()
+    parser = argparse.ArgumentParser(
+        prog="vireid",
+        description="Visible-infrared person re-identification toolkit. Each COMMAND has its own --help page with examples.",
+        epilog="examples:\n  vireid demo\n  vireid train sysu_full --set data.root=/data/SYSU-MM01\n  vireid test runs/sysu_full/best.pt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"vireid {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_synth_parser(commands)
+    add_evaluate_parser(commands, protocol_names)
+    add_train_parser(commands)
+    add_test_parser(commands, protocol_names)
+    add_extract_parser(commands)
+    add_index_parser(commands)
+    add_search_parser(commands)
+    add_export_parser(commands)
+    add_plot_parser(commands, protocol_names)
+    add_configs_parser(commands)
+    add_demo_parser(commands)
     return parser
 
 

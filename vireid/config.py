@@ -35,7 +35,7 @@ class ConfigError(UserError, ValueError):
 
 @dataclass
 class DataConfig:
-    dataset: Literal["sysu", "regdb", "llcm"] = "sysu"
+    dataset: str = "sysu"  # a registered dataset (vireid.datasets): sysu, regdb, llcm, or one of your own
     root: str = "data/SYSU-MM01"
     trial: int = 1  # RegDB: the trial whose train/test files are used
     height: int = 288
@@ -44,6 +44,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    method: str = "agw"  # a registered method (vireid.methods); it sets parts and cmimpl unless given here
     backbone: Literal["resnet50", "resnet18"] = "resnet50"
     pretrained: str = "imagenet"  # "imagenet" (torchvision weights API), "none", or a path to a state-dict file
     last_stride: int = 1
@@ -178,7 +179,15 @@ def _apply(section: Any, values: dict, prefix: str) -> None:
 def config_from_dict(values: dict) -> ExperimentConfig:
     config = ExperimentConfig()
     _apply(config, values, "")
+    _check_dataset(config.data)
     return config
+
+
+def _check_dataset(data: DataConfig) -> None:
+    from vireid.datasets import dataset_names  # imported here, so that a dataset module may import this one
+
+    if data.dataset not in dataset_names():
+        raise ConfigError(f"data.dataset: expected one of {', '.join(map(repr, dataset_names()))}, got {data.dataset!r}")
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
@@ -232,7 +241,18 @@ def load_config(
             if not isinstance(section, dict):
                 raise ConfigError(f"override {override!r}: {key} is a value, not a section")
         section[keys[-1]] = value
-    return config_from_dict(values)
+    return config_from_dict(_with_method_defaults(values))
+
+
+def _with_method_defaults(values: dict) -> dict:
+    """``values`` with the model keys of its ``model.method`` filled in where the config leaves them out."""
+    from vireid.methods import get_method  # imported here: the methods import the models, which import this module
+
+    model = values.get("model", {})
+    if not isinstance(model, dict):
+        return values  # _apply names the error
+    method = get_method(model.get("method", ModelConfig.method))
+    return {**values, "model": {**method.model_defaults, **model}}
 
 
 def config_to_dict(config: ExperimentConfig) -> dict:

@@ -13,13 +13,15 @@ from pathlib import Path
 
 from vireid.atomic import write_text
 from vireid.config import load_config
-from vireid.data.synthetic import write_synthetic_dataset
-from vireid.data.sysu import sysu_test_images
+from vireid.synthetic.writer import write_synthetic_dataset
+from vireid.datasets.sysu import sysu_test_images
 from vireid.engine.tester import score_checkpoints
 from vireid.engine.trainer import train
 from vireid.evaluation.feature_file import FeatureSet, load_features
 from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, results_table
-from vireid.models.handcrafted import describe_split
+from vireid.data.images import load_image
+from vireid.models.handcrafted import describe_images
+from vireid.progress import track
 from vireid.viz.cmc import draw_cmc_curves, protocol_cmc_curves
 from vireid.viz.tsne import draw_tsne
 
@@ -51,7 +53,8 @@ def run_demo(
     draw_tsne(trained_features.features, images.person_ids, images.modalities, run_dir / "tsne.png", title="t-SNE of the test features")
 
     test_images = sysu_test_images(data_root)
-    floor = FeatureSet(describe_split(test_images), test_images)
+    paths = track(test_images.paths, "describe", "img", progress)
+    floor = FeatureSet(describe_images(load_image(path) for path in paths), test_images)
     floor_results = [evaluate_protocol(name, [floor]) for name in ("sysu-all", "sysu-indoor")]
     chance = 1 / test_images.num_identities
     compared = {**protocol_cmc_curves(results, "trained model"), **protocol_cmc_curves(floor_results, "hand-made descriptor")}

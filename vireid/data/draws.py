@@ -20,7 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from vireid.data.splits import Modality, Split
+from vireid.data.splits import Split
+from vireid.modality import Modality
 from vireid.errors import DatasetError
 
 MULTI_SHOT_IMAGES = 10

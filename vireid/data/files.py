@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 from typing import Callable, Iterable
 
-from vireid.data.splits import Modality, Split
+from vireid.data.splits import Split
+from vireid.modality import Modality
 from vireid.errors import DatasetError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")

@@ -13,7 +13,8 @@ import torch
 from torch.utils.data import Dataset
 
 from vireid.data.images import load_image
-from vireid.data.splits import Modality, Split
+from vireid.data.splits import Split
+from vireid.modality import Modality
 from vireid.errors import DatasetError, UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")

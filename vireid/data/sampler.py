@@ -7,7 +7,7 @@ from typing import Iterator
 import numpy as np
 from torch.utils.data import Sampler
 
-from vireid.data.splits import Modality
+from vireid.modality import Modality
 
 
 class CrossModalityBatchSampler(Sampler[list[int]]):

@@ -3,17 +3,11 @@ camera id and modality, in a fixed order."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import NamedTuple, Sequence
 
 import numpy as np
 
-
-class Modality(IntEnum):
-    """Which sensor took an image. Stored as int8 in arrays and files."""
-
-    VISIBLE = 0
-    INFRARED = 1
+from vireid.modality import Modality
 
 
 @dataclass(frozen=True)
@@ -95,3 +89,8 @@ def relabel(person_ids: np.ndarray) -> np.ndarray:
     """Training labels 0..K-1, assigned in ascending person-id order."""
     _, labels = np.unique(np.asarray(person_ids), return_inverse=True)
     return labels.astype(np.int64)
+
+
+def relabelled(images: Split) -> Split:
+    """``images`` with training labels 0..K-1 (relabel of their person ids)."""
+    return Split(images.paths, images.person_ids, images.camera_ids, images.modalities, relabel(images.person_ids))

@@ -8,7 +8,9 @@ import numpy as np
 import torch
 
 from vireid.atomic import atomic_path
+from vireid.config import ExperimentConfig, load_config
 from vireid.errors import UserError
+from vireid.methods import create_model
 from vireid.models.network import CrossModalityNet
 from vireid.serialization import read_torch_file
 
@@ -70,3 +72,16 @@ def load_model_weights(model: CrossModalityNet, state: dict[str, torch.Tensor], 
         ]
         raise CheckpointError(f"{path}: its weights do not fit the network {model.describe()}: " + ", ".join(details))
     model.load_state_dict(state)
+
+
+def model_from_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu", overrides: list[str] | tuple[str, ...] = ()
+) -> tuple[CrossModalityNet, ExperimentConfig, dict]:
+    """The trained network, its config (with ``key=value`` overrides, e.g. of the
+    test-time feature) and the checkpoint's contents. Weights that do not fit the
+    network the config describes are a CheckpointError naming what differs."""
+    checkpoint = load_checkpoint(path)
+    config = load_config(None, overrides, base=checkpoint["config"])
+    model = create_model(config.model, checkpoint["num_classes"], load_weights=False)
+    load_model_weights(model, checkpoint["model"], path)
+    return model.to(device).eval(), config, checkpoint

@@ -1,6 +1,7 @@
 """Test-time features: the configured feature of a model for a batch or a whole split."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -10,6 +11,8 @@ from torch.utils.data import DataLoader
 
 from vireid.config import ConfigError, ExperimentConfig, InferenceConfig, ModelConfig
 from vireid.data.dataset import SplitDataset
+from vireid.datasets import get_dataset
+from vireid.evaluation.feature_file import FeatureSet
 from vireid.data.image_folder import ImageFiles, collate_readable
 from vireid.data.splits import Split
 from vireid.data.transforms import inference_transform
@@ -115,3 +118,18 @@ def model_signature(model: CrossModalityNet, config: ExperimentConfig) -> dict:
     blank = torch.zeros(1, 3, config.data.height, config.data.width, device=next(model.parameters()).device)
     dimension = batch_features(model, blank, blank.new_zeros(1, dtype=torch.long), config.test).shape[1]
     return feature_signature(config.model, config.test, config.data.height, config.data.width, dimension)
+
+
+def extract_test_features(model: CrossModalityNet, config: ExperimentConfig, device: torch.device | str, progress: bool) -> FeatureSet:
+    """Features of every test image of ``config.data``, with the metadata the feature file records."""
+    dataset = get_dataset(config.data.dataset)
+    images = dataset.test_images(Path(config.data.root), config.data.trial)
+    features = extract_features(model, images, config.test, config.data.height, config.data.width, device, config.train.workers, progress)
+    metadata = {
+        "dataset": config.data.dataset,
+        "root": str(Path(config.data.root).resolve()),
+        "model": feature_signature(config.model, config.test, config.data.height, config.data.width, features.shape[1]),
+    }
+    if dataset.one_model_per_trial:
+        metadata["trial"] = config.data.trial
+    return FeatureSet(features, images, metadata)

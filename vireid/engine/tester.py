@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 
 from vireid.atomic import write_text
-from vireid.data.datasets import PROTOCOLS_OF_DATASET, test_images
-from vireid.engine.checkpoint import CheckpointError
-from vireid.engine.trainer import extract_test_features, model_from_checkpoint
+from vireid.datasets import DatasetSpec, get_dataset, get_protocol
+from vireid.engine.checkpoint import CheckpointError, model_from_checkpoint
+from vireid.engine.extract import extract_test_features
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet, save_features
-from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, get_protocol, results_table
+from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, results_table
 from vireid.models.network import parameter_counts
 from vireid.viz.cmc import draw_cmc_curves, protocol_cmc_curves
 from vireid.viz.rank_list import draw_rank_list
@@ -44,8 +44,9 @@ def score_checkpoints(
     """Score checkpoints with every trial of each protocol; write results.md/json,
     the features, the CMC curves (cmc.png) and a rank list per protocol (ranks_<protocol>.png).
 
-    SYSU-MM01 and LLCM take one checkpoint; RegDB takes one per trial (each
-    checkpoint's config names its trial) and averages over them. ``overrides``
+    Most datasets (SYSU-MM01, LLCM) take one checkpoint; those with one model
+    per trial (RegDB) take one per trial (each checkpoint's config names its
+    trial) and average over them. ``overrides``
     (``key=value``) change the checkpoints' configs, e.g. the test-time feature.
     """
     loaded = []
@@ -57,24 +58,24 @@ def score_checkpoints(
     datasets = {config.data.dataset for _, _, config in loaded}
     if len(datasets) != 1:
         raise UserError(f"the checkpoints were trained on different datasets ({', '.join(sorted(datasets))}); test them separately")
-    dataset = datasets.pop()
-    if dataset != "regdb" and len(loaded) > 1:
-        raise UserError(f"{dataset} is tested with ONE checkpoint (its trials are gallery draws), got {len(loaded)}")
-    protocols = protocols or list(PROTOCOLS_OF_DATASET[dataset])
+    dataset = get_dataset(datasets.pop())
+    if not dataset.one_model_per_trial and len(loaded) > 1:
+        raise UserError(f"{dataset.name} is tested with ONE checkpoint (its trials are gallery draws), got {len(loaded)}")
+    protocols = protocols or list(dataset.protocol_names)
     for name in protocols:
-        if get_protocol(name).dataset != dataset:
-            raise UserError(f"--protocol {name} does not apply to a model trained on {dataset}")
+        if get_protocol(name).dataset != dataset.name:
+            raise UserError(f"--protocol {name} does not apply to a model trained on {dataset.name}")
     out = Path(out) if out else Path(os.path.commonpath([path.parent for path in checkpoint_paths]))
-    print(_start_line(loaded, protocols, trials, device, out), flush=True)
+    print(_start_line(loaded, dataset, protocols, trials, device, out), flush=True)
     out.mkdir(parents=True, exist_ok=True)
     feature_sets, written = [], []
     for path, model, config in loaded:
         feature_set = extract_test_features(model, config, device, progress)
         feature_set.metadata["checkpoint"] = str(path)
-        suffix = f"_trial{config.data.trial}" if dataset == "regdb" else ""
+        suffix = f"_trial{config.data.trial}" if dataset.one_model_per_trial else ""
         written.append(save_features(out / f"features{suffix}.npz", feature_set))
         feature_sets.append(feature_set)
-    results = [evaluate_protocol(name, feature_sets, None if dataset == "regdb" else trials) for name in protocols]
+    results = [evaluate_protocol(name, feature_sets, None if dataset.one_model_per_trial else trials) for name in protocols]
     table = results_table(results)
     pictures = write_pictures(results, feature_sets[0], out, loaded[0][2].name)
     sources = ", ".join(str(path) for path in checkpoint_paths)
@@ -86,15 +87,15 @@ def score_checkpoints(
     return results
 
 
-def _start_line(loaded: list, protocols: list[str], trials: list[int] | None, device: str, out: Path) -> str:
+def _start_line(loaded: list, dataset: DatasetSpec, protocols: list[str], trials: list[int] | None, device: str, out: Path) -> str:
     """What is about to be scored, in one line: checkpoints, data, model size, device, protocols, output folder."""
     path, model, config = loaded[0]
     checkpoints = str(path) if len(loaded) == 1 else f"{len(loaded)} checkpoints ({path}, ...)"
-    images = test_images(config.data)
-    trial_count = "one per trial model" if config.data.dataset == "regdb" else f"{len(trials) if trials else 'all'} trials"
+    images = dataset.test_images(Path(config.data.root), config.data.trial)
+    trial_count = "one per trial model" if dataset.one_model_per_trial else f"{len(trials) if trials else 'all'} trials"
     return (
         f"testing {checkpoints} on {images.summary()} ({config.data.dataset} at {config.data.root}"
-        f"{f', trial {config.data.trial}' if len(loaded) == 1 and config.data.dataset == 'regdb' else ''}); "
+        f"{f', trial {config.data.trial}' if len(loaded) == 1 and dataset.one_model_per_trial else ''}); "
         f"{parameter_counts(model)['total']:,} parameters; {device}, fp32; "
         f"{', '.join(protocols)} ({trial_count}); results into {out}"
     )

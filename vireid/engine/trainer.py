@@ -1,76 +1,79 @@
-"""Training: the paper's schedule in a plain, explicit loop, with checkpoints that resume exactly.
+"""Training, in the shape of torchvision's reference scripts: ``build_run`` sets
+everything up, ``train_one_epoch`` runs the epoch's steps, ``train_step`` is the
+one place a step is written (the tests and the benchmarks call it too), and
+``evaluate_and_checkpoint`` scores the model now and then and writes the
+checkpoints. ``train(config, run_dir)`` strings them together.
 
-One call, ``train(config, run_dir)``, does the whole run: data, model, losses,
-optimizer (two learning rates), warm-up + step schedule, mixed precision,
-periodic evaluation with best-checkpoint tracking, and the run folder (resolved
-config, JSONL metrics, TensorBoard events, checkpoints). Under ``torchrun`` it
-trains with DistributedDataParallel; rank 0 alone writes.
+The run folder gets the resolved config, JSONL metrics, TensorBoard events and
+checkpoints that resume exactly. Under ``torchrun`` the model is wrapped in
+DistributedDataParallel and rank 0 alone writes.
 """
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader
 
 from vireid.atomic import write_text
-from vireid.config import ConfigError, ExperimentConfig, TrainConfig, config_to_dict, load_config
+from vireid.config import ConfigError, ExperimentConfig, TrainConfig, config_to_dict
 from vireid.data.cache import image_cache
 from vireid.data.dataset import SplitDataset
 from vireid.data.device_augment import BatchAugment
-from vireid.data.datasets import PROTOCOLS_OF_DATASET, test_images, training_split
 from vireid.data.sampler import CrossModalityBatchSampler
 from vireid.data.splits import Split
 from vireid.data.transforms import train_transform
-from vireid.engine.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
-from vireid.engine.extract import extract_features, feature_signature
+from vireid.datasets import get_dataset, get_protocol
+from vireid.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from vireid.engine.distributed import Environment, barrier, parameter_checksums, setup_environment
+from vireid.engine.extract import extract_test_features
+from vireid.engine.run_log import RunLog
 from vireid.errors import UserError
-from vireid.evaluation.feature_file import FeatureSet
-from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, get_protocol
-from vireid.losses import ReIDLoss
-from vireid.models.network import CrossModalityNet, build_model, parameter_counts
+from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol
+from vireid.methods import create_loss, create_model
+from vireid.models.network import CrossModalityNet, parameter_counts
 from vireid.progress import track
+
+LOSS_TERMS = ("id", "triplet", "part_id", "part_triplet", "msid", "cmp")
+"""The terms an epoch line prints, in this order, where the method has them."""
 
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-@dataclass
-class Environment:
-    """Where this process trains: device, distributed rank and world size."""
+class NonFiniteLoss(Exception):
+    """Raised by train_step, before any update, when the loss is NaN or infinite."""
 
-    device: torch.device
-    rank: int = 0
-    world_size: int = 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+    def __init__(self, losses: dict[str, torch.Tensor]):
+        self.losses = losses
+        super().__init__(", ".join(f"{name}={value.item():.4g}" for name, value in losses.items()))
 
 
-def setup_environment(device: str = "auto") -> Environment:
-    """The device, and the process group when started by torchrun (WORLD_SIZE > 1)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if world_size > 1:
-        rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-        if device == "cuda":
-            torch.cuda.set_device(local_rank)
-            device = f"cuda:{local_rank}"
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-        return Environment(torch.device(device), rank, world_size)
-    return Environment(torch.device(device))
+@dataclass(frozen=True)
+class Precision:
+    """How a step computes: autocast dtype (None: fp32), memory format, gradient clipping."""
+
+    dtype: torch.dtype | None = None
+    channels_last: bool = False
+    grad_clip: float = 0.0
+
+    @staticmethod
+    def of(config: TrainConfig, device: torch.device) -> "Precision":
+        """``train.amp`` auto is bf16 on a GPU, fp32 on a CPU; ``train.channels_last`` auto is on for GPUs."""
+        amp = config.amp if config.amp != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+        dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+        channels_last = config.channels_last == "always" or (config.channels_last == "auto" and device.type == "cuda")
+        return Precision(dtype, channels_last, config.grad_clip)
+
+    def describe(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[self.dtype]
 
 
 def learning_rate_factor(epoch: int, config: TrainConfig) -> float:
@@ -91,245 +94,272 @@ def build_optimizer(model: CrossModalityNet, config: TrainConfig) -> torch.optim
     return torch.optim.SGD(groups, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay)
 
 
-def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    choice = config.amp if config.amp != "auto" else ("bf16" if device.type == "cuda" else "fp32")
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[choice]
+def train_step(
+    model: torch.nn.Module,
+    loss_function: Callable[..., dict[str, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    images: torch.Tensor,  # (B, 3, H, W) on the model's device
+    labels: torch.Tensor,  # (B,)
+    modalities: torch.Tensor,  # (B,)
+    precision: Precision = Precision(),
+) -> dict[str, torch.Tensor]:
+    """One optimisation step; returns the loss terms and ``total`` (detached).
+    A NaN or infinite loss raises NonFiniteLoss before anything is updated."""
+    if precision.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast(images.device.type, dtype=precision.dtype) if precision.dtype else contextlib.nullcontext()
+    with autocast:
+        losses = loss_function(model(images, modalities), labels, modalities)
+    if not torch.isfinite(losses["total"]):
+        raise NonFiniteLoss(losses)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(losses["total"]).backward()
+    if precision.grad_clip > 0:
+        scaler.unscale_(optimizer)
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(parameters, precision.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return {name: value.detach() for name, value in losses.items()}
 
 
-class RunLog:
-    """The run folder's logs: metrics.jsonl (one JSON object per line) and TensorBoard events."""
+@dataclass
+class Run:
+    """Everything a training run holds between its epochs."""
 
-    def __init__(self, run_dir: Path, enabled: bool):
-        self.enabled = enabled
-        self.path = run_dir / "metrics.jsonl"
-        self.writer = None
-        if enabled:
-            from torch.utils.tensorboard import SummaryWriter
+    config: ExperimentConfig
+    environment: Environment
+    run_dir: Path
+    split: Split
+    model: CrossModalityNet  # the network itself (checkpoints, evaluation)
+    trained_model: torch.nn.Module  # what the steps call: the network, or its DDP wrapper
+    loss_function: Callable[..., dict[str, torch.Tensor]]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    precision: Precision
+    sampler: CrossModalityBatchSampler
+    loader: DataLoader
+    worker_seeds: torch.Generator  # re-seeded every epoch, so epoch e's augmentations never depend on history
+    device_augment: BatchAugment | None
+    log: RunLog
+    start_epoch: int = 0
+    step: int = 0
+    best: dict | None = None
 
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "last.pt"
 
-    def write(self, record: dict, step: int) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        for name, value in record.items():
-            if isinstance(value, (int, float)) and name not in ("epoch", "step"):
-                self.writer.add_scalar(f"{record['kind']}/{name}", value, step)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-def evaluation_protocol(config: ExperimentConfig) -> str:
-    return config.train.eval_protocol or PROTOCOLS_OF_DATASET[config.data.dataset][0]
-
-
-def extract_test_features(model: CrossModalityNet, config: ExperimentConfig, device: torch.device, progress: bool) -> FeatureSet:
-    """Features of every test image of ``config.data``, with the metadata the feature file records."""
-    images = test_images(config.data)
-    features = extract_features(model, images, config.test, config.data.height, config.data.width, device, config.train.workers, progress)
-    metadata = {
-        "dataset": config.data.dataset,
-        "root": str(Path(config.data.root).resolve()),
-        "model": feature_signature(config.model, config.test, config.data.height, config.data.width, features.shape[1]),
-    }
-    if config.data.dataset == "regdb":
-        metadata["trial"] = config.data.trial
-    return FeatureSet(features, images, metadata)
+    @property
+    def images_per_step(self) -> int:
+        train = self.config.train
+        return self.environment.world_size * 2 * train.identities_per_batch * train.instances_per_modality
 
 
-def _evaluate_during_training(
-    model: CrossModalityNet, config: ExperimentConfig, protocol_name: str, device: torch.device, progress: bool
-) -> ProtocolResult:
-    """The protocol's first ``train.eval_trials`` trials (RegDB: the run's own trial)."""
-    protocol = get_protocol(protocol_name)
-    trials = None if protocol.dataset == "regdb" else protocol.trials[: config.train.eval_trials]
-    return evaluate_protocol(protocol, [extract_test_features(model, config, device, progress)], trials)
-
-
-def _summary(result: ProtocolResult) -> dict[str, float]:
-    return {f"{result.protocol.name}/{name}": value for name, value in result.mean().items()}
-
-
-def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | None = None, device: str = "auto", progress: bool = True) -> Path:
-    """Train ``config`` into ``run_dir``; returns the path of the last checkpoint."""
+def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None, device: str, progress: bool) -> Run:
+    """Data, model, loss, optimizer, schedule and precision of ``config`` (restored from ``resume``), and the run folder."""
     environment = setup_environment(device)
-    run_dir = Path(run_dir)
     if resume is None and (run_dir / "last.pt").exists():
         raise UserError(f"{run_dir}: already holds a run (last.pt); continue it with --resume {run_dir / 'last.pt'} or choose another --out")
     checkpoint = load_checkpoint(resume) if resume else None
     train_config = config.train
     torch.manual_seed(train_config.seed)
     np.random.seed(train_config.seed)
-
-    split = training_split(config.data)
+    split = get_dataset(config.data.dataset).training_split(Path(config.data.root), config.data.trial)
     num_classes = int(split.labels.max()) + 1
-    model = build_model(config.model, num_classes, load_weights=checkpoint is None).to(environment.device)
-    channels_last = train_config.channels_last == "always" or (train_config.channels_last == "auto" and environment.device.type == "cuda")
-    if channels_last:
+    model = create_model(config.model, num_classes, load_weights=checkpoint is None).to(environment.device)
+    precision = Precision.of(train_config, environment.device)
+    if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, train_config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: learning_rate_factor(epoch, train_config))
-    dtype = autocast_dtype(train_config, environment.device)
-    scaler = torch.amp.GradScaler(environment.device.type, enabled=dtype == torch.float16)
-    start_epoch, best = 0, {"metric": -1.0, "epoch": -1}
-    if checkpoint is not None:
-        if checkpoint["num_classes"] != num_classes:
-            raise UserError(f"{resume}: trained for {checkpoint['num_classes']} identities, the data have {num_classes}")
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        start_epoch, best = checkpoint["epoch"], checkpoint["best"]
-        set_rng_state(checkpoint["rng"])
-    trained_model = model
-    if environment.world_size > 1:
-        if train_config.sync_bn:
-            trained_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(trained_model)
-        device_ids = [environment.device.index] if environment.device.type == "cuda" else None
-        trained_model = torch.nn.parallel.DistributedDataParallel(trained_model, device_ids=device_ids)
-
+    scaler = torch.amp.GradScaler(environment.device.type, enabled=precision.dtype == torch.float16)
     sampler = CrossModalityBatchSampler(
         split.labels, split.modalities, train_config.identities_per_batch, train_config.instances_per_modality,
         train_config.seed, train_config.steps_per_epoch * environment.world_size, environment.rank, environment.world_size,
     )
-    worker_seeds = torch.Generator()  # re-seeded every epoch, so the augmentations of epoch e never depend on history
+    run = Run(
+        config, environment, run_dir, split, model, _distributed(model, environment, train_config.sync_bn),
+        create_loss(config.model, config.loss), optimizer, scheduler, scaler, precision, sampler,
+        loader=None, worker_seeds=torch.Generator(), device_augment=None, log=None, best={"metric": -1.0, "epoch": -1},
+    )
+    if checkpoint is not None:
+        _restore(run, checkpoint, resume, num_classes)
     if environment.is_main:
-        print(_start_line(config, split, model, environment, dtype, len(sampler), run_dir, start_epoch), flush=True)
-    progress = progress and environment.is_main
-    decoded = image_cache(split, config.data.height, config.data.width, train_config.cache_dir, progress) if train_config.cache_dir else None
+        print(_start_line(run), flush=True)
+    run.loader, run.device_augment = _training_loader(run, progress and environment.is_main)
+    if environment.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    run.log = RunLog(run_dir, environment.is_main)
+    return run
+
+
+def _distributed(model: CrossModalityNet, environment: Environment, sync_bn: bool) -> torch.nn.Module:
+    if not environment.distributed:
+        return model
+    if sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    device_ids = [environment.device.index] if environment.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def _restore(run: Run, checkpoint: dict, resume: str | Path, num_classes: int) -> None:
+    if checkpoint["num_classes"] != num_classes:
+        raise UserError(f"{resume}: trained for {checkpoint['num_classes']} identities, the data have {num_classes}")
+    run.model.load_state_dict(checkpoint["model"])
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    run.scheduler.load_state_dict(checkpoint["scheduler"])
+    run.scaler.load_state_dict(checkpoint["scaler"])
+    run.start_epoch, run.best = checkpoint["epoch"], checkpoint["best"]
+    run.step = run.start_epoch * len(run.sampler)
+    set_rng_state(checkpoint["rng"])
+
+
+def _training_loader(run: Run, progress: bool) -> tuple[DataLoader, BatchAugment | None]:
+    """The loader of the training split: augmentations per image in its workers, or on the device
+    for whole batches (``train.augment_on=device``, fed by the decoded-image cache)."""
+    config, train_config = run.config, run.config.train
+    height, width = config.data.height, config.data.width
+    decoded = image_cache(run.split, height, width, train_config.cache_dir, progress) if train_config.cache_dir else None
     device_augment = None
     if train_config.augment_on == "device":
         if decoded is None or train_config.random_erasing > 0:
             raise ConfigError("train.augment_on=device needs train.cache_dir (decoded images) and train.random_erasing=0")
-        transform, device_augment = None, BatchAugment(train_config.padding, worker_seeds)
+        transform, device_augment = None, BatchAugment(train_config.padding, run.worker_seeds)
     else:
-        transform = train_transform(config.data.height, config.data.width, train_config.padding)
+        transform = train_transform(height, width, train_config.padding)
         if train_config.random_erasing > 0:
             from torchvision import transforms as T
 
             transform.transforms.append(T.RandomErasing(p=train_config.random_erasing))
     loader = DataLoader(
-        SplitDataset(split, transform, decoded),
-        batch_sampler=sampler,
+        SplitDataset(run.split, transform, decoded),
+        batch_sampler=run.sampler,
         num_workers=train_config.workers,
-        generator=worker_seeds,
-        pin_memory=environment.device.type == "cuda",
+        generator=run.worker_seeds,
+        pin_memory=run.environment.device.type == "cuda",
     )
-    loss_function = ReIDLoss(config.loss)
-    if environment.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    log = RunLog(run_dir, environment.is_main)
+    return loader, device_augment
+
+
+def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
+    """Every step of one epoch; returns the epoch's record (mean loss terms, lr, speed)."""
+    train_config, device = run.config.train, run.environment.device
+    run.sampler.set_epoch(epoch)
+    run.worker_seeds.manual_seed(train_config.seed * 1_000_003 + epoch)
+    learning_rate = run.optimizer.param_groups[1]["lr"]
+    run.trained_model.train()
+    sums: dict[str, float] = {}
+    started = time.perf_counter()
+    batches = track(run.loader, f"epoch {epoch + 1}/{train_config.epochs}", "batch", progress, leave=False)
+    for images, labels, modalities, _ in batches:
+        images = images.to(device, non_blocking=True)
+        if run.device_augment is not None:
+            images = run.device_augment(images)
+        try:
+            losses = train_step(
+                run.trained_model, run.loss_function, run.optimizer, run.scaler,
+                images, labels.to(device), modalities.to(device), run.precision,
+            )
+        except NonFiniteLoss as error:
+            last = run.last_path if run.last_path.exists() else "none (first epoch)"
+            raise TrainingDiverged(
+                f"the loss became {error.losses['total'].item()} at epoch {epoch + 1}, step {run.step + 1} ({error}); "
+                f"the last good checkpoint is {last}"
+            ) from None
+        run.step += 1
+        values = {name: value.item() for name, value in losses.items()}
+        for name, value in values.items():
+            sums[name] = sums.get(name, 0.0) + value
+        batches.set_postfix(loss=f"{values['total']:.3f}")
+        if run.step % train_config.log_every == 0:
+            run.log.write({"kind": "step", "epoch": epoch + 1, "step": run.step, **values, "lr": learning_rate}, run.step)
+    run.scheduler.step()
+    seconds = time.perf_counter() - started
+    return {
+        "kind": "epoch", "epoch": epoch + 1, "step": run.step,
+        **{name: total / len(run.sampler) for name, total in sums.items()},
+        "lr": learning_rate, "seconds": seconds, "images_per_second": len(run.sampler) * run.images_per_step / seconds,
+    }
+
+
+def evaluation_protocol(config: ExperimentConfig) -> str:
+    """``train.eval_protocol``, or the dataset's first protocol."""
+    return config.train.eval_protocol or get_dataset(config.data.dataset).protocols[0].name
+
+
+def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) -> None:
+    """On rank 0: score the model when due (every ``train.eval_every`` epochs and at the end),
+    track the best, log the record, print the epoch line, write last.pt (and best.pt)."""
+    config = run.config
+    if not run.environment.is_main:
+        return
     protocol = evaluation_protocol(config)
-    step = start_epoch * len(sampler)
-    last_path = run_dir / "last.pt"
+    finished = epoch + 1 == config.train.epochs
+    if (config.train.eval_every and (epoch + 1) % config.train.eval_every == 0) or finished:
+        training_rng = rng_state()  # evaluation must not change what training draws next
+        result = _evaluate(run, protocol, progress)
+        set_rng_state(training_rng)
+        record.update({f"{result.protocol.name}/{name}": value for name, value in result.mean().items()})
+        metric = result.mean()["mAP"]
+        if metric > run.best["metric"]:
+            run.best = {"metric": metric, "epoch": epoch + 1, "protocol": protocol, "measure": "mAP (on the test set)"}
+            record["best"] = True
+    run.log.write(record, run.step)
+    print(_epoch_line(record, protocol), flush=True)
+    state = {
+        "config": config_to_dict(config), "num_classes": run.model.num_classes, "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
+        "epoch": epoch + 1, "step": run.step, "rng": rng_state(), "metrics": record, "best": run.best,
+    }
+    save_checkpoint(run.last_path, state)
+    if record.get("best"):
+        save_checkpoint(run.run_dir / "best.pt", state)
+
+
+def _evaluate(run: Run, protocol_name: str, progress: bool) -> ProtocolResult:
+    """The protocol's first ``train.eval_trials`` trials (one model per trial: the run's own trial)."""
+    protocol = get_protocol(protocol_name)
+    one_model_per_trial = get_dataset(protocol.dataset).one_model_per_trial
+    trials = None if one_model_per_trial else protocol.trials[: run.config.train.eval_trials]
+    features = extract_test_features(run.model, run.config, run.environment.device, progress)
+    return evaluate_protocol(protocol, [features], trials)
+
+
+def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | None = None, device: str = "auto", progress: bool = True) -> Path:
+    """Train ``config`` into ``run_dir``; returns the path of the last checkpoint."""
+    run = build_run(config, Path(run_dir), resume, device, progress)
+    progress = progress and run.environment.is_main
     try:
-        for epoch in range(start_epoch, train_config.epochs):
-            sampler.set_epoch(epoch)
-            worker_seeds.manual_seed(train_config.seed * 1_000_003 + epoch)
-            learning_rate = optimizer.param_groups[1]["lr"]
-            trained_model.train()
-            sums: dict[str, float] = {}
-            started = time.perf_counter()
-            batches = track(loader, f"epoch {epoch + 1}/{train_config.epochs}", "batch", progress, leave=False)
-            for images, labels, modalities, _ in batches:
-                images = images.to(environment.device, non_blocking=True)
-                if device_augment is not None:
-                    images = device_augment(images)
-                if channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                labels, modalities = labels.to(environment.device), modalities.to(environment.device)
-                autocast = torch.autocast(environment.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-                with autocast:
-                    losses = loss_function(trained_model(images, modalities), labels, modalities)
-                if not torch.isfinite(losses["total"]):
-                    raise TrainingDiverged(
-                        f"the loss became {losses['total'].item()} at epoch {epoch + 1}, step {step + 1} "
-                        f"({', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())}); "
-                        f"the last good checkpoint is {last_path if last_path.exists() else 'none (first epoch)'}"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(losses["total"]).backward()
-                if train_config.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                step += 1
-                values = {name: value.item() for name, value in losses.items()}
-                for name, value in values.items():
-                    sums[name] = sums.get(name, 0.0) + value
-                batches.set_postfix(loss=f"{values['total']:.3f}")
-                if step % train_config.log_every == 0:
-                    log.write({"kind": "step", "epoch": epoch + 1, "step": step, **values, "lr": learning_rate}, step)
-            scheduler.step()
-            seconds = time.perf_counter() - started
-            record = {
-                "kind": "epoch", "epoch": epoch + 1, "step": step,
-                **{name: total / len(sampler) for name, total in sums.items()},
-                "lr": learning_rate, "seconds": seconds,
-                "images_per_second": len(sampler) * environment.world_size * 2 * train_config.identities_per_batch * train_config.instances_per_modality / seconds,
-            }
-            finished = epoch + 1 == train_config.epochs
-            if environment.is_main and ((train_config.eval_every and (epoch + 1) % train_config.eval_every == 0) or finished):
-                training_rng = rng_state()  # evaluation must not change what training draws next
-                result = _evaluate_during_training(model, config, protocol, environment.device, progress)
-                set_rng_state(training_rng)
-                record.update(_summary(result))
-                metric = result.mean()["mAP"]
-                if metric > best["metric"]:
-                    best = {"metric": metric, "epoch": epoch + 1, "protocol": protocol, "measure": "mAP (on the test set)"}
-                    record["best"] = True
-            if environment.is_main:
-                log.write(record, step)
-                print(_epoch_line(record, protocol), flush=True)
-                state = {
-                    "config": config_to_dict(config), "num_classes": num_classes, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                    "epoch": epoch + 1, "step": step, "rng": rng_state(), "metrics": record, "best": best,
-                }
-                save_checkpoint(last_path, state)
-                if record.get("best"):
-                    save_checkpoint(run_dir / "best.pt", state)
-            if environment.world_size > 1:
-                dist.barrier()
-        if environment.world_size > 1:
-            log.write({"kind": "distributed", "step": step, "parameter_checksums": _parameter_checksums(model)}, step)
+        for epoch in range(run.start_epoch, config.train.epochs):
+            record = train_one_epoch(run, epoch, progress)
+            evaluate_and_checkpoint(run, epoch, record, progress)
+            barrier(run.environment)
+        if run.environment.distributed:
+            run.log.write({"kind": "distributed", "step": run.step, "parameter_checksums": parameter_checksums(run.model)}, run.step)
     finally:
-        log.close()
-    return last_path
+        run.log.close()
+    return run.last_path
 
 
-def _parameter_checksums(model: torch.nn.Module) -> list[float]:
-    """Every rank's sum of all parameter values: equal when the ranks are in sync."""
-    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
-    gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, checksum)
-    return [float(value) for value in gathered]
-
-
-def _start_line(
-    config: ExperimentConfig, split: Split, model: CrossModalityNet, environment: Environment,
-    dtype: torch.dtype | None, steps_per_epoch: int, run_dir: Path, start_epoch: int,
-) -> str:
+def _start_line(run: Run) -> str:
     """What is about to happen, in one line: data, model, device, precision, length, run folder."""
-    device = str(environment.device) + (f" x {environment.world_size} processes" if environment.world_size > 1 else "")
-    precision = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[dtype]
-    resumed = " (resumed)" if start_epoch else ""
+    config = run.config
+    resumed = " (resumed)" if run.start_epoch else ""
     return (
-        f"training {config.name} on {split.summary()} ({config.data.dataset} at {config.data.root}); "
-        f"{parameter_counts(model)['trainable']:,} trainable parameters; {device}, {precision}; "
-        f"epochs {start_epoch + 1} to {config.train.epochs}{resumed}, {steps_per_epoch} steps each; run folder {run_dir}"
+        f"training {config.name} on {run.split.summary()} ({config.data.dataset} at {config.data.root}); "
+        f"{parameter_counts(run.model)['trainable']:,} trainable parameters; {run.environment.describe()}, {run.precision.describe()}; "
+        f"epochs {run.start_epoch + 1} to {config.train.epochs}{resumed}, {len(run.sampler)} steps each; run folder {run.run_dir}"
     )
 
 
 def _epoch_line(record: dict, protocol: str) -> str:
     line = (
         f"epoch {record['epoch']:>3}  loss {record.get('total', float('nan')):.4f}  "
-        + "  ".join(f"{name} {record[name]:.3f}" for name in ("id", "triplet", "part_id", "part_triplet", "msid", "cmp") if name in record)
+        + "  ".join(f"{name} {record[name]:.3f}" for name in LOSS_TERMS if name in record)
         + f"  lr {record['lr']:.2e}  {record['images_per_second']:.0f} img/s"
     )
     if f"{protocol}/rank1" in record:
@@ -338,17 +368,16 @@ def _epoch_line(record: dict, protocol: str) -> str:
     return line
 
 
-def model_from_checkpoint(
-    path: str | Path, device: str | torch.device = "cpu", overrides: list[str] | tuple[str, ...] = ()
-) -> tuple[CrossModalityNet, ExperimentConfig, dict]:
-    """The trained network, its config (with ``key=value`` overrides, e.g. of the
-    test-time feature) and the checkpoint's contents. Weights that do not fit the
-    network the config describes are a CheckpointError naming what differs."""
-    checkpoint = load_checkpoint(path)
-    config = load_config(None, overrides, base=checkpoint["config"])
-    model = build_model(config.model, checkpoint["num_classes"], load_weights=False)
-    load_model_weights(model, checkpoint["model"], path)
-    return model.to(device).eval(), config, checkpoint
-
-
-__all__ = ["TrainingDiverged", "extract_test_features", "learning_rate_factor", "model_from_checkpoint", "train"]
+__all__ = [
+    "NonFiniteLoss",
+    "Precision",
+    "Run",
+    "TrainingDiverged",
+    "build_optimizer",
+    "build_run",
+    "evaluate_and_checkpoint",
+    "learning_rate_factor",
+    "train",
+    "train_one_epoch",
+    "train_step",
+]

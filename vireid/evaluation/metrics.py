@@ -1,13 +1,15 @@
 """Ranking metrics of re-identification (CMC, mAP, mINP), vectorised and exact to the protocols.
 
 Rules (the community reference code, ``protocols.md``): rank the gallery by
-ascending distance; remove, per protocol, the gallery images a query must not
-be matched with (``sysu``: camera-2 images for a camera-3 query; ``llcm``: same
-person AND same camera; ``regdb``: nothing); a query none of whose identity's
-images remain is invalid and counts in no average. CMC is identity-deduplicated
-for ``sysu`` and ``llcm`` (only the first image of each person id in the
-ranking counts) and image-level for ``regdb``. AP is the mean precision at the
-positions of the correct images; INP = correct images / position of the last.
+ascending distance; remove the gallery images a query must not be matched with,
+as the dataset's ScoringRule says (SYSU-MM01: camera-2 images for a camera-3
+query; LLCM: same person AND same camera; RegDB: nothing); a query none of
+whose identity's images remain is invalid and counts in no average. CMC is
+identity-deduplicated where the rule says so (SYSU-MM01, LLCM: only the first
+image of each person id in the ranking counts), else image-level (RegDB). AP is
+the mean precision at the positions of the correct images; INP = correct
+images / position of the last. ``scoring`` is a ScoringRule or the name of a
+registered dataset, whose rule is used.
 
 Ties: equal distances keep gallery order (a stable sort: the lower gallery
 index ranks first), so results never depend on the sorting algorithm.
@@ -27,8 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vireid.datasets import ScoringRule, get_dataset
+
 ArrayLike = np.ndarray | torch.Tensor | Sequence
-PROTOCOL_SCORING = ("sysu", "regdb", "llcm")
 _CHUNK_BYTES = 256 * 2**20
 _BYTES_PER_PAIR = 64  # the (chunk, G) temporaries of one pass, all together
 
@@ -54,10 +57,13 @@ def _as_tensor(values: ArrayLike, device: torch.device | None = None) -> torch.T
     return tensor if device is None else tensor.to(device)
 
 
-def _as_tensors(protocol: str, distances: ArrayLike, *id_vectors: ArrayLike) -> tuple[torch.Tensor, ...]:
+def scoring_rule(scoring: ScoringRule | str) -> ScoringRule:
+    """``scoring`` itself, or the rule of the registered dataset it names."""
+    return scoring if isinstance(scoring, ScoringRule) else get_dataset(scoring).scoring
+
+
+def _as_tensors(distances: ArrayLike, *id_vectors: ArrayLike) -> tuple[torch.Tensor, ...]:
     """The distances and the id/camera vectors as tensors (int64) on the distances' device."""
-    if protocol not in PROTOCOL_SCORING:
-        raise ValueError(f"protocol must be one of {', '.join(PROTOCOL_SCORING)}, got {protocol!r}")
     distances = _as_tensor(distances)
     return (distances, *(_as_tensor(vector, distances.device).long() for vector in id_vectors))
 
@@ -85,14 +91,15 @@ def _kept(
     same_id: torch.Tensor,  # (C, G) ranked gallery image has the query's person id
     query_cameras: torch.Tensor,  # (C,)
     ranked_gallery_cameras: torch.Tensor,  # (C, G)
-    protocol: str,
+    rule: ScoringRule,
 ) -> torch.Tensor:
-    """(C, G) which ranked gallery images the protocol lets the query be matched with."""
-    if protocol == "sysu":
-        return ~((query_cameras[:, None] == 3) & (ranked_gallery_cameras == 2))
-    if protocol == "llcm":
-        return ~(same_id & (ranked_gallery_cameras == query_cameras[:, None]))
-    return torch.ones_like(same_id)
+    """(C, G) which ranked gallery images the rule lets the query be matched with."""
+    removed = torch.zeros_like(same_id)
+    for query_camera, gallery_camera in rule.removed_camera_pairs:
+        removed |= (query_cameras[:, None] == query_camera) & (ranked_gallery_cameras == gallery_camera)
+    if rule.remove_same_person_same_camera:
+        removed |= same_id & (ranked_gallery_cameras == query_cameras[:, None])
+    return ~removed
 
 
 def _scores_of_chunk(
@@ -103,13 +110,13 @@ def _scores_of_chunk(
     gallery_cameras: torch.Tensor,  # (G,)
     gallery_id_index: torch.Tensor,  # (G,) ids mapped to 0..U-1
     num_unique_ids: int,
-    protocol: str,
+    rule: ScoringRule,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per query: 1-based rank of the first hit (CMC), AP, INP, valid flag."""
     num_chunk_queries, num_gallery = distances.shape
     order = gallery_order(distances).to(distances.device)  # (C, G)
     same_id = gallery_ids[order] == query_ids[:, None]
-    keep = _kept(same_id, query_cameras, gallery_cameras[order], protocol)
+    keep = _kept(same_id, query_cameras, gallery_cameras[order], rule)
     matches = same_id & keep
     kept_position = torch.cumsum(keep, dim=1, dtype=torch.int32)  # (C, G), 1-based among kept images
     correct_so_far = torch.cumsum(matches, dim=1, dtype=torch.int32)
@@ -126,7 +133,7 @@ def _scores_of_chunk(
     inverse_negative_precision = num_correct / last_correct_position.clamp(min=1)
     large = float(num_gallery + 1)
     first_hit_position = torch.full_like(zeros, large).scatter_reduce(0, match_query, match_position, "amin")
-    if protocol == "regdb":
+    if not rule.identity_deduplicated_cmc:
         return first_hit_position, average_precision, inverse_negative_precision, valid
     # identity-deduplicated rank: 1 + number of other identities whose first kept
     # image comes before the query identity's first correct image
@@ -144,19 +151,20 @@ def rank_metrics(
     gallery_ids: ArrayLike,
     query_cameras: ArrayLike,
     gallery_cameras: ArrayLike,
-    protocol: str,
+    scoring: ScoringRule | str,
     max_rank: int = 20,
     query_chunk_size: int | None = None,
 ) -> RankMetrics:
-    """CMC (``max_rank`` long), mAP and mINP of a (Q, G) distance matrix under ``protocol``.
+    """CMC (``max_rank`` long), mAP and mINP of a (Q, G) distance matrix under ``scoring``.
 
     ``distances`` and the id/camera vectors may be numpy arrays or tensors;
     the work happens on the distances' device. ``query_chunk_size`` queries are
     scored at a time; ``None`` picks the largest chunk whose (chunk, G)
     temporaries stay under about 256 MB.
     """
+    rule = scoring_rule(scoring)
     distances, query_ids, gallery_ids, query_cameras, gallery_cameras = _as_tensors(
-        protocol, distances, query_ids, gallery_ids, query_cameras, gallery_cameras
+        distances, query_ids, gallery_ids, query_cameras, gallery_cameras
     )
     device = distances.device
     if distances.ndim != 2:
@@ -185,7 +193,7 @@ def rank_metrics(
             gallery_cameras,
             gallery_id_index,
             unique_ids.numel(),
-            protocol,
+            rule,
         )
         for start in range(0, num_queries, chunk)
     ]
@@ -218,7 +226,7 @@ def evaluate_features(
     gallery_ids: ArrayLike,
     query_cameras: ArrayLike,
     gallery_cameras: ArrayLike,
-    protocol: str,
+    scoring: ScoringRule | str,
     max_rank: int = 20,
 ) -> RankMetrics:
     """rank_metrics of the negative-cosine distances between two feature sets."""
@@ -228,7 +236,7 @@ def evaluate_features(
         gallery_ids,
         query_cameras,
         gallery_cameras,
-        protocol,
+        scoring,
         max_rank,
     )
 
@@ -239,15 +247,15 @@ def ranked_gallery(
     gallery_ids: ArrayLike,
     query_cameras: ArrayLike,
     gallery_cameras: ArrayLike,
-    protocol: str,
+    scoring: ScoringRule | str,
     top_k: int,
 ) -> list[np.ndarray]:
     """Per query, the first ``top_k`` gallery indices in the order the metrics score
-    them: ascending distance, ties in gallery order, the images the protocol
+    them: ascending distance, ties in gallery order, the images the scoring rule
     removes for that query left out (so a list may be shorter than ``top_k``)."""
     distances, query_ids, gallery_ids, query_cameras, gallery_cameras = _as_tensors(
-        protocol, distances, query_ids, gallery_ids, query_cameras, gallery_cameras
+        distances, query_ids, gallery_ids, query_cameras, gallery_cameras
     )
     order = gallery_order(distances).to(distances.device)  # (Q, G)
-    keep = _kept(gallery_ids[order] == query_ids[:, None], query_cameras, gallery_cameras[order], protocol)
+    keep = _kept(gallery_ids[order] == query_ids[:, None], query_cameras, gallery_cameras[order], scoring_rule(scoring))
     return [row[kept][:top_k].cpu().numpy() for row, kept in zip(order, keep)]

@@ -1,5 +1,8 @@
-"""The evaluation protocols: which images form each trial's query and gallery,
-how they are scored, and the mean/std over trials in the standard table.
+"""Evaluating saved features with a protocol: each trial's query and gallery,
+their scores, and the mean/std over trials in the standard table.
+
+The protocols themselves belong to their datasets (vireid.datasets); the
+shipped ones:
 
 ==============  ==========================================  =================
 protocol        query -> gallery                            trials
@@ -20,44 +23,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vireid.data.llcm import llcm_trial_rows
-from vireid.data.regdb import regdb_direction_rows
 from vireid.data.splits import Split
-from vireid.data.sysu import sysu_trial_rows
+from vireid.datasets import Protocol, get_dataset, get_protocol
+from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.metrics import RankMetrics, evaluate_features
-from vireid.errors import UserError
 
 REPORTED_RANKS = (1, 5, 10, 20)
-
-
-@dataclass(frozen=True)
-class Protocol:
-    name: str
-    dataset: str  # "sysu" | "regdb" | "llcm": the reader and the scoring rule
-    mode: str  # the dataset's search mode or direction
-    query: str  # what the query is, printed in every table
-    gallery: str
-    trials: tuple[int, ...]
-
-
-PROTOCOLS = {
-    protocol.name: protocol
-    for protocol in (
-        Protocol("sysu-all", "sysu", "all", "infrared (cam3, cam6)", "visible (cam1, cam2, cam4, cam5)", tuple(range(10))),
-        Protocol("sysu-indoor", "sysu", "indoor", "infrared (cam3, cam6)", "visible (cam1, cam2)", tuple(range(10))),
-        Protocol("regdb-v2t", "regdb", "v2t", "visible", "thermal", tuple(range(1, 11))),
-        Protocol("regdb-t2v", "regdb", "t2v", "thermal", "visible", tuple(range(1, 11))),
-        Protocol("llcm-ir2vis", "llcm", "ir2vis", "near-infrared", "visible", tuple(range(10))),
-        Protocol("llcm-vis2ir", "llcm", "vis2ir", "visible", "near-infrared", tuple(range(10))),
-    )
-}
-
-
-def get_protocol(name: str) -> Protocol:
-    if name not in PROTOCOLS:
-        raise UserError(f"--protocol: unknown protocol {name!r}; expected one of {', '.join(PROTOCOLS)}")
-    return PROTOCOLS[name]
 
 
 def trial_rows(
@@ -70,14 +42,11 @@ def trial_rows(
 ) -> tuple[list[int], list[int]]:
     """Rows of ``test_images`` forming the query and gallery of ``trial``.
 
-    For RegDB ``test_images`` already is one trial's test set, so ``trial`` is
-    not used to select. ``shot`` and ``draws`` apply to SYSU-MM01 only.
+    Where the dataset trains one model per trial (RegDB), ``test_images``
+    already is one trial's test set. ``shot`` and ``draws`` apply where the
+    dataset has gallery options (SYSU-MM01).
     """
-    if protocol.dataset == "sysu":
-        return sysu_trial_rows(test_images, protocol.mode, trial, shot, draws, permutations)
-    if protocol.dataset == "llcm":
-        return llcm_trial_rows(test_images, protocol.mode, trial)
-    return regdb_direction_rows(test_images, protocol.mode)
+    return get_dataset(protocol.dataset).trial_rows(test_images, protocol.mode, trial, shot, draws, permutations)
 
 
 @dataclass(frozen=True)
@@ -99,7 +68,7 @@ class ProtocolResult:
 
     @property
     def label(self) -> str:
-        if self.protocol.dataset == "sysu":
+        if get_dataset(self.protocol.dataset).gallery_options:
             return f"{self.protocol.name} {self.shot}-shot ({self.draws} draws)"
         return self.protocol.name
 
@@ -171,15 +140,16 @@ def evaluate_protocol(
 ) -> ProtocolResult:
     """Score saved features with a protocol over its trials.
 
-    SYSU-MM01 / LLCM: one feature set holding every test image; each trial
-    draws its gallery from it (``trials`` defaults to 0..9). RegDB: one feature
-    set per trial (each from that trial's model), the trial number taken from
-    its metadata.
+    Most datasets (SYSU-MM01, LLCM): one feature set holding every test image;
+    each trial draws its gallery from it (``trials`` defaults to the
+    protocol's). One model per trial (RegDB): one feature set per trial, each
+    from that trial's model, the trial number taken from its metadata.
     """
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
-    if protocol.dataset == "regdb":
+    dataset = get_dataset(protocol.dataset)
+    if dataset.one_model_per_trial:
         if trials is not None:
-            raise UserError("RegDB trials are the feature files given (one per trial), not --trials")
+            raise UserError(f"{dataset.title} trials are the feature files given (one per trial), not --trials")
         runs = [(int(feature_set.metadata.get("trial", position + 1)), position) for position, feature_set in enumerate(feature_sets)]
     else:
         if len(feature_sets) != 1:
@@ -203,7 +173,7 @@ def evaluate_protocol(
             images.person_ids[gallery_rows],
             images.camera_ids[query_rows],
             images.camera_ids[gallery_rows],
-            protocol.dataset,
+            dataset.scoring,
             max_rank=max_rank,
         )
         results.append(TrialResult(trial, metrics, len(query_rows), len(gallery_rows)))

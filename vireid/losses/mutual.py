@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vireid.data.splits import Modality
+from vireid.modality import Modality
 from vireid.losses.identity import identity_loss
 
 CROSS_FORMS = ("hard", "soft", "ce", "both")

@@ -15,7 +15,7 @@ import torch
 import torchvision
 from torch import nn
 
-from vireid.data.splits import Modality
+from vireid.modality import Modality
 from vireid.errors import UserError
 from vireid.serialization import read_torch_file
 from vireid.models.non_local import NonLocalBlock

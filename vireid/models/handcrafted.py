@@ -6,12 +6,10 @@ matter less. It carries body shape and pattern geometry, not colour.
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 from PIL import Image
-
-from vireid.data.images import load_image
-from vireid.data.splits import Split
-from vireid.progress import track
 
 DESCRIPTOR_SIZE = (32, 16)  # (height, width) of the grey-level picture
 
@@ -30,7 +28,6 @@ def describe(image: Image.Image) -> np.ndarray:
     return np.concatenate([_standardise(grey).ravel(), _standardise(gradient).ravel()]).astype(np.float32)
 
 
-def describe_split(images: Split, progress: bool = False) -> np.ndarray:
-    """(N, D) descriptors of every image of ``images``, in order."""
-    paths = track(images.paths, "describe", "img", progress)
-    return np.stack([describe(load_image(path)) for path in paths])
+def describe_images(images: Iterable[Image.Image]) -> np.ndarray:
+    """(N, D) descriptors of the images, in order (the caller opens them)."""
+    return np.stack([describe(image) for image in images])

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vireid.data.splits import Modality
+from vireid.modality import Modality
 from vireid.models.pooling import GeM
 
 

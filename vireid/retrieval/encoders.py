@@ -10,11 +10,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from vireid.data.splits import Modality
+from vireid.engine.checkpoint import model_from_checkpoint
 from vireid.engine.extract import batch_features, model_signature
 from vireid.errors import UserError
-from vireid.retrieval.export import INPUT_NAME, OUTPUT_NAME
+from vireid.modality import Modality
 
+INPUT_NAME = "images"  # of an exported file: (B, 3, H, W) float32 normalised images
+OUTPUT_NAME = "features"  # (B, D) float32 L2-normalised features
 ONNX_SUFFIX = ".onnx"
 ONNX_BATCH_SIZE = 32
 
@@ -40,8 +42,6 @@ def load_encoder(path: str | Path, modality: Modality, device: str = "cpu", over
 
 
 def checkpoint_encoder(path: str | Path, modality: Modality, device: str = "cpu", overrides: list[str] | tuple[str, ...] = ()) -> ImageEncoder:
-    from vireid.engine.trainer import model_from_checkpoint
-
     model, config, _ = model_from_checkpoint(path, device, overrides)
     height, width = config.data.height, config.data.width
 

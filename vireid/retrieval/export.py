@@ -20,13 +20,11 @@ from torch import nn
 
 from vireid.atomic import atomic_path
 from vireid.config import ExperimentConfig, InferenceConfig
-from vireid.data.splits import Modality
 from vireid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vireid.engine.extract import batch_features, model_signature
+from vireid.modality import Modality
 from vireid.models.network import CrossModalityNet
-
-INPUT_NAME = "images"
-OUTPUT_NAME = "features"
+from vireid.retrieval.encoders import INPUT_NAME, OUTPUT_NAME, onnx_encoder
 
 
 class FeatureModel(nn.Module):
@@ -54,7 +52,7 @@ def export_onnx(model: CrossModalityNet, config: ExperimentConfig, modality: Mod
             None,
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
-            dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
+            dynamic_shapes={"images": {0: torch.export.Dim("batch")}},  # FeatureModel.forward's argument
             dynamo=True,
         )
     signature = model_signature(feature_model.model, config)
@@ -72,8 +70,6 @@ def export_onnx(model: CrossModalityNet, config: ExperimentConfig, modality: Mod
 
 def max_abs_difference(path: str | Path, model: CrossModalityNet, config: ExperimentConfig, modality: Modality, batch: int = 3, seed: int = 0) -> float:
     """Largest |ONNX Runtime - PyTorch| over the features of a batch of random images."""
-    from vireid.retrieval.encoders import onnx_encoder
-
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(batch, 3, config.data.height, config.data.width, generator=generator)
     expected = batch_features(model.cpu(), images, int(modality), config.test).numpy()

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from vireid.data.image_folder import UNKNOWN_ID
-from vireid.data.splits import Modality
+from vireid.modality import Modality
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.retrieval.index import GalleryIndex
 

@@ -22,7 +22,7 @@ from matplotlib.textpath import TextToPath
 from PIL import Image
 
 from vireid.data.images import load_image
-from vireid.data.splits import Modality
+from vireid.modality import Modality
 from vireid.errors import UserError
 from vireid.viz.png import save_png
 

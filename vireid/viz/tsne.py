@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from sklearn.manifold import TSNE
 
-from vireid.data.splits import Modality
+from vireid.modality import Modality
 from vireid.errors import UserError
 from vireid.viz.png import save_png
 

@@ -1,4 +1,4 @@
-"""RegDB reader: the per-trial index files and the two test directions.
+"""RegDB: the per-trial index files, the two test directions and the synthetic layout.
 
 Layout::
 
@@ -15,7 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from vireid.data.files import read_index_file, require_dir
-from vireid.data.splits import Modality, QueryGallery, Split, relabel
+from vireid.data.splits import QueryGallery, Split, relabelled
+from vireid.datasets.registry import register_dataset
+from vireid.datasets.spec import DatasetSpec, Protocol, ScoringRule, SyntheticLayout
+from vireid.errors import UserError
+from vireid.modality import Modality
+from vireid.synthetic.plan import DatasetPlan, ImageJob, split_ids
 
 TRIALS = tuple(range(1, 11))
 CAMERAS = {Modality.VISIBLE: 1, Modality.INFRARED: 2}
@@ -46,8 +51,7 @@ def _index_split(root: Path, part: str, trial: int) -> Split:
 
 def regdb_train_split(root: str | Path, trial: int = 1) -> Split:
     """Training set of one trial, labels re-indexed 0..K-1 by person id."""
-    images = _index_split(Path(root), "train", trial)
-    return Split(images.paths, images.person_ids, images.camera_ids, images.modalities, relabel(images.person_ids))
+    return relabelled(_index_split(Path(root), "train", trial))
 
 
 def regdb_test_images(root: str | Path, trial: int = 1) -> Split:
@@ -71,3 +75,53 @@ def regdb_test_split(root: str | Path, trial: int = 1, direction: str = "v2t") -
     test_images = regdb_test_images(root, trial)
     query_rows, gallery_rows = regdb_direction_rows(test_images, direction)
     return QueryGallery(test_images.subset(query_rows), test_images.subset(gallery_rows))
+
+
+def _trial_rows(test_images: Split, direction: str, trial: int, *gallery_options) -> tuple[list[int], list[int]]:
+    """The protocol's rows: ``test_images`` is already the trial's own test set."""
+    return regdb_direction_rows(test_images, direction)
+
+
+def plan_synthetic(identities: int, images_per_id: int, rng: np.random.Generator) -> DatasetPlan:
+    """Visible/<id>/..._v_K.bmp, Thermal/<id>/..._t_K.bmp and idx files for trials 1..10.
+
+    Each trial splits the persons at random into halves for training and test;
+    the label column is the person number (0-based, as in the released files).
+    """
+    if identities < 4 or identities % 2:
+        raise UserError(f"--ids: a RegDB layout needs an even number of at least 4 identities, got {identities}")
+    plan = DatasetPlan()
+    paths: dict[tuple[int, int], list[str]] = {}
+    for person_id in range(1, identities + 1):
+        gender = "female" if rng.random() < 0.5 else "male"
+        view = "front" if rng.random() < 0.5 else "back"
+        for modality, folder, letter in ((Modality.VISIBLE, "Visible", "v"), (Modality.INFRARED, "Thermal", "t")):
+            for index in range(1, images_per_id + 1):
+                relative_path = f"{folder}/{person_id}/{gender}_{person_id}_{view}_{letter}_{index}.bmp"
+                plan.images.append(ImageJob(relative_path, person_id, modality, CAMERAS[modality], index))
+                paths.setdefault((modality, person_id), []).append(relative_path)
+    for trial in TRIALS:
+        test_ids, train_ids = split_ids(list(range(1, identities + 1)), (0.5,), rng)
+        for part, part_ids in (("train", train_ids), ("test", test_ids)):
+            for modality, name in INDEX_NAMES.items():
+                lines = [f"{path} {person_id - 1}" for person_id in part_ids for path in paths[(modality, person_id)]]
+                plan.text_files[f"idx/{part}_{name}_{trial}.txt"] = "\n".join(lines) + "\n"
+    return plan
+
+
+REGDB = register_dataset(
+    DatasetSpec(
+        name="regdb",
+        title="RegDB",
+        training_split=regdb_train_split,
+        test_images=regdb_test_images,
+        protocols=(
+            Protocol("regdb-v2t", "regdb", "v2t", "visible", "thermal", TRIALS),
+            Protocol("regdb-t2v", "regdb", "t2v", "thermal", "visible", TRIALS),
+        ),
+        trial_rows=_trial_rows,
+        scoring=ScoringRule(identity_deduplicated_cmc=False),
+        one_model_per_trial=True,
+        synthetic=SyntheticLayout(plan_synthetic, identities=40, images_per_id=10),
+    )
+)

@@ -1,4 +1,4 @@
-"""SYSU-MM01 reader: the authors' on-disk layout, training set and test protocol.
+"""SYSU-MM01: the authors' on-disk layout, training set, test protocols and synthetic layout.
 
 Layout::
 
@@ -13,9 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from vireid.data.draws import PersonFolders, all_images, official_draws, reference_draws
-from vireid.data.files import person_folder_images, read_id_list, require_dir, require_file
-from vireid.data.splits import Modality, QueryGallery, Split, relabel
-from vireid.errors import DatasetError
+from vireid.data.files import person_folder_images, person_folder_name, read_id_list, require_dir, require_file
+from vireid.data.splits import QueryGallery, Split, relabelled
+from vireid.datasets.registry import register_dataset
+from vireid.datasets.spec import DatasetSpec, Protocol, ScoringRule, SyntheticLayout
+from vireid.errors import DatasetError, UserError
+from vireid.modality import Modality
+from vireid.synthetic.plan import DatasetPlan, ImageJob, camera_subset, id_line, images_per_camera, split_ids
 
 VISIBLE_CAMERAS = (1, 2, 4, 5)
 INFRARED_CAMERAS = (3, 6)
@@ -24,6 +28,8 @@ GALLERY_CAMERAS = {"all": (1, 2, 4, 5), "indoor": (1, 2)}
 
 DRAWS = ("agw", "official")
 PERMUTATION_FILE = "exp/rand_perm_cam.mat"
+TRIALS = tuple(range(10))
+PERMUTATION_TRIALS = 10
 
 
 def _check_root(root: Path) -> Path:
@@ -54,8 +60,7 @@ def sysu_train_split(root: str | Path, include_val: bool = True) -> Split:
         person_ids += read_id_list(root / "exp" / "val_id.txt")
     visible = _require_images(person_folder_images(root, person_ids, VISIBLE_CAMERAS, _camera_modality), "visible training images in cam1/2/4/5", root)
     infrared = _require_images(person_folder_images(root, person_ids, INFRARED_CAMERAS, _camera_modality), "infrared training images in cam3/6", root)
-    images = Split.concatenate([visible, infrared])
-    return Split(images.paths, images.person_ids, images.camera_ids, images.modalities, relabel(images.person_ids))
+    return relabelled(Split.concatenate([visible, infrared]))
 
 
 def sysu_test_images(root: str | Path, id_file: str = "test_id.txt") -> Split:
@@ -122,3 +127,75 @@ def sysu_test_split(
         test_images, mode, trial, shot, draws, permutations, str(root / PERMUTATION_FILE)
     )
     return QueryGallery(test_images.subset(query_rows), test_images.subset(gallery_rows))
+
+
+def plan_synthetic(identities: int, images_per_id: int, rng: np.random.Generator) -> DatasetPlan:
+    """camN/<id4>/NNNN.jpg, exp/{train,val,test}_id.txt, exp/rand_perm_cam.mat.
+
+    Ids split like the real set (296 train, 99 val, 96 test of 491). Every
+    person is seen by at least one indoor visible camera (cam1/cam2) and one
+    infrared camera.
+    """
+    if identities < 4:
+        raise UserError(f"--ids: a SYSU-MM01 layout needs at least 4 identities, got {identities}")
+    person_ids = list(range(1, identities + 1))
+    test_ids, val_ids, train_ids = split_ids(person_ids, (96 / 491, 99 / 491), rng)
+    plan = DatasetPlan(
+        text_files={"exp/train_id.txt": id_line(train_ids), "exp/val_id.txt": id_line(val_ids), "exp/test_id.txt": id_line(test_ids)}
+    )
+    folder_sizes: dict[tuple[int, int], int] = {}
+    for person_id in person_ids:
+        visible = camera_subset(VISIBLE_CAMERAS, 0.7, rng)
+        if not {1, 2} & set(visible):
+            visible.append(int(rng.choice((1, 2))))
+        infrared = camera_subset(INFRARED_CAMERAS, 0.8, rng)
+        for modality, cameras in ((Modality.VISIBLE, visible), (Modality.INFRARED, infrared)):
+            for camera_id, count in images_per_camera(images_per_id, sorted(cameras), rng).items():
+                folder_sizes[(camera_id, person_id)] = count
+                for index in range(1, count + 1):
+                    plan.images.append(
+                        ImageJob(f"cam{camera_id}/{person_folder_name(person_id)}/{index:04d}.jpg", person_id, modality, camera_id, index)
+                    )
+    permutations = _synthetic_permutations(folder_sizes, identities, rng)
+    plan.binary_files[PERMUTATION_FILE] = lambda path: _save_permutations(path, permutations)
+    return plan
+
+
+def _synthetic_permutations(folder_sizes: dict[tuple[int, int], int], identities: int, rng: np.random.Generator) -> np.ndarray:
+    """The rand_perm_cam cell array: per camera, per person id, a (10, n) matrix of 1-based image numbers."""
+    cameras = np.empty((6, 1), dtype=object)
+    for camera_id in range(1, 7):
+        per_person = np.empty((identities, 1), dtype=object)
+        for person_id in range(1, identities + 1):
+            count = folder_sizes.get((camera_id, person_id), 0)
+            per_person[person_id - 1, 0] = np.array(
+                [rng.permutation(count) + 1 for _ in range(PERMUTATION_TRIALS)], dtype=np.float64
+            ).reshape(PERMUTATION_TRIALS, count)
+        cameras[camera_id - 1, 0] = per_person
+    return cameras
+
+
+def _save_permutations(path: Path, permutations: np.ndarray) -> None:
+    from scipy.io import savemat
+
+    savemat(str(path), {"rand_perm_cam": permutations})
+
+
+SYSU = register_dataset(
+    DatasetSpec(
+        name="sysu",
+        title="SYSU-MM01",
+        training_split=lambda root, trial: sysu_train_split(root),
+        test_images=lambda root, trial: sysu_test_images(root),
+        protocols=(
+            Protocol("sysu-all", "sysu", "all", "infrared (cam3, cam6)", "visible (cam1, cam2, cam4, cam5)", TRIALS),
+            Protocol("sysu-indoor", "sysu", "indoor", "infrared (cam3, cam6)", "visible (cam1, cam2)", TRIALS),
+        ),
+        trial_rows=sysu_trial_rows,
+        scoring=ScoringRule(removed_camera_pairs=((3, 2),), identity_deduplicated_cmc=True),
+        gallery_options=True,
+        permutation_file=PERMUTATION_FILE,
+        load_permutations=load_official_permutations,
+        synthetic=SyntheticLayout(plan_synthetic, identities=120, images_per_id=12),
+    )
+)

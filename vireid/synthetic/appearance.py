@@ -21,7 +21,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from vireid.data.splits import Modality
+from vireid.modality import Modality
 
 PATTERNS = ("plain", "horizontal stripes", "vertical stripes", "checks", "logo", "two-tone")
 RGB = tuple[float, float, float]

@@ -1,4 +1,4 @@
-"""LLCM reader: the low-light cross-modality dataset's layout and test protocol.
+"""LLCM: the low-light cross-modality dataset's layout, test protocols and synthetic layout.
 
 Layout::
 
@@ -11,16 +11,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from vireid.data.draws import PersonFolders, all_images, reference_draws
-from vireid.data.files import camera_from_path, person_folder_images, read_id_list, read_index_file, require_dir
-from vireid.data.splits import Modality, QueryGallery, Split, relabel
-from vireid.errors import DatasetError
+from vireid.data.files import camera_from_path, person_folder_images, person_folder_name, read_id_list, read_index_file, require_dir
+from vireid.data.splits import QueryGallery, Split, relabelled
+from vireid.datasets.registry import register_dataset
+from vireid.datasets.spec import DatasetSpec, Protocol, ScoringRule, SyntheticLayout
+from vireid.errors import DatasetError, UserError
+from vireid.modality import Modality
+from vireid.synthetic.plan import DatasetPlan, ImageJob, camera_subset, id_line, images_per_camera, split_ids
 
 TEST_CAMERAS = {Modality.VISIBLE: (1, 2, 3, 4, 5, 6, 7, 8, 9), Modality.INFRARED: (1, 2, 4, 5, 6, 7, 8, 9)}
 TEST_FOLDERS = {Modality.VISIBLE: "test_vis", Modality.INFRARED: "test_nir"}
 TRAIN_INDEX_FILES = {Modality.VISIBLE: "idx/train_vis.txt", Modality.INFRARED: "idx/train_nir.txt"}
 MODES = {"ir2vis": (Modality.INFRARED, Modality.VISIBLE), "vis2ir": (Modality.VISIBLE, Modality.INFRARED)}
 """(query modality, gallery modality) of each test mode."""
+TRIALS = tuple(range(10))
 
 
 def _check_root(root: Path) -> Path:
@@ -48,8 +55,7 @@ def llcm_train_split(root: str | Path) -> Split:
                 modalities=[modality] * len(entries),
             )
         )
-    images = Split.concatenate(parts)
-    return Split(images.paths, images.person_ids, images.camera_ids, images.modalities, relabel(images.person_ids))
+    return relabelled(Split.concatenate(parts))
 
 
 def llcm_test_images(root: str | Path) -> Split:
@@ -82,3 +88,51 @@ def llcm_test_split(root: str | Path, mode: str = "ir2vis", trial: int = 0) -> Q
     test_images = llcm_test_images(root)
     query_rows, gallery_rows = llcm_trial_rows(test_images, mode, trial)
     return QueryGallery(test_images.subset(query_rows), test_images.subset(gallery_rows))
+
+
+def _trial_rows(test_images: Split, mode: str, trial: int, *gallery_options) -> tuple[list[int], list[int]]:
+    return llcm_trial_rows(test_images, mode, trial)
+
+
+def plan_synthetic(identities: int, images_per_id: int, rng: np.random.Generator) -> DatasetPlan:
+    """{train,test}_{vis,nir}/camN/<id4>/..., idx/train_{vis,nir}.txt, idx/test_id.txt.
+
+    About a third of the persons are test ids (351 of 1,064 in the real set).
+    """
+    if identities < 4:
+        raise UserError(f"--ids: an LLCM layout needs at least 4 identities, got {identities}")
+    test_ids, train_ids = split_ids(list(range(1, identities + 1)), (1 / 3,), rng)
+    plan = DatasetPlan(text_files={"idx/test_id.txt": id_line(test_ids)})
+    train_lines: dict[Modality, list[str]] = {Modality.VISIBLE: [], Modality.INFRARED: []}
+    test_set = set(test_ids)
+    for person_id in range(1, identities + 1):
+        part = "test" if person_id in test_set else "train"
+        for modality, suffix in ((Modality.VISIBLE, "vis"), (Modality.INFRARED, "nir")):
+            cameras = camera_subset(TEST_CAMERAS[modality], 0.45, rng)
+            for camera_id, count in images_per_camera(images_per_id, cameras, rng).items():
+                for index in range(1, count + 1):
+                    name = f"{person_folder_name(person_id)}_c{camera_id:02d}_f{index:04d}_{suffix}.jpg"
+                    relative_path = f"{part}_{suffix}/cam{camera_id}/{person_folder_name(person_id)}/{name}"
+                    plan.images.append(ImageJob(relative_path, person_id, modality, camera_id, index))
+                    if part == "train":
+                        train_lines[modality].append(f"{relative_path} {person_id}")
+    for modality, index_file in TRAIN_INDEX_FILES.items():
+        plan.text_files[index_file] = "\n".join(train_lines[modality]) + "\n"
+    return plan
+
+
+LLCM = register_dataset(
+    DatasetSpec(
+        name="llcm",
+        title="LLCM",
+        training_split=lambda root, trial: llcm_train_split(root),
+        test_images=lambda root, trial: llcm_test_images(root),
+        protocols=(
+            Protocol("llcm-ir2vis", "llcm", "ir2vis", "near-infrared", "visible", TRIALS),
+            Protocol("llcm-vis2ir", "llcm", "vis2ir", "visible", "near-infrared", TRIALS),
+        ),
+        trial_rows=_trial_rows,
+        scoring=ScoringRule(remove_same_person_same_camera=True, identity_deduplicated_cmc=True),
+        synthetic=SyntheticLayout(plan_synthetic, identities=90, images_per_id=12),
+    )
+)

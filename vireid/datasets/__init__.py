@@ -1,0 +1,24 @@
+"""The datasets vireid reads, one module each, found by name.
+
+Each module of this package describes one dataset in a DatasetSpec and
+registers it. Importing the package imports every module in it, so a new
+dataset is one new file here (README, "Add a dataset").
+"""
+from vireid.datasets.registry import DATASETS, dataset_names, get_dataset, get_protocol, protocol_names, register_dataset
+from vireid.datasets.spec import DatasetSpec, Protocol, ScoringRule, SyntheticLayout
+from vireid.discovery import import_submodules
+
+import_submodules(__path__, __name__, first=("sysu", "regdb", "llcm"))  # the order tables list them in
+
+__all__ = [
+    "DATASETS",
+    "DatasetSpec",
+    "Protocol",
+    "ScoringRule",
+    "SyntheticLayout",
+    "dataset_names",
+    "get_dataset",
+    "get_protocol",
+    "protocol_names",
+    "register_dataset",
+]

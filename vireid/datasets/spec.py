@@ -1,0 +1,94 @@
+"""What a dataset IS, in one record: its readers, its evaluation protocols and
+their trials, its scoring rule, whether it trains one model per trial, and the
+plan of its synthetic layout. Each dataset module fills one DatasetSpec and
+registers it (vireid.datasets.registry); everything else asks the registry.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from vireid.data.splits import Split
+
+if TYPE_CHECKING:
+    from vireid.synthetic.plan import DatasetPlan
+
+TrialRows = tuple[list[int], list[int]]
+"""Rows of the test images that form one trial's query and gallery."""
+
+
+@dataclass(frozen=True)
+class ScoringRule:
+    """How a trial is scored (vireid.evaluation.metrics applies it).
+
+    Gallery images a query must not be matched with are removed from its
+    ranking: those of camera G for a query of camera Q, for each
+    ``(Q, G)`` in ``removed_camera_pairs``, and, with
+    ``remove_same_person_same_camera``, the query person's images from the
+    query's own camera. CMC counts only the first image of each person id in
+    the ranking when ``identity_deduplicated_cmc``, else every image.
+    """
+
+    removed_camera_pairs: tuple[tuple[int, int], ...] = ()
+    remove_same_person_same_camera: bool = False
+    identity_deduplicated_cmc: bool = True
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One evaluation protocol: a named query → gallery setting of a dataset, over its trials."""
+
+    name: str  # e.g. "sysu-all"; unique over all datasets
+    dataset: str  # the registered dataset's name
+    mode: str  # the dataset's own name of the setting (search mode or direction)
+    query: str  # what the query is, printed in every table
+    gallery: str
+    trials: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SyntheticLayout:
+    """How `vireid synth` writes this dataset's layout: the planner and its default size."""
+
+    plan: Callable[[int, int, np.random.Generator], DatasetPlan]  # (identities, images per id, rng) -> every file
+    identities: int
+    images_per_id: int  # in each modality
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset: readers, protocols, scoring, and the switches the engine needs.
+
+    ``training_split(root, trial)`` returns the training images with labels
+    0..K-1; ``test_images(root, trial)`` every test image the protocols draw
+    from (``trial`` matters only where ``one_model_per_trial``: RegDB's trials
+    are different train/test splits, each with its own model).
+    ``trial_rows(test_images, mode, trial, shot, draws, permutations)`` picks a
+    trial's query and gallery; ``shot`` and ``draws`` only where
+    ``gallery_options`` (SYSU-MM01's single/multi-shot and its two kinds of
+    draws, the official ones read by ``load_permutations`` from
+    ``permutation_file`` under the root).
+    """
+
+    name: str  # the config value data.dataset
+    title: str  # the dataset's published name, for messages
+    training_split: Callable[[Path, int], Split]
+    test_images: Callable[[Path, int], Split]
+    protocols: tuple[Protocol, ...]
+    trial_rows: Callable[..., TrialRows]
+    scoring: ScoringRule
+    one_model_per_trial: bool = False
+    gallery_options: bool = False
+    permutation_file: str = ""
+    load_permutations: Callable[[Path], np.ndarray] | None = None
+    synthetic: SyntheticLayout | None = None
+
+    @property
+    def protocol_names(self) -> tuple[str, ...]:
+        return tuple(protocol.name for protocol in self.protocols)
+
+
+__all__ = ["DatasetSpec", "Protocol", "ScoringRule", "SyntheticLayout", "TrialRows"]

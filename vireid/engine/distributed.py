@@ -1,0 +1,61 @@
+"""Where this process trains: the device, and under torchrun the process group."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Environment:
+    """Where this process trains: device, distributed rank and world size."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def describe(self) -> str:
+        return str(self.device) + (f" x {self.world_size} processes" if self.distributed else "")
+
+
+def setup_environment(device: str = "auto") -> Environment:
+    """The device ("auto": the GPU if there is one), and the process group when
+    started by torchrun (WORLD_SIZE > 1): NCCL on GPUs, gloo on CPUs."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if world_size > 1:
+        rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+        if device == "cuda":
+            torch.cuda.set_device(local_rank)
+            device = f"cuda:{local_rank}"
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        return Environment(torch.device(device), rank, world_size)
+    return Environment(torch.device(device))
+
+
+def parameter_checksums(model: torch.nn.Module) -> list[float]:
+    """Every rank's sum of all parameter values: equal when the ranks are in sync."""
+    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+    gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, checksum)
+    return [float(value) for value in gathered]
+
+
+def barrier(environment: Environment) -> None:
+    if environment.distributed:
+        dist.barrier()
+
+
+__all__ = ["Environment", "barrier", "parameter_checksums", "setup_environment"]

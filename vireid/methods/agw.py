@@ -1,0 +1,24 @@
+"""AGW and the paper's additions to it, as methods (rows of the paper's ablation).
+
+==================  =====================================================
+``agw``             AGW baseline: two-stream ResNet, non-local, GeM, BNNeck; ID + WRT
+``agw_fgfl``        + FGFL: 6 horizontal part features, each with its classifier
+``agw_fgfl_cmimpl`` + CMIMPL: modality-specific classifiers with cross prediction (the paper's model)
+==================  =====================================================
+
+All three are one network (vireid.models.network) and one loss
+(vireid.losses.ReIDLoss) with different switches; ``model.parts`` and
+``model.cmimpl`` set in a config win over the method's values.
+"""
+from __future__ import annotations
+
+from vireid.losses import ReIDLoss
+from vireid.methods.registry import Method, register_method
+from vireid.models.network import build_model
+
+for name, summary, parts, cmimpl in (
+    ("agw", "AGW baseline: global branch, identity + weighted triplet losses", 0, False),
+    ("agw_fgfl", "AGW + fine-grained feature learning (horizontal parts)", 6, False),
+    ("agw_fgfl_cmimpl", "AGW + FGFL + cross-modality identity mutual prediction (the paper's model)", 6, True),
+):
+    register_method(Method(name, summary, build_model, ReIDLoss, {"parts": parts, "cmimpl": cmimpl}))
