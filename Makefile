@@ -1,7 +1,8 @@
 # The two commands of the README: `make demo` and `make test`. Each sets up
 # .venv (the tested torch pair pinned by requirements.txt) on first use.
 # `make test-slow` runs the long end-to-end tests that `make test` leaves out
-# (CI runs both); `make example` walks through the README's search example.
+# (CI runs both); `make test` first checks the code with ruff (pyproject.toml);
+# `make example` walks through the README's search example.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -21,6 +22,8 @@ demo: $(STAMP)
 	$(BIN)/vireid demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)

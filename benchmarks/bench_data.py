@@ -4,6 +4,7 @@ decoded-image cache. A script, not a test:
 
     python benchmarks/bench_data.py [--sizes 64x32 288x144] [--workers 0 1 2] [--append-to BENCHMARKS.md]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,12 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import append_section  # noqa: E402
 
-from vireid.datasets.sysu import sysu_train_split  # noqa: E402
 from vireid.data.cache import image_cache  # noqa: E402
 from vireid.data.dataset import SplitDataset  # noqa: E402
 from vireid.data.sampler import CrossModalityBatchSampler  # noqa: E402
-from vireid.synthetic.writer import write_synthetic_dataset  # noqa: E402
 from vireid.data.transforms import train_transform  # noqa: E402
+from vireid.datasets.sysu import sysu_train_split  # noqa: E402
+from vireid.synthetic.writer import write_synthetic_dataset  # noqa: E402
 
 
 def images_per_second(dataset: SplitDataset, sampler: CrossModalityBatchSampler, workers: int, batches: int) -> float:
@@ -48,13 +49,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = arguments.root or write_synthetic_dataset("sysu", Path(folder) / "SYSU-MM01", arguments.ids, 12).root
         split = sysu_train_split(root)
-        sampler = CrossModalityBatchSampler(split.labels, split.modalities, 8, 4, seed=0, num_batches=arguments.batches + 1)
+        sampler = CrossModalityBatchSampler(
+            split.labels, split.modalities, 8, 4, seed=0, num_batches=arguments.batches + 1
+        )
         rows = ["| input | source | workers | images/s |", "|---|---|---|---|"]
         for size in arguments.sizes:
             height, width = (int(value) for value in size.split("x"))
             transform = train_transform(height, width, padding=max(2, height // 28))
             decoded = image_cache(split, height, width, Path(folder) / "cache")
-            for source, dataset in (("decode files", SplitDataset(split, transform)), ("cache", SplitDataset(split, transform, decoded))):
+            for source, dataset in (
+                ("decode files", SplitDataset(split, transform)),
+                ("cache", SplitDataset(split, transform, decoded)),
+            ):
                 for workers in arguments.workers:
                     rate = images_per_second(dataset, sampler, workers, arguments.batches)
                     rows.append(f"| {height}×{width} | {source} | {workers} | {rate:.0f} |")

@@ -3,6 +3,7 @@ per-query loop in the reference style. A script, not a test:
 
     python benchmarks/bench_evaluation.py [--device cpu|cuda] [--repeats 5] [--append-to BENCHMARKS.md]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -102,7 +103,14 @@ def _time_trial(name: str, trial: Trial, device: str, repeats: int) -> tuple[str
     labels = trial.labels_on(device)
     distances = pairwise_distances(query_features, gallery_features)
     distances_numpy = distances.cpu().numpy()
-    reference_arguments = (distances_numpy, trial.query_ids, trial.gallery_ids, trial.query_cameras, trial.gallery_cameras, trial.protocol)
+    reference_arguments = (
+        distances_numpy,
+        trial.query_ids,
+        trial.gallery_ids,
+        trial.query_cameras,
+        trial.gallery_cameras,
+        trial.protocol,
+    )
 
     ours = rank_metrics(distances, *labels, trial.protocol)
     reference_cmc, reference_map, reference_minp = per_query_loop(*reference_arguments)
@@ -160,8 +168,12 @@ def main() -> None:
         "| case | Q × G | rank_metrics (ms) | evaluate_features (ms) | reference loop (ms) | speed-up |",
         "|---|---|---|---|---|---|",
     ]
-    sysu_row, sysu_loop_seconds = _time_trial("SYSU-sized trial", sysu_sized_trial(rng, arguments.dimension), device, arguments.repeats)
-    regdb_row, _ = _time_trial("RegDB-sized trial", regdb_sized_trial(rng, arguments.dimension), device, arguments.repeats)
+    sysu_row, sysu_loop_seconds = _time_trial(
+        "SYSU-sized trial", sysu_sized_trial(rng, arguments.dimension), device, arguments.repeats
+    )
+    regdb_row, _ = _time_trial(
+        "RegDB-sized trial", regdb_sized_trial(rng, arguments.dimension), device, arguments.repeats
+    )
     ten_trials_seconds = _time_ten_sysu_trials(rng, arguments.dimension, device, arguments.repeats)
     ten_loops_seconds = 10 * sysu_loop_seconds
     rows += [

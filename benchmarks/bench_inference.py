@@ -9,6 +9,7 @@ weights (speed does not depend on them), on random images at the config's size.
 Images per second count the network only, not decoding. ONNX Runtime runs the
 file `vireid export` writes, with as many threads as PyTorch uses.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import append_section  # noqa: E402
 
 from vireid.config import load_config  # noqa: E402
-from vireid.modality import Modality  # noqa: E402
 from vireid.methods import create_model  # noqa: E402
+from vireid.modality import Modality  # noqa: E402
 from vireid.retrieval.encoders import onnx_encoder  # noqa: E402
 from vireid.retrieval.export import FeatureModel, export_onnx  # noqa: E402
 
@@ -74,13 +75,17 @@ def main() -> None:
         onnx_rate = images_per_second(onnx, batch, arguments.seconds)
         with torch.inference_mode():
             difference = np.abs(encoder.encode(images) - feature_model(on_device).cpu().numpy()).max()
-        rows.append(f"| {batch} | {eager_rate:.1f} | {onnx_rate:.1f} | {onnx_rate / eager_rate:.2f}× | {difference:.1e} |")
+        rows.append(
+            f"| {batch} | {eager_rate:.1f} | {onnx_rate:.1f} | {onnx_rate / eager_rate:.2f}× | {difference:.1e} |"
+        )
         print(rows[-1], flush=True)
     size = f"{config.data.height}×{config.data.width}"
     table = (
-        f"Model: `{arguments.config}` ({config.model.backbone}, parts {config.model.parts}, feature {config.test.feature}, "
+        f"Model: `{arguments.config}` ({config.model.backbone}, "
+        f"parts {config.model.parts}, feature {config.test.feature}, "
         f"flip {config.test.flip}), {size}, infrared stem; {torch.get_num_threads()} threads.\n\n"
-        f"| batch | PyTorch eager ({arguments.device}) img/s | ONNX Runtime (CPU) img/s | ORT / eager | max abs diff |\n"
+        f"| batch | PyTorch eager ({arguments.device}) img/s | ONNX "
+        "Runtime (CPU) img/s | ORT / eager | max abs diff |\n"
         "|---|---|---|---|---|\n" + "\n".join(rows)
     )
     print(table)

@@ -1,4 +1,5 @@
 """Time the synthetic dataset writer on a SYSU-MM01-shaped set (not a test)."""
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,12 @@ def main() -> None:
     for workers in arguments.workers:
         with tempfile.TemporaryDirectory() as folder:
             summary = write_synthetic_dataset(
-                "sysu", Path(folder) / "SYSU-MM01", arguments.ids, arguments.images_per_id, size=(height, width), workers=workers
+                "sysu",
+                Path(folder) / "SYSU-MM01",
+                arguments.ids,
+                arguments.images_per_id,
+                size=(height, width),
+                workers=workers,
             )
         rows.append(
             f"| sysu | {summary.identities} | {summary.images} | {height}×{width} | {workers} | "

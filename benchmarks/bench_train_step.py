@@ -8,6 +8,7 @@ channels-last and torch.compile. A script, not a test:
 With ``--loader-root`` it also times the same steps fed by the real data loader
 (2 workers, real augmentations): equal rates mean training is not loader-bound.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import append_section  # noqa: E402
 
 from vireid.config import load_config  # noqa: E402
-from vireid.datasets.sysu import sysu_train_split  # noqa: E402
 from vireid.data.cache import image_cache  # noqa: E402
 from vireid.data.dataset import SplitDataset  # noqa: E402
 from vireid.data.device_augment import BatchAugment  # noqa: E402
 from vireid.data.sampler import CrossModalityBatchSampler  # noqa: E402
 from vireid.data.transforms import train_transform  # noqa: E402
+from vireid.datasets.sysu import sysu_train_split  # noqa: E402
 from vireid.engine.trainer import Precision, build_optimizer, train_step  # noqa: E402
 from vireid.methods import create_loss, create_model  # noqa: E402
 
@@ -67,8 +68,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--classes", type=int, default=395)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--variants", nargs="+", default=["fp32", "bf16", "bf16+channels_last", "bf16+channels_last+compile"])
-    parser.add_argument("--loader-root", help="also time steps fed by the real loader from this SYSU-MM01-layout folder")
+    parser.add_argument(
+        "--variants", nargs="+", default=["fp32", "bf16", "bf16+channels_last", "bf16+channels_last+compile"]
+    )
+    parser.add_argument(
+        "--loader-root", help="also time steps fed by the real loader from this SYSU-MM01-layout folder"
+    )
     parser.add_argument("--loader-workers", type=int, nargs="+", default=[2])
     parser.add_argument("--loader-cache", help="a cache folder: also time the loader reading the decoded-image cache")
     parser.add_argument("--append-to")
@@ -122,7 +127,8 @@ def main() -> None:
             yield images, labels, modalities
 
     rows = [
-        f"| model | input | batch | variant | source | images/s | peak memory (GiB) | TFLOP/s | of {device.type} ceiling |",
+        "| model | input | batch | variant | source | images/s | "
+        f"peak memory (GiB) | TFLOP/s | of {device.type} ceiling |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
 
@@ -139,8 +145,14 @@ def main() -> None:
         add_row(variant, "memory", *time_steps(variant, from_memory()))
     if arguments.loader_root:
         split = sysu_train_split(arguments.loader_root)
-        sampler = CrossModalityBatchSampler(split.labels, split.modalities, config.train.identities_per_batch,
-                                            config.train.instances_per_modality, seed=0, num_batches=arguments.steps + 1)
+        sampler = CrossModalityBatchSampler(
+            split.labels,
+            split.modalities,
+            config.train.identities_per_batch,
+            config.train.instances_per_modality,
+            seed=0,
+            num_batches=arguments.steps + 1,
+        )
         transform = train_transform(height, width, config.train.padding)
         no_augment = lambda images: images  # noqa: E731
         sources = [("decode files", SplitDataset(split, transform), no_augment)]
@@ -153,10 +165,16 @@ def main() -> None:
             for workers in arguments.loader_workers:
                 loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers)
                 loaded = ((augment(b[0].to(device)), b[1].to(device), b[2].to(device)) for b in loader)
-                add_row(arguments.variants[0], f"loader: {source}, {workers} workers", *time_steps(arguments.variants[0], loaded))
+                add_row(
+                    arguments.variants[0],
+                    f"loader: {source}, {workers} workers",
+                    *time_steps(arguments.variants[0], loaded),
+                )
     notes = (
         f"Forward + backward of one step: {step_flops / 1e12:.3f} TFLOP (torch.utils.flop_counter). "
-        + "Measured matmul ceiling: " + ", ".join(f"{name} {value:.2f} TFLOP/s" for name, value in ceilings.items()) + "."
+        + "Measured matmul ceiling: "
+        + ", ".join(f"{name} {value:.2f} TFLOP/s" for name, value in ceilings.items())
+        + "."
     )
     table = "\n".join(rows) + "\n\n" + notes
     print(table)

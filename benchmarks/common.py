@@ -1,4 +1,5 @@
 """What every benchmark prints with its table: date, machine, versions, command."""
+
 from __future__ import annotations
 
 import datetime

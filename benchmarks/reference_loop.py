@@ -4,6 +4,7 @@ Written from the protocol rules (``protocols.md``), one query at a time with
 numpy, the way the AGW-era evaluators do it; the ties follow a stable sort so
 that it agrees with vireid exactly. Not used by the toolkit itself.
 """
+
 from __future__ import annotations
 
 import numpy as np

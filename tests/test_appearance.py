@@ -1,6 +1,7 @@
 """The synthetic pedestrian renderer: deterministic, colourless infrared, camera
 styles, and identity that survives the change of modality without being trivial
 to match."""
+
 from __future__ import annotations
 
 import os
@@ -10,14 +11,16 @@ import sys
 import numpy as np
 import pytest
 
-from vireid.synthetic.appearance import render_person, sample_appearance
 from vireid.modality import Modality
+from vireid.synthetic.appearance import render_person, sample_appearance
 
 VISIBLE_CAMERAS = (1, 2)
 INFRARED_CAMERA = 3
 
 
-def _render(person: int, modality: Modality, camera: int, image: int, size=(128, 64), population: int = 0) -> np.ndarray:
+def _render(
+    person: int, modality: Modality, camera: int, image: int, size=(128, 64), population: int = 0
+) -> np.ndarray:
     appearance = sample_appearance(np.random.default_rng([population, person]))
     image_rng = np.random.default_rng([population, 1, person, int(modality), camera, image])
     return render_person(appearance, modality, camera, image_rng, *size)
@@ -50,7 +53,11 @@ def test_images_are_identical_in_a_fresh_interpreter_with_another_hash_seed():
     )
     digests = [
         subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": seed}
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
         ).stdout
         for seed in ("1", "2")
     ]
@@ -65,7 +72,9 @@ def test_infrared_is_colourless_and_visible_is_not():
     assert np.abs(visible[..., 1] - visible[..., 2]).mean() > 5
 
 
-@pytest.mark.parametrize("modality, cameras", [(Modality.VISIBLE, (1, 4)), (Modality.INFRARED, (3, 6))], ids=["visible", "infrared"])
+@pytest.mark.parametrize(
+    "modality, cameras", [(Modality.VISIBLE, (1, 4)), (Modality.INFRARED, (3, 6))], ids=["visible", "infrared"]
+)
 def test_camera_style_depends_on_the_camera(modality, cameras):
     # the top corners are background; averaged over persons and images only the camera is left
     corners = {
@@ -116,14 +125,22 @@ def test_identity_survives_the_modality_but_is_not_trivial():
             for camera in VISIBLE_CAMERAS
             for i in range(2)
         ]
-        infrared = [(p, _render(p, Modality.INFRARED, INFRARED_CAMERA, i, population=population)) for p in range(persons) for i in range(4)]
+        infrared = [
+            (p, _render(p, Modality.INFRARED, INFRARED_CAMERA, i, population=population))
+            for p in range(persons)
+            for i in range(4)
+        ]
         visible_ids, infrared_ids = np.array([p for p, _ in visible]), np.array([p for p, _ in infrared])
         visible_features = np.stack([_descriptor(image) for _, image in visible])
         infrared_features = np.stack([_descriptor(image) for _, image in infrared])
         cross.append(_rank1(infrared_features, infrared_ids, visible_features, visible_ids))
         # same modality: every person's odd images against its even ones (the other visible camera too)
-        same_infrared.append(_rank1(infrared_features[1::2], infrared_ids[1::2], infrared_features[0::2], infrared_ids[0::2]))
-        same_visible.append(_rank1(visible_features[1::2], visible_ids[1::2], visible_features[0::2], visible_ids[0::2]))
+        same_infrared.append(
+            _rank1(infrared_features[1::2], infrared_ids[1::2], infrared_features[0::2], infrared_ids[0::2])
+        )
+        same_visible.append(
+            _rank1(visible_features[1::2], visible_ids[1::2], visible_features[0::2], visible_ids[0::2])
+        )
     chance = 1 / persons
     cross_rank1 = np.mean(cross)
     assert cross_rank1 > 3 * chance  # identity carries across the modalities

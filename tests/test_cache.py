@@ -1,14 +1,15 @@
 """The decoded-image cache: same pixels as decoding, built once, keyed by split and size."""
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 from PIL import Image
 
-from vireid.datasets.sysu import sysu_train_split
 from vireid.data.cache import cache_file, image_cache
 from vireid.data.dataset import SplitDataset
 from vireid.data.transforms import inference_transform
+from vireid.datasets.sysu import sysu_train_split
 
 
 def test_cache_holds_the_resized_images_and_is_built_once(sysu_root, tmp_path):

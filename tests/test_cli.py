@@ -1,4 +1,5 @@
 """The vireid command: synth and evaluate end to end, and user errors as one clear line."""
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,23 @@ def test_console_script_is_installed():
 
 def test_synth_writes_a_readable_dataset(tmp_path, capsys):
     out = tmp_path / "RegDB"
-    code = main(["synth", "--layout", "regdb", "--out", str(out), "--ids", "4", "--images-per-id", "2", "--size", "32x16", "--workers", "1"])
+    code = main(
+        [
+            "synth",
+            "--layout",
+            "regdb",
+            "--out",
+            str(out),
+            "--ids",
+            "4",
+            "--images-per-id",
+            "2",
+            "--size",
+            "32x16",
+            "--workers",
+            "1",
+        ]
+    )
     assert code == 0
     assert "4 identities, 16 images" in capsys.readouterr().out
     assert len(regdb_test_images(out, trial=1)) == 2 * 2 * 2  # 2 test ids x 2 images x 2 modalities
@@ -35,8 +52,23 @@ def test_synth_writes_a_readable_dataset(tmp_path, capsys):
 def test_evaluate_prints_the_table_and_writes_json(sysu_root, tmp_path, capsys):
     images = sysu_test_images(sysu_root)
     features = np.random.default_rng(0).normal(size=(len(images), 16)).astype(np.float32)
-    path = save_features(tmp_path / "features.npz", FeatureSet(features, images, {"dataset": "sysu", "root": str(sysu_root)}))
-    code = main(["evaluate", "--features", str(path), "--protocol", "sysu-indoor", "--trials", "0-2", "--per-trial", "--json", str(tmp_path / "r.json")])
+    path = save_features(
+        tmp_path / "features.npz", FeatureSet(features, images, {"dataset": "sysu", "root": str(sysu_root)})
+    )
+    code = main(
+        [
+            "evaluate",
+            "--features",
+            str(path),
+            "--protocol",
+            "sysu-indoor",
+            "--trials",
+            "0-2",
+            "--per-trial",
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "| sysu-indoor single-shot (agw draws) | infrared (cam3, cam6) → visible (cam1, cam2) | 3 |" in printed
@@ -59,7 +91,13 @@ def test_evaluate_regdb_with_one_file_per_trial(regdb_root, tmp_path, capsys):
     for trial in (1, 2):
         images = regdb_test_images(regdb_root, trial)
         features = np.random.default_rng(trial).normal(size=(len(images), 8)).astype(np.float32)
-        paths.append(str(save_features(tmp_path / f"t{trial}.npz", FeatureSet(features, images, {"dataset": "regdb", "trial": trial}))))
+        paths.append(
+            str(
+                save_features(
+                    tmp_path / f"t{trial}.npz", FeatureSet(features, images, {"dataset": "regdb", "trial": trial})
+                )
+            )
+        )
     assert main(["evaluate", "--features", *paths, "--protocol", "regdb-v2t"]) == 0
     assert "| regdb-v2t | visible → thermal | 2 |" in capsys.readouterr().out
 
@@ -67,12 +105,24 @@ def test_evaluate_regdb_with_one_file_per_trial(regdb_root, tmp_path, capsys):
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["evaluate", "--features", "{tmp}/missing.npz", "--protocol", "sysu-all"], "missing.npz: expected a vireid feature file"),
+        (
+            ["evaluate", "--features", "{tmp}/missing.npz", "--protocol", "sysu-all"],
+            "missing.npz: expected a vireid feature file",
+        ),
         (["configs", "sysu_ful"], "sysu_ful: not a shipped config; expected one of llcm_agw"),
         (["synth", "--layout", "sysu", "--out", "{tmp}", "--ids", "5"], "already exists"),
-        (["index", "{tmp}/f.npz", "--modality", "visible", "--out", "{tmp}/i.npz"], "f.npz: holds no visible image to index"),
-        (["search", "{tmp}/f.npz", "--features", "{tmp}/f.npz"], "f.npz: expected format 'vireid-index' version 1, found 'vireid-features'"),
-        (["extract", "{tmp}/none.pt", "--images", "{tmp}", "--modality", "infrared", "--out", "{tmp}/x.npz"], "none.pt"),
+        (
+            ["index", "{tmp}/f.npz", "--modality", "visible", "--out", "{tmp}/i.npz"],
+            "f.npz: holds no visible image to index",
+        ),
+        (
+            ["search", "{tmp}/f.npz", "--features", "{tmp}/f.npz"],
+            "f.npz: expected format 'vireid-index' version 1, found 'vireid-features'",
+        ),
+        (
+            ["extract", "{tmp}/none.pt", "--images", "{tmp}", "--modality", "infrared", "--out", "{tmp}/x.npz"],
+            "none.pt",
+        ),
         (["plot", "cmc", "{tmp}/results.json", "--out", "{tmp}/c.png"], "results.json: expected a results.json"),
         (["plot", "tsne", "{tmp}/f.npz", "--out", "{tmp}/t.png"], "t-SNE needs at least 3 points"),
     ],
@@ -106,7 +156,10 @@ def test_protocols_are_a_fixed_choice(capsys):
         main(["evaluate", "--features", "f.npz", "--protocol", "market"])
     assert exited.value.code == 2
     unquoted = capsys.readouterr().err.replace("'", "")  # Python versions differ in quoting the choices
-    assert "invalid choice: market (choose from sysu-all, sysu-indoor, regdb-v2t, regdb-t2v, llcm-ir2vis, llcm-vis2ir)" in unquoted
+    assert (
+        "invalid choice: market (choose from sysu-all, sysu-indoor, regdb-v2t, regdb-t2v, llcm-ir2vis, llcm-vis2ir)"
+        in unquoted
+    )
 
 
 def test_configs_lists_the_shipped_configs_and_prints_one(capsys):

@@ -1,4 +1,5 @@
 """Config files and overrides: typed values, and errors that name the key and the choices."""
+
 from __future__ import annotations
 
 import pytest
@@ -46,7 +47,10 @@ def test_bad_keys_and_values_are_named(override, message):
     assert message in str(caught.value)
 
 
-@pytest.mark.parametrize("spelling, value", [("1e-3", 1e-3), ("1E-3", 1e-3), ("1.0e-3", 1e-3), ("+2e1", 20.0), (".5", 0.5), ("5.", 5.0), ("3", 3.0)])
+@pytest.mark.parametrize(
+    "spelling, value",
+    [("1e-3", 1e-3), ("1E-3", 1e-3), ("1.0e-3", 1e-3), ("+2e1", 20.0), (".5", 0.5), ("5.", 5.0), ("3", 3.0)],
+)
 def test_every_float_spelling_is_a_float(spelling, value, tmp_path):
     assert load_config(None, [f"train.lr={spelling}"]).train.lr == value
     path = tmp_path / "c.yaml"
@@ -62,7 +66,9 @@ def test_shipped_configs_are_found_by_name_and_a_file_comes_first(tmp_path, monk
     assert load_config("sysu_full").name == "mine"  # by its bare name too
     assert load_config("sysu_agw").name == "sysu_agw"  # no such file here: the shipped one
     assert find_config("sysu_agw").read_text() == shipped_configs()["sysu_agw"].read_text()
-    with pytest.raises(ConfigError, match=r"sysu_ful: expected a YAML config file or the name of a shipped config \(llcm_agw, .*tiny\)"):
+    with pytest.raises(
+        ConfigError, match=r"sysu_ful: expected a YAML config file or the name of a shipped config \(llcm_agw, .*tiny\)"
+    ):
         load_config("sysu_ful")
 
 
@@ -88,4 +94,6 @@ def test_every_shipped_config_loads_and_builds(name):
 
 def test_every_ablation_row_has_a_config_per_dataset():
     names = set(CONFIGS)
-    assert {f"{dataset}_{variant}" for dataset in ("sysu", "regdb", "llcm") for variant in ("agw", "fgfl", "full")} <= names
+    assert {
+        f"{dataset}_{variant}" for dataset in ("sysu", "regdb", "llcm") for variant in ("agw", "fgfl", "full")
+    } <= names

@@ -1,4 +1,5 @@
 """Batch augmentation on the device equals torchvision's per-image pad, crop, flip, normalise."""
+
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,6 @@
 """The training engine on CPU: exact resume, the run folder, the schedule, NaN stop,
 `vireid train` / `vireid test` (RegDB: a folder of per-trial checkpoints), DDP with gloo."""
+
 from __future__ import annotations
 
 import json
@@ -16,12 +17,12 @@ import vireid.progress
 from vireid.cli import main
 from vireid.config import TrainConfig, load_config
 from vireid.datasets.sysu import sysu_test_images, sysu_train_split
-from vireid.synthetic.writer import write_synthetic_dataset
 from vireid.engine.checkpoint import CheckpointError, load_checkpoint
 from vireid.engine.trainer import TrainingDiverged, build_optimizer, learning_rate_factor, train
 from vireid.errors import UserError
 from vireid.losses import ReIDLoss
 from vireid.models.network import build_model, parameter_counts
+from vireid.synthetic.writer import write_synthetic_dataset
 
 TINY = "tiny"  # the shipped config
 
@@ -34,7 +35,9 @@ def small_sysu(tmp_path_factory):
 
 
 def _config(root, *overrides):
-    return load_config(TINY, [f"data.root={root}", "train.steps_per_epoch=2", "train.eval_every=0", "train.log_every=1", *overrides])
+    return load_config(
+        TINY, [f"data.root={root}", "train.steps_per_epoch=2", "train.eval_every=0", "train.log_every=1", *overrides]
+    )
 
 
 def test_resume_continues_exactly(small_sysu, tmp_path):
@@ -46,7 +49,9 @@ def test_resume_continues_exactly(small_sysu, tmp_path):
     for name, tensor in first["model"].items():
         assert torch.equal(tensor, second["model"][name]), name
     first_moments = first["optimizer"]["state"]
-    assert all(torch.equal(first_moments[k]["exp_avg"], second["optimizer"]["state"][k]["exp_avg"]) for k in first_moments)
+    assert all(
+        torch.equal(first_moments[k]["exp_avg"], second["optimizer"]["state"][k]["exp_avg"]) for k in first_moments
+    )
 
 
 def test_run_folder_holds_config_logs_events_and_checkpoints(small_sysu, tmp_path):
@@ -57,11 +62,31 @@ def test_run_folder_holds_config_logs_events_and_checkpoints(small_sysu, tmp_pat
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in records] == ["step", "step", "epoch", "step", "step", "epoch"]
     epoch = records[2]
-    assert {"id", "triplet", "part_id", "part_triplet", "msid", "cmp", "total", "lr", "images_per_second", "sysu-all/mAP"} <= set(epoch)
+    assert {
+        "id",
+        "triplet",
+        "part_id",
+        "part_triplet",
+        "msid",
+        "cmp",
+        "total",
+        "lr",
+        "images_per_second",
+        "sysu-all/mAP",
+    } <= set(epoch)
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     best = load_checkpoint(run / "best.pt")
     assert best["best"]["measure"] == "mAP (on the test set)" and best["best"]["epoch"] in (1, 2)
-    assert set(load_checkpoint(run / "last.pt")) >= {"model", "optimizer", "scheduler", "scaler", "rng", "epoch", "config", "metrics"}
+    assert set(load_checkpoint(run / "last.pt")) >= {
+        "model",
+        "optimizer",
+        "scheduler",
+        "scaler",
+        "rng",
+        "epoch",
+        "config",
+        "metrics",
+    }
     assert not list(run.glob(".*partial*"))
 
 
@@ -101,24 +126,56 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_sysu, tmp_path,
 def test_cli_train_then_test_writes_the_results(small_sysu, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(vireid.progress, "PLAIN_INTERVAL_SECONDS", 0.01)  # stderr is no terminal here: plain lines
     run = tmp_path / "run"
-    assert main(["train", str(TINY), "--set", f"data.root={small_sysu}", "--set", "train.epochs=1",
-                 "--set", "train.steps_per_epoch=2", "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(TINY),
+                "--set",
+                f"data.root={small_sysu}",
+                "--set",
+                "train.epochs=1",
+                "--set",
+                "train.steps_per_epoch=2",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr()
     lines, progress_lines = printed.out.splitlines(), printed.err.splitlines()
     train_split = sysu_train_split(small_sysu)
     assert lines[0] == (
         f"training tiny on {train_split.summary()} (sysu at {small_sysu}); "
-        f"{parameter_counts(build_model(load_config(TINY).model, train_split.num_identities))['trainable']:,} trainable parameters; "
+        f"{parameter_counts(build_model(load_config(TINY).model, train_split.num_identities))['trainable']:,} "
+        "trainable parameters; "
         f"cpu, fp32; epochs 1 to 1, 2 steps each; run folder {run}"
     )
-    assert "visible + " in lines[0] and any(line.startswith("epoch 1/1: ") and " batch" in line for line in progress_lines)
+    assert "visible + " in lines[0] and any(
+        line.startswith("epoch 1/1: ") and " batch" in line for line in progress_lines
+    )
     assert main(["test", str(run / "last.pt"), "--trials", "0-2", "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith(f"testing {run / 'last.pt'} on {sysu_test_images(small_sysu).summary()} (sysu at {small_sysu}); ")
+    assert printed.startswith(
+        f"testing {run / 'last.pt'} on {sysu_test_images(small_sysu).summary()} (sysu at {small_sysu}); "
+    )
     assert f"; cpu, fp32; sysu-all, sysu-indoor (3 trials); results into {run}\n" in printed
     written = {line.removeprefix("wrote ") for line in printed.splitlines() if line.startswith("wrote ")}
-    assert written == {str(run / name) for name in ("features.npz", "results.md", "results.json", "cmc.png", "ranks_sysu-all.png", "ranks_sysu-indoor.png")}
-    assert "| sysu-all single-shot (agw draws) | infrared (cam3, cam6) → visible (cam1, cam2, cam4, cam5) | 3 |" in printed
+    assert written == {
+        str(run / name)
+        for name in (
+            "features.npz",
+            "results.md",
+            "results.json",
+            "cmc.png",
+            "ranks_sysu-all.png",
+            "ranks_sysu-indoor.png",
+        )
+    }
+    assert (
+        "| sysu-all single-shot (agw draws) | infrared (cam3, cam6) → visible (cam1, cam2, cam4, cam5) | 3 |" in printed
+    )
     assert "| sysu-indoor" in printed
     saved = json.loads((run / "results.json").read_text())
     assert [result["protocol"] for result in saved] == ["sysu-all", "sysu-indoor"]
@@ -136,7 +193,18 @@ def test_cli_pretrained_file_of_another_architecture_is_refused(small_sysu, tmp_
     import torchvision
 
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), tmp_path / "r50.pth")
-    code = main(["train", str(TINY), "--set", f"data.root={small_sysu}", "--pretrained", str(tmp_path / "r50.pth"), "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "train",
+            str(TINY),
+            "--set",
+            f"data.root={small_sysu}",
+            "--pretrained",
+            str(tmp_path / "r50.pth"),
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 2
     assert "r50.pth: expected a torchvision resnet18 state dict" in capsys.readouterr().err
 
@@ -157,24 +225,58 @@ def test_regdb_is_tested_from_a_folder_of_per_trial_checkpoints(tmp_path, capsys
     root = tmp_path / "RegDB"
     write_synthetic_dataset("regdb", root, identities=16, images_per_id=3, size=(64, 32), seed=2, workers=1)
     for trial in (1, 2):
-        config = load_config(TINY, [f"data.root={root}", "data.dataset=regdb", f"data.trial={trial}", "train.epochs=1",
-                                    "train.steps_per_epoch=1", "train.eval_every=0", "train.identities_per_batch=4"])
+        config = load_config(
+            TINY,
+            [
+                f"data.root={root}",
+                "data.dataset=regdb",
+                f"data.trial={trial}",
+                "train.epochs=1",
+                "train.steps_per_epoch=1",
+                "train.eval_every=0",
+                "train.identities_per_batch=4",
+            ],
+        )
         train(config, tmp_path / "runs" / f"trial{trial}", progress=False)
     assert main(["test", str(tmp_path / "runs"), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "| regdb-v2t | visible → thermal | 2 |" in printed and "| regdb-t2v | thermal → visible | 2 |" in printed
     assert f"\ntesting 2 checkpoints ({tmp_path / 'runs' / 'trial1' / 'last.pt'}, ...) on " in printed
     # the results of a folder of trial models land in that folder, not in the first trial's
-    assert sorted(path.name for path in (tmp_path / "runs").glob("features*.npz")) == ["features_trial1.npz", "features_trial2.npz"]
+    assert sorted(path.name for path in (tmp_path / "runs").glob("features*.npz")) == [
+        "features_trial1.npz",
+        "features_trial2.npz",
+    ]
     assert (tmp_path / "runs" / "results.md").is_file() and not (tmp_path / "runs" / "trial1" / "results.md").exists()
 
 
 def test_two_processes_with_gloo_stay_in_sync(small_sysu, tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
-    command = [str(torchrun), "--nproc_per_node=2", "--master_port=29517", "-m", "vireid.cli", "train", str(TINY),
-               "--set", f"data.root={small_sysu}", "--set", "train.epochs=1", "--set", "train.steps_per_epoch=2",
-               "--set", "train.workers=0", "--set", "train.eval_every=0", "--out", str(tmp_path / "ddp"), "--quiet"]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    command = [
+        str(torchrun),
+        "--nproc_per_node=2",
+        "--master_port=29517",
+        "-m",
+        "vireid.cli",
+        "train",
+        str(TINY),
+        "--set",
+        f"data.root={small_sysu}",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.steps_per_epoch=2",
+        "--set",
+        "train.workers=0",
+        "--set",
+        "train.eval_every=0",
+        "--out",
+        str(tmp_path / "ddp"),
+        "--quiet",
+    ]
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1")
+    )
     assert completed.returncode == 0, completed.stderr[-2000:]
     records = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     checksums = [r for r in records if r["kind"] == "distributed"][0]["parameter_checksums"]
@@ -183,7 +285,14 @@ def test_two_processes_with_gloo_stay_in_sync(small_sysu, tmp_path):
 
 
 def test_bf16_autocast_channels_last_and_clipping_train_on_cpu(small_sysu, tmp_path):
-    config = _config(small_sysu, "train.epochs=1", "train.steps_per_epoch=1", "train.amp=bf16", "train.channels_last=always", "train.grad_clip=1.0")
+    config = _config(
+        small_sysu,
+        "train.epochs=1",
+        "train.steps_per_epoch=1",
+        "train.amp=bf16",
+        "train.channels_last=always",
+        "train.grad_clip=1.0",
+    )
     last = train(config, tmp_path / "run", progress=False)
     record = load_checkpoint(last)["metrics"]
     assert all(torch.isfinite(torch.tensor(record[name])) for name in ("id", "triplet", "total"))
@@ -193,7 +302,9 @@ def test_augmentation_on_the_device_trains_and_resumes_exactly(small_sysu, tmp_p
     settings = ("train.augment_on=device", f"train.cache_dir={tmp_path / 'cache'}")
     straight = train(_config(small_sysu, "train.epochs=2", *settings), tmp_path / "straight", progress=False)
     halfway = train(_config(small_sysu, "train.epochs=1", *settings), tmp_path / "split", progress=False)
-    resumed = train(_config(small_sysu, "train.epochs=2", *settings), tmp_path / "split", resume=halfway, progress=False)
+    resumed = train(
+        _config(small_sysu, "train.epochs=2", *settings), tmp_path / "split", resume=halfway, progress=False
+    )
     first, second = load_checkpoint(straight)["model"], load_checkpoint(resumed)["model"]
     assert all(torch.equal(first[name], second[name]) for name in first)
     with pytest.raises(UserError, match="train.augment_on=device needs train.cache_dir"):

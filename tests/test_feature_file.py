@@ -1,4 +1,5 @@
 """The feature file format: round trip, portable paths, atomic writes, clear errors."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 
 from vireid.data import Split
-from vireid.evaluation.feature_file import FeatureSet, load_features, save_features
 from vireid.errors import FeatureFileError
+from vireid.evaluation.feature_file import FeatureSet, load_features, save_features
 
 
 def _feature_set(root: str) -> FeatureSet:

@@ -1,4 +1,5 @@
 """Opening images (clear errors for bad files) and the hand-made descriptor."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """Losses against independent computations: WRT by a double loop, KL and EMA by hand,
 the weighted sum, and where CMIMPL's gradients go."""
+
 from __future__ import annotations
 
 import math
@@ -8,7 +9,13 @@ import pytest
 import torch
 
 from vireid.config import LossConfig, ModelConfig
-from vireid.losses import ReIDLoss, cross_modality_loss, identity_loss, modality_specific_identity_loss, weighted_regularized_triplet
+from vireid.losses import (
+    ReIDLoss,
+    cross_modality_loss,
+    identity_loss,
+    modality_specific_identity_loss,
+    weighted_regularized_triplet,
+)
 from vireid.models.heads import ModalityClassifiers
 from vireid.models.network import build_model
 
@@ -16,7 +23,13 @@ from vireid.models.network import build_model
 def _wrt_double_loop(features: torch.Tensor, labels: list[int]) -> float:
     """AGW's WRT written out: softmax-weighted furthest positive and closest negative per anchor."""
     n = len(labels)
-    distance = [[math.sqrt(max(sum((features[i][k] - features[j][k]) ** 2 for k in range(len(features[i]))), 1e-12)) for j in range(n)] for i in range(n)]
+    distance = [
+        [
+            math.sqrt(max(sum((features[i][k] - features[j][k]) ** 2 for k in range(len(features[i]))), 1e-12))
+            for j in range(n)
+        ]
+        for i in range(n)
+    ]
     total = 0.0
     for i in range(n):
         positives = [distance[i][j] for j in range(n) if labels[j] == labels[i]]  # i itself included
@@ -117,10 +130,18 @@ def test_alpha_beta_zero_equals_the_fgfl_model():
 def test_total_is_the_weighted_sum():
     model = _tiny(4, True).train()
     images, labels, modalities = _batch()
-    config = LossConfig(id_weight=0.5, triplet_weight=2.0, part_id_weight=0.3, part_triplet_weight=0.7, alpha=1.2, beta=0.4)
+    config = LossConfig(
+        id_weight=0.5, triplet_weight=2.0, part_id_weight=0.3, part_triplet_weight=0.7, alpha=1.2, beta=0.4
+    )
     losses = ReIDLoss(config)(model(images, modalities), labels, modalities)
-    expected = (0.5 * losses["id"] + 2.0 * losses["triplet"] + 0.3 * losses["part_id"] + 0.7 * losses["part_triplet"]
-                + 1.2 * losses["msid"] + 0.4 * losses["cmp"])
+    expected = (
+        0.5 * losses["id"]
+        + 2.0 * losses["triplet"]
+        + 0.3 * losses["part_id"]
+        + 0.7 * losses["part_triplet"]
+        + 1.2 * losses["msid"]
+        + 0.4 * losses["cmp"]
+    )
     assert losses["total"].item() == pytest.approx(expected.item(), rel=1e-6)
 
 
@@ -131,7 +152,8 @@ def _cmp_gradients(form: str) -> dict[str, bool]:
     losses["cmp"].backward()
     heads = model.modality_classifiers
     return {
-        "backbone": model.backbone.layer4[1].conv2.weight.grad is not None and model.backbone.layer4[1].conv2.weight.grad.abs().sum() > 0,
+        "backbone": model.backbone.layer4[1].conv2.weight.grad is not None
+        and model.backbone.layer4[1].conv2.weight.grad.abs().sum() > 0,
         "live": heads.visible.weight.grad is not None and heads.visible.weight.grad.abs().sum() > 0,
         "ema": heads.visible_ema.requires_grad or heads.visible_ema.grad is not None,
     }

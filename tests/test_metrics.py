@@ -1,4 +1,5 @@
 """CMC / mAP / mINP: hand-scored cases, and random cases against a literal per-query loop."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -233,9 +234,7 @@ def test_evaluate_features_uses_negative_cosine():
         np.testing.assert_allclose(result.cmc, expected.cmc, atol=1e-6)
         assert result.mAP == pytest.approx(expected.mAP, abs=1e-6)
         assert result.mINP == pytest.approx(expected.mINP, abs=1e-6)
-    np.testing.assert_allclose(
-        pairwise_distances(query, gallery).numpy(), -(unit_query @ unit_gallery.T), atol=1e-6
-    )
+    np.testing.assert_allclose(pairwise_distances(query, gallery).numpy(), -(unit_query @ unit_gallery.T), atol=1e-6)
 
 
 def test_errors_name_what_is_wrong():

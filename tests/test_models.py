@@ -1,12 +1,13 @@
 """The network: parameter counts against the reference AGW, shapes of every variant,
 modality routing, non-local and GeM arithmetic, pretrained-weight files."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 import torchvision
 
-from vireid.config import LossConfig, ModelConfig, InferenceConfig
+from vireid.config import InferenceConfig, LossConfig, ModelConfig
 from vireid.engine.extract import batch_features
 from vireid.losses import ReIDLoss
 from vireid.models.backbone import TwoStreamResNet, WeightsError
@@ -53,9 +54,15 @@ def test_every_parameter_is_used(variant):
         for block in model.backbone.non_local.values():
             block.project[1].weight.fill_(0.5)
     images, modalities = torch.randn(8, 3, 64, 32), torch.tensor([0, 1] * 4)
-    losses = ReIDLoss(LossConfig(cross_loss="ce"))(model(images, modalities), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]), modalities)
+    losses = ReIDLoss(LossConfig(cross_loss="ce"))(
+        model(images, modalities), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]), modalities
+    )
     losses["total"].backward()
-    unused = [name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    unused = [
+        name
+        for name, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)
+    ]
     assert unused == []
 
 
@@ -99,7 +106,9 @@ def test_each_modality_goes_through_its_own_stem():
 def test_last_stride_one_gives_an_18_by_9_map():
     backbone = TwoStreamResNet("resnet18", last_stride=1).eval()
     assert backbone(torch.randn(1, 3, 288, 144), torch.tensor([0])).shape == (1, 512, 18, 9)
-    assert TwoStreamResNet("resnet18", last_stride=2).eval()(torch.randn(1, 3, 288, 144), torch.tensor([0])).shape[2:] == (9, 5)
+    assert TwoStreamResNet("resnet18", last_stride=2).eval()(torch.randn(1, 3, 288, 144), torch.tensor([0])).shape[
+        2:
+    ] == (9, 5)
 
 
 def test_non_local_positions_and_inter_channels():
@@ -128,7 +137,9 @@ def test_non_local_starts_as_identity_and_computes_the_embedded_dot_product():
         attended = g @ (theta.T @ phi / flat.shape[1]).T  # (I, N)
         projected = block.project[0].weight.reshape(6, 2) @ attended + block.project[0].bias[:, None]
         bn = block.project[1]
-        normalised = (projected - bn.running_mean[:, None]) / torch.sqrt(bn.running_var[:, None] + bn.eps) * bn.weight[:, None] + bn.bias[:, None]
+        normalised = (projected - bn.running_mean[:, None]) / torch.sqrt(bn.running_var[:, None] + bn.eps) * bn.weight[
+            :, None
+        ] + bn.bias[:, None]
         expected.append(image + normalised.reshape(6, 3, 4))
     torch.testing.assert_close(block(x), torch.stack(expected), rtol=1e-5, atol=1e-6)
 
@@ -148,8 +159,13 @@ def test_test_features_are_normalised_blocks_and_flip_averages():
     both = batch_features(model, images, modalities, InferenceConfig(feature="both"))
     assert both.shape == (3, 512 + 4 * 32)
     torch.testing.assert_close(both.norm(dim=1), torch.ones(3))
-    expected = torch.cat([torch.nn.functional.normalize(output.global_feature, dim=1),
-                          torch.nn.functional.normalize(output.part_features, dim=2).flatten(1)], dim=1)
+    expected = torch.cat(
+        [
+            torch.nn.functional.normalize(output.global_feature, dim=1),
+            torch.nn.functional.normalize(output.part_features, dim=2).flatten(1),
+        ],
+        dim=1,
+    )
     torch.testing.assert_close(both, torch.nn.functional.normalize(expected, dim=1))
     before_bn = batch_features(model, images, modalities, InferenceConfig(feature="global", after_bn=False))
     torch.testing.assert_close(before_bn, torch.nn.functional.normalize(output.pooled, dim=1))

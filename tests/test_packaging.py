@@ -1,5 +1,6 @@
 """The wheel: built from the sources, installed (not editable) into a fresh
 environment, it trains from a shipped config while run from another folder."""
+
 from __future__ import annotations
 
 import shutil
@@ -23,7 +24,20 @@ def _build_wheel(tmp_path: Path) -> Path:
     shutil.copytree(PROJECT / "vireid", source / "vireid", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(PROJECT / name, source / name)
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", tmp_path / "wheels", source])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            tmp_path / "wheels",
+            source,
+        ]
+    )
     (wheel,) = (tmp_path / "wheels").glob("vireid-*.whl")
     return wheel
 
@@ -36,7 +50,10 @@ def _fresh_environment(tmp_path: Path) -> Path:
     site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip())
     # A path added by a .pth file has its own .pth files ignored: the editable vireid stays invisible.
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    assert "ModuleNotFoundError" in subprocess.run([python, "-c", "import vireid"], cwd=tmp_path, capture_output=True, text=True).stderr
+    assert (
+        "ModuleNotFoundError"
+        in subprocess.run([python, "-c", "import vireid"], cwd=tmp_path, capture_output=True, text=True).stderr
+    )
     return environment
 
 
@@ -44,17 +61,52 @@ def test_the_installed_wheel_finds_its_shipped_configs_from_another_folder(tmp_p
     wheel = _build_wheel(tmp_path)
     assert {"vireid/configs/tiny.yaml", "vireid/configs/sysu_full.yaml"} <= set(zipfile.ZipFile(wheel).namelist())
     environment = _fresh_environment(tmp_path)
-    _run([sys.executable, "-m", "pip", "--python", environment / "bin" / "python", "install", "--quiet", "--no-deps", "--no-index", wheel])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            environment / "bin" / "python",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            wheel,
+        ]
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     vireid = environment / "bin" / "vireid"
     location = _run([environment / "bin" / "python", "-c", "import vireid; print(vireid.__file__)"], cwd=elsewhere)
     assert location.startswith(str(environment))
-    assert _run([vireid, "configs", "sysu_full"], cwd=elsewhere) == (PROJECT / "vireid" / "configs" / "sysu_full.yaml").read_text()
+    assert (
+        _run([vireid, "configs", "sysu_full"], cwd=elsewhere)
+        == (PROJECT / "vireid" / "configs" / "sysu_full.yaml").read_text()
+    )
     output = _run(
-        [vireid, "train", "tiny", "--quiet", "--out", "run", "--set", f"data.root={sysu_root}", "--set", "data.height=32",
-         "--set", "data.width=16", "--set", "train.epochs=1", "--set", "train.steps_per_epoch=1", "--set", "train.workers=0",
-         "--set", "train.lr=1e-3"],
+        [
+            vireid,
+            "train",
+            "tiny",
+            "--quiet",
+            "--out",
+            "run",
+            "--set",
+            f"data.root={sysu_root}",
+            "--set",
+            "data.height=32",
+            "--set",
+            "data.width=16",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.steps_per_epoch=1",
+            "--set",
+            "train.workers=0",
+            "--set",
+            "train.lr=1e-3",
+        ],
         cwd=elsewhere,
     )
     assert output.startswith("training tiny on ")

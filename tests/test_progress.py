@@ -4,6 +4,7 @@ The work below waits for the reporter's lines instead of sleeping, so the
 tests check what is printed and in which order, never how fast a loaded
 machine runs.
 """
+
 from __future__ import annotations
 
 import io
@@ -48,14 +49,18 @@ def test_plain_lines_report_the_count_while_the_work_runs():
     items = PlainProgress(_work_reported_by(log, 4), "extract", "batch", interval=0.001, total=4, stream=log)
     items.set_postfix(loss="1.250")
     assert list(items) == [0, 1, 2, 3]
-    counts = [int(re.fullmatch(r"extract: (\d)/4 batch \(\d+ %\), \d+ s, loss 1\.250", line).group(1)) for line in log.lines]
+    counts = [
+        int(re.fullmatch(r"extract: (\d)/4 batch \(\d+ %\), \d+ s, loss 1\.250", line).group(1)) for line in log.lines
+    ]
     assert counts[0] == 0 and counts == sorted(counts) and set(range(4)) <= set(counts)
 
 
 def test_a_slow_first_item_is_not_silent():
     log = Log()
     assert list(PlainProgress(_work_reported_by(log, 1), "epoch 1/3", "batch", interval=0.001, stream=log)) == [0]
-    assert log.lines[0].startswith("epoch 1/3: 0 batch, ")  # printed while the first item was still coming; no total known
+    assert log.lines[0].startswith(
+        "epoch 1/3: 0 batch, "
+    )  # printed while the first item was still coming; no total known
 
 
 def test_the_reporter_stops_quietly_when_its_reader_is_gone(monkeypatch):

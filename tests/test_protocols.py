@@ -1,18 +1,19 @@
 """Protocols over trials: selection from a feature file equals selection from disk,
 known answers on perfect features, mean/std and the printed table."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from vireid.datasets import get_protocol, protocol_names
 from vireid.datasets.llcm import llcm_test_images, llcm_test_split
 from vireid.datasets.regdb import regdb_test_images
 from vireid.datasets.sysu import load_official_permutations, sysu_test_images, sysu_test_split
+from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.metrics import rank_metrics
-from vireid.datasets import get_protocol, protocol_names
 from vireid.evaluation.protocols import evaluate_protocol, results_table
-from vireid.errors import UserError
 
 
 def _random_features(images, seed=0, dimension=8) -> FeatureSet:
@@ -34,7 +35,11 @@ def _score_from_disk(feature_set, query, gallery, scoring):
     gallery_features = unit[[row_of[path] for path in gallery.paths]].astype(np.float64)
     return rank_metrics(
         -query_features @ gallery_features.T,
-        query.person_ids, gallery.person_ids, query.camera_ids, gallery.camera_ids, scoring,
+        query.person_ids,
+        gallery.person_ids,
+        query.camera_ids,
+        gallery.camera_ids,
+        scoring,
     )
 
 
@@ -55,7 +60,9 @@ def test_sysu_trials_from_features_equal_trials_read_from_disk(sysu_root, name, 
 def test_sysu_official_and_multi_shot_from_features_equal_disk(sysu_root):
     feature_set = _random_features(sysu_test_images(sysu_root), seed=1)
     permutations = load_official_permutations(sysu_root / "exp/rand_perm_cam.mat")
-    result = evaluate_protocol("sysu-all", [feature_set], trials=[4], shot="multi", draws="official", permutations=permutations)
+    result = evaluate_protocol(
+        "sysu-all", [feature_set], trials=[4], shot="multi", draws="official", permutations=permutations
+    )
     query, gallery = sysu_test_split(sysu_root, mode="all", trial=4, shot="multi", draws="official")
     expected = _score_from_disk(feature_set, query, gallery, "sysu")
     assert result.trials[0].metrics.mAP == pytest.approx(expected.mAP, abs=1e-6)

@@ -1,5 +1,6 @@
 """The dataset readers against the layouts the generator writes, and the
 reference query/gallery draws re-done independently in the tests."""
+
 from __future__ import annotations
 
 import os
@@ -12,10 +13,10 @@ import pytest
 from scipy.io import loadmat
 
 from vireid.data import DatasetError
-from vireid.modality import Modality
 from vireid.datasets.llcm import llcm_test_split, llcm_train_split
 from vireid.datasets.regdb import regdb_test_split, regdb_train_split
 from vireid.datasets.sysu import sysu_test_split, sysu_train_split
+from vireid.modality import Modality
 
 
 def _ids(path: Path) -> list[int]:
@@ -128,7 +129,10 @@ def test_sysu_official_draws_follow_rand_perm_cam(sysu_root):
             for person in sorted(_ids(sysu_root / "exp/test_id.txt")):
                 numbers = per_person[person - 1][0]
                 if numbers.size:
-                    expected += [str(sysu_root / f"cam{camera}" / f"{person:04d}" / f"{int(n):04d}.jpg") for n in numbers[trial][:shots]]
+                    expected += [
+                        str(sysu_root / f"cam{camera}" / f"{person:04d}" / f"{int(n):04d}.jpg")
+                        for n in numbers[trial][:shots]
+                    ]
         assert list(gallery.paths) == expected
 
 
@@ -201,8 +205,14 @@ def test_regdb_train_split_is_the_trial_complement(regdb_root):
     "damage, message",
     [
         (lambda root: (root / "idx/test_thermal_1.txt").unlink(), "test_thermal_1.txt: expected an index file"),
-        (lambda root: (root / "idx/test_visible_1.txt").write_text("Visible/1/a.bmp\n"), "line 1: expected 'relative/image/path label'"),
-        (lambda root: (root / "idx/test_visible_1.txt").write_text("Visible/1/missing.bmp 0\n"), "missing.bmp does not exist"),
+        (
+            lambda root: (root / "idx/test_visible_1.txt").write_text("Visible/1/a.bmp\n"),
+            "line 1: expected 'relative/image/path label'",
+        ),
+        (
+            lambda root: (root / "idx/test_visible_1.txt").write_text("Visible/1/missing.bmp 0\n"),
+            "missing.bmp does not exist",
+        ),
         (lambda root: (root / "idx/test_visible_1.txt").write_text("\n"), "the file is empty"),
         (lambda root: shutil.rmtree(root / "idx"), "idx/ folder"),
     ],
@@ -238,12 +248,18 @@ def _llcm_folder_walk(root: Path, folder: str, cameras):
         ("vis2ir", "test_vis", "test_nir", range(1, 10), (1, 2, 4, 5, 6, 7, 8, 9)),
     ],
 )
-def test_llcm_test_split_matches_reference_draws(llcm_root, mode, query_folder, gallery_folder, query_cameras, gallery_cameras):
+def test_llcm_test_split_matches_reference_draws(
+    llcm_root, mode, query_folder, gallery_folder, query_cameras, gallery_cameras
+):
     for trial in (0, 5):
         query, gallery = llcm_test_split(llcm_root, mode=mode, trial=trial)
-        expected_query = [path for _, _, files in _llcm_folder_walk(llcm_root, query_folder, query_cameras) for path in files]
+        expected_query = [
+            path for _, _, files in _llcm_folder_walk(llcm_root, query_folder, query_cameras) for path in files
+        ]
         random.seed(trial)
-        expected_gallery = [random.choice(files) for _, _, files in _llcm_folder_walk(llcm_root, gallery_folder, gallery_cameras)]
+        expected_gallery = [
+            random.choice(files) for _, _, files in _llcm_folder_walk(llcm_root, gallery_folder, gallery_cameras)
+        ]
         assert list(query.paths) == expected_query
         assert list(gallery.paths) == expected_gallery
         assert query.person_ids.tolist() == [int(Path(path).parent.name) for path in query.paths]

@@ -1,4 +1,5 @@
 """The gallery index: the evaluator's ranking, ties, IVF, the index file, errors, and the hit listings."""
+
 from __future__ import annotations
 
 import json

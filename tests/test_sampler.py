@@ -1,5 +1,6 @@
 """The identity-balanced cross-modality batch sampler: composition, epoch length,
 determinism, and disjoint batches across distributed ranks."""
+
 from __future__ import annotations
 
 import math
@@ -56,7 +57,10 @@ def test_same_seed_and_epoch_give_the_same_batches():
 def test_distributed_ranks_get_disjoint_shares_of_the_single_process_epoch():
     labels, modalities = _toy_data()
     single = list(CrossModalityBatchSampler(labels, modalities, 4, 3, seed=2, num_batches=6))
-    ranks = [list(CrossModalityBatchSampler(labels, modalities, 4, 3, seed=2, num_batches=6, rank=r, world_size=2)) for r in (0, 1)]
+    ranks = [
+        list(CrossModalityBatchSampler(labels, modalities, 4, 3, seed=2, num_batches=6, rank=r, world_size=2))
+        for r in (0, 1)
+    ]
     assert ranks[0] == single[0::2] and ranks[1] == single[1::2]
     assert len(ranks[0]) == len(ranks[1]) == 3
 

@@ -1,4 +1,5 @@
 """The synthetic dataset writer: exact layouts, formats, determinism, atomic output."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +12,8 @@ from PIL import Image
 from scipy.io import loadmat
 
 import vireid.synthetic.writer as synthetic
-from vireid.synthetic.writer import MARKER_FILE, write_synthetic_dataset
 from vireid.errors import UserError
+from vireid.synthetic.writer import MARKER_FILE, write_synthetic_dataset
 
 SMALL = dict(identities=8, images_per_id=3, size=(32, 16), workers=1)
 
@@ -38,7 +39,10 @@ def test_sysu_layout_is_the_official_one(sysu_root):
     top = {path.name for path in sysu_root.iterdir()}
     assert top == {"cam1", "cam2", "cam3", "cam4", "cam5", "cam6", "exp", MARKER_FILE}
     assert {path.name for path in (sysu_root / "exp").iterdir()} == {
-        "train_id.txt", "val_id.txt", "test_id.txt", "rand_perm_cam.mat"
+        "train_id.txt",
+        "val_id.txt",
+        "test_id.txt",
+        "rand_perm_cam.mat",
     }
     id_lists = [(sysu_root / "exp" / name).read_text() for name in ("train_id.txt", "val_id.txt", "test_id.txt")]
     assert all(text.count("\n") == 1 for text in id_lists)
@@ -70,7 +74,12 @@ def test_sysu_permutations_are_valid_per_folder(sysu_root):
 def test_regdb_layout_and_bmp_format(regdb_root):
     assert {path.name for path in regdb_root.iterdir()} == {"Visible", "Thermal", "idx", MARKER_FILE}
     names = {path.name for path in (regdb_root / "idx").iterdir()}
-    assert names == {f"{part}_{kind}_{trial}.txt" for part in ("train", "test") for kind in ("visible", "thermal") for trial in range(1, 11)}
+    assert names == {
+        f"{part}_{kind}_{trial}.txt"
+        for part in ("train", "test")
+        for kind in ("visible", "thermal")
+        for trial in range(1, 11)
+    }
     first = (regdb_root / "idx/train_thermal_1.txt").read_text().splitlines()[0]
     with Image.open(regdb_root / first.split()[0]) as image:
         assert image.format == "BMP"

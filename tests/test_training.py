@@ -10,6 +10,7 @@ gains 0.12-0.27 over the untrained network (threshold 0.05; learning rate 0
 changes it by -0.04 to -0.02). Rank-1 over 12 test identities is too noisy
 to assert on (0.23-0.38 trained, chance 0.08).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,16 +21,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from vireid.config import load_config
-from vireid.datasets.sysu import sysu_test_images, sysu_train_split
 from vireid.data.dataset import SplitDataset
 from vireid.data.sampler import CrossModalityBatchSampler
-from vireid.synthetic.writer import write_synthetic_dataset
 from vireid.data.transforms import train_transform
+from vireid.datasets.sysu import sysu_test_images, sysu_train_split
 from vireid.engine.extract import extract_features
+from vireid.engine.trainer import train_step
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.protocols import evaluate_protocol
-from vireid.engine.trainer import train_step
 from vireid.methods import create_loss, create_model
+from vireid.synthetic.writer import write_synthetic_dataset
 
 STEPS = 120
 HEIGHT, WIDTH = 64, 32
@@ -45,7 +46,11 @@ class Outcome:
 
     def failures(self) -> list[str]:
         """Why this run does not show learning; empty when it does."""
-        reasons = [f"{name} fell only to {ratio:.2f} of its start" for name, ratio in self.loss_ratios.items() if ratio > LOSS_RATIO_AT_MOST]
+        reasons = [
+            f"{name} fell only to {ratio:.2f} of its start"
+            for name, ratio in self.loss_ratios.items()
+            if ratio > LOSS_RATIO_AT_MOST
+        ]
         if self.trained_map < self.untrained_map + MAP_GAIN_AT_LEAST:
             reasons.append(f"mAP {self.untrained_map:.3f} -> {self.trained_map:.3f}, a gain under {MAP_GAIN_AT_LEAST}")
         return reasons
@@ -71,8 +76,15 @@ def _train_tiny_model(root, learning_rate: float) -> Outcome:
     untrained_map = sysu_all_map()
     model.train()
     sampler = CrossModalityBatchSampler(train.labels, train.modalities, identities=8, instances=4, seed=0)
-    loader = DataLoader(SplitDataset(train, train_transform(HEIGHT, WIDTH, padding=2)), batch_sampler=sampler, num_workers=2, persistent_workers=True)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate, weight_decay=5e-4)
+    loader = DataLoader(
+        SplitDataset(train, train_transform(HEIGHT, WIDTH, padding=2)),
+        batch_sampler=sampler,
+        num_workers=2,
+        persistent_workers=True,
+    )
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=learning_rate, weight_decay=5e-4
+    )
     loss_function, scaler = create_loss(config.model, config.loss), torch.amp.GradScaler("cpu", enabled=False)
     history: list[dict[str, float]] = []
     epoch = 0
@@ -85,7 +97,10 @@ def _train_tiny_model(root, learning_rate: float) -> Outcome:
             if len(history) == STEPS:
                 break
     assert set(history[0]) == {"id", "triplet", "part_id", "part_triplet", "msid", "cmp", "total"}
-    ratios = {name: np.mean([step[name] for step in history[-5:]]) / np.mean([step[name] for step in history[:5]]) for name in history[0]}
+    ratios = {
+        name: np.mean([step[name] for step in history[-5:]]) / np.mean([step[name] for step in history[:5]])
+        for name in history[0]
+    }
     return Outcome(ratios, untrained_map, sysu_all_map())
 
 

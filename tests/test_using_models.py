@@ -1,5 +1,6 @@
 """Using a trained checkpoint: `vireid extract / index / search / export / plot`, the
 pictures of `vireid test`, and the refusals (unreadable images, wrong architecture)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -36,8 +37,28 @@ def trained(tmp_path_factory):
     root = folder / "SYSU-MM01"
     write_synthetic_dataset("sysu", root, identities=16, images_per_id=4, size=(64, 32), seed=2, workers=2)
     run = folder / "run"
-    assert main(["train", str(TINY), "--set", f"data.root={root}", "--set", "train.epochs=1", "--set", "train.steps_per_epoch=2",
-                 "--set", "train.eval_every=0", "--set", "train.workers=0", "--out", str(run), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(TINY),
+                "--set",
+                f"data.root={root}",
+                "--set",
+                "train.epochs=1",
+                "--set",
+                "train.steps_per_epoch=2",
+                "--set",
+                "train.eval_every=0",
+                "--set",
+                "train.workers=0",
+                "--out",
+                str(run),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return run / "last.pt", root
 
 
@@ -92,7 +113,22 @@ def test_extract_skips_unreadable_files_and_matches_the_test_features(trained, d
     (tmp_path / "mine" / "broken.jpg").write_bytes(b"not a jpeg")
     (tmp_path / "mine" / "readme.txt").write_text("ignored: not an image suffix")
     out = tmp_path / "mine.npz"
-    assert main(["extract", str(checkpoint), "--images", str(tmp_path / "mine"), "--modality", "infrared", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "extract",
+                str(checkpoint),
+                "--images",
+                str(tmp_path / "mine"),
+                "--modality",
+                "infrared",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "skipped 1 file(s)" in captured.err and str(tmp_path / "mine" / "broken.jpg") in captured.err
     assert f"wrote {len(copied)} infrared features" in captured.out
@@ -113,7 +149,22 @@ def test_extract_of_nothing_readable_is_an_error(trained, tmp_path, capsys):
     checkpoint, _ = trained
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "a.png").write_bytes(b"garbage")
-    assert main(["extract", str(checkpoint), "--images", str(tmp_path / "bad"), "--modality", "visible", "--out", str(tmp_path / "f.npz"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "extract",
+                str(checkpoint),
+                "--images",
+                str(tmp_path / "bad"),
+                "--modality",
+                "visible",
+                "--out",
+                str(tmp_path / "f.npz"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "none of its 1 files could be read" in capsys.readouterr().err
     assert not (tmp_path / "f.npz").exists()
 
@@ -140,19 +191,62 @@ def test_index_and_search_with_features_equal_the_evaluator_ranking(dataset_feat
     assert f"indexed {visible.size} images" in capsys.readouterr().out
     infrared = np.flatnonzero(dataset_features.images.modalities == int(Modality.INFRARED))[:5]
     query_file = tmp_path / "queries.npz"
-    save_features(query_file, FeatureSet(dataset_features.features[infrared], dataset_features.images.subset(infrared), dataset_features.metadata))
+    save_features(
+        query_file,
+        FeatureSet(
+            dataset_features.features[infrared], dataset_features.images.subset(infrared), dataset_features.metadata
+        ),
+    )
     results_file = tmp_path / "hits.json"
-    assert main(["search", str(index_file), "--features", str(query_file), "--top-k", "7", "--json", str(results_file)]) == 0
+    assert (
+        main(["search", str(index_file), "--features", str(query_file), "--top-k", "7", "--json", str(results_file)])
+        == 0
+    )
     printed = capsys.readouterr().out
     hits = json.loads(results_file.read_text())
-    expected = gallery_order(pairwise_distances(dataset_features.features[infrared], dataset_features.features[visible]))[:, :7]
+    expected = gallery_order(
+        pairwise_distances(dataset_features.features[infrared], dataset_features.features[visible])
+    )[:, :7]
     for query, expected_rows in zip(hits, expected.numpy()):
-        assert [hit["path"] for hit in query["hits"]] == [dataset_features.images.paths[visible[row]] for row in expected_rows]
+        assert [hit["path"] for hit in query["hits"]] == [
+            dataset_features.images.paths[visible[row]] for row in expected_rows
+        ]
     assert dataset_features.images.paths[visible[expected[0, 0]]] in printed
     # an IVF index visiting all its lists finds the same
-    assert main(["index", str(features_file), "--modality", "visible", "--kind", "ivf", "--nlist", "2", "--nprobe", "2",
-                 "--out", str(tmp_path / "ivf.npz")]) == 0
-    assert main(["search", str(tmp_path / "ivf.npz"), "--features", str(query_file), "--top-k", "7", "--json", str(tmp_path / "ivf.json")]) == 0
+    assert (
+        main(
+            [
+                "index",
+                str(features_file),
+                "--modality",
+                "visible",
+                "--kind",
+                "ivf",
+                "--nlist",
+                "2",
+                "--nprobe",
+                "2",
+                "--out",
+                str(tmp_path / "ivf.npz"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "search",
+                str(tmp_path / "ivf.npz"),
+                "--features",
+                str(query_file),
+                "--top-k",
+                "7",
+                "--json",
+                str(tmp_path / "ivf.json"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "ivf.json").read_text()) == hits
 
 
@@ -166,8 +260,28 @@ def test_search_with_images_prints_writes_json_and_a_picture(trained, dataset_fe
     assert main(["index", str(features_file), "--modality", "visible", "--out", str(index_file)]) == 0
     _own_images(root, Modality.INFRARED, tmp_path / "queries", count=3)
     picture = tmp_path / "ranks.png"
-    assert main(["search", str(index_file), "--images", str(tmp_path / "queries"), "--checkpoint", str(checkpoint),
-                 "--modality", "infrared", "--top-k", "4", "--json", str(tmp_path / "hits.json"), "--picture", str(picture), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                str(index_file),
+                "--images",
+                str(tmp_path / "queries"),
+                "--checkpoint",
+                str(checkpoint),
+                "--modality",
+                "infrared",
+                "--top-k",
+                "4",
+                "--json",
+                str(tmp_path / "hits.json"),
+                "--picture",
+                str(picture),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     hits = json.loads((tmp_path / "hits.json").read_text())
     assert len(hits) == 3 and all(len(query["hits"]) == 4 for query in hits)
     assert all(hit["modality"] == int(Modality.VISIBLE) for query in hits for hit in query["hits"])
@@ -175,8 +289,24 @@ def test_search_with_images_prints_writes_json_and_a_picture(trained, dataset_fe
         assert image.width > 5 * 64 and image.height > 3 * 64  # 3 rows of query + 4 matches
     # a query model whose features differ from the index's is refused, naming what differs
     capsys.readouterr()
-    assert main(["search", str(index_file), "--images", str(tmp_path / "queries"), "--checkpoint", str(checkpoint),
-                 "--modality", "infrared", "--set", "test.feature=global", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "search",
+                str(index_file),
+                "--images",
+                str(tmp_path / "queries"),
+                "--checkpoint",
+                str(checkpoint),
+                "--modality",
+                "infrared",
+                "--set",
+                "test.feature=global",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     error = capsys.readouterr().err
     assert "feature" in error and "global" in error and "both" in error
 
@@ -188,7 +318,9 @@ def test_onnx_export_matches_pytorch_for_each_modality(trained, tmp_path):
         model.backbone.stems[int(Modality.INFRARED)].conv1.weight.mul_(1.5)  # make the two stems clearly different
     path = export_onnx(model, config, Modality.INFRARED, tmp_path / "infrared.onnx")
     for batch in (1, 7):  # the batch size is dynamic
-        images = torch.randn(batch, 3, config.data.height, config.data.width, generator=torch.Generator().manual_seed(batch))
+        images = torch.randn(
+            batch, 3, config.data.height, config.data.width, generator=torch.Generator().manual_seed(batch)
+        )
         infrared = FeatureModel(model, Modality.INFRARED, config.test)(images).numpy()
         visible = FeatureModel(model, Modality.VISIBLE, config.test)(images).numpy()
         exported = onnx_encoder(path, Modality.INFRARED).encode(images)
@@ -220,7 +352,18 @@ def test_cli_test_writes_pictures_and_plot_draws_them_again(trained, tmp_path, c
     plots = {
         "cmc": ["cmc", str(out / "results.json")],
         "tsne": ["tsne", str(out / "features.npz"), "--identities", "5"],
-        "ranks": ["ranks", str(out / "features.npz"), "--protocol", "sysu-indoor", "--trial", "1", "--queries", "3", "--top-k", "5"],
+        "ranks": [
+            "ranks",
+            str(out / "features.npz"),
+            "--protocol",
+            "sysu-indoor",
+            "--trial",
+            "1",
+            "--queries",
+            "3",
+            "--top-k",
+            "5",
+        ],
     }
     for name, arguments in plots.items():
         assert main(["plot", *arguments, "--out", str(tmp_path / f"{name}.png")]) == 0
@@ -240,7 +383,9 @@ def test_a_parts_feature_of_a_model_without_parts_is_a_config_error():
         batch_features(model, torch.zeros(2, 3, 64, 32), int(Modality.VISIBLE), InferenceConfig(feature="parts"))
 
 
-def test_extract_and_search_with_the_exported_onnx_file_match_the_checkpoint(trained, exported, dataset_features, tmp_path, capsys):
+def test_extract_and_search_with_the_exported_onnx_file_match_the_checkpoint(
+    trained, exported, dataset_features, tmp_path, capsys
+):
     checkpoint, root = trained
     onnx_folder, _ = exported
     _own_images(root, Modality.INFRARED, tmp_path / "night", count=4)
@@ -251,21 +396,43 @@ def test_extract_and_search_with_the_exported_onnx_file_match_the_checkpoint(tra
     from_torch, from_onnx = load_features(tmp_path / "torch.npz"), load_features(tmp_path / "onnx.npz")
     assert from_onnx.images.paths == from_torch.images.paths
     assert np.abs(from_onnx.features - from_torch.features).max() < 1e-4
-    assert from_onnx.metadata["model"] == from_torch.metadata["model"]  # so an index of checkpoint features accepts them
+    assert (
+        from_onnx.metadata["model"] == from_torch.metadata["model"]
+    )  # so an index of checkpoint features accepts them
     from vireid.evaluation.feature_file import save_features
 
     save_features(tmp_path / "features.npz", dataset_features)
-    assert main(["index", str(tmp_path / "features.npz"), "--modality", "visible", "--out", str(tmp_path / "index.npz")]) == 0
-    assert main(["search", str(tmp_path / "index.npz"), "--checkpoint", str(onnx_file), *arguments, "--json", str(tmp_path / "hits.json")]) == 0
+    assert (
+        main(["index", str(tmp_path / "features.npz"), "--modality", "visible", "--out", str(tmp_path / "index.npz")])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "search",
+                str(tmp_path / "index.npz"),
+                "--checkpoint",
+                str(onnx_file),
+                *arguments,
+                "--json",
+                str(tmp_path / "hits.json"),
+            ]
+        )
+        == 0
+    )
     assert len(json.loads((tmp_path / "hits.json").read_text())) == 4
     capsys.readouterr()
     # the file of the other modality, a foreign ONNX file and --set are refused by name
     assert main(["extract", str(onnx_folder / "last.visible.onnx"), *arguments, "--out", str(tmp_path / "x.npz")]) == 2
-    assert "last.visible.onnx: this file computes visible features, but the images are infrared" in capsys.readouterr().err
+    assert (
+        "last.visible.onnx: this file computes visible features, but the images are infrared" in capsys.readouterr().err
+    )
     foreign = tmp_path / "foreign.onnx"
     foreign.write_bytes(b"not a model")
     assert main(["extract", str(foreign), *arguments, "--out", str(tmp_path / "x.npz")]) == 2
     assert "foreign.onnx: expected an ONNX file written by `vireid export`" in capsys.readouterr().err
-    assert main(["extract", str(onnx_file), *arguments, "--set", "test.flip=true", "--out", str(tmp_path / "x.npz")]) == 2
+    assert (
+        main(["extract", str(onnx_file), *arguments, "--set", "test.flip=true", "--out", str(tmp_path / "x.npz")]) == 2
+    )
     assert "--set applies to checkpoints only" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()

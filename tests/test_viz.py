@@ -1,5 +1,6 @@
 """The PNG pictures: rank lists with frames, ✓/✗ marks and a legend; CMC curves with their ± std
 band and chance, labelled by run name; t-SNE maps in distinct hues."""
+
 from __future__ import annotations
 
 import colorsys
@@ -14,10 +15,17 @@ from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.colors import to_rgb
 from PIL import Image
 
-from vireid.modality import Modality
 from vireid.errors import DatasetError, UserError
+from vireid.modality import Modality
 from vireid.viz.cmc import cmc_curves_from_results, cmc_figure, draw_cmc_curves, run_name
-from vireid.viz.rank_list import ANOTHER_PERSON, PERSON_UNKNOWN, SAME_PERSON, RankedImage, draw_rank_list, rank_list_figure
+from vireid.viz.rank_list import (
+    ANOTHER_PERSON,
+    PERSON_UNKNOWN,
+    SAME_PERSON,
+    RankedImage,
+    draw_rank_list,
+    rank_list_figure,
+)
 from vireid.viz.tsne import IDENTITY_COLOURS, draw_tsne, tsne_embedding, tsne_figure
 
 SMALL_IMAGE = (32, 16)  # (height, width)
@@ -96,8 +104,13 @@ def test_rank_list_marks_right_and_wrong_with_a_tick_and_a_cross_and_explains_th
         RankedImage(images["grey"], Modality.VISIBLE, person_id=9, score=0.412, camera_id=1),
     ]
     figure = rank_list_figure([query], [ranked], "one query", image_size=SMALL_IMAGE)
-    marks = {text.get_text(): to_rgb(text.get_color()) for text in figure.axes[0].texts if text.get_text() in ("✓", "✗")}
-    assert marks == {"✓": tuple(c / 255 for c in SAME_PERSON.colour), "✗": tuple(c / 255 for c in ANOTHER_PERSON.colour)}
+    marks = {
+        text.get_text(): to_rgb(text.get_color()) for text in figure.axes[0].texts if text.get_text() in ("✓", "✗")
+    }
+    assert marks == {
+        "✓": tuple(c / 255 for c in SAME_PERSON.colour),
+        "✗": tuple(c / 255 for c in ANOTHER_PERSON.colour),
+    }
     assert _legend_labels(figure.axes[0].get_legend()) == ["query", "✓ same person as the query", "✗ another person"]
     texts = _texts(figure)
     assert "query: purple.png" in texts and "one query" in texts
@@ -109,7 +122,10 @@ def test_rank_list_marks_right_and_wrong_with_a_tick_and_a_cross_and_explains_th
 
 def test_rank_list_frames_are_grey_when_identities_are_unknown(tmp_path, images):
     query = RankedImage(images["purple"], Modality.VISIBLE)
-    ranked = [RankedImage(images["yellow"], Modality.INFRARED, score=0.5), RankedImage(images["grey"], Modality.VISIBLE)]
+    ranked = [
+        RankedImage(images["yellow"], Modality.INFRARED, score=0.5),
+        RankedImage(images["grey"], Modality.VISIBLE),
+    ]
     figure = rank_list_figure([query], [ranked], image_size=SMALL_IMAGE)
     assert not {"✓", "✗"} & set(_texts(figure))
     assert _legend_labels(figure.axes[0].get_legend()) == ["query", PERSON_UNKNOWN.meaning]
@@ -123,11 +139,16 @@ def test_rank_list_frames_are_grey_when_identities_are_unknown(tmp_path, images)
 def test_rank_list_names_each_query_file_relative_to_their_common_folder(tmp_path, images):
     for folder in ("night/a", "night/b"):
         (tmp_path / folder).mkdir(parents=True)
-    queries = [RankedImage(_solid_image(tmp_path / folder / "query.png", (0, 0, 0)), Modality.INFRARED)
-               for folder in ("night/a", "night/b")]
+    queries = [
+        RankedImage(_solid_image(tmp_path / folder / "query.png", (0, 0, 0)), Modality.INFRARED)
+        for folder in ("night/a", "night/b")
+    ]
     matches = [RankedImage(images["yellow"], Modality.VISIBLE)] * 3
     figure = rank_list_figure(queries, [matches, matches], image_size=SMALL_IMAGE)
-    assert [text for text in _texts(figure) if text.startswith("query:")] == ["query: a/query.png", "query: b/query.png"]
+    assert [text for text in _texts(figure) if text.startswith("query:")] == [
+        "query: a/query.png",
+        "query: b/query.png",
+    ]
     long_name = _solid_image(tmp_path / f"{'night' * 40}.png", (0, 0, 0))
     figure = rank_list_figure([RankedImage(long_name, Modality.INFRARED)], [matches], image_size=SMALL_IMAGE)
     header = next(text for text in _texts(figure) if text.startswith("query:"))
@@ -207,7 +228,9 @@ def test_cmc_curves_hold_every_trial_labelled_by_run_folder(tmp_path):
         tmp_path / "run-a" / "results.json",
         [("sysu-all", [[0.5, 0.75, 1.0], [0.25, 0.5, 0.75]]), ("sysu-indoor", [[0.6, 0.7, 0.8]])],
     )
-    _write_results(tmp_path / "run-b" / "results.json", [("sysu-all", [[0.1, 0.2, 0.3], [0.3, 0.4, 0.5], [0.2, 0.6, 0.7]])])
+    _write_results(
+        tmp_path / "run-b" / "results.json", [("sysu-all", [[0.1, 0.2, 0.3], [0.3, 0.4, 0.5], [0.2, 0.6, 0.7]])]
+    )
     curves = cmc_curves_from_results([tmp_path / "run-a" / "results.json", str(tmp_path / "run-b" / "results.json")])
     assert list(curves) == ["run-a sysu-all", "run-a sysu-indoor", "run-b sysu-all"]
     np.testing.assert_allclose(curves["run-a sysu-all"], [[0.5, 0.75, 1.0], [0.25, 0.5, 0.75]])
@@ -227,7 +250,10 @@ def test_a_run_folder_named_just_run_is_named_by_its_config(tmp_path):
     _write_results(unconfigured, [("sysu-all", [[0.4, 0.8]])])
     assert run_name(configured / "results.json") == "tiny"
     assert run_name(unconfigured) == "night-test"  # no config.yaml: the folder above names it
-    assert list(cmc_curves_from_results([configured / "results.json", unconfigured])) == ["tiny sysu-all", "night-test sysu-all"]
+    assert list(cmc_curves_from_results([configured / "results.json", unconfigured])) == [
+        "tiny sysu-all",
+        "night-test sysu-all",
+    ]
 
 
 def test_cmc_labels_stay_unique_when_run_names_are_the_same(tmp_path):
@@ -240,12 +266,16 @@ def test_cmc_labels_stay_unique_when_run_names_are_the_same(tmp_path):
 
 def test_cmc_shades_mean_plus_minus_std_over_trials_and_draws_chance():
     trials = [[0.2, 0.6, 0.8, 1.0], [0.4, 0.6, 0.9, 1.0]]
-    figure = cmc_figure({"tiny sysu-all": trials, "hand-made sysu-all": [0.1, 0.3, 0.5, 0.7]}, "CMC", chance_identities=5)
+    figure = cmc_figure(
+        {"tiny sysu-all": trials, "hand-made sysu-all": [0.1, 0.3, 0.5, 0.7]}, "CMC", chance_identities=5
+    )
     axes = figure.axes[0]
     bands = [collection for collection in axes.collections if isinstance(collection, PolyCollection)]
     assert len(bands) == 1  # the single-trial curve has no band
     band_heights = bands[0].get_paths()[0].vertices[:, 1]
-    np.testing.assert_allclose([band_heights.min(), band_heights.max()], [100 * (0.3 - np.std([0.2, 0.4], ddof=1)), 100.0], atol=1e-9)
+    np.testing.assert_allclose(
+        [band_heights.min(), band_heights.max()], [100 * (0.3 - np.std([0.2, 0.4], ddof=1)), 100.0], atol=1e-9
+    )
     assert _legend_labels(axes.get_legend()) == [
         "tiny sysu-all: R1 30.0 ± 14.1%",
         "hand-made sysu-all: R1 10.0%",
@@ -320,7 +350,11 @@ def test_tsne_draws_the_first_identities_one_colour_each_and_says_how_many(tmp_p
     assert axes.get_title() == "test features\n2 of 3 identities shown, 20 images"
     legends = [artist for artist in axes.get_children() if artist.__class__.__name__ == "Legend"]
     assert [_legend_labels(legend) for legend in legends] == [["10", "20"], ["visible", "infrared"]]
-    colours = {tuple(collection.get_facecolor()[0][:3]) for collection in axes.collections if isinstance(collection, PathCollection)}
+    colours = {
+        tuple(collection.get_facecolor()[0][:3])
+        for collection in axes.collections
+        if isinstance(collection, PathCollection)
+    }
     assert colours == {to_rgb(IDENTITY_COLOURS[0]), to_rgb(IDENTITY_COLOURS[1])}
     out = draw_tsne(features, person_ids, modalities, tmp_path / "tsne" / "map.png", max_identities=2)
     with Image.open(out) as image:
@@ -333,8 +367,12 @@ def test_tsne_shows_no_more_identities_than_distinct_colours():
     modalities = np.zeros(features.shape[0], dtype=np.int8)
     figure = tsne_figure(features, clusters, modalities)
     shown = len(IDENTITY_COLOURS)
-    assert figure.axes[0].get_title() == f"t-SNE of features\n{shown} of {shown + 2} identities shown, {3 * shown} images"
-    with pytest.raises(UserError, match=f"identities shown: expected 1 to {shown} \\(one distinct colour each\\), got {shown + 1}"):
+    assert (
+        figure.axes[0].get_title() == f"t-SNE of features\n{shown} of {shown + 2} identities shown, {3 * shown} images"
+    )
+    with pytest.raises(
+        UserError, match=f"identities shown: expected 1 to {shown} \\(one distinct colour each\\), got {shown + 1}"
+    ):
         tsne_figure(features, clusters, modalities, max_identities=shown + 1)
 
 

@@ -1,4 +1,5 @@
 """Writing files atomically: a temporary name in the same folder, then a rename."""
+
 from __future__ import annotations
 
 import os

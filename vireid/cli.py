@@ -1,4 +1,5 @@
 """The ``vireid`` command: one entry point with a sub-command per job."""
+
 from __future__ import annotations
 
 import argparse
@@ -46,7 +47,13 @@ def _parse_trials(text: str) -> list[int]:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the checkpoint's config, e.g. test.flip=true (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the checkpoint's config, e.g. test.flip=true (repeatable)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
 
@@ -54,8 +61,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 def _add_command(commands, name: str, summary: str, description: str, examples: str) -> argparse.ArgumentParser:
     """A sub-command whose --help page has a description and examples."""
     return commands.add_parser(
-        name, help=summary, description=textwrap.fill(f"{summary[0].upper()}{summary[1:]}. {description}", 79),
-        epilog=f"examples:\n{examples}", formatter_class=argparse.RawDescriptionHelpFormatter,
+        name,
+        help=summary,
+        description=textwrap.fill(f"{summary[0].upper()}{summary[1:]}. {description}", 79),
+        epilog=f"examples:\n{examples}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
 
@@ -79,18 +89,33 @@ def command_synth(arguments: argparse.Namespace) -> int:
 
 def add_synth_parser(commands: argparse._SubParsersAction) -> None:
     synth = _add_command(
-        commands, "synth", "write a synthetic dataset in an official layout",
+        commands,
+        "synth",
+        "write a synthetic dataset in an official layout",
         "The real readers run on it: folder names, id and index files and image formats are the official ones.",
-        "  vireid synth --layout sysu --out data/SYSU-MM01\n  vireid synth --layout regdb --out data/RegDB --ids 40 --size 128x64",
+        "  vireid synth --layout sysu --out data/SYSU-MM01\n  vireid "
+        "synth --layout regdb --out data/RegDB --ids 40 --size 128x64",
     )
     layouts = synthetic_layouts()
     synth.add_argument("--layout", required=True, choices=list(layouts), help="which dataset's layout to write")
     synth.add_argument("--out", required=True, help="folder to create (the dataset root)")
-    defaults = {what: ", ".join(f"{getattr(layout, what)} {name}" for name, layout in layouts.items()) for what in ("identities", "images_per_id")}
+    defaults = {
+        what: ", ".join(f"{getattr(layout, what)} {name}" for name, layout in layouts.items())
+        for what in ("identities", "images_per_id")
+    }
     synth.add_argument("--ids", type=int, help=f"number of identities (default: {defaults['identities']})")
-    synth.add_argument("--images-per-id", type=int, help=f"images per identity in EACH modality (default: {defaults['images_per_id']})")
-    synth.add_argument("--seed", type=int, default=SYNTH_SEED, help=f"random seed; same seed, same files (default {SYNTH_SEED})")
-    synth.add_argument("--size", type=_parse_size, default=DEFAULT_SIZE, help=f"image size HxW (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
+    synth.add_argument(
+        "--images-per-id", type=int, help=f"images per identity in EACH modality (default: {defaults['images_per_id']})"
+    )
+    synth.add_argument(
+        "--seed", type=int, default=SYNTH_SEED, help=f"random seed; same seed, same files (default {SYNTH_SEED})"
+    )
+    synth.add_argument(
+        "--size",
+        type=_parse_size,
+        default=DEFAULT_SIZE,
+        help=f"image size HxW (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})",
+    )
     synth.add_argument("--workers", type=int, help="worker processes (default: number of cores, at most 8)")
     synth.add_argument("--force", action="store_true", help="replace the folder if it exists")
     synth.set_defaults(handler=command_synth)
@@ -112,7 +137,9 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
         if permutation_file is None:
             root = arguments.root or feature_sets[0].metadata.get("root")
             if not root:
-                raise UserError(f"--draws official needs --permutations PATH (or --root, to read {dataset.permutation_file})")
+                raise UserError(
+                    f"--draws official needs --permutations PATH (or --root, to read {dataset.permutation_file})"
+                )
             permutation_file = Path(root) / dataset.permutation_file
         permutations = dataset.load_permutations(permutation_file)
     result = evaluate_protocol(
@@ -134,7 +161,9 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
 
 def add_evaluate_parser(commands: argparse._SubParsersAction, protocol_names: list[str]) -> None:
     evaluate = _add_command(
-        commands, "evaluate", "score saved features with an evaluation protocol",
+        commands,
+        "evaluate",
+        "score saved features with an evaluation protocol",
         "Every trial of the protocol (or --trials), then mean and standard deviation, as the literature scores them.",
         "  vireid evaluate --features runs/sysu_full/features.npz --protocol sysu-all\n"
         "  vireid evaluate --features f.npz --protocol sysu-indoor --shot multi --per-trial --json results.json\n"
@@ -143,8 +172,12 @@ def add_evaluate_parser(commands: argparse._SubParsersAction, protocol_names: li
     evaluate.add_argument("--features", required=True, nargs="+", help="feature file(s) (.npz); RegDB: one per trial")
     evaluate.add_argument("--protocol", required=True, choices=protocol_names, help="the evaluation protocol")
     evaluate.add_argument("--trials", type=_parse_trials, help="trials to run, e.g. 0-9 or 0,3 (default: all)")
-    evaluate.add_argument("--shot", choices=("single", "multi"), default="single", help="SYSU-MM01 gallery setting (default single)")
-    evaluate.add_argument("--draws", choices=("agw", "official"), default="agw", help="SYSU-MM01 gallery draws (default agw)")
+    evaluate.add_argument(
+        "--shot", choices=("single", "multi"), default="single", help="SYSU-MM01 gallery setting (default single)"
+    )
+    evaluate.add_argument(
+        "--draws", choices=("agw", "official"), default="agw", help="SYSU-MM01 gallery draws (default agw)"
+    )
     evaluate.add_argument("--permutations", help="rand_perm_cam.mat for --draws official")
     evaluate.add_argument("--root", help="dataset root, if the images moved since the features were saved")
     evaluate.add_argument("--device", default="cpu", help="where to score: cpu or cuda (default cpu)")
@@ -176,7 +209,9 @@ def command_train(arguments: argparse.Namespace) -> int:
 
 def add_train_parser(commands: argparse._SubParsersAction) -> None:
     train = _add_command(
-        commands, "train", "train a model from a YAML config (or resume a run)",
+        commands,
+        "train",
+        "train a model from a YAML config (or resume a run)",
         "CONFIG is a YAML file or the name of a shipped config (vireid configs lists them). "
         "The run folder gets config.yaml, metrics.jsonl, TensorBoard events, last.pt and best.pt.",
         "  vireid train sysu_full --set data.root=/data/SYSU-MM01\n"
@@ -184,10 +219,20 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
         "  vireid train --resume runs/sysu_full/last.pt",
     )
     train.add_argument("config", nargs="?", help="YAML config file, or a shipped config's name such as sysu_full")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. --set data.root=/data/SYSU-MM01 (repeatable)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set data.root=/data/SYSU-MM01 (repeatable)",
+    )
     train.add_argument("--out", help="run folder (default runs/<config name>, or the resumed run's folder)")
     train.add_argument("--resume", metavar="CHECKPOINT", help="continue a run exactly from its checkpoint")
-    train.add_argument("--pretrained", metavar="PATH", help="ImageNet weights from a local torchvision state-dict file (same as --set model.pretrained=PATH)")
+    train.add_argument(
+        "--pretrained",
+        metavar="PATH",
+        help="ImageNet weights from a local torchvision state-dict file (same as --set model.pretrained=PATH)",
+    )
     train.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda")
     train.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     train.set_defaults(handler=command_train)
@@ -213,15 +258,24 @@ def command_test(arguments: argparse.Namespace) -> int:
 
 def add_test_parser(commands: argparse._SubParsersAction, protocol_names: list[str]) -> None:
     test = _add_command(
-        commands, "test", "score a trained checkpoint with every trial of the protocols",
+        commands,
+        "test",
+        "score a trained checkpoint with every trial of the protocols",
         "Writes results.md, results.json, the test features, the CMC curves and a rank-list picture per protocol "
         "into --out (default: the checkpoint's folder; for a folder of RegDB trial models, that folder).",
         "  vireid test runs/sysu_full/best.pt\n  vireid test runs/regdb_full --device cuda\n"
         "  vireid test runs/sysu_full/last.pt --protocol sysu-indoor --trials 0-4 --set test.flip=true",
     )
     test.add_argument("checkpoint", help="a checkpoint, or a folder of them (RegDB: one per trial)")
-    test.add_argument("--protocol", action="append", choices=protocol_names, help="protocol to run, repeatable (default: both of the dataset)")
-    test.add_argument("--root", "--dataset", dest="root", help="dataset root folder, if not the one the model was trained with")
+    test.add_argument(
+        "--protocol",
+        action="append",
+        choices=protocol_names,
+        help="protocol to run, repeatable (default: both of the dataset)",
+    )
+    test.add_argument(
+        "--root", "--dataset", dest="root", help="dataset root folder, if not the one the model was trained with"
+    )
     test.add_argument("--trials", type=_parse_trials, help="trials, e.g. 0-9 (default: all)")
     test.add_argument("--out", help="where to write the results, features and pictures (default: see above)")
     _add_model_options(test)
@@ -245,21 +299,36 @@ def command_extract(arguments: argparse.Namespace) -> int:
     save_features(arguments.out, feature_set)
     _print_skipped(skipped)
     features = feature_set.features
-    print(f"wrote {features.shape[0]} {arguments.modality.name.lower()} features ({features.shape[1]}-d) of {arguments.images} to {arguments.out}")
+    print(
+        f"wrote {features.shape[0]} {arguments.modality.name.lower()} features "
+        f"({features.shape[1]}-d) of {arguments.images} to {arguments.out}"
+    )
     return 0
 
 
 def add_extract_parser(commands: argparse._SubParsersAction) -> None:
     extract = _add_command(
-        commands, "extract", "features of your own images with a trained model",
+        commands,
+        "extract",
+        "features of your own images with a trained model",
         "IMAGES is a folder (searched recursively) or a text file listing image paths, one per line; relative "
         "lines are read from the list file's folder. Unreadable files are named and skipped.",
         "  vireid extract runs/demo/run/last.pt --images photos/ --modality visible --out day.npz\n"
         "  vireid extract runs/demo/run/last.infrared.onnx --images night.txt --modality infrared --out night.npz",
     )
-    extract.add_argument("checkpoint", help="a vireid checkpoint (.pt), or an ONNX file of `vireid export` (.onnx, faster on a CPU)")
-    extract.add_argument("--images", required=True, help="a folder (searched recursively) or a list file (paths relative to its folder)")
-    extract.add_argument("--modality", required=True, type=_parse_modality, metavar="{visible,infrared}", help="what camera took the images")
+    extract.add_argument(
+        "checkpoint", help="a vireid checkpoint (.pt), or an ONNX file of `vireid export` (.onnx, faster on a CPU)"
+    )
+    extract.add_argument(
+        "--images", required=True, help="a folder (searched recursively) or a list file (paths relative to its folder)"
+    )
+    extract.add_argument(
+        "--modality",
+        required=True,
+        type=_parse_modality,
+        metavar="{visible,infrared}",
+        help="what camera took the images",
+    )
     extract.add_argument("--out", required=True, help="feature file to write (.npz)")
     _add_model_options(extract)
     extract.add_argument("--workers", type=int, default=0, help="image decoding processes (default 0: in this process)")
@@ -284,14 +353,21 @@ def command_index(arguments: argparse.Namespace) -> int:
 
 def add_index_parser(commands: argparse._SubParsersAction) -> None:
     index = _add_command(
-        commands, "index", "build a gallery index (FAISS) from a feature file",
+        commands,
+        "index",
+        "build a gallery index (FAISS) from a feature file",
         "flat is exact (the evaluator's ranking); ivf visits --nprobe of --nlist inverted lists, for large galleries.",
-        "  vireid index day.npz --out day_index.npz\n  vireid index runs/demo/run/features.npz --modality visible --kind ivf --out index.npz",
+        "  vireid index day.npz --out day_index.npz\n  vireid index "
+        "runs/demo/run/features.npz --modality visible --kind ivf --out index.npz",
     )
     index.add_argument("features", help="feature file of the gallery (vireid extract, or features.npz of vireid test)")
     index.add_argument("--out", required=True, help="index file to write (.npz)")
-    index.add_argument("--modality", type=_parse_modality, metavar="{visible,infrared}", help="index only the images of this modality")
-    index.add_argument("--kind", choices=("flat", "ivf"), default="flat", help="flat: exact; ivf: inverted lists, for large galleries")
+    index.add_argument(
+        "--modality", type=_parse_modality, metavar="{visible,infrared}", help="index only the images of this modality"
+    )
+    index.add_argument(
+        "--kind", choices=("flat", "ivf"), default="flat", help="flat: exact; ivf: inverted lists, for large galleries"
+    )
     index.add_argument("--nlist", type=int, help="ivf: number of lists (default: about 4 sqrt(N))")
     index.add_argument("--nprobe", type=int, default=8, help="ivf: lists visited per query (default 8)")
     index.add_argument("--root", help="image root, if the images moved since the features were saved")
@@ -310,7 +386,10 @@ def command_search(arguments: argparse.Namespace) -> int:
         queries = load_features(arguments.features)
     else:
         if arguments.checkpoint is None or arguments.modality is None:
-            raise UserError("searching with --images needs --checkpoint (the model that made the index: .pt or .onnx) and --modality")
+            raise UserError(
+                "searching with --images needs --checkpoint (the model "
+                "that made the index: .pt or .onnx) and --modality"
+            )
         encoder = load_encoder(arguments.checkpoint, arguments.modality, arguments.device, arguments.set)
         queries, skipped = extract_own_images(encoder, arguments.images, progress=not arguments.quiet)
         _print_skipped(skipped)
@@ -327,8 +406,13 @@ def command_search(arguments: argparse.Namespace) -> int:
         shown = results[: arguments.picture_queries]
         draw_rank_list(
             [RankedImage(result.query_path, result.query_modality, _known(result.query_person_id)) for result in shown],
-            [[RankedImage(hit.path, hit.modality, _known(hit.person_id), hit.score, _known(hit.camera_id)) for hit in result.hits]
-             for result in shown],
+            [
+                [
+                    RankedImage(hit.path, hit.modality, _known(hit.person_id), hit.score, _known(hit.camera_id))
+                    for hit in result.hits
+                ]
+                for result in shown
+            ],
             arguments.picture,
             title=f"top {arguments.top_k} of {len(index)} gallery images",
         )
@@ -338,18 +422,25 @@ def command_search(arguments: argparse.Namespace) -> int:
 
 def add_search_parser(commands: argparse._SubParsersAction) -> None:
     search = _add_command(
-        commands, "search", "search a gallery index with images or features",
+        commands,
+        "search",
+        "search a gallery index with images or features",
         "Prints the best matches of each query; --json and --picture also write them. Query images are a folder "
         "or a list file (paths relative to its folder).",
-        "  vireid search day_index.npz --images night/ --checkpoint runs/demo/run/last.pt --modality infrared --top-k 5\n"
+        "  vireid search day_index.npz --images night/ --checkpoint "
+        "runs/demo/run/last.pt --modality infrared --top-k 5\n"
         "  vireid search day_index.npz --features night.npz --json hits.json --picture hits.png",
     )
     search.add_argument("index", help="index file (vireid index)")
     queries = search.add_mutually_exclusive_group(required=True)
     queries.add_argument("--images", help="query images: a folder or a list file (needs --checkpoint and --modality)")
     queries.add_argument("--features", help="query feature file")
-    search.add_argument("--checkpoint", help="the model that made the index (.pt, or its exported .onnx of the queries' modality)")
-    search.add_argument("--modality", type=_parse_modality, metavar="{visible,infrared}", help="what camera took the query images")
+    search.add_argument(
+        "--checkpoint", help="the model that made the index (.pt, or its exported .onnx of the queries' modality)"
+    )
+    search.add_argument(
+        "--modality", type=_parse_modality, metavar="{visible,infrared}", help="what camera took the query images"
+    )
     search.add_argument("--top-k", type=int, default=10, help="matches per query (default 10)")
     search.add_argument("--nprobe", type=int, help="ivf: lists visited per query (default: the index's)")
     search.add_argument("--json", help="also write the results to this JSON file")
@@ -375,23 +466,44 @@ def command_export(arguments: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     modalities = list(Modality) if arguments.modality == "both" else [_parse_modality(arguments.modality)]
     for modality in modalities:
-        path = export_onnx(model, config, modality, out / f"{Path(arguments.checkpoint).stem}.{modality.name.lower()}.onnx")
+        path = export_onnx(
+            model, config, modality, out / f"{Path(arguments.checkpoint).stem}.{modality.name.lower()}.onnx"
+        )
         difference = max_abs_difference(path, model, config, modality)
-        print(f"wrote {path} ({modality.name.lower()} images {config.data.height}x{config.data.width} -> features); "
-              f"ONNX Runtime vs PyTorch max abs diff {difference:.2e}")
+        print(
+            f"wrote {path} ({modality.name.lower()} images {config.data.height}x{config.data.width} -> features); "
+            f"ONNX Runtime vs PyTorch max abs diff {difference:.2e}"
+        )
     return 0
 
 
 def add_export_parser(commands: argparse._SubParsersAction) -> None:
     export = _add_command(
-        commands, "export", "export the test-time feature to ONNX (one file per modality)",
-        "Each file maps (B, 3, H, W) normalised images to L2-normalised features and is checked against PyTorch with ONNX Runtime.",
-        "  vireid export runs/demo/run/last.pt\n  vireid export runs/sysu_full/best.pt --modality infrared --out exported/",
+        commands,
+        "export",
+        "export the test-time feature to ONNX (one file per modality)",
+        "Each file maps (B, 3, H, W) normalised images to L2-normalised "
+        "features and is checked against PyTorch with ONNX Runtime.",
+        "  vireid export runs/demo/run/last.pt\n  vireid export "
+        "runs/sysu_full/best.pt --modality infrared --out exported/",
     )
     export.add_argument("checkpoint", help="a vireid checkpoint (.pt)")
-    export.add_argument("--modality", choices=("visible", "infrared", "both"), default="both", help="which modality's file(s) to write (default both)")
-    export.add_argument("--out", help="folder to write <checkpoint>.<modality>.onnx into (default: the checkpoint's folder)")
-    export.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the checkpoint's config, e.g. test.feature=global (repeatable)")
+    export.add_argument(
+        "--modality",
+        choices=("visible", "infrared", "both"),
+        default="both",
+        help="which modality's file(s) to write (default both)",
+    )
+    export.add_argument(
+        "--out", help="folder to write <checkpoint>.<modality>.onnx into (default: the checkpoint's folder)"
+    )
+    export.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the checkpoint's config, e.g. test.feature=global (repeatable)",
+    )
     export.set_defaults(handler=command_export)
 
 
@@ -407,7 +519,14 @@ def command_plot(arguments: argparse.Namespace) -> int:
 
         feature_set = load_features(_single(arguments.inputs, "a feature file"), root=arguments.root)
         images = feature_set.images
-        draw_tsne(feature_set.features, images.person_ids, images.modalities, arguments.out, arguments.identities, title=arguments.title)
+        draw_tsne(
+            feature_set.features,
+            images.person_ids,
+            images.modalities,
+            arguments.out,
+            arguments.identities,
+            title=arguments.title,
+        )
     else:
         from vireid.viz.rank_list import draw_rank_list
         from vireid.viz.trial_ranks import trial_rank_lists
@@ -415,29 +534,40 @@ def command_plot(arguments: argparse.Namespace) -> int:
         if not arguments.protocol:
             raise UserError("vireid plot ranks needs --protocol, e.g. --protocol sysu-all")
         feature_set = load_features(_single(arguments.inputs, "a feature file"), root=arguments.root)
-        queries, ranked = trial_rank_lists(feature_set, arguments.protocol, arguments.trial, arguments.queries, arguments.top_k)
-        draw_rank_list(queries, ranked, arguments.out, title=arguments.title or f"{arguments.protocol} trial {arguments.trial}")
+        queries, ranked = trial_rank_lists(
+            feature_set, arguments.protocol, arguments.trial, arguments.queries, arguments.top_k
+        )
+        draw_rank_list(
+            queries, ranked, arguments.out, title=arguments.title or f"{arguments.protocol} trial {arguments.trial}"
+        )
     print(f"wrote {arguments.out}")
     return 0
 
 
 def add_plot_parser(commands: argparse._SubParsersAction, protocol_names: list[str]) -> None:
     plot = _add_command(
-        commands, "plot", "pictures: CMC curves of runs, t-SNE of features, rank lists of a trial",
-        "cmc takes results.json files of vireid test (one curve per run and protocol); tsne and ranks take one feature file.",
+        commands,
+        "plot",
+        "pictures: CMC curves of runs, t-SNE of features, rank lists of a trial",
+        "cmc takes results.json files of vireid test (one curve per "
+        "run and protocol); tsne and ranks take one feature file.",
         "  vireid plot cmc runs/a/results.json runs/b/results.json --out cmc.png\n"
         "  vireid plot tsne runs/demo/run/features.npz --out tsne.png\n"
         "  vireid plot ranks runs/demo/run/features.npz --protocol sysu-all --trial 3 --out ranks.png",
     )
     plot.add_argument("kind", choices=("cmc", "tsne", "ranks"), help="which picture")
-    plot.add_argument("inputs", nargs="+", help="cmc: results.json file(s) of vireid test; tsne, ranks: one feature file")
+    plot.add_argument(
+        "inputs", nargs="+", help="cmc: results.json file(s) of vireid test; tsne, ranks: one feature file"
+    )
     plot.add_argument("--out", required=True, help="PNG file to write")
     plot.add_argument("--title", help="the picture's title (default: one that says what is shown)")
     plot.add_argument("--protocol", choices=protocol_names, help="ranks: the protocol whose trial to show")
     plot.add_argument("--trial", type=int, default=0, help="ranks: trial number (default 0)")
     plot.add_argument("--queries", type=int, default=6, help="ranks: queries shown (default 6)")
     plot.add_argument("--top-k", type=int, default=10, help="ranks: gallery images per query (default 10)")
-    plot.add_argument("--identities", type=int, default=8, help="tsne: identities shown, one colour each (default and most: 8)")
+    plot.add_argument(
+        "--identities", type=int, default=8, help="tsne: identities shown, one colour each (default and most: 8)"
+    )
     plot.add_argument("--root", help="image root, if the images moved since the features were saved")
     plot.set_defaults(handler=command_plot)
 
@@ -466,7 +596,9 @@ def command_configs(arguments: argparse.Namespace) -> int:
 
 def add_configs_parser(commands: argparse._SubParsersAction) -> None:
     configs = _add_command(
-        commands, "configs", "list the shipped configs, or print one",
+        commands,
+        "configs",
+        "list the shipped configs, or print one",
         "Shipped configs are found by name by vireid train; print one to start your own from it.",
         "  vireid configs\n  vireid configs sysu_full > my_config.yaml",
     )
@@ -483,7 +615,9 @@ def command_demo(arguments: argparse.Namespace) -> int:
 
 def add_demo_parser(commands: argparse._SubParsersAction) -> None:
     demo = _add_command(
-        commands, "demo", "the whole pipeline on a generated dataset",
+        commands,
+        "demo",
+        "the whole pipeline on a generated dataset",
         "Generates a synthetic SYSU-MM01 set (once), trains the paper's model with the tiny config on the CPU, "
         "tests it with all 10 trials and compares it with a hand-made descriptor and chance.",
         "  vireid demo\n  vireid demo --out runs/demo2 --workers 2",
@@ -499,8 +633,13 @@ def build_parser() -> argparse.ArgumentParser:
     protocol_names = registered_protocols()
     parser = argparse.ArgumentParser(
         prog="vireid",
-        description="Visible-infrared person re-identification toolkit. Each COMMAND has its own --help page with examples.",
-        epilog="examples:\n  vireid demo\n  vireid train sysu_full --set data.root=/data/SYSU-MM01\n  vireid test runs/sysu_full/best.pt",
+        description=(
+            "Visible-infrared person re-identification toolkit. Each COMMAND has its own --help page with examples."
+        ),
+        epilog=(
+            "examples:\n  vireid demo\n  vireid train sysu_full --set "
+            "data.root=/data/SYSU-MM01\n  vireid test runs/sysu_full/best.pt"
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"vireid {__version__}")

@@ -6,6 +6,7 @@ that names the key and what is accepted. The configs the toolkit ships
 (``vireid/configs/*.yaml``) are package data, found by name (``sysu_full``)
 wherever vireid is installed.
 """
+
 from __future__ import annotations
 
 import copy
@@ -13,8 +14,8 @@ import dataclasses
 import math
 import sys
 import typing
-from importlib import resources
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
@@ -85,7 +86,9 @@ class TrainConfig:
     steps_per_epoch: int = 0  # 0: enough batches to cover the larger modality once
     padding: int = 10
     cache_dir: str = ""  # decode and resize every training image once into a memory-mapped file here; "" = off
-    augment_on: Literal["loader", "device"] = "loader"  # "device": crop/flip/normalise whole batches on the training device (needs cache_dir)
+    augment_on: Literal["loader", "device"] = (
+        "loader"  # "device": crop/flip/normalise whole batches on the training device (needs cache_dir)
+    )
     random_erasing: float = 0.0  # probability
     amp: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     channels_last: Literal["auto", "always", "never"] = "auto"  # auto: on GPU only
@@ -170,7 +173,9 @@ def _apply(section: Any, values: dict, prefix: str) -> None:
         annotation = hints[name]
         if dataclasses.is_dataclass(annotation):
             if not isinstance(value, dict):
-                raise ConfigError(f"{key}: expected a section of keys ({', '.join(typing.get_type_hints(annotation))}), got {value!r}")
+                raise ConfigError(
+                    f"{key}: expected a section of keys ({', '.join(typing.get_type_hints(annotation))}), got {value!r}"
+                )
             _apply(getattr(section, name), value, f"{key}.")
         else:
             setattr(section, name, _coerce(key, value, annotation))
@@ -187,7 +192,9 @@ def _check_dataset(data: DataConfig) -> None:
     from vireid.datasets import dataset_names  # imported here, so that a dataset module may import this one
 
     if data.dataset not in dataset_names():
-        raise ConfigError(f"data.dataset: expected one of {', '.join(map(repr, dataset_names()))}, got {data.dataset!r}")
+        raise ConfigError(
+            f"data.dataset: expected one of {', '.join(map(repr, dataset_names()))}, got {data.dataset!r}"
+        )
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:

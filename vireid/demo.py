@@ -6,6 +6,7 @@ table beside the learning-free floor (a hand-made descriptor) and chance, with t
 pictures: CMC curves, rank lists and a t-SNE of the test features.
 Everything lands in the run folder.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -13,15 +14,15 @@ from pathlib import Path
 
 from vireid.atomic import write_text
 from vireid.config import load_config
-from vireid.synthetic.writer import write_synthetic_dataset
+from vireid.data.images import load_image
 from vireid.datasets.sysu import sysu_test_images
 from vireid.engine.tester import score_checkpoints
 from vireid.engine.trainer import train
 from vireid.evaluation.feature_file import FeatureSet, load_features
 from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, results_table
-from vireid.data.images import load_image
 from vireid.models.handcrafted import describe_images
 from vireid.progress import track
+from vireid.synthetic.writer import write_synthetic_dataset
 from vireid.viz.cmc import draw_cmc_curves, protocol_cmc_curves
 from vireid.viz.tsne import draw_tsne
 
@@ -42,7 +43,10 @@ def run_demo(
         print(f"using the synthetic dataset at {data_root}")
     else:
         summary = write_synthetic_dataset("sysu", data_root, identities, images_per_id, workers=workers)
-        print(f"generated {summary.images} images of {summary.identities} identities at {data_root} in {summary.seconds:.1f} s")
+        print(
+            f"generated {summary.images} images of {summary.identities} "
+            f"identities at {data_root} in {summary.seconds:.1f} s"
+        )
     config = load_config(DEMO_CONFIG, [f"data.root={data_root}", f"train.cache_dir={out / 'cache'}", *overrides])
     run_dir = out / "run"
     shutil.rmtree(run_dir, ignore_errors=True)  # each demo trains afresh; the data are kept
@@ -50,15 +54,26 @@ def run_demo(
     results = score_checkpoints([last], progress=progress)
     trained_features = load_features(run_dir / "features.npz")
     images = trained_features.images
-    draw_tsne(trained_features.features, images.person_ids, images.modalities, run_dir / "tsne.png", title="t-SNE of the test features")
+    draw_tsne(
+        trained_features.features,
+        images.person_ids,
+        images.modalities,
+        run_dir / "tsne.png",
+        title="t-SNE of the test features",
+    )
 
     test_images = sysu_test_images(data_root)
     paths = track(test_images.paths, "describe", "img", progress)
     floor = FeatureSet(describe_images(load_image(path) for path in paths), test_images)
     floor_results = [evaluate_protocol(name, [floor]) for name in ("sysu-all", "sysu-indoor")]
     chance = 1 / test_images.num_identities
-    compared = {**protocol_cmc_curves(results, "trained model"), **protocol_cmc_curves(floor_results, "hand-made descriptor")}
-    draw_cmc_curves(compared, run_dir / "cmc.png", f"CMC on synthetic SYSU-MM01 ({config.name} config)", test_images.num_identities)
+    compared = {
+        **protocol_cmc_curves(results, "trained model"),
+        **protocol_cmc_curves(floor_results, "hand-made descriptor"),
+    }
+    draw_cmc_curves(
+        compared, run_dir / "cmc.png", f"CMC on synthetic SYSU-MM01 ({config.name} config)", test_images.num_identities
+    )
     report = (
         f"# vireid demo: the paper's model (tiny config) on synthetic SYSU-MM01\n\n"
         f"Trained model ({run_dir}):\n\n{results_table(results)}\n\n"

@@ -1,5 +1,6 @@
 """Finding the modules of a registry package: every dataset or method module
 registers itself when imported, so a package imports all of its modules."""
+
 from __future__ import annotations
 
 import importlib

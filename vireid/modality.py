@@ -1,5 +1,6 @@
 """Which sensor took an image: the one value every part of vireid shares (data,
 models, losses, retrieval), kept here so that none of them depends on another for it."""
+
 from __future__ import annotations
 
 from enum import IntEnum

@@ -6,6 +6,7 @@ file, under CI or nohup, the same loop prints one plain line every
 ``PLAIN_INTERVAL_SECONDS`` of work (``extract: 12/40 batch (30 %), 31 s``), from
 a timer thread, so that a slow first batch is never silent either.
 """
+
 from __future__ import annotations
 
 import sys
@@ -22,7 +23,13 @@ class PlainProgress:
     """Iterates ``items`` and, while it does, prints where it is every ``interval`` seconds."""
 
     def __init__(
-        self, items: Iterable[Item], description: str, unit: str, interval: float, total: int | None = None, stream: IO[str] | None = None
+        self,
+        items: Iterable[Item],
+        description: str,
+        unit: str,
+        interval: float,
+        total: int | None = None,
+        stream: IO[str] | None = None,
     ):
         self.items = items
         self.stream = stream

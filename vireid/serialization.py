@@ -1,4 +1,5 @@
 """Reading files written with torch.save, each failure one error naming the path."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -5,6 +5,7 @@ The file is named by a hash of the image paths and the size, so a changed
 split or size never reads a stale cache; it is written under a temporary name
 and renamed when complete.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,7 +35,9 @@ def image_cache(split: Split, height: int, width: int, cache_dir: str | Path, pr
     path = cache_file(cache_dir, split, height, width)
     if not path.exists():
         with atomic_path(path) as temporary:
-            images = np.lib.format.open_memmap(str(temporary), mode="w+", dtype=np.uint8, shape=(len(split), height, width, 3))
+            images = np.lib.format.open_memmap(
+                str(temporary), mode="w+", dtype=np.uint8, shape=(len(split), height, width, 3)
+            )
             for row, image_path in enumerate(track(split.paths, "cache", "img", progress)):
                 images[row] = decode_resized(image_path, height, width)
             images.flush()

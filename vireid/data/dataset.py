@@ -1,4 +1,5 @@
 """A torch Dataset over a Split: image tensor, label (or person id), modality, row index."""
+
 from __future__ import annotations
 
 from typing import Callable

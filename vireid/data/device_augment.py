@@ -5,6 +5,7 @@ loader only gathers bytes; padding, random crop, horizontal flip and ImageNet
 normalisation then run as a few tensor operations on the GPU (or the CPU),
 drawn from a generator that the trainer re-seeds every epoch.
 """
+
 from __future__ import annotations
 
 import torch

@@ -11,6 +11,7 @@ makes galleries identical to published work.
 Everything here works on a Split of all test images (read from disk, or stored
 in a feature file), so the same selection serves the readers and the evaluator.
 """
+
 from __future__ import annotations
 
 import random
@@ -21,8 +22,8 @@ from typing import Sequence
 import numpy as np
 
 from vireid.data.splits import Split
-from vireid.modality import Modality
 from vireid.errors import DatasetError
+from vireid.modality import Modality
 
 MULTI_SHOT_IMAGES = 10
 """Gallery images per person folder in the multi-shot setting (the dataset authors' 10-shot)."""
@@ -36,7 +37,9 @@ class PersonFolders:
 
     def __init__(self, images: Split):
         groups: dict[FolderKey, list[int]] = defaultdict(list)
-        for row, key in enumerate(zip(images.modalities.tolist(), images.person_ids.tolist(), images.camera_ids.tolist())):
+        for row, key in enumerate(
+            zip(images.modalities.tolist(), images.person_ids.tolist(), images.camera_ids.tolist())
+        ):
             groups[key].append(row)
         self.images = images
         self.rows = {key: sorted(rows, key=lambda row: images.paths[row]) for key, rows in groups.items()}
@@ -60,7 +63,9 @@ def all_images(folders: PersonFolders, modality: Modality, cameras: Sequence[int
     return [row for _, _, rows in folders.walk(modality, cameras) for row in rows]
 
 
-def reference_draws(folders: PersonFolders, modality: Modality, cameras: Sequence[int], trial: int, shot: str) -> list[int]:
+def reference_draws(
+    folders: PersonFolders, modality: Modality, cameras: Sequence[int], trial: int, shot: str
+) -> list[int]:
     """Gallery rows drawn the way the reference code draws them.
 
     ``shot="single"``: ``random.seed(trial)``, then one ``random.choice`` per

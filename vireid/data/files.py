@@ -1,5 +1,6 @@
 """Reading the small files every dataset layout is made of (id lists, index
 lists, person folders), each failure ending in a DatasetError that names the path."""
+
 from __future__ import annotations
 
 import os
@@ -7,11 +8,11 @@ import re
 from pathlib import Path
 from typing import Callable, Iterable
 
+from vireid.data.images import IMAGE_SUFFIXES
 from vireid.data.splits import Split
-from vireid.modality import Modality
 from vireid.errors import DatasetError
+from vireid.modality import Modality
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _CAMERA_PART = re.compile(r"^cam(\d+)$")
 
 

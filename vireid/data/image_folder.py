@@ -4,6 +4,7 @@ Unlike the dataset readers, nothing here is an official layout: person and
 camera ids are unknown (-1), and a file that cannot be decoded is skipped and
 reported rather than ending the job.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,12 +13,11 @@ from typing import Callable
 import torch
 from torch.utils.data import Dataset
 
-from vireid.data.images import load_image
+from vireid.data.images import IMAGE_SUFFIXES, load_image
 from vireid.data.splits import Split
-from vireid.modality import Modality
 from vireid.errors import DatasetError, UserError
+from vireid.modality import Modality
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 UNKNOWN_ID = -1
 
 
@@ -27,16 +27,24 @@ def list_images(source: str | Path) -> list[str]:
     list file's folder; blank lines and ``#`` comments are skipped)."""
     source = Path(source)
     if source.is_dir():
-        paths = sorted(str(path) for path in source.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+        paths = sorted(
+            str(path) for path in source.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+        )
         if not paths:
-            raise UserError(f"{source}: expected image files ({', '.join(IMAGE_SUFFIXES)}) in this folder or below, found none")
+            raise UserError(
+                f"{source}: expected image files ({', '.join(IMAGE_SUFFIXES)}) in this folder or below, found none"
+            )
         return paths
     if source.is_file():
         try:
             lines = source.read_text().splitlines()
         except (OSError, UnicodeDecodeError) as error:
-            raise UserError(f"{source}: expected a folder of images or a text file listing image paths ({error})") from error
-        paths = [str(source.parent / line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+            raise UserError(
+                f"{source}: expected a folder of images or a text file listing image paths ({error})"
+            ) from error
+        paths = [
+            str(source.parent / line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")
+        ]
         if not paths:
             raise UserError(f"{source}: expected a list of image paths, one per line; the file lists none")
         return paths
@@ -66,7 +74,9 @@ class ImageFiles(Dataset):
             return None, index, str(error)
 
 
-def collate_readable(batch: list[tuple[torch.Tensor | None, int, str | None]]) -> tuple[torch.Tensor | None, list[int], list[str]]:
+def collate_readable(
+    batch: list[tuple[torch.Tensor | None, int, str | None]],
+) -> tuple[torch.Tensor | None, list[int], list[str]]:
     """(B', 3, H, W) images that could be read (None if none), their indices, the reasons of the others."""
     readable = [(image, index) for image, index, _ in batch if image is not None]
     images = torch.stack([image for image, _ in readable]) if readable else None

@@ -1,4 +1,5 @@
 """Identity-balanced cross-modality batches: P identities x (K visible + K infrared) images."""
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,9 @@ class CrossModalityBatchSampler(Sampler[list[int]]):
     ):
         labels, modalities = np.asarray(labels), np.asarray(modalities)
         self.rows = {
-            modality: {int(label): np.flatnonzero((labels == label) & (modalities == modality)) for label in np.unique(labels)}
+            modality: {
+                int(label): np.flatnonzero((labels == label) & (modalities == modality)) for label in np.unique(labels)
+            }
             for modality in (Modality.VISIBLE, Modality.INFRARED)
         }
         self.labels = np.array(
@@ -44,7 +47,8 @@ class CrossModalityBatchSampler(Sampler[list[int]]):
         )
         if self.labels.size < identities:
             raise ValueError(
-                f"a batch needs {identities} identities with images of both modalities, the data have {self.labels.size}"
+                f"a batch needs {identities} identities with images of "
+                f"both modalities, the data have {self.labels.size}"
             )
         self.identities, self.instances, self.seed, self.epoch = identities, instances, seed, 0
         largest_modality = max(int((modalities == m).sum()) for m in (Modality.VISIBLE, Modality.INFRARED))

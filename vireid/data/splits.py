@@ -1,5 +1,6 @@
 """The common record every dataset reader returns: images with their person id,
 camera id and modality, in a fixed order."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,7 +48,9 @@ class Split:
 
     def summary(self) -> str:
         """'1152 visible + 1152 infrared images of 72 identities'."""
-        counts = " + ".join(f"{int(np.sum(self.modalities == modality))} {modality.name.lower()}" for modality in Modality)
+        counts = " + ".join(
+            f"{int(np.sum(self.modalities == modality))} {modality.name.lower()}" for modality in Modality
+        )
         return f"{counts} images of {self.num_identities} identities"
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> "Split":

@@ -1,4 +1,5 @@
 """Image transforms of the reference recipe: resize, pad-and-crop, flip, ImageNet normalisation."""
+
 from __future__ import annotations
 
 from torchvision import transforms as T

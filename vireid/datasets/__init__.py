@@ -4,7 +4,15 @@ Each module of this package describes one dataset in a DatasetSpec and
 registers it. Importing the package imports every module in it, so a new
 dataset is one new file here (README, "Add a dataset").
 """
-from vireid.datasets.registry import DATASETS, dataset_names, get_dataset, get_protocol, protocol_names, register_dataset
+
+from vireid.datasets.registry import (
+    DATASETS,
+    dataset_names,
+    get_dataset,
+    get_protocol,
+    protocol_names,
+    register_dataset,
+)
 from vireid.datasets.spec import DatasetSpec, Protocol, ScoringRule, SyntheticLayout
 from vireid.discovery import import_submodules
 

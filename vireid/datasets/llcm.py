@@ -7,6 +7,7 @@ Layout::
     LLCM/test_vis/cam1..cam9/<id4>/...          visible test images
     LLCM/test_nir/cam1,2,4..9/<id4>/...         near-infrared test images (no cam3)
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from vireid.data.draws import PersonFolders, all_images, reference_draws
-from vireid.data.files import camera_from_path, person_folder_images, person_folder_name, read_id_list, read_index_file, require_dir
+from vireid.data.files import (
+    camera_from_path,
+    person_folder_images,
+    person_folder_name,
+    read_id_list,
+    read_index_file,
+    require_dir,
+)
 from vireid.data.splits import QueryGallery, Split, relabelled
 from vireid.datasets.registry import register_dataset
 from vireid.datasets.spec import DatasetSpec, Protocol, ScoringRule, SyntheticLayout
@@ -68,7 +76,9 @@ def llcm_test_images(root: str | Path) -> Split:
         modality_root = require_dir(root / folder, f"LLCM's {folder}/ folder of camN/<id4>/ test images")
         images = person_folder_images(modality_root, person_ids, cameras, lambda _camera, modality=modality: modality)
         if len(images) == 0:
-            raise DatasetError(f"{modality_root}: expected camN/<id4>/ folders of the ids in idx/test_id.txt, found no image")
+            raise DatasetError(
+                f"{modality_root}: expected camN/<id4>/ folders of the ids in idx/test_id.txt, found no image"
+            )
         parts.append(images)
     return Split.concatenate(parts)
 

@@ -8,6 +8,7 @@ Layout::
 A model is trained per trial on that trial's train files and tested on its test
 files. RegDB has one camera per modality: camera 1 is visible, camera 2 thermal.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

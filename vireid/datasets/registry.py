@@ -1,4 +1,5 @@
 """The registered datasets, by name, and their protocols, by name."""
+
 from __future__ import annotations
 
 from vireid.datasets.spec import DatasetSpec, Protocol

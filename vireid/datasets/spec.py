@@ -3,6 +3,7 @@ their trials, its scoring rule, whether it trains one model per trial, and the
 plan of its synthetic layout. Each dataset module fills one DatasetSpec and
 registers it (vireid.datasets.registry); everything else asks the registry.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -6,6 +6,7 @@ Layout::
     SYSU-MM01/exp/train_id.txt, val_id.txt, test_id.txt   one line of comma-separated ids
     SYSU-MM01/exp/rand_perm_cam.mat           the authors' gallery permutations (optional)
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,8 +59,16 @@ def sysu_train_split(root: str | Path, include_val: bool = True) -> Split:
     person_ids = read_id_list(root / "exp" / "train_id.txt")
     if include_val:
         person_ids += read_id_list(root / "exp" / "val_id.txt")
-    visible = _require_images(person_folder_images(root, person_ids, VISIBLE_CAMERAS, _camera_modality), "visible training images in cam1/2/4/5", root)
-    infrared = _require_images(person_folder_images(root, person_ids, INFRARED_CAMERAS, _camera_modality), "infrared training images in cam3/6", root)
+    visible = _require_images(
+        person_folder_images(root, person_ids, VISIBLE_CAMERAS, _camera_modality),
+        "visible training images in cam1/2/4/5",
+        root,
+    )
+    infrared = _require_images(
+        person_folder_images(root, person_ids, INFRARED_CAMERAS, _camera_modality),
+        "infrared training images in cam3/6",
+        root,
+    )
     return relabelled(Split.concatenate([visible, infrared]))
 
 
@@ -68,8 +77,12 @@ def sysu_test_images(root: str | Path, id_file: str = "test_id.txt") -> Split:
     root = _check_root(Path(root))
     person_ids = read_id_list(root / "exp" / id_file)
     images = person_folder_images(root, person_ids, (1, 2, 3, 4, 5, 6), _camera_modality)
-    _require_images(images.of_modality(Modality.INFRARED), f"infrared images (cam3/cam6) of the ids in exp/{id_file}", root)
-    _require_images(images.of_modality(Modality.VISIBLE), f"visible images (cam1/2/4/5) of the ids in exp/{id_file}", root)
+    _require_images(
+        images.of_modality(Modality.INFRARED), f"infrared images (cam3/cam6) of the ids in exp/{id_file}", root
+    )
+    _require_images(
+        images.of_modality(Modality.VISIBLE), f"visible images (cam1/2/4/5) of the ids in exp/{id_file}", root
+    )
     return images
 
 
@@ -83,7 +96,9 @@ def load_official_permutations(path: str | Path) -> np.ndarray:
     except Exception as error:  # scipy raises several types for a damaged file
         raise DatasetError(f"{path}: expected a MATLAB .mat file, could not read it ({error})") from error
     if "rand_perm_cam" not in content:
-        raise DatasetError(f"{path}: expected a variable 'rand_perm_cam', found {sorted(k for k in content if not k.startswith('__'))}")
+        raise DatasetError(
+            f"{path}: expected a variable 'rand_perm_cam', found {sorted(k for k in content if not k.startswith('__'))}"
+        )
     return content["rand_perm_cam"]
 
 
@@ -141,7 +156,11 @@ def plan_synthetic(identities: int, images_per_id: int, rng: np.random.Generator
     person_ids = list(range(1, identities + 1))
     test_ids, val_ids, train_ids = split_ids(person_ids, (96 / 491, 99 / 491), rng)
     plan = DatasetPlan(
-        text_files={"exp/train_id.txt": id_line(train_ids), "exp/val_id.txt": id_line(val_ids), "exp/test_id.txt": id_line(test_ids)}
+        text_files={
+            "exp/train_id.txt": id_line(train_ids),
+            "exp/val_id.txt": id_line(val_ids),
+            "exp/test_id.txt": id_line(test_ids),
+        }
     )
     folder_sizes: dict[tuple[int, int], int] = {}
     for person_id in person_ids:
@@ -154,14 +173,22 @@ def plan_synthetic(identities: int, images_per_id: int, rng: np.random.Generator
                 folder_sizes[(camera_id, person_id)] = count
                 for index in range(1, count + 1):
                     plan.images.append(
-                        ImageJob(f"cam{camera_id}/{person_folder_name(person_id)}/{index:04d}.jpg", person_id, modality, camera_id, index)
+                        ImageJob(
+                            f"cam{camera_id}/{person_folder_name(person_id)}/{index:04d}.jpg",
+                            person_id,
+                            modality,
+                            camera_id,
+                            index,
+                        )
                     )
     permutations = _synthetic_permutations(folder_sizes, identities, rng)
     plan.binary_files[PERMUTATION_FILE] = lambda path: _save_permutations(path, permutations)
     return plan
 
 
-def _synthetic_permutations(folder_sizes: dict[tuple[int, int], int], identities: int, rng: np.random.Generator) -> np.ndarray:
+def _synthetic_permutations(
+    folder_sizes: dict[tuple[int, int], int], identities: int, rng: np.random.Generator
+) -> np.ndarray:
     """The rand_perm_cam cell array: per camera, per person id, a (10, n) matrix of 1-based image numbers."""
     cameras = np.empty((6, 1), dtype=object)
     for camera_id in range(1, 7):

@@ -1,4 +1,5 @@
 """Checkpoints: everything a run needs to continue exactly, written atomically."""
+
 from __future__ import annotations
 
 import random
@@ -49,7 +50,9 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path}: not a vireid checkpoint (expected format {FORMAT_NAME!r})")
     if state.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {state.get('version')!r}, this vireid reads version {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{path}: checkpoint version {state.get('version')!r}, this vireid reads version {FORMAT_VERSION}"
+        )
     return state
 
 

@@ -1,4 +1,5 @@
 """Where this process trains: the device, and under torchrun the process group."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Test-time features: the configured feature of a model for a batch or a whole split."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,11 +12,11 @@ from torch.utils.data import DataLoader
 
 from vireid.config import ConfigError, ExperimentConfig, InferenceConfig, ModelConfig
 from vireid.data.dataset import SplitDataset
-from vireid.datasets import get_dataset
-from vireid.evaluation.feature_file import FeatureSet
 from vireid.data.image_folder import ImageFiles, collate_readable
 from vireid.data.splits import Split
 from vireid.data.transforms import inference_transform
+from vireid.datasets import get_dataset
+from vireid.evaluation.feature_file import FeatureSet
 from vireid.models.network import CrossModalityNet, ModelOutput
 from vireid.progress import track
 
@@ -31,14 +32,19 @@ def _combine(output: ModelOutput, config: InferenceConfig) -> torch.Tensor:
         blocks.append(F.normalize(output.global_feature if config.after_bn else output.pooled, dim=1))
     if config.feature in ("parts", "both"):
         if output.part_features is None:
-            raise ConfigError(f"test.feature={config.feature!r} needs a model with parts (model.parts > 0); this one has none, use test.feature=global")
+            raise ConfigError(
+                f"test.feature={config.feature!r} needs a model with parts "
+                "(model.parts > 0); this one has none, use test.feature=global"
+            )
         parts = output.part_features if config.after_bn else output.part_pooled  # (B, P, d)
         blocks.append(F.normalize(parts, dim=2).flatten(1))
     return torch.cat(blocks, dim=1)
 
 
 @torch.no_grad()
-def batch_features(model: CrossModalityNet, images: torch.Tensor, modalities: torch.Tensor | int, config: InferenceConfig) -> torch.Tensor:
+def batch_features(
+    model: CrossModalityNet, images: torch.Tensor, modalities: torch.Tensor | int, config: InferenceConfig
+) -> torch.Tensor:
     """(B, D) L2-normalised test features of a batch; with ``config.flip`` averaged with the mirrored images.
     ``modalities``: (B,) values, or one Modality value for a batch of one modality."""
     model.eval()
@@ -59,7 +65,9 @@ def extract_features(
     progress: bool = False,
 ) -> np.ndarray:
     """(N, D) float32 features of every image of ``split``, in order."""
-    loader = DataLoader(SplitDataset(split, inference_transform(height, width)), batch_size=config.batch_size, num_workers=workers)
+    loader = DataLoader(
+        SplitDataset(split, inference_transform(height, width)), batch_size=config.batch_size, num_workers=workers
+    )
     model = model.to(device)
     chunks = [
         batch_features(model, images.to(device), modalities.to(device), config).float().cpu()
@@ -97,7 +105,9 @@ def extract_image_features(
     return np.concatenate(chunks), readable, skipped
 
 
-def feature_signature(model_config: ModelConfig, test_config: InferenceConfig, height: int, width: int, dimension: int) -> dict:
+def feature_signature(
+    model_config: ModelConfig, test_config: InferenceConfig, height: int, width: int, dimension: int
+) -> dict:
     """What makes features comparable: the network's shape and the test-time feature
     (recorded in feature files and indexes, compared before searching)."""
     return {
@@ -120,11 +130,15 @@ def model_signature(model: CrossModalityNet, config: ExperimentConfig) -> dict:
     return feature_signature(config.model, config.test, config.data.height, config.data.width, dimension)
 
 
-def extract_test_features(model: CrossModalityNet, config: ExperimentConfig, device: torch.device | str, progress: bool) -> FeatureSet:
+def extract_test_features(
+    model: CrossModalityNet, config: ExperimentConfig, device: torch.device | str, progress: bool
+) -> FeatureSet:
     """Features of every test image of ``config.data``, with the metadata the feature file records."""
     dataset = get_dataset(config.data.dataset)
     images = dataset.test_images(Path(config.data.root), config.data.trial)
-    features = extract_features(model, images, config.test, config.data.height, config.data.width, device, config.train.workers, progress)
+    features = extract_features(
+        model, images, config.test, config.data.height, config.data.width, device, config.train.workers, progress
+    )
     metadata = {
         "dataset": config.data.dataset,
         "root": str(Path(config.data.root).resolve()),

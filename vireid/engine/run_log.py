@@ -1,4 +1,5 @@
 """The run folder's logs: metrics.jsonl (one JSON object per line) and TensorBoard events."""
+
 from __future__ import annotations
 
 import json

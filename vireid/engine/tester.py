@@ -1,4 +1,5 @@
 """Testing trained checkpoints: every trial of the dataset's protocols, the table, the files."""
+
 from __future__ import annotations
 
 import json
@@ -57,10 +58,14 @@ def score_checkpoints(
         loaded.append((path, model, config))
     datasets = {config.data.dataset for _, _, config in loaded}
     if len(datasets) != 1:
-        raise UserError(f"the checkpoints were trained on different datasets ({', '.join(sorted(datasets))}); test them separately")
+        raise UserError(
+            f"the checkpoints were trained on different datasets ({', '.join(sorted(datasets))}); test them separately"
+        )
     dataset = get_dataset(datasets.pop())
     if not dataset.one_model_per_trial and len(loaded) > 1:
-        raise UserError(f"{dataset.name} is tested with ONE checkpoint (its trials are gallery draws), got {len(loaded)}")
+        raise UserError(
+            f"{dataset.name} is tested with ONE checkpoint (its trials are gallery draws), got {len(loaded)}"
+        )
     protocols = protocols or list(dataset.protocol_names)
     for name in protocols:
         if get_protocol(name).dataset != dataset.name:
@@ -75,19 +80,25 @@ def score_checkpoints(
         suffix = f"_trial{config.data.trial}" if dataset.one_model_per_trial else ""
         written.append(save_features(out / f"features{suffix}.npz", feature_set))
         feature_sets.append(feature_set)
-    results = [evaluate_protocol(name, feature_sets, None if dataset.one_model_per_trial else trials) for name in protocols]
+    results = [
+        evaluate_protocol(name, feature_sets, None if dataset.one_model_per_trial else trials) for name in protocols
+    ]
     table = results_table(results)
     pictures = write_pictures(results, feature_sets[0], out, loaded[0][2].name)
     sources = ", ".join(str(path) for path in checkpoint_paths)
     links = "\n".join(f"![{picture.stem}]({picture.name})" for picture in pictures)
     written.append(write_text(out / "results.md", f"# Results\n\nCheckpoints: {sources}\n\n{table}\n\n{links}\n"))
-    written.append(write_text(out / "results.json", json.dumps([result.to_dict() for result in results], indent=2) + "\n"))
+    written.append(
+        write_text(out / "results.json", json.dumps([result.to_dict() for result in results], indent=2) + "\n")
+    )
     for path in [*written, *pictures]:
         print(f"wrote {path}")
     return results
 
 
-def _start_line(loaded: list, dataset: DatasetSpec, protocols: list[str], trials: list[int] | None, device: str, out: Path) -> str:
+def _start_line(
+    loaded: list, dataset: DatasetSpec, protocols: list[str], trials: list[int] | None, device: str, out: Path
+) -> str:
     """What is about to be scored, in one line: checkpoints, data, model size, device, protocols, output folder."""
     path, model, config = loaded[0]
     checkpoints = str(path) if len(loaded) == 1 else f"{len(loaded)} checkpoints ({path}, ...)"
@@ -102,7 +113,8 @@ def _start_line(loaded: list, dataset: DatasetSpec, protocols: list[str], trials
 
 
 def write_pictures(results: list[ProtocolResult], feature_set: FeatureSet, out: Path, run: str) -> list[Path]:
-    """cmc.png (every protocol's CMC, mean ± std over trials) and ranks_<protocol>.png (the first trial's rank lists)."""
+    """cmc.png (every protocol's CMC, mean ± std over trials)
+    and ranks_<protocol>.png (the first trial's rank lists)."""
     pictures = [draw_cmc_curves(protocol_cmc_curves(results), out / "cmc.png", title=f"CMC of {run}")]
     for result in results:
         trial = result.trials[0].trial

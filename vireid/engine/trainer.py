@@ -8,6 +8,7 @@ The run folder gets the resolved config, JSONL metrics, TensorBoard events and
 checkpoints that resume exactly. Under ``torchrun`` the model is wrapped in
 DistributedDataParallel and rank 0 alone writes.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -108,7 +109,9 @@ def train_step(
     A NaN or infinite loss raises NonFiniteLoss before anything is updated."""
     if precision.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast(images.device.type, dtype=precision.dtype) if precision.dtype else contextlib.nullcontext()
+    autocast = (
+        torch.autocast(images.device.type, dtype=precision.dtype) if precision.dtype else contextlib.nullcontext()
+    )
     with autocast:
         losses = loss_function(model(images, modalities), labels, modalities)
     if not torch.isfinite(losses["total"]):
@@ -159,10 +162,14 @@ class Run:
 
 
 def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None, device: str, progress: bool) -> Run:
-    """Data, model, loss, optimizer, schedule and precision of ``config`` (restored from ``resume``), and the run folder."""
+    """Data, model, loss, optimizer, schedule and precision of
+    ``config`` (restored from ``resume``), and the run folder."""
     environment = setup_environment(device)
     if resume is None and (run_dir / "last.pt").exists():
-        raise UserError(f"{run_dir}: already holds a run (last.pt); continue it with --resume {run_dir / 'last.pt'} or choose another --out")
+        raise UserError(
+            f"{run_dir}: already holds a run (last.pt); continue it with "
+            f"--resume {run_dir / 'last.pt'} or choose another --out"
+        )
     checkpoint = load_checkpoint(resume) if resume else None
     train_config = config.train
     torch.manual_seed(train_config.seed)
@@ -177,13 +184,33 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: learning_rate_factor(epoch, train_config))
     scaler = torch.amp.GradScaler(environment.device.type, enabled=precision.dtype == torch.float16)
     sampler = CrossModalityBatchSampler(
-        split.labels, split.modalities, train_config.identities_per_batch, train_config.instances_per_modality,
-        train_config.seed, train_config.steps_per_epoch * environment.world_size, environment.rank, environment.world_size,
+        split.labels,
+        split.modalities,
+        train_config.identities_per_batch,
+        train_config.instances_per_modality,
+        train_config.seed,
+        train_config.steps_per_epoch * environment.world_size,
+        environment.rank,
+        environment.world_size,
     )
     run = Run(
-        config, environment, run_dir, split, model, _distributed(model, environment, train_config.sync_bn),
-        create_loss(config.model, config.loss), optimizer, scheduler, scaler, precision, sampler,
-        loader=None, worker_seeds=torch.Generator(), device_augment=None, log=None, best={"metric": -1.0, "epoch": -1},
+        config=config,
+        environment=environment,
+        run_dir=run_dir,
+        split=split,
+        model=model,
+        trained_model=_distributed(model, environment, train_config.sync_bn),
+        loss_function=create_loss(config.model, config.loss),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        precision=precision,
+        sampler=sampler,
+        loader=None,
+        worker_seeds=torch.Generator(),
+        device_augment=None,
+        log=None,
+        best={"metric": -1.0, "epoch": -1},
     )
     if checkpoint is not None:
         _restore(run, checkpoint, resume, num_classes)
@@ -223,11 +250,15 @@ def _training_loader(run: Run, progress: bool) -> tuple[DataLoader, BatchAugment
     for whole batches (``train.augment_on=device``, fed by the decoded-image cache)."""
     config, train_config = run.config, run.config.train
     height, width = config.data.height, config.data.width
-    decoded = image_cache(run.split, height, width, train_config.cache_dir, progress) if train_config.cache_dir else None
+    decoded = (
+        image_cache(run.split, height, width, train_config.cache_dir, progress) if train_config.cache_dir else None
+    )
     device_augment = None
     if train_config.augment_on == "device":
         if decoded is None or train_config.random_erasing > 0:
-            raise ConfigError("train.augment_on=device needs train.cache_dir (decoded images) and train.random_erasing=0")
+            raise ConfigError(
+                "train.augment_on=device needs train.cache_dir (decoded images) and train.random_erasing=0"
+            )
         transform, device_augment = None, BatchAugment(train_config.padding, run.worker_seeds)
     else:
         transform = train_transform(height, width, train_config.padding)
@@ -261,8 +292,14 @@ def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
             images = run.device_augment(images)
         try:
             losses = train_step(
-                run.trained_model, run.loss_function, run.optimizer, run.scaler,
-                images, labels.to(device), modalities.to(device), run.precision,
+                run.trained_model,
+                run.loss_function,
+                run.optimizer,
+                run.scaler,
+                images,
+                labels.to(device),
+                modalities.to(device),
+                run.precision,
             )
         except NonFiniteLoss as error:
             last = run.last_path if run.last_path.exists() else "none (first epoch)"
@@ -276,13 +313,19 @@ def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
             sums[name] = sums.get(name, 0.0) + value
         batches.set_postfix(loss=f"{values['total']:.3f}")
         if run.step % train_config.log_every == 0:
-            run.log.write({"kind": "step", "epoch": epoch + 1, "step": run.step, **values, "lr": learning_rate}, run.step)
+            run.log.write(
+                {"kind": "step", "epoch": epoch + 1, "step": run.step, **values, "lr": learning_rate}, run.step
+            )
     run.scheduler.step()
     seconds = time.perf_counter() - started
     return {
-        "kind": "epoch", "epoch": epoch + 1, "step": run.step,
+        "kind": "epoch",
+        "epoch": epoch + 1,
+        "step": run.step,
         **{name: total / len(run.sampler) for name, total in sums.items()},
-        "lr": learning_rate, "seconds": seconds, "images_per_second": len(run.sampler) * run.images_per_step / seconds,
+        "lr": learning_rate,
+        "seconds": seconds,
+        "images_per_second": len(run.sampler) * run.images_per_step / seconds,
     }
 
 
@@ -311,9 +354,17 @@ def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) 
     run.log.write(record, run.step)
     print(_epoch_line(record, protocol), flush=True)
     state = {
-        "config": config_to_dict(config), "num_classes": run.model.num_classes, "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
-        "epoch": epoch + 1, "step": run.step, "rng": rng_state(), "metrics": record, "best": run.best,
+        "config": config_to_dict(config),
+        "num_classes": run.model.num_classes,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "epoch": epoch + 1,
+        "step": run.step,
+        "rng": rng_state(),
+        "metrics": record,
+        "best": run.best,
     }
     save_checkpoint(run.last_path, state)
     if record.get("best"):
@@ -329,7 +380,13 @@ def _evaluate(run: Run, protocol_name: str, progress: bool) -> ProtocolResult:
     return evaluate_protocol(protocol, [features], trials)
 
 
-def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | None = None, device: str = "auto", progress: bool = True) -> Path:
+def train(
+    config: ExperimentConfig,
+    run_dir: str | Path,
+    resume: str | Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> Path:
     """Train ``config`` into ``run_dir``; returns the path of the last checkpoint."""
     run = build_run(config, Path(run_dir), resume, device, progress)
     progress = progress and run.environment.is_main
@@ -339,7 +396,10 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: str | Path | No
             evaluate_and_checkpoint(run, epoch, record, progress)
             barrier(run.environment)
         if run.environment.distributed:
-            run.log.write({"kind": "distributed", "step": run.step, "parameter_checksums": parameter_checksums(run.model)}, run.step)
+            run.log.write(
+                {"kind": "distributed", "step": run.step, "parameter_checksums": parameter_checksums(run.model)},
+                run.step,
+            )
     finally:
         run.log.close()
     return run.last_path
@@ -351,8 +411,10 @@ def _start_line(run: Run) -> str:
     resumed = " (resumed)" if run.start_epoch else ""
     return (
         f"training {config.name} on {run.split.summary()} ({config.data.dataset} at {config.data.root}); "
-        f"{parameter_counts(run.model)['trainable']:,} trainable parameters; {run.environment.describe()}, {run.precision.describe()}; "
-        f"epochs {run.start_epoch + 1} to {config.train.epochs}{resumed}, {len(run.sampler)} steps each; run folder {run.run_dir}"
+        f"{parameter_counts(run.model)['trainable']:,} trainable parameters; "
+        f"{run.environment.describe()}, {run.precision.describe()}; "
+        f"epochs {run.start_epoch + 1} to {config.train.epochs}{resumed}, "
+        f"{len(run.sampler)} steps each; run folder {run.run_dir}"
     )
 
 

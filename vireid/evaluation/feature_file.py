@@ -24,6 +24,7 @@ Other vireid files (the gallery index of ``vireid.retrieval``) hold these
 arrays plus their own under another ``format``; ``write_feature_set`` and
 ``read_feature_set`` write and read any of them, described by a ``FileKind``.
 """
+
 from __future__ import annotations
 
 import json
@@ -144,7 +145,8 @@ def read_feature_set(
             missing = [key for key in keys if key not in archive.files]
             if missing:
                 raise kind.error(
-                    f"{path}: not a vireid {kind.description}: expected arrays {', '.join(keys)}; missing {', '.join(missing)}"
+                    f"{path}: not a vireid {kind.description}: expected "
+                    f"arrays {', '.join(keys)}; missing {', '.join(missing)}"
                 )
             arrays = {key: archive[key] for key in keys}
     except UserError:

@@ -21,6 +21,7 @@ truncates the curve to the gallery's length instead.
 Everything runs as tensor operations on the distances' device, in query chunks
 that bound the temporary memory; no Python loop over queries.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -137,7 +138,9 @@ def _scores_of_chunk(
         return first_hit_position, average_precision, inverse_negative_precision, valid
     # identity-deduplicated rank: 1 + number of other identities whose first kept
     # image comes before the query identity's first correct image
-    first_position = torch.full((num_chunk_queries, num_unique_ids), large, dtype=torch.float64, device=distances.device)
+    first_position = torch.full(
+        (num_chunk_queries, num_unique_ids), large, dtype=torch.float64, device=distances.device
+    )
     first_position.scatter_reduce_(
         1, gallery_id_index[order], torch.where(keep, kept_position.to(torch.float64), large), "amin"
     )
@@ -172,11 +175,13 @@ def rank_metrics(
     num_queries, num_gallery = distances.shape
     if query_ids.shape != (num_queries,) or query_cameras.shape != (num_queries,):
         raise ValueError(
-            f"query ids {tuple(query_ids.shape)} and cameras {tuple(query_cameras.shape)} must have Q = {num_queries} entries"
+            f"query ids {tuple(query_ids.shape)} and cameras "
+            f"{tuple(query_cameras.shape)} must have Q = {num_queries} entries"
         )
     if gallery_ids.shape != (num_gallery,) or gallery_cameras.shape != (num_gallery,):
         raise ValueError(
-            f"gallery ids {tuple(gallery_ids.shape)} and cameras {tuple(gallery_cameras.shape)} must have G = {num_gallery} entries"
+            f"gallery ids {tuple(gallery_ids.shape)} and cameras "
+            f"{tuple(gallery_cameras.shape)} must have G = {num_gallery} entries"
         )
     if max_rank < 1:
         raise ValueError(f"max_rank must be at least 1, got {max_rank}")

@@ -15,6 +15,7 @@ llcm-ir2vis     near-infrared -> visible                    0..9
 llcm-vis2ir     visible -> near-infrared                    0..9
 ==============  ==========================================  =================
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -116,9 +117,7 @@ class ProtocolResult:
 def results_table(results: Sequence[ProtocolResult]) -> str:
     """The standard Markdown table: mean ± std over trials, in percent."""
     metric_names = [f"rank{rank}" for rank in REPORTED_RANKS] + ["mAP", "mINP"]
-    header = "| protocol | query → gallery | trials | " + " | ".join(
-        ["R1", "R5", "R10", "R20", "mAP", "mINP"]
-    ) + " |"
+    header = "| protocol | query → gallery | trials | " + " | ".join(["R1", "R5", "R10", "R20", "mAP", "mINP"]) + " |"
     lines = [header, "|" + "---|" * (3 + len(metric_names))]
     for result in results:
         mean, std = result.mean(), result.std()
@@ -150,7 +149,10 @@ def evaluate_protocol(
     if dataset.one_model_per_trial:
         if trials is not None:
             raise UserError(f"{dataset.title} trials are the feature files given (one per trial), not --trials")
-        runs = [(int(feature_set.metadata.get("trial", position + 1)), position) for position, feature_set in enumerate(feature_sets)]
+        runs = [
+            (int(feature_set.metadata.get("trial", position + 1)), position)
+            for position, feature_set in enumerate(feature_sets)
+        ]
     else:
         if len(feature_sets) != 1:
             raise UserError(f"{protocol.name} takes one feature file of all test images, got {len(feature_sets)}")

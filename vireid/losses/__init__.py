@@ -1,5 +1,6 @@
 """Losses: identity cross-entropy, weighted regularised triplet, cross-modality mutual prediction,
 and their weighted sum."""
+
 from vireid.losses.composite import ReIDLoss
 from vireid.losses.identity import identity_loss
 from vireid.losses.mutual import cross_modality_loss, modality_specific_identity_loss

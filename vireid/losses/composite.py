@@ -1,4 +1,5 @@
 """The training objective: L = L_global + L_local + alpha * L_msid + beta * L_cmp, every term logged."""
+
 from __future__ import annotations
 
 import torch
@@ -41,11 +42,15 @@ class ReIDLoss:
         }
         if output.part_logits is not None:
             parts = output.part_logits.shape[1]
-            terms["part_id"] = sum(identity_loss(output.part_logits[:, index], labels, smoothing) for index in range(parts)) / parts
+            terms["part_id"] = (
+                sum(identity_loss(output.part_logits[:, index], labels, smoothing) for index in range(parts)) / parts
+            )
             terms["part_triplet"] = weighted_regularized_triplet(output.part_pooled.flatten(1), labels)
         if output.modality_logits is not None:
             terms["msid"] = modality_specific_identity_loss(output.modality_logits, labels, modalities, smoothing)
-            terms["cmp"] = cross_modality_loss(output.modality_logits, labels, modalities, self.config.cross_loss, smoothing)
+            terms["cmp"] = cross_modality_loss(
+                output.modality_logits, labels, modalities, self.config.cross_loss, smoothing
+            )
         weights = self.weights()
         terms["total"] = sum(weights[name] * value for name, value in terms.items())
         return terms

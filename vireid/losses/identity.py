@@ -1,4 +1,5 @@
 """Identity (classification) loss: cross-entropy, optionally label-smoothed."""
+
 from __future__ import annotations
 
 import torch

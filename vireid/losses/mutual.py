@@ -12,18 +12,21 @@ Cross forms (``cross_loss``):
   in which the cross predictions also train the classifiers).
 - ``both``: hard + soft.
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from vireid.modality import Modality
 from vireid.losses.identity import identity_loss
+from vireid.modality import Modality
 
 CROSS_FORMS = ("hard", "soft", "ce", "both")
 
 
-def _per_modality_identity(logits: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+def _per_modality_identity(
+    logits: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor, label_smoothing: float
+) -> torch.Tensor:
     """CE over the visible rows + CE over the infrared rows (each a mean over its rows)."""
     visible = modalities == int(Modality.VISIBLE)
     return identity_loss(logits[visible], labels[visible], label_smoothing) + identity_loss(
@@ -32,7 +35,10 @@ def _per_modality_identity(logits: torch.Tensor, labels: torch.Tensor, modalitie
 
 
 def modality_specific_identity_loss(
-    modality_logits: dict[str, torch.Tensor], labels: torch.Tensor, modalities: torch.Tensor, label_smoothing: float = 0.0
+    modality_logits: dict[str, torch.Tensor],
+    labels: torch.Tensor,
+    modalities: torch.Tensor,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """L_msid = CE(C_v(f_v), y_v) + CE(C_i(f_i), y_i)."""
     return _per_modality_identity(modality_logits["own"], labels, modalities, label_smoothing)

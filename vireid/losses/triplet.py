@@ -1,4 +1,5 @@
 """AGW's weighted regularised triplet (WRT) loss."""
+
 from __future__ import annotations
 
 import torch

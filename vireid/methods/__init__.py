@@ -3,8 +3,17 @@
 Each module of this package registers its methods when imported; importing the
 package imports them all, so a new method is one new file here.
 """
+
 from vireid.discovery import import_submodules
-from vireid.methods.registry import METHODS, Method, create_loss, create_model, get_method, method_names, register_method
+from vireid.methods.registry import (
+    METHODS,
+    Method,
+    create_loss,
+    create_model,
+    get_method,
+    method_names,
+    register_method,
+)
 
 import_submodules(__path__, __name__)
 

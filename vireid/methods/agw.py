@@ -10,6 +10,7 @@ All three are one network (vireid.models.network) and one loss
 (vireid.losses.ReIDLoss) with different switches; ``model.parts`` and
 ``model.cmimpl`` set in a config win over the method's values.
 """
+
 from __future__ import annotations
 
 from vireid.losses import ReIDLoss

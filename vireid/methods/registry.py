@@ -1,4 +1,5 @@
 """The registered methods, by name: what a config's ``model.method`` picks."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -51,7 +52,8 @@ def create_model(config: ModelConfig, num_classes: int, load_weights: bool = Tru
 
 
 def create_loss(model_config: ModelConfig, loss_config: LossConfig) -> Callable[..., dict]:
-    """The training loss of ``model_config.method``: (model output, labels, modalities) -> dict of terms and ``total``."""
+    """The training loss of ``model_config.method``: (model
+    output, labels, modalities) -> dict of terms and ``total``."""
     return get_method(model_config.method).build_loss(loss_config)
 
 

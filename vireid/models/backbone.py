@@ -6,6 +6,7 @@ images; layer1..layer4 are shared. Layer4 keeps stride 1 (an 18x9 map for a
 the last 3 of layer3. Only the modules the forward pass uses exist, so the
 parameter count is that of the network that runs.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,10 +16,10 @@ import torch
 import torchvision
 from torch import nn
 
-from vireid.modality import Modality
 from vireid.errors import UserError
-from vireid.serialization import read_torch_file
+from vireid.modality import Modality
 from vireid.models.non_local import NonLocalBlock
+from vireid.serialization import read_torch_file
 
 DEPTHS = ("resnet50", "resnet18")
 NON_LOCAL_BLOCKS = {"layer2": 2, "layer3": 3}
@@ -30,7 +31,13 @@ class WeightsError(UserError):
 
 
 class TwoStreamResNet(nn.Module):
-    def __init__(self, depth: str = "resnet50", last_stride: int = 1, non_local: bool = True, non_local_inter_channels: str = "one"):
+    def __init__(
+        self,
+        depth: str = "resnet50",
+        last_stride: int = 1,
+        non_local: bool = True,
+        non_local_inter_channels: str = "one",
+    ):
         super().__init__()
         if depth not in DEPTHS:
             raise UserError(f"model.backbone: expected one of {', '.join(DEPTHS)}, got {depth!r}")

@@ -4,6 +4,7 @@ Each image becomes a small grey-level picture and its gradient magnitudes, each
 standardised per image so that the modalities' different intensity mappings
 matter less. It carries body shape and pattern geometry, not colour.
 """
+
 from __future__ import annotations
 
 from typing import Iterable

@@ -1,5 +1,6 @@
 """Heads on the backbone's feature map: the global BNNeck head, the FGFL part
 heads, and CMIMPL's modality-specific classifiers with their slow copies."""
+
 from __future__ import annotations
 
 import torch
@@ -61,7 +62,9 @@ class PartHead(nn.Module):
 
     def logits(self, part_features: torch.Tensor) -> torch.Tensor:
         """(B, P, part_dim) after BN -> (B, P, K)."""
-        return torch.stack([classify(part_features[:, index]) for index, classify in enumerate(self.classifiers)], dim=1)
+        return torch.stack(
+            [classify(part_features[:, index]) for index, classify in enumerate(self.classifiers)], dim=1
+        )
 
 
 class ModalityClassifiers(nn.Module):

@@ -8,6 +8,7 @@ Variants (each an ablation row of the paper):
 ``parts=6, cmimpl=True``   + CMIMPL: the paper's model
 =========================  ==============================================
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ class ModelOutput:
     part_features: torch.Tensor | None = None  # (B, P, part_dim) after it
     global_logits: torch.Tensor | None = None  # (B, K) shared identity classifier
     part_logits: torch.Tensor | None = None  # (B, P, K)
-    modality_logits: dict[str, torch.Tensor] | None = None  # CMIMPL: own / cross / cross_frozen / cross_ema, each (B, K)
+    modality_logits: dict[str, torch.Tensor] | None = (
+        None  # CMIMPL: own / cross / cross_frozen / cross_ema, each (B, K)
+    )
 
 
 class CrossModalityNet(nn.Module):
@@ -41,11 +44,17 @@ class CrossModalityNet(nn.Module):
         super().__init__()
         self.config = config
         self.num_classes = num_classes
-        self.backbone = TwoStreamResNet(config.backbone, config.last_stride, config.non_local, config.non_local_inter_channels)
+        self.backbone = TwoStreamResNet(
+            config.backbone, config.last_stride, config.non_local, config.non_local_inter_channels
+        )
         channels = self.backbone.out_channels
         self.global_head = GlobalHead(channels, num_classes, config.gem_p)
-        self.part_head = PartHead(channels, num_classes, config.parts, config.part_dim, config.gem_p) if config.parts else None
-        self.modality_classifiers = ModalityClassifiers(channels, num_classes, config.ema_rate) if config.cmimpl else None
+        self.part_head = (
+            PartHead(channels, num_classes, config.parts, config.part_dim, config.gem_p) if config.parts else None
+        )
+        self.modality_classifiers = (
+            ModalityClassifiers(channels, num_classes, config.ema_rate) if config.cmimpl else None
+        )
 
     def describe(self) -> str:
         """The architecture in words, for messages."""

@@ -1,4 +1,5 @@
 """The non-local block of AGW (embedded dot product, residual, zero-initialised output BN)."""
+
 from __future__ import annotations
 
 import torch

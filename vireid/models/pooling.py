@@ -1,4 +1,5 @@
 """Generalised-mean (GeM) pooling with a fixed exponent, as AGW uses it."""
+
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,6 @@
 """What turns a user's images of one modality into features: a checkpoint's network
 (PyTorch) or a file `vireid export` wrote (ONNX Runtime, about twice as fast on a CPU)."""
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,9 @@ class ImageEncoder:
     source: str  # the checkpoint or ONNX file
 
 
-def load_encoder(path: str | Path, modality: Modality, device: str = "cpu", overrides: list[str] | tuple[str, ...] = ()) -> ImageEncoder:
+def load_encoder(
+    path: str | Path, modality: Modality, device: str = "cpu", overrides: list[str] | tuple[str, ...] = ()
+) -> ImageEncoder:
     """The encoder of a checkpoint (``.pt``, with config overrides) or of an exported ``.onnx`` file."""
     if Path(path).suffix.lower() == ONNX_SUFFIX:
         if overrides:
@@ -41,14 +44,18 @@ def load_encoder(path: str | Path, modality: Modality, device: str = "cpu", over
     return checkpoint_encoder(path, modality, device, overrides)
 
 
-def checkpoint_encoder(path: str | Path, modality: Modality, device: str = "cpu", overrides: list[str] | tuple[str, ...] = ()) -> ImageEncoder:
+def checkpoint_encoder(
+    path: str | Path, modality: Modality, device: str = "cpu", overrides: list[str] | tuple[str, ...] = ()
+) -> ImageEncoder:
     model, config, _ = model_from_checkpoint(path, device, overrides)
     height, width = config.data.height, config.data.width
 
     def encode(images: torch.Tensor) -> np.ndarray:
         return batch_features(model, images.to(device), int(modality), config.test).float().cpu().numpy()
 
-    return ImageEncoder(encode, Modality(modality), height, width, config.test.batch_size, model_signature(model, config), str(path))
+    return ImageEncoder(
+        encode, Modality(modality), height, width, config.test.batch_size, model_signature(model, config), str(path)
+    )
 
 
 def onnx_encoder(path: str | Path, modality: Modality, threads: int | None = None) -> ImageEncoder:
@@ -63,7 +70,9 @@ def onnx_encoder(path: str | Path, modality: Modality, threads: int | None = Non
     try:
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own exception types for unreadable models
-        raise UserError(f"{path}: expected an ONNX file written by `vireid export`, could not load it ({error})") from error
+        raise UserError(
+            f"{path}: expected an ONNX file written by `vireid export`, could not load it ({error})"
+        ) from error
     metadata = session.get_modelmeta().custom_metadata_map
     try:
         recorded_modality = Modality[metadata["vireid.modality"].upper()]
@@ -71,11 +80,15 @@ def onnx_encoder(path: str | Path, modality: Modality, threads: int | None = Non
         signature = json.loads(metadata["vireid.model"])
         height, width = int(size["height"]), int(size["width"])
     except (KeyError, ValueError, TypeError) as error:
-        raise UserError(f"{path}: an ONNX file without vireid's metadata (vireid.modality, vireid.input, vireid.model); export it with `vireid export`") from error
+        raise UserError(
+            f"{path}: an ONNX file without vireid's metadata (vireid.modality, "
+            "vireid.input, vireid.model); export it with `vireid export`"
+        ) from error
     if recorded_modality != modality:
         raise UserError(
             f"{path}: this file computes {recorded_modality.name.lower()} features, "
-            f"but the images are {Modality(modality).name.lower()}; use the {Modality(modality).name.lower()} file of the same export"
+            f"but the images are {Modality(modality).name.lower()}; use "
+            f"the {Modality(modality).name.lower()} file of the same export"
         )
 
     def encode(images: torch.Tensor) -> np.ndarray:

@@ -7,6 +7,7 @@ normalised with the ImageNet mean/std, to ``features (B, D)``, L2-normalised,
 with a dynamic batch size B. The file's metadata records the input size, the
 normalisation, the modality and the feature signature (``vireid.*`` keys).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -59,7 +60,9 @@ def export_onnx(model: CrossModalityNet, config: ExperimentConfig, modality: Mod
     program.model.metadata_props.update(
         {
             "vireid.modality": Modality(modality).name.lower(),
-            "vireid.input": json.dumps({"height": config.data.height, "width": config.data.width, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}),
+            "vireid.input": json.dumps(
+                {"height": config.data.height, "width": config.data.width, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+            ),
             "vireid.model": json.dumps(signature, sort_keys=True),
         }
     )
@@ -68,7 +71,14 @@ def export_onnx(model: CrossModalityNet, config: ExperimentConfig, modality: Mod
     return Path(out)
 
 
-def max_abs_difference(path: str | Path, model: CrossModalityNet, config: ExperimentConfig, modality: Modality, batch: int = 3, seed: int = 0) -> float:
+def max_abs_difference(
+    path: str | Path,
+    model: CrossModalityNet,
+    config: ExperimentConfig,
+    modality: Modality,
+    batch: int = 3,
+    seed: int = 0,
+) -> float:
     """Largest |ONNX Runtime - PyTorch| over the features of a batch of random images."""
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(batch, 3, config.data.height, config.data.width, generator=generator)

@@ -35,6 +35,7 @@ index          uint8 (B,)    ``faiss.serialize_index`` of the index over the
                              (``faiss.deserialize_index`` restores it)
 =============  ============  ==================================================
 """
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Features of a user's own images (a folder or a list file) with an encoder, as a FeatureSet."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +11,9 @@ from vireid.evaluation.feature_file import FeatureSet
 from vireid.retrieval.encoders import ImageEncoder
 
 
-def extract_own_images(encoder: ImageEncoder, source: str | Path, workers: int = 0, progress: bool = False) -> tuple[FeatureSet, list[str]]:
+def extract_own_images(
+    encoder: ImageEncoder, source: str | Path, workers: int = 0, progress: bool = False
+) -> tuple[FeatureSet, list[str]]:
     """The features of every readable image of ``source`` (all of the encoder's modality,
     ids unknown) and one message per file that could not be read and was skipped."""
     source = Path(source)

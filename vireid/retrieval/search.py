@@ -1,4 +1,5 @@
 """Searching a gallery index with query features, and showing the hits as a table or as JSON."""
+
 from __future__ import annotations
 
 import os
@@ -6,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from vireid.data.image_folder import UNKNOWN_ID
-from vireid.modality import Modality
 from vireid.evaluation.feature_file import FeatureSet
+from vireid.modality import Modality
 from vireid.retrieval.index import GalleryIndex
 
 _MODALITY_NAMES = {int(Modality.VISIBLE): "visible", int(Modality.INFRARED): "infrared"}

@@ -14,6 +14,7 @@ and crop jitter, illumination, noise and occasionally an occluder.
 Everything is drawn with vectorised numpy: a part-label map from boolean masks,
 one palette look-up, then whole-image camera operations.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -301,7 +302,9 @@ class _Pose:
     arm_swing: float  # how far the hands move away from the body
 
 
-def _sample_pose(appearance: PersonAppearance, style: _CameraStyle, rng: np.random.Generator, height: int, width: int) -> _Pose:
+def _sample_pose(
+    appearance: PersonAppearance, style: _CameraStyle, rng: np.random.Generator, height: int, width: int
+) -> _Pose:
     """Where a detector's crop puts the person (70-96 % of the height, jittered) and how they stand."""
     fraction = np.clip(appearance.height * style.distance * rng.uniform(0.9, 1.05), 0.7, 0.96)
     body_height = float(fraction * height)

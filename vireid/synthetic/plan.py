@@ -1,5 +1,6 @@
 """The plan of a synthetic dataset: every image and text file, before anything
 is written, and the random choices the dataset modules' planners share."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -7,6 +7,7 @@ SyntheticLayout), and this module renders and writes the plan. Each person gets
 a stable appearance (vireid.synthetic.appearance) rendered per modality and
 camera. Everything is a function of the seed.
 """
+
 from __future__ import annotations
 
 import json
@@ -121,7 +122,13 @@ def write_synthetic_dataset(
     try:
         temporary.mkdir()
         _write_plan(plan, temporary, seed, size, workers)
-        settings = {"layout": layout, "identities": identities, "images_per_id": images_per_id, "seed": seed, "size": [height, width]}
+        settings = {
+            "layout": layout,
+            "identities": identities,
+            "images_per_id": images_per_id,
+            "seed": seed,
+            "size": [height, width],
+        }
         (temporary / MARKER_FILE).write_text(json.dumps(settings, indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)

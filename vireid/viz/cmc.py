@@ -1,6 +1,7 @@
 """CMC curves as a PNG: per curve the mean over trials as a line and ± one sample std over
 trials shaded, optionally chance as a dashed line. The curves come as fractions, from
 ProtocolResults, or from the results.json files of `vireid test` (labelled by run name)."""
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,8 @@ def _checked_trials(label: str, values: Sequence[float] | Sequence[Sequence[floa
         trials = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise UserError(
-            f"CMC curve {label!r}: expected a list of numbers, or one such list per trial, all of one length; got {values!r}"
+            f"CMC curve {label!r}: expected a list of numbers, or one "
+            f"such list per trial, all of one length; got {values!r}"
         ) from error
     trials = trials[None] if trials.ndim == 1 else trials
     if trials.ndim != 2 or trials.size == 0:
@@ -71,7 +73,9 @@ def _plot_curve(axes: Axes, label: str, trials: np.ndarray) -> None:
         axes.plot(ranks, 100 * mean, marker=marker, label=f"{label}: R1 {100 * mean[0]:.1f}%")
         return
     std = trials.std(axis=0, ddof=1)
-    line = axes.plot(ranks, 100 * mean, marker=marker, label=f"{label}: R1 {100 * mean[0]:.1f} ± {100 * std[0]:.1f}%")[0]
+    line = axes.plot(ranks, 100 * mean, marker=marker, label=f"{label}: R1 {100 * mean[0]:.1f} ± {100 * std[0]:.1f}%")[
+        0
+    ]
     low, high = np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1)
     axes.fill_between(ranks, 100 * low, 100 * high, color=line.get_color(), alpha=BAND_ALPHA, linewidth=0)
 
@@ -97,8 +101,13 @@ def cmc_figure(
         _plot_curve(axes, label, trials)
     if chance_identities is not None:
         chance = chance_cmc(chance_identities, max(trials.shape[1] for trials in checked.values()))
-        axes.plot(np.arange(1, chance.size + 1), 100 * chance, linestyle="--", color=CHANCE_COLOUR,
-                  label=f"chance, {chance_identities} identities: R1 {100 * chance[0]:.1f}%")
+        axes.plot(
+            np.arange(1, chance.size + 1),
+            100 * chance,
+            linestyle="--",
+            color=CHANCE_COLOUR,
+            label=f"chance, {chance_identities} identities: R1 {100 * chance[0]:.1f}%",
+        )
     handles, _ = axes.get_legend_handles_labels()
     trial_counts = sorted({trials.shape[0] for trials in checked.values() if trials.shape[0] > 1})
     if trial_counts:
@@ -143,8 +152,9 @@ def _labelled(run: str | None, protocol_name: str) -> str:
 def protocol_cmc_curves(results: Sequence[ProtocolResult], run: str | None = None) -> dict[str, np.ndarray]:
     """label ("RUN PROTOCOL", or "PROTOCOL" without ``run``) -> (trials, R) CMC of every trial."""
     return {
-        _labelled(run, _protocol_name(result.protocol.name, result.shot, result.draws)):
-            np.array([trial.metrics.cmc for trial in result.trials], dtype=np.float64)
+        _labelled(run, _protocol_name(result.protocol.name, result.shot, result.draws)): np.array(
+            [trial.metrics.cmc for trial in result.trials], dtype=np.float64
+        )
         for result in results
     }
 
@@ -172,7 +182,9 @@ def _is_protocol_result(result: object) -> bool:
     trials = result.get("trials")
     if not (isinstance(trials, list) and trials):
         return False
-    return all(isinstance(trial, dict) and isinstance(trial.get("cmc"), list) and bool(trial["cmc"]) for trial in trials)
+    return all(
+        isinstance(trial, dict) and isinstance(trial.get("cmc"), list) and bool(trial["cmc"]) for trial in trials
+    )
 
 
 def _trial_cmcs(path: Path, result: dict) -> np.ndarray:
@@ -224,7 +236,9 @@ def cmc_curves_from_results(results_files: Sequence[str | Path]) -> dict[str, np
     for path, name in zip(paths, names):
         run = name if name_counts[name] == 1 else str(path.parent)
         for result in _read_results(path):
-            protocol = _protocol_name(result["protocol"], result.get("shot", DEFAULT_SHOT), result.get("draws", DEFAULT_DRAWS))
+            protocol = _protocol_name(
+                result["protocol"], result.get("shot", DEFAULT_SHOT), result.get("draws", DEFAULT_DRAWS)
+            )
             label = _labelled(run, protocol)
             if label in curves:
                 raise UserError(f"{path}: holds the results of {protocol} more than once")

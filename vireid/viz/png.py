@@ -1,4 +1,5 @@
 """Writing a matplotlib figure to a PNG file atomically (no half-written picture after a crash)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -5,6 +5,7 @@ person), red ✗ (another person), grey and unmarked when a person id is unknown
 user's own images), since right and wrong cannot be told. A legend says so in the
 picture; under each image: its rank, modality, camera, person id and similarity.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,8 @@ from matplotlib.textpath import TextToPath
 from PIL import Image
 
 from vireid.data.images import load_image
-from vireid.modality import Modality
 from vireid.errors import UserError
+from vireid.modality import Modality
 from vireid.viz.png import save_png
 
 DPI = 100  # the canvas is drawn one array pixel per PNG pixel at this dpi
@@ -121,12 +122,14 @@ def _query_names(queries: Sequence[RankedImage]) -> list[str]:
 
 def _text_width(text: str, size: float, weight: str = "normal") -> float:
     """Pixels that ``text`` takes in the default font at ``size`` points."""
-    width, _, _ = TextToPath().get_text_width_height_descent(text, FontProperties(size=size, weight=weight), ismath=False)
+    width, _, _ = TextToPath().get_text_width_height_descent(
+        text, FontProperties(size=size, weight=weight), ismath=False
+    )
     return width * DPI / 72
 
 
 def _query_header(name: str, width: float) -> str:
-    """"query: NAME", the start of NAME replaced by "…" as far as needed to fit ``width`` pixels."""
+    """ "query: NAME", the start of NAME replaced by "…" as far as needed to fit ``width`` pixels."""
     header = f"query: {name}"
     while len(name) > 1 and _text_width(header, FONT_SIZE, "bold") > width:
         name = name[1:]
@@ -175,7 +178,8 @@ class _Layout:
         return ROW_HEADER_HEIGHT + self.cell_size[0] + LABEL_HEIGHT
 
     def canvas_size(self, num_rows: int, longest: int) -> tuple[int, int]:
-        """(height, width) of the canvas for ``num_rows`` queries with at most ``longest`` matches (without the heading)."""
+        """(height, width) of the canvas for ``num_rows`` queries
+        with at most ``longest`` matches (without the heading)."""
         height = 2 * MARGIN + self.heading_height + num_rows * self.row_height + (num_rows - 1) * ROW_SPACING
         return height, self.column_left(longest + 1) - COLUMN_SPACING + MARGIN
 
@@ -200,27 +204,52 @@ def _draw_row(axes: Axes, canvas: np.ndarray, layout: _Layout, top: int, header:
         canvas[image_top : image_top + cell_height, left : left + cell_width] = _framed(
             cell.image, layout.image_size, cell.frame.colour
         )
-        axes.text(column_left + layout.column_width / 2, image_top + cell_height + 2, cell.label,
-                  ha="center", va="top", fontsize=FONT_SIZE, linespacing=1.15)
+        axes.text(
+            column_left + layout.column_width / 2,
+            image_top + cell_height + 2,
+            cell.label,
+            ha="center",
+            va="top",
+            fontsize=FONT_SIZE,
+            linespacing=1.15,
+        )
         if cell.frame.mark:
-            axes.text(left + cell_width - BORDER, image_top + BORDER, cell.frame.mark, ha="right", va="top",
-                      fontsize=MARK_FONT_SIZE, fontweight="bold", color=_rgb(cell.frame),
-                      bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none"})
+            axes.text(
+                left + cell_width - BORDER,
+                image_top + BORDER,
+                cell.frame.mark,
+                ha="right",
+                va="top",
+                fontsize=MARK_FONT_SIZE,
+                fontweight="bold",
+                color=_rgb(cell.frame),
+                bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none"},
+            )
 
 
 def _legend_width(frames: list[Frame]) -> float:
     """Pixels, about, of the legend's row of ``frames``."""
     em = LEGEND_FONT_SIZE * DPI / 72
-    entries = sum(_text_width(frame.meaning, LEGEND_FONT_SIZE) + (LEGEND_HANDLE_LENGTH + LEGEND_TEXT_PAD) * em for frame in frames)
+    entries = sum(
+        _text_width(frame.meaning, LEGEND_FONT_SIZE) + (LEGEND_HANDLE_LENGTH + LEGEND_TEXT_PAD) * em for frame in frames
+    )
     return entries + (len(frames) - 1) * LEGEND_COLUMN_SPACING * em + 2 * em  # 2 em: the legend's own padding
 
 
 def _draw_legend(axes: Axes, frames: list[Frame], centre_height: float) -> None:
     """One entry per kind of frame, in a row centred at ``centre_height`` (axes fraction, up)."""
     handles = [Patch(facecolor="white", edgecolor=_rgb(frame), linewidth=2.5, label=frame.meaning) for frame in frames]
-    axes.legend(handles=handles, loc="center", bbox_to_anchor=(0.5, centre_height), ncol=len(handles), frameon=False,
-                fontsize=LEGEND_FONT_SIZE, handlelength=LEGEND_HANDLE_LENGTH, handletextpad=LEGEND_TEXT_PAD,
-                columnspacing=LEGEND_COLUMN_SPACING)
+    axes.legend(
+        handles=handles,
+        loc="center",
+        bbox_to_anchor=(0.5, centre_height),
+        ncol=len(handles),
+        frameon=False,
+        fontsize=LEGEND_FONT_SIZE,
+        handlelength=LEGEND_HANDLE_LENGTH,
+        handletextpad=LEGEND_TEXT_PAD,
+        columnspacing=LEGEND_COLUMN_SPACING,
+    )
 
 
 def rank_list_figure(
@@ -240,8 +269,10 @@ def rank_list_figure(
             f"ranked: expected one list of gallery images per query ({len(queries)} queries), got {len(ranked)} lists"
         )
     layout = _Layout(_check_image_size(image_size), (TITLE_HEIGHT if title else 0) + LEGEND_HEIGHT)
-    rows = [[_query_cell(query)] + [_match_cell(query, rank, match) for rank, match in enumerate(matches, 1)]
-            for query, matches in zip(queries, ranked)]
+    rows = [
+        [_query_cell(query)] + [_match_cell(query, rank, match) for rank, match in enumerate(matches, 1)]
+        for query, matches in zip(queries, ranked)
+    ]
     shown = {cell.frame for cells in rows for cell in cells}
     frames = [frame for frame in LEGEND_ORDER if frame in shown]
     canvas_height, columns_width = layout.canvas_size(len(rows), max(len(matches) for matches in ranked))
@@ -256,7 +287,9 @@ def rank_list_figure(
     axes.imshow(canvas, interpolation="nearest")
     axes.set_axis_off()
     if title:
-        axes.text(canvas_width / 2, MARGIN + TITLE_HEIGHT / 2, title, ha="center", va="center", fontsize=TITLE_FONT_SIZE)
+        axes.text(
+            canvas_width / 2, MARGIN + TITLE_HEIGHT / 2, title, ha="center", va="center", fontsize=TITLE_FONT_SIZE
+        )
     legend_centre = 1 - (MARGIN + layout.heading_height - LEGEND_HEIGHT / 2) / canvas_height
     _draw_legend(axes, frames, legend_centre)
     return figure

@@ -1,4 +1,5 @@
 """The rank lists of a protocol trial, in the evaluator's order, ready to draw."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +24,9 @@ def trial_rank_lists(
     query_rows, gallery_rows = np.asarray(query_rows), np.asarray(gallery_rows)
     query_ids = images.person_ids[query_rows]
     identities = np.unique(query_ids)
-    picked_ids = identities[np.unique(np.linspace(0, identities.size - 1, min(num_queries, identities.size)).round().astype(int))]
+    picked_ids = identities[
+        np.unique(np.linspace(0, identities.size - 1, min(num_queries, identities.size)).round().astype(int))
+    ]
     picked = query_rows[[int(np.flatnonzero(query_ids == person_id)[0]) for person_id in picked_ids]]
     features = torch.as_tensor(feature_set.features)
     distances = pairwise_distances(features[picked], features[gallery_rows])  # (n, G)

@@ -1,5 +1,6 @@
 """t-SNE maps of features as a PNG: one colour per identity (distinct hues, so at most as many
 identities as colours; the title says how many of how many), one marker per modality."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from sklearn.manifold import TSNE
 
-from vireid.modality import Modality
 from vireid.errors import UserError
+from vireid.modality import Modality
 from vireid.viz.png import save_png
 
 DPI = 150
@@ -69,11 +70,17 @@ def _checked_inputs(features: np.ndarray, person_ids: np.ndarray, modalities: np
 
 def _draw_legends(axes: Axes, identities: np.ndarray) -> None:
     """Right of the map: the colour of each person id at the top, the marker of each modality at the bottom."""
-    people = [Line2D([], [], color=colour, marker="s", linestyle="", label=str(person_id))
-              for person_id, colour in zip(identities, IDENTITY_COLOURS)]
-    kinds = [Line2D([], [], color="black", marker=marker, linestyle="", label=modality.name.lower())
-             for modality, marker in MODALITY_MARKERS.items()]
-    axes.add_artist(axes.legend(handles=people, title="person id", loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small"))
+    people = [
+        Line2D([], [], color=colour, marker="s", linestyle="", label=str(person_id))
+        for person_id, colour in zip(identities, IDENTITY_COLOURS)
+    ]
+    kinds = [
+        Line2D([], [], color="black", marker=marker, linestyle="", label=modality.name.lower())
+        for modality, marker in MODALITY_MARKERS.items()
+    ]
+    axes.add_artist(
+        axes.legend(handles=people, title="person id", loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small")
+    )
     axes.legend(handles=kinds, title="modality", loc="lower left", bbox_to_anchor=(1.02, 0), fontsize="small")
 
 
