@@ -21,17 +21,13 @@ from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import yaml
 
-from vireid.errors import UserError
+from vireid.errors import ConfigError
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
         from importlib.resources.abc import Traversable
     else:
         from importlib.abc import Traversable
-
-
-class ConfigError(UserError, ValueError):
-    """A config key that does not exist, or a value it cannot take."""
 
 
 @dataclass
@@ -259,6 +255,9 @@ def _with_method_defaults(values: dict) -> dict:
     if not isinstance(model, dict):
         return values  # _apply names the error
     method = get_method(model.get("method", ModelConfig.method))
+    unknown = sorted(set(method.model_defaults) - set(ModelConfig.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"model.method: {method.name!r} sets unknown model keys {unknown}")
     return {**values, "model": {**method.model_defaults, **model}}
 
 

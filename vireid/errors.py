@@ -5,6 +5,10 @@ class UserError(Exception):
     """Base of every error caused by input the user controls (paths, files, options)."""
 
 
+class ConfigError(UserError, ValueError):
+    """A config key that does not exist, or a value it cannot take."""
+
+
 class DatasetError(UserError, ValueError):
     """A dataset on disk is missing, laid out wrongly, or inconsistent.
 

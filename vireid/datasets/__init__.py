@@ -13,7 +13,7 @@ from vireid.datasets.registry import (
     protocol_names,
     register_dataset,
 )
-from vireid.datasets.spec import DatasetSpec, Protocol, ScoringRule, SyntheticLayout
+from vireid.datasets.spec import DatasetSpec, GalleryOptions, Protocol, ScoringRule, SyntheticLayout
 from vireid.discovery import import_submodules
 
 import_submodules(__path__, __name__, first=("sysu", "regdb", "llcm"))  # the order tables list them in
@@ -21,6 +21,7 @@ import_submodules(__path__, __name__, first=("sysu", "regdb", "llcm"))  # the or
 __all__ = [
     "DATASETS",
     "DatasetSpec",
+    "GalleryOptions",
     "Protocol",
     "ScoringRule",
     "SyntheticLayout",

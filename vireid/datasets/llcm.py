@@ -24,11 +24,11 @@ from vireid.data.files import (
     require_dir,
 )
 from vireid.data.splits import QueryGallery, Split, relabelled
+from vireid.data.synthetic_plan import DatasetPlan, ImageJob, camera_subset, id_line, images_per_camera, split_ids
 from vireid.datasets.registry import register_dataset
-from vireid.datasets.spec import DatasetSpec, Protocol, ScoringRule, SyntheticLayout
+from vireid.datasets.spec import DatasetSpec, GalleryOptions, Protocol, ScoringRule, SyntheticLayout
 from vireid.errors import DatasetError, UserError
 from vireid.modality import Modality
-from vireid.synthetic.plan import DatasetPlan, ImageJob, camera_subset, id_line, images_per_camera, split_ids
 
 TEST_CAMERAS = {Modality.VISIBLE: (1, 2, 3, 4, 5, 6, 7, 8, 9), Modality.INFRARED: (1, 2, 4, 5, 6, 7, 8, 9)}
 TEST_FOLDERS = {Modality.VISIBLE: "test_vis", Modality.INFRARED: "test_nir"}
@@ -100,7 +100,8 @@ def llcm_test_split(root: str | Path, mode: str = "ir2vis", trial: int = 0) -> Q
     return QueryGallery(test_images.subset(query_rows), test_images.subset(gallery_rows))
 
 
-def _trial_rows(test_images: Split, mode: str, trial: int, *gallery_options) -> tuple[list[int], list[int]]:
+def _trial_rows(test_images: Split, mode: str, trial: int, options: GalleryOptions) -> tuple[list[int], list[int]]:
+    """The protocol's rows: the single-shot gallery of the reference draws (no options)."""
     return llcm_trial_rows(test_images, mode, trial)
 
 

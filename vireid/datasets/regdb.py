@@ -17,11 +17,11 @@ import numpy as np
 
 from vireid.data.files import read_index_file, require_dir
 from vireid.data.splits import QueryGallery, Split, relabelled
+from vireid.data.synthetic_plan import DatasetPlan, ImageJob, split_ids
 from vireid.datasets.registry import register_dataset
-from vireid.datasets.spec import DatasetSpec, Protocol, ScoringRule, SyntheticLayout
+from vireid.datasets.spec import DatasetSpec, GalleryOptions, Protocol, ScoringRule, SyntheticLayout
 from vireid.errors import UserError
 from vireid.modality import Modality
-from vireid.synthetic.plan import DatasetPlan, ImageJob, split_ids
 
 TRIALS = tuple(range(1, 11))
 CAMERAS = {Modality.VISIBLE: 1, Modality.INFRARED: 2}
@@ -78,7 +78,7 @@ def regdb_test_split(root: str | Path, trial: int = 1, direction: str = "v2t") -
     return QueryGallery(test_images.subset(query_rows), test_images.subset(gallery_rows))
 
 
-def _trial_rows(test_images: Split, direction: str, trial: int, *gallery_options) -> tuple[list[int], list[int]]:
+def _trial_rows(test_images: Split, direction: str, trial: int, options: GalleryOptions) -> tuple[list[int], list[int]]:
     """The protocol's rows: ``test_images`` is already the trial's own test set."""
     return regdb_direction_rows(test_images, direction)
 

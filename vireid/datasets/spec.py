@@ -15,7 +15,7 @@ import numpy as np
 from vireid.data.splits import Split
 
 if TYPE_CHECKING:
-    from vireid.synthetic.plan import DatasetPlan
+    from vireid.data.synthetic_plan import DatasetPlan
 
 TrialRows = tuple[list[int], list[int]]
 """Rows of the test images that form one trial's query and gallery."""
@@ -36,6 +36,15 @@ class ScoringRule:
     removed_camera_pairs: tuple[tuple[int, int], ...] = ()
     remove_same_person_same_camera: bool = False
     identity_deduplicated_cmc: bool = True
+
+
+@dataclass(frozen=True)
+class GalleryOptions:
+    """How a trial's gallery is drawn, where the dataset offers a choice (SYSU-MM01)."""
+
+    shot: str = "single"  # "single": one image per person and camera; "multi": up to 10
+    draws: str = "agw"  # "agw": the reference code's random draws; "official": the authors' permutations
+    permutations: np.ndarray | None = None  # the official permutations, for draws="official"
 
 
 @dataclass(frozen=True)
@@ -67,10 +76,10 @@ class DatasetSpec:
     0..K-1; ``test_images(root, trial)`` every test image the protocols draw
     from (``trial`` matters only where ``one_model_per_trial``: RegDB's trials
     are different train/test splits, each with its own model).
-    ``trial_rows(test_images, mode, trial, shot, draws, permutations)`` picks a
-    trial's query and gallery; ``shot`` and ``draws`` only where
-    ``gallery_options`` (SYSU-MM01's single/multi-shot and its two kinds of
-    draws, the official ones read by ``load_permutations`` from
+    ``trial_rows(test_images, mode, trial, options)`` picks the rows of a
+    trial's query and gallery; ``options`` (GalleryOptions) matter only where
+    ``gallery_options`` is set (SYSU-MM01's single/multi-shot and its two kinds
+    of draws, the official ones read by ``load_permutations`` from
     ``permutation_file`` under the root).
     """
 
@@ -79,7 +88,7 @@ class DatasetSpec:
     training_split: Callable[[Path, int], Split]
     test_images: Callable[[Path, int], Split]
     protocols: tuple[Protocol, ...]
-    trial_rows: Callable[..., TrialRows]
+    trial_rows: Callable[[Split, str, int, GalleryOptions], TrialRows]
     scoring: ScoringRule
     one_model_per_trial: bool = False
     gallery_options: bool = False
@@ -92,4 +101,4 @@ class DatasetSpec:
         return tuple(protocol.name for protocol in self.protocols)
 
 
-__all__ = ["DatasetSpec", "Protocol", "ScoringRule", "SyntheticLayout", "TrialRows"]
+__all__ = ["DatasetSpec", "GalleryOptions", "Protocol", "ScoringRule", "SyntheticLayout", "TrialRows"]

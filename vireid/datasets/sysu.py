@@ -16,11 +16,11 @@ import numpy as np
 from vireid.data.draws import PersonFolders, all_images, official_draws, reference_draws
 from vireid.data.files import person_folder_images, person_folder_name, read_id_list, require_dir, require_file
 from vireid.data.splits import QueryGallery, Split, relabelled
+from vireid.data.synthetic_plan import DatasetPlan, ImageJob, camera_subset, id_line, images_per_camera, split_ids
 from vireid.datasets.registry import register_dataset
-from vireid.datasets.spec import DatasetSpec, Protocol, ScoringRule, SyntheticLayout
+from vireid.datasets.spec import DatasetSpec, GalleryOptions, Protocol, ScoringRule, SyntheticLayout
 from vireid.errors import DatasetError, UserError
 from vireid.modality import Modality
-from vireid.synthetic.plan import DatasetPlan, ImageJob, camera_subset, id_line, images_per_camera, split_ids
 
 VISIBLE_CAMERAS = (1, 2, 4, 5)
 INFRARED_CAMERAS = (3, 6)
@@ -144,6 +144,10 @@ def sysu_test_split(
     return QueryGallery(test_images.subset(query_rows), test_images.subset(gallery_rows))
 
 
+def _trial_rows(test_images: Split, mode: str, trial: int, options: GalleryOptions) -> tuple[list[int], list[int]]:
+    return sysu_trial_rows(test_images, mode, trial, options.shot, options.draws, options.permutations)
+
+
 def plan_synthetic(identities: int, images_per_id: int, rng: np.random.Generator) -> DatasetPlan:
     """camN/<id4>/NNNN.jpg, exp/{train,val,test}_id.txt, exp/rand_perm_cam.mat.
 
@@ -218,7 +222,7 @@ SYSU = register_dataset(
             Protocol("sysu-all", "sysu", "all", "infrared (cam3, cam6)", "visible (cam1, cam2, cam4, cam5)", TRIALS),
             Protocol("sysu-indoor", "sysu", "indoor", "infrared (cam3, cam6)", "visible (cam1, cam2)", TRIALS),
         ),
-        trial_rows=sysu_trial_rows,
+        trial_rows=_trial_rows,
         scoring=ScoringRule(removed_camera_pairs=((3, 2),), identity_deduplicated_cmc=True),
         gallery_options=True,
         permutation_file=PERMUTATION_FILE,

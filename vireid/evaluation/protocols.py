@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from vireid.data.splits import Split
-from vireid.datasets import Protocol, get_dataset, get_protocol
+from vireid.datasets import GalleryOptions, Protocol, get_dataset, get_protocol
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.metrics import RankMetrics, evaluate_features
@@ -47,7 +47,8 @@ def trial_rows(
     already is one trial's test set. ``shot`` and ``draws`` apply where the
     dataset has gallery options (SYSU-MM01).
     """
-    return get_dataset(protocol.dataset).trial_rows(test_images, protocol.mode, trial, shot, draws, permutations)
+    options = GalleryOptions(shot, draws, permutations)
+    return get_dataset(protocol.dataset).trial_rows(test_images, protocol.mode, trial, options)
 
 
 @dataclass(frozen=True)

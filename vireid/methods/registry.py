@@ -5,20 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from torch import nn
-
-from vireid.config import ConfigError, LossConfig, ModelConfig
+from vireid.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class Method:
     """A named method: the model keys it sets (unless a config sets them itself),
-    and how its network and its training loss are built."""
+    and how its network and its training loss are built. This module imports no
+    config: vireid.config reads the defaults from here while it loads one."""
 
     name: str
     summary: str
-    build_model: Callable[[ModelConfig, int, bool], nn.Module]  # (model config, classes, load weights)
-    build_loss: Callable[[LossConfig], Callable[..., dict]]
+    build_model: Callable[..., Any]  # (ModelConfig, number of classes, load weights) -> the network
+    build_loss: Callable[..., Callable[..., dict]]  # (LossConfig) -> (output, labels, modalities) -> loss terms
     model_defaults: dict[str, Any] = field(default_factory=dict)
 
 
@@ -29,9 +28,6 @@ METHODS: dict[str, Method] = {}
 def register_method(method: Method) -> Method:
     if method.name in METHODS:
         raise ValueError(f"a method named {method.name!r} is registered already")
-    unknown = sorted(set(method.model_defaults) - set(ModelConfig.__dataclass_fields__))
-    if unknown:
-        raise ValueError(f"method {method.name!r} sets unknown model keys {unknown}")
     METHODS[method.name] = method
     return method
 
@@ -46,12 +42,12 @@ def method_names() -> list[str]:
     return list(METHODS)
 
 
-def create_model(config: ModelConfig, num_classes: int, load_weights: bool = True) -> nn.Module:
+def create_model(config: Any, num_classes: int, load_weights: bool = True) -> Any:
     """The network of ``config.method``, built from ``config``."""
     return get_method(config.method).build_model(config, num_classes, load_weights)
 
 
-def create_loss(model_config: ModelConfig, loss_config: LossConfig) -> Callable[..., dict]:
+def create_loss(model_config: Any, loss_config: Any) -> Callable[..., dict]:
     """The training loss of ``model_config.method``: (model
     output, labels, modalities) -> dict of terms and ``total``."""
     return get_method(model_config.method).build_loss(loss_config)

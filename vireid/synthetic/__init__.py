@@ -1,3 +1,4 @@
-"""Synthetic datasets written in the official on-disk layouts: the plan of a
-layout's files (plan.py, filled by each dataset module), the writer that
-renders and saves them (writer.py), and the person renderer (appearance.py)."""
+"""Synthetic datasets written in the official on-disk layouts of the registered
+datasets: the writer that renders and saves a dataset module's plan
+(writer.py; the plan's records are vireid.data.synthetic_plan) and the person
+renderer (appearance.py)."""

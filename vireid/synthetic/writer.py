@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vireid.data.synthetic_plan import DatasetPlan, ImageJob
 from vireid.datasets import DATASETS, SyntheticLayout
 from vireid.errors import UserError
 from vireid.modality import Modality
 from vireid.synthetic.appearance import render_person, sample_appearance
-from vireid.synthetic.plan import DatasetPlan, ImageJob
 
 DEFAULT_SIZE = (128, 64)
 MARKER_FILE = "synthetic.json"

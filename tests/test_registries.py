@@ -1,0 +1,195 @@
+"""Datasets and methods found by name: the README's "Add a dataset" file run through
+the CLI, discovery of new modules, what registration refuses, and config keys
+that pick from the registries."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vireid.cli import main
+from vireid.config import ConfigError, load_config
+from vireid.datasets import DATASETS, Protocol, ScoringRule, get_dataset, register_dataset
+from vireid.datasets.sysu import sysu_test_images, sysu_train_split
+from vireid.discovery import import_submodules
+from vireid.evaluation.feature_file import load_features
+from vireid.evaluation.metrics import rank_metrics
+from vireid.methods import METHODS, Method, create_loss, create_model, get_method, register_method
+from vireid.modality import Modality
+from vireid.models.network import build_model
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.fixture
+def restored_registries():
+    """Whatever a test registers is gone afterwards."""
+    datasets, methods = dict(DATASETS), dict(METHODS)
+    yield
+    DATASETS.clear()
+    DATASETS.update(datasets)
+    METHODS.clear()
+    METHODS.update(methods)
+
+
+def _readme_dataset_module(tmp_path: Path) -> str:
+    """The Python block of the README's "Add a dataset" section, saved as a file."""
+    section = README.read_text().split("### Add a dataset", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    path = tmp_path / "mylayout.py"
+    path.write_text(code)
+    return str(path)
+
+
+def _import_file(path: str) -> None:
+    spec = importlib.util.spec_from_file_location("mylayout_from_readme", path)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+def _write_my_layout(sysu_root: Path, root: Path) -> None:
+    """The synthetic SYSU-MM01 images, copied into {train,test}/{visible,infrared}/<person id>/."""
+    for part, images in (("train", sysu_train_split(sysu_root)), ("test", sysu_test_images(sysu_root))):
+        for path, person_id, camera_id, modality in zip(
+            images.paths, images.person_ids, images.camera_ids, images.modalities
+        ):
+            target = (
+                root / part / Modality(modality).name.lower() / str(person_id) / f"cam{camera_id}_{Path(path).name}"
+            )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+
+
+def _image_level_map(features: np.ndarray, person_ids: np.ndarray, modalities: np.ndarray) -> float:
+    """mAP of infrared queries against every visible image, one query at a time."""
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    query, gallery = np.flatnonzero(modalities == Modality.INFRARED), np.flatnonzero(modalities == Modality.VISIBLE)
+    precisions = []
+    for row in query:
+        order = gallery[np.argsort(-(unit[gallery] @ unit[row]), kind="stable")]
+        hits = np.flatnonzero(person_ids[order] == person_ids[row]) + 1  # 1-based positions of the correct images
+        if hits.size:
+            precisions.append(np.mean(np.arange(1, hits.size + 1) / hits))
+    return float(np.mean(precisions))
+
+
+def test_the_readme_dataset_trains_tests_and_evaluates_through_the_cli(
+    sysu_root, tmp_path, capsys, restored_registries
+):
+    _import_file(_readme_dataset_module(tmp_path))
+    assert get_dataset("mylayout").title == "MyLayout"
+    root, run = tmp_path / "MyLayout", tmp_path / "run"
+    _write_my_layout(sysu_root, root)
+    settings = [
+        "--set",
+        "data.dataset=mylayout",
+        "--set",
+        f"data.root={root}",
+        "--set",
+        "data.height=32",
+        "--set",
+        "data.width=16",
+    ]
+    training = ["--set", "train.epochs=1", "--set", "train.steps_per_epoch=1", "--set", "train.workers=0"]
+    assert main(["train", "tiny", *settings, *training, "--out", str(run), "--quiet"]) == 0
+    assert "(mylayout at " in capsys.readouterr().out
+    assert main(["test", str(run / "last.pt"), "--quiet"]) == 0
+    assert "| mylayout-ir2vis | infrared → visible | 1 |" in capsys.readouterr().out
+    reported = json.loads((run / "results.json").read_text())[0]["mean"]["mAP"]
+    saved = load_features(run / "features.npz")
+    expected = _image_level_map(saved.features, saved.images.person_ids, saved.images.modalities)
+    assert reported == pytest.approx(expected, abs=1e-9)
+    assert main(["evaluate", "--features", str(run / "features.npz"), "--protocol", "mylayout-ir2vis"]) == 0
+    assert "| mylayout-ir2vis |" in capsys.readouterr().out
+
+
+def test_every_module_of_a_registry_package_is_imported_the_named_ones_first(tmp_path, monkeypatch):
+    package = tmp_path / "plugins"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("alpha", "beta", "gamma", "registry"):
+        (package / f"{name}.py").write_text(
+            f"import plugins\nplugins.ORDER = getattr(plugins, 'ORDER', []) + [{name!r}]\n"
+        )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import plugins
+
+    assert import_submodules(plugins.__path__, "plugins", first=("gamma",)) == ["gamma", "alpha", "beta"]
+    assert plugins.ORDER == ["gamma", "alpha", "beta"]  # "registry" defines a package, it does not register into it
+    sys.modules.pop("plugins")
+
+
+def test_registration_refuses_a_taken_name_or_protocol(restored_registries):
+    sysu = get_dataset("sysu")
+    with pytest.raises(ValueError, match="a dataset named 'sysu' is registered already"):
+        register_dataset(sysu)
+    clash = dataclasses.replace(sysu, name="copy", protocols=(Protocol("sysu-all", "copy", "all", "", "", (0,)),))
+    with pytest.raises(ValueError, match=r"protocol names \['sysu-all'\] belong to another dataset"):
+        register_dataset(clash)
+    stray = dataclasses.replace(sysu, name="stray", protocols=(Protocol("stray-x", "sysu", "all", "", "", (0,)),))
+    with pytest.raises(ValueError, match="protocol 'stray-x' names dataset 'sysu', not 'stray'"):
+        register_dataset(stray)
+    with pytest.raises(ValueError, match="a method named 'agw' is registered already"):
+        register_method(get_method("agw"))
+    register_method(Method("odd", "", build_model, create_loss, {"partz": 3}))
+    with pytest.raises(ConfigError, match=r"model.method: 'odd' sets unknown model keys \['partz'\]"):
+        load_config(None, ["model.method=odd"])
+
+
+def test_config_keys_pick_from_the_registries():
+    with pytest.raises(ConfigError, match="data.dataset: expected one of 'sysu', 'regdb', 'llcm', got 'market'"):
+        load_config(None, ["data.dataset=market"])
+    with pytest.raises(
+        ConfigError, match="model.method: expected one of 'agw', 'agw_fgfl', 'agw_fgfl_cmimpl', got 'pcb'"
+    ):
+        load_config(None, ["model.method=pcb"])
+    full = load_config(None, ["model.method=agw_fgfl_cmimpl"]).model
+    assert (full.parts, full.cmimpl) == (6, True)
+    assert (
+        load_config(None, ["model.method=agw_fgfl_cmimpl", "model.parts=4"]).model.parts == 4
+    )  # a config's own key wins
+    assert (load_config(None).model.method, load_config(None).model.parts) == ("agw", 0)
+    saved = {"model": {"method": "agw_fgfl", "parts": 3}}  # a checkpoint's config holds every key: nothing is re-filled
+    assert load_config(None, base=saved).model.parts == 3
+
+
+def test_the_method_builds_the_network_and_the_loss(restored_registries):
+    built = []
+
+    def build_logged(config, num_classes, load_weights):
+        built.append(config.parts)
+        return build_model(config, num_classes, load_weights)
+
+    register_method(Method("logged", "for this test", build_logged, get_method("agw").build_loss, {"parts": 2}))
+    config = load_config(
+        None, ["model.method=logged", "model.backbone=resnet18", "model.pretrained=none", "model.part_dim=16"]
+    )
+    model = create_model(config.model, num_classes=4, load_weights=False)
+    assert built == [2] and model.part_head is not None and model.modality_classifiers is None
+    model.train()
+    images, modalities = torch.randn(8, 3, 64, 32), torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    losses = create_loss(config.model, config.loss)(
+        model(images, modalities), torch.tensor([0, 1, 2, 3] * 2), modalities
+    )
+    assert set(losses) == {"id", "triplet", "part_id", "part_triplet", "total"}
+
+
+def test_a_scoring_rule_given_by_name_or_spelled_out_scores_alike():
+    rng = np.random.default_rng(0)
+    distances = rng.random((6, 9))
+    query_ids, gallery_ids = rng.integers(0, 3, 6), rng.integers(0, 3, 9)
+    query_cameras, gallery_cameras = rng.choice([3, 6], 6), rng.choice([1, 2, 4, 5], 9)
+    by_name = rank_metrics(distances, query_ids, gallery_ids, query_cameras, gallery_cameras, "sysu")
+    spelled = ScoringRule(removed_camera_pairs=((3, 2),), identity_deduplicated_cmc=True)
+    explicit = rank_metrics(distances, query_ids, gallery_ids, query_cameras, gallery_cameras, spelled)
+    nothing_removed = rank_metrics(distances, query_ids, gallery_ids, query_cameras, gallery_cameras, ScoringRule())
+    assert (by_name.mAP, list(by_name.cmc)) == (explicit.mAP, list(explicit.cmc))
+    assert nothing_removed.mAP != by_name.mAP  # camera-2 images of camera-3 queries were removed
