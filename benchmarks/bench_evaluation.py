@@ -33,7 +33,7 @@ class Trial(NamedTuple):
     gallery_ids: np.ndarray  # (G,)
     query_cameras: np.ndarray  # (Q,)
     gallery_cameras: np.ndarray  # (G,)
-    protocol: str
+    scoring: str  # the dataset whose scoring rule applies
     query_features: np.ndarray  # (Q, D) float32
     gallery_features: np.ndarray  # (G, D) float32
 
@@ -109,18 +109,18 @@ def _time_trial(name: str, trial: Trial, device: str, repeats: int) -> tuple[str
         trial.gallery_ids,
         trial.query_cameras,
         trial.gallery_cameras,
-        trial.protocol,
+        trial.scoring,
     )
 
-    ours = rank_metrics(distances, *labels, trial.protocol)
+    ours = rank_metrics(distances, *labels, trial.scoring)
     reference_cmc, reference_map, reference_minp = per_query_loop(*reference_arguments)
     assert np.allclose(ours.cmc, reference_cmc, atol=1e-6), f"{name}: CMC differs from the reference loop"
     assert abs(ours.mAP - reference_map) < 1e-6, f"{name}: mAP differs from the reference loop"
     assert abs(ours.mINP - reference_minp) < 1e-6, f"{name}: mINP differs from the reference loop"
 
-    scoring = _median_seconds(lambda: rank_metrics(distances, *labels, trial.protocol), repeats, device)
+    scoring = _median_seconds(lambda: rank_metrics(distances, *labels, trial.scoring), repeats, device)
     with_distances = _median_seconds(
-        lambda: evaluate_features(query_features, gallery_features, *labels, trial.protocol), repeats, device
+        lambda: evaluate_features(query_features, gallery_features, *labels, trial.scoring), repeats, device
     )
     loop = _median_seconds(lambda: per_query_loop(*reference_arguments), 1, "cpu")
     row = (

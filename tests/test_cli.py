@@ -110,6 +110,10 @@ def test_evaluate_regdb_with_one_file_per_trial(regdb_root, tmp_path, capsys):
             "missing.npz: expected a vireid feature file",
         ),
         (["configs", "sysu_ful"], "sysu_ful: not a shipped config; expected one of llcm_agw"),
+        (
+            ["evaluate", "--features", "{tmp}/f.npz", "--protocol", "llcm-ir2vis", "--shot", "multi"],
+            "--shot/--draws: LLCM galleries are drawn one way",
+        ),
         (["synth", "--layout", "sysu", "--out", "{tmp}", "--ids", "5"], "already exists"),
         (
             ["index", "{tmp}/f.npz", "--modality", "visible", "--out", "{tmp}/i.npz"],

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vireid.datasets import get_protocol, protocol_names
-from vireid.datasets.llcm import llcm_test_images, llcm_test_split
+from vireid.datasets import GalleryOptions, get_protocol, protocol_names, read_trial_split
+from vireid.datasets.llcm import llcm_test_images
 from vireid.datasets.regdb import regdb_test_images
-from vireid.datasets.sysu import load_official_permutations, sysu_test_images, sysu_test_split
+from vireid.datasets.sysu import load_official_permutations, sysu_test_images
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.metrics import rank_metrics
@@ -49,7 +49,7 @@ def test_sysu_trials_from_features_equal_trials_read_from_disk(sysu_root, name, 
     result = evaluate_protocol(name, [feature_set])
     assert [trial.trial for trial in result.trials] == list(range(10))
     for trial in result.trials[:3]:
-        query, gallery = sysu_test_split(sysu_root, mode=mode, trial=trial.trial)
+        query, gallery = read_trial_split(f"sysu-{mode}", sysu_root, trial.trial)
         expected = _score_from_disk(feature_set, query, gallery, "sysu")
         assert (trial.num_query, trial.num_gallery) == (len(query), len(gallery))
         np.testing.assert_allclose(trial.metrics.cmc, expected.cmc, atol=1e-6)
@@ -61,9 +61,9 @@ def test_sysu_official_and_multi_shot_from_features_equal_disk(sysu_root):
     feature_set = _random_features(sysu_test_images(sysu_root), seed=1)
     permutations = load_official_permutations(sysu_root / "exp/rand_perm_cam.mat")
     result = evaluate_protocol(
-        "sysu-all", [feature_set], trials=[4], shot="multi", draws="official", permutations=permutations
+        "sysu-all", [feature_set], trials=[4], options=GalleryOptions("multi", "official", permutations)
     )
-    query, gallery = sysu_test_split(sysu_root, mode="all", trial=4, shot="multi", draws="official")
+    query, gallery = read_trial_split("sysu-all", sysu_root, 4, GalleryOptions("multi", "official"))
     expected = _score_from_disk(feature_set, query, gallery, "sysu")
     assert result.trials[0].metrics.mAP == pytest.approx(expected.mAP, abs=1e-6)
     assert result.label == "sysu-all multi-shot (official draws)"
@@ -74,7 +74,7 @@ def test_llcm_trials_from_features_equal_disk(llcm_root, mode):
     feature_set = _random_features(llcm_test_images(llcm_root), seed=2)
     result = evaluate_protocol(f"llcm-{mode}", [feature_set], trials=[0, 3])
     for trial in result.trials:
-        query, gallery = llcm_test_split(llcm_root, mode=mode, trial=trial.trial)
+        query, gallery = read_trial_split(f"llcm-{mode}", llcm_root, trial.trial)
         expected = _score_from_disk(feature_set, query, gallery, "llcm")
         np.testing.assert_allclose(trial.metrics.cmc, expected.cmc, atol=1e-6)
         assert trial.metrics.mAP == pytest.approx(expected.mAP, abs=1e-6)

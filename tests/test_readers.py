@@ -13,9 +13,10 @@ import pytest
 from scipy.io import loadmat
 
 from vireid.data import DatasetError
-from vireid.datasets.llcm import llcm_test_split, llcm_train_split
-from vireid.datasets.regdb import regdb_test_split, regdb_train_split
-from vireid.datasets.sysu import sysu_test_split, sysu_train_split
+from vireid.datasets import GalleryOptions, read_trial_split
+from vireid.datasets.llcm import llcm_train_split
+from vireid.datasets.regdb import regdb_train_split
+from vireid.datasets.sysu import sysu_train_split
 from vireid.modality import Modality
 
 
@@ -94,7 +95,7 @@ def test_sysu_single_shot_matches_reference_draws(sysu_root, mode, cameras):
     ]
     galleries = []
     for trial in range(10):
-        query, gallery = sysu_test_split(sysu_root, mode=mode, trial=trial)
+        query, gallery = read_trial_split(f"sysu-{mode}", sysu_root, trial)
         assert list(query.paths) == expected_query
         assert [os.path.normpath(path) for path in gallery.paths] == [
             os.path.normpath(path) for path in _agw_gallery(sysu_root, cameras, trial)
@@ -106,7 +107,7 @@ def test_sysu_single_shot_matches_reference_draws(sysu_root, mode, cameras):
 
 
 def test_sysu_multi_shot_draws_up_to_ten_per_folder(sysu_root):
-    _, gallery = sysu_test_split(sysu_root, mode="all", trial=2, shot="multi")
+    _, gallery = read_trial_split("sysu-all", sysu_root, 2, GalleryOptions("multi"))
     random.seed(2)
     expected = []
     for person in sorted(_ids(sysu_root / "exp/test_id.txt")):
@@ -116,13 +117,13 @@ def test_sysu_multi_shot_draws_up_to_ten_per_folder(sysu_root):
                 files = _folder_files(folder)
                 expected += random.sample(files, min(10, len(files)))
     assert list(gallery.paths) == expected
-    assert len(gallery) > len(sysu_test_split(sysu_root, mode="all", trial=2).gallery)
+    assert len(gallery) > len(read_trial_split("sysu-all", sysu_root, 2).gallery)
 
 
 def test_sysu_official_draws_follow_rand_perm_cam(sysu_root):
     cells = loadmat(str(sysu_root / "exp/rand_perm_cam.mat"))["rand_perm_cam"]
     for trial, shot, shots in ((0, "single", 1), (7, "multi", 10)):
-        _, gallery = sysu_test_split(sysu_root, mode="all", trial=trial, shot=shot, draws="official")
+        _, gallery = read_trial_split("sysu-all", sysu_root, trial, GalleryOptions(shot, "official"))
         expected = []
         for camera in (1, 2, 4, 5):
             per_person = cells[camera - 1][0]
@@ -140,7 +141,7 @@ def test_sysu_official_draws_need_the_permutation_file(sysu_root, tmp_path):
     root = _copy(sysu_root, tmp_path)
     (root / "exp/rand_perm_cam.mat").unlink()
     with pytest.raises(DatasetError, match="rand_perm_cam.mat"):
-        sysu_test_split(root, draws="official")
+        read_trial_split("sysu-all", root, 0, GalleryOptions(draws="official"))
 
 
 @pytest.mark.parametrize(
@@ -159,7 +160,7 @@ def test_sysu_broken_layouts_are_reported_by_path(sysu_root, tmp_path, damage, m
     root = _copy(sysu_root, tmp_path)
     damage(root)
     with pytest.raises(DatasetError, match=message) as caught:
-        sysu_test_split(root)
+        read_trial_split("sysu-all", root, 0)
     assert str(root) in str(caught.value)
 
 
@@ -181,20 +182,20 @@ def _index_lines(path: Path) -> list[tuple[str, int]]:
 def test_regdb_test_split_follows_index_files(regdb_root, trial):
     visible = _index_lines(regdb_root / f"idx/test_visible_{trial}.txt")
     thermal = _index_lines(regdb_root / f"idx/test_thermal_{trial}.txt")
-    query, gallery = regdb_test_split(regdb_root, trial=trial, direction="v2t")
+    query, gallery = read_trial_split("regdb-v2t", regdb_root, trial)
     assert list(query.paths) == [str(regdb_root / path) for path, _ in visible]
     assert query.person_ids.tolist() == [label for _, label in visible]
     assert list(gallery.paths) == [str(regdb_root / path) for path, _ in thermal]
     assert (query.modalities == Modality.VISIBLE).all() and (query.camera_ids == 1).all()
     assert (gallery.modalities == Modality.INFRARED).all() and (gallery.camera_ids == 2).all()
-    swapped_query, swapped_gallery = regdb_test_split(regdb_root, trial=trial, direction="t2v")
+    swapped_query, swapped_gallery = read_trial_split("regdb-t2v", regdb_root, trial)
     assert swapped_query.paths == gallery.paths and swapped_gallery.paths == query.paths
     assert all(path.endswith(".bmp") and os.path.isfile(path) for path in query.paths + gallery.paths)
 
 
 def test_regdb_train_split_is_the_trial_complement(regdb_root):
     train = regdb_train_split(regdb_root, trial=3)
-    query, _ = regdb_test_split(regdb_root, trial=3)
+    query, _ = read_trial_split("regdb-v2t", regdb_root, 3)
     assert not set(train.person_ids.tolist()) & set(query.person_ids.tolist())
     assert sorted(set(train.labels.tolist())) == list(range(train.num_identities))
     assert (train.modalities == Modality.VISIBLE).sum() == (train.modalities == Modality.INFRARED).sum()
@@ -221,13 +222,13 @@ def test_regdb_broken_layouts_are_reported_by_path(regdb_root, tmp_path, damage,
     root = _copy(regdb_root, tmp_path)
     damage(root)
     with pytest.raises(DatasetError, match=message) as caught:
-        regdb_test_split(root, trial=1)
+        read_trial_split("regdb-v2t", root, 1)
     assert str(root) in str(caught.value)
 
 
 def test_regdb_rejects_trials_outside_1_to_10(regdb_root):
     with pytest.raises(ValueError, match="1..10"):
-        regdb_test_split(regdb_root, trial=0)
+        read_trial_split("regdb-v2t", regdb_root, 0)
 
 
 # --- LLCM ------------------------------------------------------------------------------------
@@ -252,7 +253,7 @@ def test_llcm_test_split_matches_reference_draws(
     llcm_root, mode, query_folder, gallery_folder, query_cameras, gallery_cameras
 ):
     for trial in (0, 5):
-        query, gallery = llcm_test_split(llcm_root, mode=mode, trial=trial)
+        query, gallery = read_trial_split(f"llcm-{mode}", llcm_root, trial)
         expected_query = [
             path for _, _, files in _llcm_folder_walk(llcm_root, query_folder, query_cameras) for path in files
         ]
@@ -291,7 +292,7 @@ def test_llcm_broken_layouts_are_reported_by_path(llcm_root, tmp_path, damage, m
     root = _copy(llcm_root, tmp_path)
     damage(root)
     with pytest.raises(DatasetError, match=message):
-        llcm_test_split(root)
+        read_trial_split("llcm-ir2vis", root, 0)
 
 
 def test_llcm_train_index_lines_need_a_camera_folder(llcm_root, tmp_path):

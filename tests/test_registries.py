@@ -5,7 +5,6 @@ that pick from the registries."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import re
 import shutil
@@ -16,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
+import vireid.datasets
 from vireid.cli import main
 from vireid.config import ConfigError, load_config
-from vireid.datasets import DATASETS, Protocol, ScoringRule, get_dataset, register_dataset
+from vireid.datasets import DATASETS, Protocol, ScoringRule, get_dataset, get_protocol, register_dataset
 from vireid.datasets.sysu import sysu_test_images, sysu_train_split
 from vireid.discovery import import_submodules
 from vireid.evaluation.feature_file import load_features
@@ -41,18 +41,17 @@ def restored_registries():
     METHODS.update(methods)
 
 
-def _readme_dataset_module(tmp_path: Path) -> str:
-    """The Python block of the README's "Add a dataset" section, saved as a file."""
+def _install_readme_dataset(monkeypatch, folder: Path) -> None:
+    """The Python block of the README's "Add a dataset" section saved as ``mylayout.py`` in a folder
+    of the vireid.datasets package (a second one, so that the real folder stays untouched), which
+    the package's discovery then imports."""
     section = README.read_text().split("### Add a dataset", 1)[1].split("\n## ", 1)[0]
     (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    path = tmp_path / "mylayout.py"
-    path.write_text(code)
-    return str(path)
-
-
-def _import_file(path: str) -> None:
-    spec = importlib.util.spec_from_file_location("mylayout_from_readme", path)
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    folder.mkdir()
+    (folder / "mylayout.py").write_text(code)
+    monkeypatch.setattr(vireid.datasets, "__path__", [*vireid.datasets.__path__, str(folder)])
+    monkeypatch.delitem(sys.modules, "vireid.datasets.mylayout", raising=False)
+    import_submodules(vireid.datasets.__path__, "vireid.datasets")
 
 
 def _write_my_layout(sysu_root: Path, root: Path) -> None:
@@ -82,32 +81,24 @@ def _image_level_map(features: np.ndarray, person_ids: np.ndarray, modalities: n
 
 
 def test_the_readme_dataset_trains_tests_and_evaluates_through_the_cli(
-    sysu_root, tmp_path, capsys, restored_registries
+    sysu_root, tmp_path, capsys, monkeypatch, restored_registries
 ):
-    _import_file(_readme_dataset_module(tmp_path))
-    assert get_dataset("mylayout").title == "MyLayout"
-    root, run = tmp_path / "MyLayout", tmp_path / "run"
+    _install_readme_dataset(monkeypatch, tmp_path / "more_datasets")
+    assert get_dataset("mylayout").title == "MyLayout" and get_protocol("mylayout-ir2vis").dataset == "mylayout"
+    root = tmp_path / "MyLayout"
     _write_my_layout(sysu_root, root)
-    settings = [
-        "--set",
-        "data.dataset=mylayout",
-        "--set",
-        f"data.root={root}",
-        "--set",
-        "data.height=32",
-        "--set",
-        "data.width=16",
-    ]
-    training = ["--set", "train.epochs=1", "--set", "train.steps_per_epoch=1", "--set", "train.workers=0"]
-    assert main(["train", "tiny", *settings, *training, "--out", str(run), "--quiet"]) == 0
+    monkeypatch.chdir(tmp_path)
+    small = ["--set", "data.height=32", "--set", "data.width=16", "--set", "train.epochs=1", "--set", "train.workers=0"]
+    command = ["train", "tiny", "--set", "name=mine", "--set", "data.dataset=mylayout", "--set", f"data.root={root}"]
+    assert main([*command, *small, "--set", "train.steps_per_epoch=1", "--quiet"]) == 0
     assert "(mylayout at " in capsys.readouterr().out
-    assert main(["test", str(run / "last.pt"), "--quiet"]) == 0
+    assert main(["test", "runs/mine/best.pt", "--quiet"]) == 0
     assert "| mylayout-ir2vis | infrared → visible | 1 |" in capsys.readouterr().out
-    reported = json.loads((run / "results.json").read_text())[0]["mean"]["mAP"]
-    saved = load_features(run / "features.npz")
+    reported = json.loads(Path("runs/mine/results.json").read_text())[0]["mean"]["mAP"]
+    saved = load_features("runs/mine/features.npz")
     expected = _image_level_map(saved.features, saved.images.person_ids, saved.images.modalities)
     assert reported == pytest.approx(expected, abs=1e-9)
-    assert main(["evaluate", "--features", str(run / "features.npz"), "--protocol", "mylayout-ir2vis"]) == 0
+    assert main(["evaluate", "--features", "runs/mine/features.npz", "--protocol", "mylayout-ir2vis"]) == 0
     assert "| mylayout-ir2vis |" in capsys.readouterr().out
 
 
@@ -131,15 +122,17 @@ def test_registration_refuses_a_taken_name_or_protocol(restored_registries):
     sysu = get_dataset("sysu")
     with pytest.raises(ValueError, match="a dataset named 'sysu' is registered already"):
         register_dataset(sysu)
-    clash = dataclasses.replace(sysu, name="copy", protocols=(Protocol("sysu-all", "copy", "all", "", "", (0,)),))
+    clash = dataclasses.replace(sysu, name="copy", protocols=(Protocol("sysu-all", "all", "", "", (0,)),))
     with pytest.raises(ValueError, match=r"protocol names \['sysu-all'\] belong to another dataset"):
         register_dataset(clash)
-    stray = dataclasses.replace(sysu, name="stray", protocols=(Protocol("stray-x", "sysu", "all", "", "", (0,)),))
+    stray = dataclasses.replace(
+        sysu, name="stray", protocols=(Protocol("stray-x", "all", "", "", (0,), dataset="sysu"),)
+    )
     with pytest.raises(ValueError, match="protocol 'stray-x' names dataset 'sysu', not 'stray'"):
         register_dataset(stray)
     with pytest.raises(ValueError, match="a method named 'agw' is registered already"):
         register_method(get_method("agw"))
-    register_method(Method("odd", "", build_model, create_loss, {"partz": 3}))
+    register_method(Method("odd", build_model, create_loss, {"partz": 3}))
     with pytest.raises(ConfigError, match=r"model.method: 'odd' sets unknown model keys \['partz'\]"):
         load_config(None, ["model.method=odd"])
 
@@ -168,7 +161,7 @@ def test_the_method_builds_the_network_and_the_loss(restored_registries):
         built.append(config.parts)
         return build_model(config, num_classes, load_weights)
 
-    register_method(Method("logged", "for this test", build_logged, get_method("agw").build_loss, {"parts": 2}))
+    register_method(Method("logged", build_logged, get_method("agw").build_loss, {"parts": 2}))
     config = load_config(
         None, ["model.method=logged", "model.backbone=resnet18", "model.pretrained=none", "model.part_dim=16"]
     )

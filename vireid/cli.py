@@ -122,29 +122,28 @@ def add_synth_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def command_evaluate(arguments: argparse.Namespace) -> int:
-    from vireid.datasets import get_dataset, get_protocol
+    from vireid.datasets import GalleryOptions, get_dataset, get_protocol
     from vireid.evaluation.feature_file import load_features
     from vireid.evaluation.protocols import evaluate_protocol, results_table
 
     protocol = get_protocol(arguments.protocol)
     dataset = get_dataset(protocol.dataset)
     feature_sets = [load_features(path, root=arguments.root) for path in arguments.features]
-    permutations = None
+    options = GalleryOptions(arguments.shot, arguments.draws)
+    if dataset.official_draws is None and options != GalleryOptions():
+        raise UserError(f"--shot/--draws: {dataset.title} galleries are drawn one way; the choice is SYSU-MM01's")
     if arguments.draws == "official":
-        if dataset.load_permutations is None:
-            raise UserError(f"--draws official: {dataset.title} has no official gallery permutations")
         permutation_file = arguments.permutations
         if permutation_file is None:
             root = arguments.root or feature_sets[0].metadata.get("root")
             if not root:
                 raise UserError(
-                    f"--draws official needs --permutations PATH (or --root, to read {dataset.permutation_file})"
+                    f"--draws official needs --permutations PATH (or --root, to read {dataset.official_draws.file})"
                 )
-            permutation_file = Path(root) / dataset.permutation_file
-        permutations = dataset.load_permutations(permutation_file)
-    result = evaluate_protocol(
-        protocol, feature_sets, arguments.trials, arguments.shot, arguments.draws, permutations, device=arguments.device
-    )
+            permutation_file = Path(root) / dataset.official_draws.file
+        permutations = dataset.official_draws.load(permutation_file)
+        options = GalleryOptions(arguments.shot, arguments.draws, permutations, str(permutation_file))
+    result = evaluate_protocol(protocol, feature_sets, arguments.trials, options, device=arguments.device)
     print(results_table([result]))
     if arguments.per_trial:
         print()

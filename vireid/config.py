@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import yaml
 
+from vireid.datasets import dataset_names
 from vireid.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -82,9 +83,8 @@ class TrainConfig:
     steps_per_epoch: int = 0  # 0: enough batches to cover the larger modality once
     padding: int = 10
     cache_dir: str = ""  # decode and resize every training image once into a memory-mapped file here; "" = off
-    augment_on: Literal["loader", "device"] = (
-        "loader"  # "device": crop/flip/normalise whole batches on the training device (needs cache_dir)
-    )
+    # "device": crop/flip/normalise whole batches on the training device (needs cache_dir)
+    augment_on: Literal["loader", "device"] = "loader"
     random_erasing: float = 0.0  # probability
     amp: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     channels_last: Literal["auto", "always", "never"] = "auto"  # auto: on GPU only
@@ -178,15 +178,14 @@ def _apply(section: Any, values: dict, prefix: str) -> None:
 
 
 def config_from_dict(values: dict) -> ExperimentConfig:
+    """The config of nested ``values`` (keys a config file would hold), its method's model keys filled in."""
     config = ExperimentConfig()
-    _apply(config, values, "")
+    _apply(config, _with_method_defaults(values), "")
     _check_dataset(config.data)
     return config
 
 
 def _check_dataset(data: DataConfig) -> None:
-    from vireid.datasets import dataset_names  # imported here, so that a dataset module may import this one
-
     if data.dataset not in dataset_names():
         raise ConfigError(
             f"data.dataset: expected one of {', '.join(map(repr, dataset_names()))}, got {data.dataset!r}"
@@ -244,12 +243,12 @@ def load_config(
             if not isinstance(section, dict):
                 raise ConfigError(f"override {override!r}: {key} is a value, not a section")
         section[keys[-1]] = value
-    return config_from_dict(_with_method_defaults(values))
+    return config_from_dict(values)
 
 
 def _with_method_defaults(values: dict) -> dict:
     """``values`` with the model keys of its ``model.method`` filled in where the config leaves them out."""
-    from vireid.methods import get_method  # imported here: the methods import the models, which import this module
+    from vireid.methods import get_method  # here, not with this module: the methods build networks (torch)
 
     model = values.get("model", {})
     if not isinstance(model, dict):

@@ -11,9 +11,11 @@ from vireid.datasets.registry import (
     get_dataset,
     get_protocol,
     protocol_names,
+    read_trial_split,
     register_dataset,
+    trial_rows,
 )
-from vireid.datasets.spec import DatasetSpec, GalleryOptions, Protocol, ScoringRule, SyntheticLayout
+from vireid.datasets.spec import DatasetSpec, GalleryOptions, OfficialDraws, Protocol, ScoringRule, SyntheticLayout
 from vireid.discovery import import_submodules
 
 import_submodules(__path__, __name__, first=("sysu", "regdb", "llcm"))  # the order tables list them in
@@ -22,6 +24,7 @@ __all__ = [
     "DATASETS",
     "DatasetSpec",
     "GalleryOptions",
+    "OfficialDraws",
     "Protocol",
     "ScoringRule",
     "SyntheticLayout",
@@ -29,5 +32,7 @@ __all__ = [
     "get_dataset",
     "get_protocol",
     "protocol_names",
+    "read_trial_split",
     "register_dataset",
+    "trial_rows",
 ]

@@ -23,7 +23,7 @@ from vireid.data.files import (
     read_index_file,
     require_dir,
 )
-from vireid.data.splits import QueryGallery, Split, relabelled
+from vireid.data.splits import Split, relabelled
 from vireid.data.synthetic_plan import DatasetPlan, ImageJob, camera_subset, id_line, images_per_camera, split_ids
 from vireid.datasets.registry import register_dataset
 from vireid.datasets.spec import DatasetSpec, GalleryOptions, Protocol, ScoringRule, SyntheticLayout
@@ -93,16 +93,21 @@ def llcm_trial_rows(test_images: Split, mode: str = "ir2vis", trial: int = 0) ->
     return query_rows, reference_draws(folders, gallery_modality, TEST_CAMERAS[gallery_modality], trial, "single")
 
 
-def llcm_test_split(root: str | Path, mode: str = "ir2vis", trial: int = 0) -> QueryGallery:
-    """Query and gallery of LLCM trial ``trial`` read from ``root``, in protocol order."""
-    test_images = llcm_test_images(root)
-    query_rows, gallery_rows = llcm_trial_rows(test_images, mode, trial)
-    return QueryGallery(test_images.subset(query_rows), test_images.subset(gallery_rows))
-
-
-def _trial_rows(test_images: Split, mode: str, trial: int, options: GalleryOptions) -> tuple[list[int], list[int]]:
+def _select_trial_rows(
+    test_images: Split, mode: str, trial: int, options: GalleryOptions
+) -> tuple[list[int], list[int]]:
     """The protocol's rows: the single-shot gallery of the reference draws (no options)."""
     return llcm_trial_rows(test_images, mode, trial)
+
+
+def _read_training_split(root: Path, trial: int) -> Split:
+    """The training split (LLCM has one, whatever the trial)."""
+    return llcm_train_split(root)
+
+
+def _read_test_images(root: Path, trial: int) -> Split:
+    """The test images (the same for every trial; trials differ in their gallery draws)."""
+    return llcm_test_images(root)
 
 
 def plan_synthetic(identities: int, images_per_id: int, rng: np.random.Generator) -> DatasetPlan:
@@ -136,13 +141,13 @@ LLCM = register_dataset(
     DatasetSpec(
         name="llcm",
         title="LLCM",
-        training_split=lambda root, trial: llcm_train_split(root),
-        test_images=lambda root, trial: llcm_test_images(root),
+        read_training_split=_read_training_split,
+        read_test_images=_read_test_images,
         protocols=(
-            Protocol("llcm-ir2vis", "llcm", "ir2vis", "near-infrared", "visible", TRIALS),
-            Protocol("llcm-vis2ir", "llcm", "vis2ir", "visible", "near-infrared", TRIALS),
+            Protocol("llcm-ir2vis", "ir2vis", "near-infrared", "visible", TRIALS),
+            Protocol("llcm-vis2ir", "vis2ir", "visible", "near-infrared", TRIALS),
         ),
-        trial_rows=_trial_rows,
+        select_trial_rows=_select_trial_rows,
         scoring=ScoringRule(remove_same_person_same_camera=True, identity_deduplicated_cmc=True),
         synthetic=SyntheticLayout(plan_synthetic, identities=90, images_per_id=12),
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vireid.data.files import read_index_file, require_dir
-from vireid.data.splits import QueryGallery, Split, relabelled
+from vireid.data.splits import Split, relabelled
 from vireid.data.synthetic_plan import DatasetPlan, ImageJob, split_ids
 from vireid.datasets.registry import register_dataset
 from vireid.datasets.spec import DatasetSpec, GalleryOptions, Protocol, ScoringRule, SyntheticLayout
@@ -71,14 +71,9 @@ def regdb_direction_rows(test_images: Split, direction: str = "v2t") -> tuple[li
     )
 
 
-def regdb_test_split(root: str | Path, trial: int = 1, direction: str = "v2t") -> QueryGallery:
-    """Query and gallery of RegDB trial ``trial`` (1..10) in direction ``v2t`` or ``t2v``."""
-    test_images = regdb_test_images(root, trial)
-    query_rows, gallery_rows = regdb_direction_rows(test_images, direction)
-    return QueryGallery(test_images.subset(query_rows), test_images.subset(gallery_rows))
-
-
-def _trial_rows(test_images: Split, direction: str, trial: int, options: GalleryOptions) -> tuple[list[int], list[int]]:
+def _select_trial_rows(
+    test_images: Split, direction: str, trial: int, options: GalleryOptions
+) -> tuple[list[int], list[int]]:
     """The protocol's rows: ``test_images`` is already the trial's own test set."""
     return regdb_direction_rows(test_images, direction)
 
@@ -114,13 +109,13 @@ REGDB = register_dataset(
     DatasetSpec(
         name="regdb",
         title="RegDB",
-        training_split=regdb_train_split,
-        test_images=regdb_test_images,
+        read_training_split=regdb_train_split,
+        read_test_images=regdb_test_images,
         protocols=(
-            Protocol("regdb-v2t", "regdb", "v2t", "visible", "thermal", TRIALS),
-            Protocol("regdb-t2v", "regdb", "t2v", "thermal", "visible", TRIALS),
+            Protocol("regdb-v2t", "v2t", "visible", "thermal", TRIALS),
+            Protocol("regdb-t2v", "t2v", "thermal", "visible", TRIALS),
         ),
-        trial_rows=_trial_rows,
+        select_trial_rows=_select_trial_rows,
         scoring=ScoringRule(identity_deduplicated_cmc=False),
         one_model_per_trial=True,
         synthetic=SyntheticLayout(plan_synthetic, identities=40, images_per_id=10),

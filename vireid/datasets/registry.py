@@ -1,8 +1,13 @@
-"""The registered datasets, by name, and their protocols, by name."""
+"""The registered datasets by name, their protocols by name, and reading a
+protocol's trial: everything outside the dataset modules goes through here."""
 
 from __future__ import annotations
 
-from vireid.datasets.spec import DatasetSpec, Protocol
+import dataclasses
+from pathlib import Path
+
+from vireid.data.splits import QueryGallery, Split
+from vireid.datasets.spec import DatasetSpec, GalleryOptions, Protocol, TrialRows
 from vireid.errors import UserError
 
 DATASETS: dict[str, DatasetSpec] = {}
@@ -10,7 +15,8 @@ DATASETS: dict[str, DatasetSpec] = {}
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
-    """Add ``spec`` under its name; a name or protocol name taken by another dataset is an error."""
+    """Add ``spec`` under its name, its protocols marked as its own; returns the registered spec.
+    A name or a protocol name taken by another dataset is an error."""
     if spec.name in DATASETS:
         raise ValueError(f"a dataset named {spec.name!r} is registered already")
     taken = {name for other in DATASETS.values() for name in other.protocol_names}
@@ -18,10 +24,11 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
     if clashes:
         raise ValueError(f"dataset {spec.name!r}: protocol names {clashes} belong to another dataset")
     for protocol in spec.protocols:
-        if protocol.dataset != spec.name:
+        if protocol.dataset not in ("", spec.name):
             raise ValueError(f"protocol {protocol.name!r} names dataset {protocol.dataset!r}, not {spec.name!r}")
-    DATASETS[spec.name] = spec
-    return spec
+    protocols = tuple(dataclasses.replace(protocol, dataset=spec.name) for protocol in spec.protocols)
+    DATASETS[spec.name] = dataclasses.replace(spec, protocols=protocols)
+    return DATASETS[spec.name]
 
 
 def dataset_names() -> list[str]:
@@ -46,4 +53,42 @@ def get_protocol(name: str) -> Protocol:
     raise UserError(f"--protocol: unknown protocol {name!r}; expected one of {', '.join(protocol_names())}")
 
 
-__all__ = ["DATASETS", "dataset_names", "get_dataset", "get_protocol", "protocol_names", "register_dataset"]
+def trial_rows(
+    protocol: Protocol, test_images: Split, trial: int, options: GalleryOptions = GalleryOptions()
+) -> TrialRows:
+    """Rows of ``test_images`` forming the query and gallery of ``trial`` of ``protocol``.
+
+    Where the dataset trains one model per trial (RegDB), ``test_images``
+    already is that trial's test set. ``options`` apply where the dataset has
+    official draws (SYSU-MM01).
+    """
+    return get_dataset(protocol.dataset).select_trial_rows(test_images, protocol.mode, trial, options)
+
+
+def read_trial_split(
+    protocol: Protocol | str, root: str | Path, trial: int, options: GalleryOptions = GalleryOptions()
+) -> QueryGallery:
+    """Query and gallery of one trial of ``protocol``, read from the dataset at ``root``, in protocol order.
+    The official permutations are read from the root when ``options`` ask for them."""
+    protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    dataset, root = get_dataset(protocol.dataset), Path(root)
+    if options.draws == "official" and options.permutations is None and dataset.official_draws is not None:
+        path = root / dataset.official_draws.file
+        options = dataclasses.replace(
+            options, permutations=dataset.official_draws.load(path), permutation_source=str(path)
+        )
+    test_images = dataset.read_test_images(root, trial)
+    query_rows, gallery_rows = trial_rows(protocol, test_images, trial, options)
+    return QueryGallery(test_images.subset(query_rows), test_images.subset(gallery_rows))
+
+
+__all__ = [
+    "DATASETS",
+    "dataset_names",
+    "get_dataset",
+    "get_protocol",
+    "protocol_names",
+    "read_trial_split",
+    "register_dataset",
+    "trial_rows",
+]

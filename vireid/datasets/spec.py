@@ -45,6 +45,15 @@ class GalleryOptions:
     shot: str = "single"  # "single": one image per person and camera; "multi": up to 10
     draws: str = "agw"  # "agw": the reference code's random draws; "official": the authors' permutations
     permutations: np.ndarray | None = None  # the official permutations, for draws="official"
+    permutation_source: str = ""  # where they were read, for messages
+
+
+@dataclass(frozen=True)
+class OfficialDraws:
+    """A dataset's own gallery permutations (SYSU-MM01's rand_perm_cam.mat), for ``draws="official"``."""
+
+    file: str  # relative to the dataset root
+    load: Callable[[Path], np.ndarray]  # the file's path -> the permutations
 
 
 @dataclass(frozen=True)
@@ -52,11 +61,11 @@ class Protocol:
     """One evaluation protocol: a named query → gallery setting of a dataset, over its trials."""
 
     name: str  # e.g. "sysu-all"; unique over all datasets
-    dataset: str  # the registered dataset's name
     mode: str  # the dataset's own name of the setting (search mode or direction)
     query: str  # what the query is, printed in every table
     gallery: str
     trials: tuple[int, ...]
+    dataset: str = ""  # the dataset's name, filled in when the dataset is registered
 
 
 @dataclass(frozen=True)
@@ -72,28 +81,25 @@ class SyntheticLayout:
 class DatasetSpec:
     """A dataset: readers, protocols, scoring, and the switches the engine needs.
 
-    ``training_split(root, trial)`` returns the training images with labels
-    0..K-1; ``test_images(root, trial)`` every test image the protocols draw
-    from (``trial`` matters only where ``one_model_per_trial``: RegDB's trials
-    are different train/test splits, each with its own model).
-    ``trial_rows(test_images, mode, trial, options)`` picks the rows of a
-    trial's query and gallery; ``options`` (GalleryOptions) matter only where
-    ``gallery_options`` is set (SYSU-MM01's single/multi-shot and its two kinds
-    of draws, the official ones read by ``load_permutations`` from
-    ``permutation_file`` under the root).
+    ``read_training_split(root, trial)`` returns the training images with
+    labels 0..K-1, ``read_test_images(root, trial)`` every test image the
+    protocols draw from; ``trial`` matters only where ``one_model_per_trial``
+    (RegDB's trials are different train/test splits, each with its own model).
+    ``select_trial_rows(test_images, mode, trial, options)`` picks the rows of a
+    trial's query and gallery. ``official_draws`` is set where the gallery
+    options (GalleryOptions: single/multi-shot, reference or official draws)
+    apply, SYSU-MM01's.
     """
 
     name: str  # the config value data.dataset
     title: str  # the dataset's published name, for messages
-    training_split: Callable[[Path, int], Split]
-    test_images: Callable[[Path, int], Split]
+    read_training_split: Callable[[Path, int], Split]
+    read_test_images: Callable[[Path, int], Split]
     protocols: tuple[Protocol, ...]
-    trial_rows: Callable[[Split, str, int, GalleryOptions], TrialRows]
+    select_trial_rows: Callable[[Split, str, int, GalleryOptions], TrialRows]
     scoring: ScoringRule
     one_model_per_trial: bool = False
-    gallery_options: bool = False
-    permutation_file: str = ""
-    load_permutations: Callable[[Path], np.ndarray] | None = None
+    official_draws: OfficialDraws | None = None
     synthetic: SyntheticLayout | None = None
 
     @property
@@ -101,4 +107,4 @@ class DatasetSpec:
         return tuple(protocol.name for protocol in self.protocols)
 
 
-__all__ = ["DatasetSpec", "GalleryOptions", "Protocol", "ScoringRule", "SyntheticLayout", "TrialRows"]
+__all__ = ["DatasetSpec", "GalleryOptions", "OfficialDraws", "Protocol", "ScoringRule", "SyntheticLayout", "TrialRows"]

@@ -15,10 +15,10 @@ import numpy as np
 
 from vireid.data.draws import PersonFolders, all_images, official_draws, reference_draws
 from vireid.data.files import person_folder_images, person_folder_name, read_id_list, require_dir, require_file
-from vireid.data.splits import QueryGallery, Split, relabelled
+from vireid.data.splits import Split, relabelled
 from vireid.data.synthetic_plan import DatasetPlan, ImageJob, camera_subset, id_line, images_per_camera, split_ids
 from vireid.datasets.registry import register_dataset
-from vireid.datasets.spec import DatasetSpec, GalleryOptions, Protocol, ScoringRule, SyntheticLayout
+from vireid.datasets.spec import DatasetSpec, GalleryOptions, OfficialDraws, Protocol, ScoringRule, SyntheticLayout
 from vireid.errors import DatasetError, UserError
 from vireid.modality import Modality
 
@@ -131,21 +131,21 @@ def sysu_trial_rows(
     return query_rows, official_draws(folders, Modality.VISIBLE, cameras, trial, shot, permutations, permutation_source)
 
 
-def sysu_test_split(
-    root: str | Path, mode: str = "all", trial: int = 0, shot: str = "single", draws: str = "agw"
-) -> QueryGallery:
-    """Query and gallery of SYSU-MM01 trial ``trial`` read from ``root``, in protocol order."""
-    root = Path(root)
-    permutations = load_official_permutations(root / PERMUTATION_FILE) if draws == "official" else None
-    test_images = sysu_test_images(root)
-    query_rows, gallery_rows = sysu_trial_rows(
-        test_images, mode, trial, shot, draws, permutations, str(root / PERMUTATION_FILE)
-    )
-    return QueryGallery(test_images.subset(query_rows), test_images.subset(gallery_rows))
+def _select_trial_rows(
+    test_images: Split, mode: str, trial: int, options: GalleryOptions
+) -> tuple[list[int], list[int]]:
+    source = options.permutation_source or PERMUTATION_FILE
+    return sysu_trial_rows(test_images, mode, trial, options.shot, options.draws, options.permutations, source)
 
 
-def _trial_rows(test_images: Split, mode: str, trial: int, options: GalleryOptions) -> tuple[list[int], list[int]]:
-    return sysu_trial_rows(test_images, mode, trial, options.shot, options.draws, options.permutations)
+def _read_training_split(root: Path, trial: int) -> Split:
+    """The training split (SYSU-MM01 has one, whatever the trial)."""
+    return sysu_train_split(root)
+
+
+def _read_test_images(root: Path, trial: int) -> Split:
+    """The test images (the same for every trial; trials differ in their gallery draws)."""
+    return sysu_test_images(root)
 
 
 def plan_synthetic(identities: int, images_per_id: int, rng: np.random.Generator) -> DatasetPlan:
@@ -216,17 +216,15 @@ SYSU = register_dataset(
     DatasetSpec(
         name="sysu",
         title="SYSU-MM01",
-        training_split=lambda root, trial: sysu_train_split(root),
-        test_images=lambda root, trial: sysu_test_images(root),
+        read_training_split=_read_training_split,
+        read_test_images=_read_test_images,
         protocols=(
-            Protocol("sysu-all", "sysu", "all", "infrared (cam3, cam6)", "visible (cam1, cam2, cam4, cam5)", TRIALS),
-            Protocol("sysu-indoor", "sysu", "indoor", "infrared (cam3, cam6)", "visible (cam1, cam2)", TRIALS),
+            Protocol("sysu-all", "all", "infrared (cam3, cam6)", "visible (cam1, cam2, cam4, cam5)", TRIALS),
+            Protocol("sysu-indoor", "indoor", "infrared (cam3, cam6)", "visible (cam1, cam2)", TRIALS),
         ),
-        trial_rows=_trial_rows,
+        select_trial_rows=_select_trial_rows,
         scoring=ScoringRule(removed_camera_pairs=((3, 2),), identity_deduplicated_cmc=True),
-        gallery_options=True,
-        permutation_file=PERMUTATION_FILE,
-        load_permutations=load_official_permutations,
+        official_draws=OfficialDraws(PERMUTATION_FILE, load_official_permutations),
         synthetic=SyntheticLayout(plan_synthetic, identities=120, images_per_id=12),
     )
 )

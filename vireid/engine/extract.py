@@ -135,7 +135,7 @@ def extract_test_features(
 ) -> FeatureSet:
     """Features of every test image of ``config.data``, with the metadata the feature file records."""
     dataset = get_dataset(config.data.dataset)
-    images = dataset.test_images(Path(config.data.root), config.data.trial)
+    images = dataset.read_test_images(Path(config.data.root), config.data.trial)
     features = extract_features(
         model, images, config.test, config.data.height, config.data.width, device, config.train.workers, progress
     )

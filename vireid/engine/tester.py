@@ -102,7 +102,7 @@ def _start_line(
     """What is about to be scored, in one line: checkpoints, data, model size, device, protocols, output folder."""
     path, model, config = loaded[0]
     checkpoints = str(path) if len(loaded) == 1 else f"{len(loaded)} checkpoints ({path}, ...)"
-    images = dataset.test_images(Path(config.data.root), config.data.trial)
+    images = dataset.read_test_images(Path(config.data.root), config.data.trial)
     trial_count = "one per trial model" if dataset.one_model_per_trial else f"{len(trials) if trials else 'all'} trials"
     return (
         f"testing {checkpoints} on {images.summary()} ({config.data.dataset} at {config.data.root}"

@@ -120,8 +120,7 @@ def train_step(
     scaler.scale(losses["total"]).backward()
     if precision.grad_clip > 0:
         scaler.unscale_(optimizer)
-        parameters = [p for group in optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(parameters, precision.grad_clip)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), precision.grad_clip)
     scaler.step(optimizer)
     scaler.update()
     return {name: value.detach() for name, value in losses.items()}
@@ -147,9 +146,9 @@ class Run:
     worker_seeds: torch.Generator  # re-seeded every epoch, so epoch e's augmentations never depend on history
     device_augment: BatchAugment | None
     log: RunLog
-    start_epoch: int = 0
+    start_epoch: int
+    best: dict  # {"metric", "epoch", ...} of the best evaluation so far
     step: int = 0
-    best: dict | None = None
 
     @property
     def last_path(self) -> Path:
@@ -174,7 +173,7 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
     train_config = config.train
     torch.manual_seed(train_config.seed)
     np.random.seed(train_config.seed)
-    split = get_dataset(config.data.dataset).training_split(Path(config.data.root), config.data.trial)
+    split = get_dataset(config.data.dataset).read_training_split(Path(config.data.root), config.data.trial)
     num_classes = int(split.labels.max()) + 1
     model = create_model(config.model, num_classes, load_weights=checkpoint is None).to(environment.device)
     precision = Precision.of(train_config, environment.device)
@@ -193,7 +192,26 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
         environment.rank,
         environment.world_size,
     )
-    run = Run(
+    start_epoch, best = 0, {"metric": -1.0, "epoch": -1}
+    if checkpoint is not None:
+        start_epoch, best = _restore(checkpoint, resume, num_classes, model, optimizer, scheduler, scaler)
+    if environment.is_main:
+        resumed = " (resumed)" if start_epoch else ""
+        print(
+            f"training {config.name} on {split.summary()} ({config.data.dataset} at {config.data.root}); "
+            f"{parameter_counts(model)['trainable']:,} trainable parameters; {environment.describe()}, "
+            f"{precision.describe()}; epochs {start_epoch + 1} to {train_config.epochs}{resumed}, "
+            f"{len(sampler)} steps each; run folder {run_dir}",
+            flush=True,
+        )
+    worker_seeds = torch.Generator()
+    loader, device_augment = _training_loader(
+        config, split, sampler, worker_seeds, environment.device, progress and environment.is_main
+    )
+    if environment.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    return Run(
         config=config,
         environment=environment,
         run_dir=run_dir,
@@ -206,22 +224,14 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
         scaler=scaler,
         precision=precision,
         sampler=sampler,
-        loader=None,
-        worker_seeds=torch.Generator(),
-        device_augment=None,
-        log=None,
-        best={"metric": -1.0, "epoch": -1},
+        loader=loader,
+        worker_seeds=worker_seeds,
+        device_augment=device_augment,
+        log=RunLog(run_dir, environment.is_main),
+        start_epoch=start_epoch,
+        best=best,
+        step=start_epoch * len(sampler),
     )
-    if checkpoint is not None:
-        _restore(run, checkpoint, resume, num_classes)
-    if environment.is_main:
-        print(_start_line(run), flush=True)
-    run.loader, run.device_augment = _training_loader(run, progress and environment.is_main)
-    if environment.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    run.log = RunLog(run_dir, environment.is_main)
-    return run
 
 
 def _distributed(model: CrossModalityNet, environment: Environment, sync_bn: bool) -> torch.nn.Module:
@@ -233,33 +243,36 @@ def _distributed(model: CrossModalityNet, environment: Environment, sync_bn: boo
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
-def _restore(run: Run, checkpoint: dict, resume: str | Path, num_classes: int) -> None:
+def _restore(checkpoint: dict, resume: str | Path, num_classes: int, *stateful) -> tuple[int, dict]:
+    """Load the model, optimizer, scheduler and scaler (``stateful``, in that order) and the RNG
+    states of ``checkpoint``; returns the epoch to start at and the best evaluation so far."""
     if checkpoint["num_classes"] != num_classes:
         raise UserError(f"{resume}: trained for {checkpoint['num_classes']} identities, the data have {num_classes}")
-    run.model.load_state_dict(checkpoint["model"])
-    run.optimizer.load_state_dict(checkpoint["optimizer"])
-    run.scheduler.load_state_dict(checkpoint["scheduler"])
-    run.scaler.load_state_dict(checkpoint["scaler"])
-    run.start_epoch, run.best = checkpoint["epoch"], checkpoint["best"]
-    run.step = run.start_epoch * len(run.sampler)
+    for state_object, key in zip(stateful, ("model", "optimizer", "scheduler", "scaler")):
+        state_object.load_state_dict(checkpoint[key])
     set_rng_state(checkpoint["rng"])
+    return checkpoint["epoch"], checkpoint["best"]
 
 
-def _training_loader(run: Run, progress: bool) -> tuple[DataLoader, BatchAugment | None]:
+def _training_loader(
+    config: ExperimentConfig,
+    split: Split,
+    sampler: CrossModalityBatchSampler,
+    worker_seeds: torch.Generator,
+    device: torch.device,
+    progress: bool,
+) -> tuple[DataLoader, BatchAugment | None]:
     """The loader of the training split: augmentations per image in its workers, or on the device
     for whole batches (``train.augment_on=device``, fed by the decoded-image cache)."""
-    config, train_config = run.config, run.config.train
-    height, width = config.data.height, config.data.width
-    decoded = (
-        image_cache(run.split, height, width, train_config.cache_dir, progress) if train_config.cache_dir else None
-    )
+    train_config, height, width = config.train, config.data.height, config.data.width
+    decoded = image_cache(split, height, width, train_config.cache_dir, progress) if train_config.cache_dir else None
     device_augment = None
     if train_config.augment_on == "device":
         if decoded is None or train_config.random_erasing > 0:
             raise ConfigError(
                 "train.augment_on=device needs train.cache_dir (decoded images) and train.random_erasing=0"
             )
-        transform, device_augment = None, BatchAugment(train_config.padding, run.worker_seeds)
+        transform, device_augment = None, BatchAugment(train_config.padding, worker_seeds)
     else:
         transform = train_transform(height, width, train_config.padding)
         if train_config.random_erasing > 0:
@@ -267,11 +280,11 @@ def _training_loader(run: Run, progress: bool) -> tuple[DataLoader, BatchAugment
 
             transform.transforms.append(T.RandomErasing(p=train_config.random_erasing))
     loader = DataLoader(
-        SplitDataset(run.split, transform, decoded),
-        batch_sampler=run.sampler,
+        SplitDataset(split, transform, decoded),
+        batch_sampler=sampler,
         num_workers=train_config.workers,
-        generator=run.worker_seeds,
-        pin_memory=run.environment.device.type == "cuda",
+        generator=worker_seeds,
+        pin_memory=device.type == "cuda",
     )
     return loader, device_augment
 
@@ -403,19 +416,6 @@ def train(
     finally:
         run.log.close()
     return run.last_path
-
-
-def _start_line(run: Run) -> str:
-    """What is about to happen, in one line: data, model, device, precision, length, run folder."""
-    config = run.config
-    resumed = " (resumed)" if run.start_epoch else ""
-    return (
-        f"training {config.name} on {run.split.summary()} ({config.data.dataset} at {config.data.root}); "
-        f"{parameter_counts(run.model)['trainable']:,} trainable parameters; "
-        f"{run.environment.describe()}, {run.precision.describe()}; "
-        f"epochs {run.start_epoch + 1} to {config.train.epochs}{resumed}, "
-        f"{len(run.sampler)} steps each; run folder {run.run_dir}"
-    )
 
 
 def _epoch_line(record: dict, protocol: str) -> str:

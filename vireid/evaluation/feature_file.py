@@ -12,8 +12,9 @@ person_ids     int64 (N,)    person id of each image
 camera_ids     int64 (N,)    camera id of each image
 modalities     int8 (N,)     0 visible, 1 infrared (vireid.data.Modality)
 metadata       unicode ()    JSON object: ``format`` ("vireid-features"),
-                             ``version`` (1), ``dataset`` ("sysu", "regdb",
-                             "llcm" or absent), ``root``, ``trial`` (RegDB), and
+                             ``version`` (1), ``dataset`` (a registered
+                             dataset's name, or absent), ``root``, ``trial``
+                             (one model per trial: RegDB), and
                              whatever the writer adds (checkpoint, feature kind)
 =============  ============  ==================================================
 

@@ -24,31 +24,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vireid.data.splits import Split
-from vireid.datasets import GalleryOptions, Protocol, get_dataset, get_protocol
+from vireid.datasets import GalleryOptions, Protocol, get_dataset, get_protocol, trial_rows
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.metrics import RankMetrics, evaluate_features
 
 REPORTED_RANKS = (1, 5, 10, 20)
-
-
-def trial_rows(
-    protocol: Protocol,
-    test_images: Split,
-    trial: int,
-    shot: str = "single",
-    draws: str = "agw",
-    permutations: np.ndarray | None = None,
-) -> tuple[list[int], list[int]]:
-    """Rows of ``test_images`` forming the query and gallery of ``trial``.
-
-    Where the dataset trains one model per trial (RegDB), ``test_images``
-    already is one trial's test set. ``shot`` and ``draws`` apply where the
-    dataset has gallery options (SYSU-MM01).
-    """
-    options = GalleryOptions(shot, draws, permutations)
-    return get_dataset(protocol.dataset).trial_rows(test_images, protocol.mode, trial, options)
 
 
 @dataclass(frozen=True)
@@ -65,13 +46,12 @@ class ProtocolResult:
 
     protocol: Protocol
     trials: tuple[TrialResult, ...]
-    shot: str = "single"
-    draws: str = "agw"
+    options: GalleryOptions = GalleryOptions()
 
     @property
     def label(self) -> str:
-        if get_dataset(self.protocol.dataset).gallery_options:
-            return f"{self.protocol.name} {self.shot}-shot ({self.draws} draws)"
+        if get_dataset(self.protocol.dataset).official_draws is not None:
+            return f"{self.protocol.name} {self.options.shot}-shot ({self.options.draws} draws)"
         return self.protocol.name
 
     def per_trial(self) -> dict[str, np.ndarray]:
@@ -96,8 +76,8 @@ class ProtocolResult:
             "protocol": self.protocol.name,
             "query": self.protocol.query,
             "gallery": self.protocol.gallery,
-            "shot": self.shot,
-            "draws": self.draws,
+            "shot": self.options.shot,
+            "draws": self.options.draws,
             "mean": self.mean(),
             "std": self.std(),
             "trials": [
@@ -132,9 +112,7 @@ def evaluate_protocol(
     protocol: Protocol | str,
     feature_sets: Sequence[FeatureSet],
     trials: Sequence[int] | None = None,
-    shot: str = "single",
-    draws: str = "agw",
-    permutations: np.ndarray | None = None,
+    options: GalleryOptions = GalleryOptions(),
     max_rank: int = 20,
     device: str | torch.device | None = None,
 ) -> ProtocolResult:
@@ -144,6 +122,7 @@ def evaluate_protocol(
     each trial draws its gallery from it (``trials`` defaults to the
     protocol's). One model per trial (RegDB): one feature set per trial, each
     from that trial's model, the trial number taken from its metadata.
+    ``options`` choose the gallery where the dataset offers a choice (SYSU-MM01).
     """
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     dataset = get_dataset(protocol.dataset)
@@ -165,7 +144,7 @@ def evaluate_protocol(
     results = []
     for trial, position in runs:
         images = feature_sets[position].images
-        query_rows, gallery_rows = trial_rows(protocol, images, trial, shot, draws, permutations)
+        query_rows, gallery_rows = trial_rows(protocol, images, trial, options)
         if not query_rows or not gallery_rows:
             raise UserError(f"{protocol.name} trial {trial}: the features hold no query or no gallery image")
         features = normalised[position]
@@ -180,4 +159,4 @@ def evaluate_protocol(
             max_rank=max_rank,
         )
         results.append(TrialResult(trial, metrics, len(query_rows), len(gallery_rows)))
-    return ProtocolResult(protocol, tuple(results), shot, draws)
+    return ProtocolResult(protocol, tuple(results), options)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from vireid.config import LossConfig
 from vireid.losses.identity import identity_loss
 from vireid.losses.mutual import cross_modality_loss, modality_specific_identity_loss
 from vireid.losses.triplet import weighted_regularized_triplet
 from vireid.models.network import ModelOutput
+
+if TYPE_CHECKING:
+    from vireid.config import LossConfig  # annotations only: the losses do not depend on the config module
 
 
 class ReIDLoss:

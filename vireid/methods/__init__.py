@@ -11,10 +11,9 @@ from vireid.methods.registry import (
     create_loss,
     create_model,
     get_method,
-    method_names,
     register_method,
 )
 
 import_submodules(__path__, __name__)
 
-__all__ = ["METHODS", "Method", "create_loss", "create_model", "get_method", "method_names", "register_method"]
+__all__ = ["METHODS", "Method", "create_loss", "create_model", "get_method", "register_method"]

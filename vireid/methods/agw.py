@@ -17,9 +17,5 @@ from vireid.losses import ReIDLoss
 from vireid.methods.registry import Method, register_method
 from vireid.models.network import build_model
 
-for name, summary, parts, cmimpl in (
-    ("agw", "AGW baseline: global branch, identity + weighted triplet losses", 0, False),
-    ("agw_fgfl", "AGW + fine-grained feature learning (horizontal parts)", 6, False),
-    ("agw_fgfl_cmimpl", "AGW + FGFL + cross-modality identity mutual prediction (the paper's model)", 6, True),
-):
-    register_method(Method(name, summary, build_model, ReIDLoss, {"parts": parts, "cmimpl": cmimpl}))
+for name, parts, cmimpl in (("agw", 0, False), ("agw_fgfl", 6, False), ("agw_fgfl_cmimpl", 6, True)):
+    register_method(Method(name, build_model, ReIDLoss, {"parts": parts, "cmimpl": cmimpl}))

@@ -15,7 +15,6 @@ class Method:
     config: vireid.config reads the defaults from here while it loads one."""
 
     name: str
-    summary: str
     build_model: Callable[..., Any]  # (ModelConfig, number of classes, load weights) -> the network
     build_loss: Callable[..., Callable[..., dict]]  # (LossConfig) -> (output, labels, modalities) -> loss terms
     model_defaults: dict[str, Any] = field(default_factory=dict)
@@ -38,10 +37,6 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-def method_names() -> list[str]:
-    return list(METHODS)
-
-
 def create_model(config: Any, num_classes: int, load_weights: bool = True) -> Any:
     """The network of ``config.method``, built from ``config``."""
     return get_method(config.method).build_model(config, num_classes, load_weights)
@@ -53,4 +48,4 @@ def create_loss(model_config: Any, loss_config: Any) -> Callable[..., dict]:
     return get_method(model_config.method).build_loss(loss_config)
 
 
-__all__ = ["METHODS", "Method", "create_loss", "create_model", "get_method", "method_names", "register_method"]
+__all__ = ["METHODS", "Method", "create_loss", "create_model", "get_method", "register_method"]

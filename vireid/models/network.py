@@ -12,13 +12,16 @@ Variants (each an ablation row of the paper):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from vireid.config import ModelConfig
 from vireid.models.backbone import TwoStreamResNet
 from vireid.models.heads import GlobalHead, ModalityClassifiers, PartHead
+
+if TYPE_CHECKING:
+    from vireid.config import ModelConfig  # annotations only: the models do not depend on the config module
 
 
 @dataclass

@@ -73,9 +73,9 @@ def _plot_curve(axes: Axes, label: str, trials: np.ndarray) -> None:
         axes.plot(ranks, 100 * mean, marker=marker, label=f"{label}: R1 {100 * mean[0]:.1f}%")
         return
     std = trials.std(axis=0, ddof=1)
-    line = axes.plot(ranks, 100 * mean, marker=marker, label=f"{label}: R1 {100 * mean[0]:.1f} ± {100 * std[0]:.1f}%")[
-        0
-    ]
+    (line,) = axes.plot(
+        ranks, 100 * mean, marker=marker, label=f"{label}: R1 {100 * mean[0]:.1f} ± {100 * std[0]:.1f}%"
+    )
     low, high = np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1)
     axes.fill_between(ranks, 100 * low, 100 * high, color=line.get_color(), alpha=BAND_ALPHA, linewidth=0)
 
@@ -152,7 +152,7 @@ def _labelled(run: str | None, protocol_name: str) -> str:
 def protocol_cmc_curves(results: Sequence[ProtocolResult], run: str | None = None) -> dict[str, np.ndarray]:
     """label ("RUN PROTOCOL", or "PROTOCOL" without ``run``) -> (trials, R) CMC of every trial."""
     return {
-        _labelled(run, _protocol_name(result.protocol.name, result.shot, result.draws)): np.array(
+        _labelled(run, _protocol_name(result.protocol.name, result.options.shot, result.options.draws)): np.array(
             [trial.metrics.cmc for trial in result.trials], dtype=np.float64
         )
         for result in results

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vireid.datasets import Protocol, get_protocol
+from vireid.datasets import Protocol, get_protocol, trial_rows
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.metrics import pairwise_distances, ranked_gallery
-from vireid.evaluation.protocols import trial_rows
 from vireid.viz.rank_list import RankedImage
 
 
