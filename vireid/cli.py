@@ -40,8 +40,8 @@ def _parse_trials(text: str) -> list[int]:
     trials: list[int] = []
     for part in text.split(","):
         first, dash, last = part.strip().partition("-")
-        if not first.isdigit() or (dash and not last.isdigit()):
-            raise argparse.ArgumentTypeError(f"expected trials such as 0-9 or 0,2,5, got {text!r}")
+        if not first.isdigit() or (dash and not last.isdigit()) or (dash and int(last) < int(first)):
+            raise argparse.ArgumentTypeError(f"expected trials such as 0-9 or 0,2,5 (first ≤ last), got {text!r}")
         trials += list(range(int(first), int(last) + 1)) if dash else [int(first)]
     return trials
 
@@ -533,12 +533,10 @@ def command_plot(arguments: argparse.Namespace) -> int:
         if not arguments.protocol:
             raise UserError("vireid plot ranks needs --protocol, e.g. --protocol sysu-all")
         feature_set = load_features(_single(arguments.inputs, "a feature file"), root=arguments.root)
-        queries, ranked = trial_rank_lists(
+        trial, queries, ranked = trial_rank_lists(
             feature_set, arguments.protocol, arguments.trial, arguments.queries, arguments.top_k
         )
-        draw_rank_list(
-            queries, ranked, arguments.out, title=arguments.title or f"{arguments.protocol} trial {arguments.trial}"
-        )
+        draw_rank_list(queries, ranked, arguments.out, title=arguments.title or f"{arguments.protocol} trial {trial}")
     print(f"wrote {arguments.out}")
     return 0
 
@@ -561,7 +559,7 @@ def add_plot_parser(commands: argparse._SubParsersAction, protocol_names: list[s
     plot.add_argument("--out", required=True, help="PNG file to write")
     plot.add_argument("--title", help="the picture's title (default: one that says what is shown)")
     plot.add_argument("--protocol", choices=protocol_names, help="ranks: the protocol whose trial to show")
-    plot.add_argument("--trial", type=int, default=0, help="ranks: trial number (default 0)")
+    plot.add_argument("--trial", type=int, help="ranks: trial number (default: the features' own, or the first)")
     plot.add_argument("--queries", type=int, default=6, help="ranks: queries shown (default 6)")
     plot.add_argument("--top-k", type=int, default=10, help="ranks: gallery images per query (default 10)")
     plot.add_argument(

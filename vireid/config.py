@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import yaml
 
-from vireid.datasets import dataset_names
+from vireid.datasets import dataset_names, get_dataset
 from vireid.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -116,6 +116,51 @@ class ExperimentConfig:
     test: InferenceConfig = field(default_factory=InferenceConfig)
 
 
+VALUE_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "data.height": (16, None),
+    "data.width": (8, None),
+    "model.last_stride": (1, 2),
+    "model.gem_p": (1, None),
+    "model.parts": (0, None),
+    "model.part_dim": (1, None),
+    "model.ema_rate": (0, 1),
+    "loss.label_smoothing": (0, 0.99),
+    **{f"loss.{name}": (0, None) for name in ("id_weight", "triplet_weight", "part_id_weight", "part_triplet_weight")},
+    "loss.alpha": (0, None),
+    "loss.beta": (0, None),
+    "train.epochs": (1, None),
+    "train.lr": (0, None),
+    "train.backbone_lr": (0, None),
+    "train.momentum": (0, 1),
+    "train.weight_decay": (0, None),
+    "train.warmup_epochs": (0, None),
+    "train.milestones": (1, None),
+    "train.gamma": (0, None),
+    "train.identities_per_batch": (1, None),
+    "train.instances_per_modality": (1, None),
+    "train.steps_per_epoch": (0, None),
+    "train.padding": (0, None),
+    "train.random_erasing": (0, 1),
+    "train.grad_clip": (0, None),
+    "train.eval_every": (0, None),
+    "train.eval_trials": (1, None),
+    "train.workers": (0, None),
+    "train.log_every": (1, None),
+    "test.batch_size": (1, None),
+}
+"""The values each number key may take, both ends included (None: no end); a list key, each element."""
+
+
+def _check_ranges(config: ExperimentConfig) -> None:
+    for key, (lowest, highest) in VALUE_RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        for number in value if isinstance(value, list) else [value]:
+            if (lowest is not None and number < lowest) or (highest is not None and number > highest):
+                expected = f"{lowest} to {highest}" if highest is not None else f"at least {lowest}"
+                raise ConfigError(f"{key}: expected {expected}, got {value}")
+
+
 def _describe(annotation: Any) -> str:
     if get_origin(annotation) is Literal:
         return "one of " + ", ".join(repr(choice) for choice in get_args(annotation))
@@ -181,14 +226,27 @@ def config_from_dict(values: dict) -> ExperimentConfig:
     """The config of nested ``values`` (keys a config file would hold), its method's model keys filled in."""
     config = ExperimentConfig()
     _apply(config, _with_method_defaults(values), "")
-    _check_dataset(config.data)
+    _check_dataset(config)
+    _check_ranges(config)
     return config
 
 
-def _check_dataset(data: DataConfig) -> None:
+def _check_dataset(config: ExperimentConfig) -> None:
+    """The dataset is registered; its trial and the evaluation protocol are its own."""
+    data = config.data
     if data.dataset not in dataset_names():
         raise ConfigError(
             f"data.dataset: expected one of {', '.join(map(repr, dataset_names()))}, got {data.dataset!r}"
+        )
+    dataset = get_dataset(data.dataset)
+    if dataset.one_model_per_trial and data.trial not in dataset.protocols[0].trials:
+        trials = dataset.protocols[0].trials
+        raise ConfigError(f"data.trial: {dataset.title} has trials {trials[0]} to {trials[-1]}, got {data.trial}")
+    protocol = config.train.eval_protocol
+    if protocol and protocol not in dataset.protocol_names:
+        raise ConfigError(
+            f"train.eval_protocol: expected a protocol of {dataset.title} "
+            f"({', '.join(dataset.protocol_names)}), got {protocol!r}"
         )
 
 

@@ -8,6 +8,7 @@ from typing import Iterator
 import numpy as np
 from torch.utils.data import Sampler
 
+from vireid.errors import ConfigError
 from vireid.modality import Modality
 
 
@@ -46,9 +47,9 @@ class CrossModalityBatchSampler(Sampler[list[int]]):
             sorted(label for label in np.unique(labels) if all(self.rows[m][int(label)].size for m in self.rows))
         )
         if self.labels.size < identities:
-            raise ValueError(
-                f"a batch needs {identities} identities with images of "
-                f"both modalities, the data have {self.labels.size}"
+            raise ConfigError(
+                f"train.identities_per_batch: a batch needs {identities} identities with images of "
+                f"both modalities, the training data have {self.labels.size}"
             )
         self.identities, self.instances, self.seed, self.epoch = identities, instances, seed, 0
         largest_modality = max(int((modalities == m).sum()) for m in (Modality.VISIBLE, Modality.INFRARED))

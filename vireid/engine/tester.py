@@ -118,7 +118,7 @@ def write_pictures(results: list[ProtocolResult], feature_set: FeatureSet, out: 
     pictures = [draw_cmc_curves(protocol_cmc_curves(results), out / "cmc.png", title=f"CMC of {run}")]
     for result in results:
         trial = result.trials[0].trial
-        queries, ranked = trial_rank_lists(feature_set, result.protocol, trial)
+        _, queries, ranked = trial_rank_lists(feature_set, result.protocol, trial)
         title = f"{result.protocol.name} trial {trial}: {result.protocol.query} → {result.protocol.gallery}"
         pictures.append(draw_rank_list(queries, ranked, out / f"ranks_{result.protocol.name}.png", title=title))
     return pictures

@@ -52,6 +52,12 @@ class FeatureSet:
     features: np.ndarray  # (N, D) float32
     images: Split
     metadata: dict = field(default_factory=dict)
+    source: str = ""  # the file it was read from, for messages ("" when made in memory)
+
+    @property
+    def name(self) -> str:
+        """What messages call it: its file, or the checkpoint that made it."""
+        return self.source or self.metadata.get("checkpoint", "the features")
 
     def __post_init__(self) -> None:
         if self.features.ndim != 2 or self.features.shape[0] != len(self.images):
@@ -158,7 +164,7 @@ def read_feature_set(
     paths = [os.path.join(image_root, stored) if image_root else stored for stored in arrays["paths"].tolist()]
     try:
         images = Split(paths, arrays["person_ids"], arrays["camera_ids"], arrays["modalities"])
-        feature_set = FeatureSet(np.asarray(arrays["features"], dtype=np.float32), images, metadata)
+        feature_set = FeatureSet(np.asarray(arrays["features"], dtype=np.float32), images, metadata, str(path))
     except ValueError as error:
         raise kind.error(f"{path}: inconsistent arrays ({error})") from error
     return feature_set, {key: arrays[key] for key in kind.extra_keys}

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vireid.datasets import GalleryOptions, Protocol, get_dataset, get_protocol, trial_rows
+from vireid.datasets import DATASETS, GalleryOptions, Protocol, get_dataset, get_protocol, trial_rows
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.metrics import RankMetrics, evaluate_features
@@ -95,6 +95,18 @@ class ProtocolResult:
         }
 
 
+def _refuse_repeated_trials(runs: list[tuple[int, int]], feature_sets: Sequence[FeatureSet]) -> None:
+    """One feature set per trial: two sets of one trial would count it twice."""
+    first_of_trial: dict[int, int] = {}
+    for trial, position in runs:
+        if trial in first_of_trial:
+            earlier = feature_sets[first_of_trial[trial]].name
+            raise UserError(
+                f"{feature_sets[position].name}: trial {trial} again (also {earlier}); give each trial once"
+            )
+        first_of_trial[trial] = position
+
+
 def results_table(results: Sequence[ProtocolResult]) -> str:
     """The standard Markdown table: mean ± std over trials, in percent."""
     metric_names = [f"rank{rank}" for rank in REPORTED_RANKS] + ["mAP", "mINP"]
@@ -106,6 +118,41 @@ def results_table(results: Sequence[ProtocolResult]) -> str:
         direction = f"{result.protocol.query} → {result.protocol.gallery}"
         lines.append(f"| {result.label} | {direction} | {len(result.trials)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def check_features_for(protocol: Protocol, feature_set: FeatureSet) -> None:
+    """A UserError naming the file unless ``feature_set`` can be scored with ``protocol``:
+    features of the protocol's dataset (where the file records one), of known identities,
+    every value finite."""
+    dataset, recorded = get_dataset(protocol.dataset), feature_set.metadata.get("dataset")
+    if recorded is not None and recorded != dataset.name:
+        theirs = f"; score them with {', '.join(DATASETS[recorded].protocol_names)}" if recorded in DATASETS else ""
+        raise UserError(
+            f"{feature_set.name}: features of the {recorded} dataset, "
+            f"but {protocol.name} is a protocol of {dataset.title}{theirs}"
+        )
+    if np.all(feature_set.images.person_ids < 0):
+        raise UserError(f"{feature_set.name}: its images have no person ids (your own images?); a protocol needs them")
+    finite = np.isfinite(feature_set.features).all(axis=1)
+    if not finite.all():
+        rows = np.flatnonzero(~finite)
+        raise UserError(
+            f"{feature_set.name}: {rows.size} feature row(s) hold NaN or infinite values "
+            f"(the first: {feature_set.images.paths[rows[0]]}); the model or the file is broken"
+        )
+
+
+def checked_trials(protocol: Protocol, trials: Sequence[int] | None) -> list[int]:
+    """``trials`` (default: all of the protocol's), each one of the protocol's, none twice."""
+    trials = list(protocol.trials if trials is None else trials)
+    unknown = sorted({trial for trial in trials if trial not in protocol.trials})
+    if not trials or unknown or len(set(trials)) != len(trials):
+        not_among = f" ({', '.join(map(str, unknown))} not among them)" if unknown else ""
+        raise UserError(
+            f"--trials: {protocol.name} has trials {protocol.trials[0]} to {protocol.trials[-1]}, "
+            f"each once; got {trials or 'none'}{not_among}"
+        )
+    return trials
 
 
 def evaluate_protocol(
@@ -126,6 +173,8 @@ def evaluate_protocol(
     """
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     dataset = get_dataset(protocol.dataset)
+    for feature_set in feature_sets:
+        check_features_for(protocol, feature_set)
     if dataset.one_model_per_trial:
         if trials is not None:
             raise UserError(f"{dataset.title} trials are the feature files given (one per trial), not --trials")
@@ -133,10 +182,12 @@ def evaluate_protocol(
             (int(feature_set.metadata.get("trial", position + 1)), position)
             for position, feature_set in enumerate(feature_sets)
         ]
+        _refuse_repeated_trials(runs, feature_sets)
+        checked_trials(protocol, [trial for trial, _ in runs])
     else:
         if len(feature_sets) != 1:
             raise UserError(f"{protocol.name} takes one feature file of all test images, got {len(feature_sets)}")
-        runs = [(trial, 0) for trial in (protocol.trials if trials is None else trials)]
+        runs = [(trial, 0) for trial in checked_trials(protocol, trials)]
     normalised = [  # (N, D) unit rows, on the scoring device
         torch.nn.functional.normalize(torch.as_tensor(feature_set.features, device=device), dim=1)
         for feature_set in feature_sets

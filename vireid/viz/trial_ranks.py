@@ -5,19 +5,31 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vireid.datasets import Protocol, get_protocol, trial_rows
+from vireid.datasets import Protocol, get_dataset, get_protocol, trial_rows
+from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.metrics import pairwise_distances, ranked_gallery
+from vireid.evaluation.protocols import check_features_for, checked_trials
 from vireid.viz.rank_list import RankedImage
 
 
 def trial_rank_lists(
-    feature_set: FeatureSet, protocol: Protocol | str, trial: int, num_queries: int = 6, top_k: int = 10
-) -> tuple[list[RankedImage], list[list[RankedImage]]]:
-    """Queries of ``num_queries`` different identities (spread evenly over the
-    trial's query identities, each its first query image) and their top-``k``
-    gallery images as the metrics rank them (excluded images left out)."""
+    feature_set: FeatureSet, protocol: Protocol | str, trial: int | None, num_queries: int = 6, top_k: int = 10
+) -> tuple[int, list[RankedImage], list[list[RankedImage]]]:
+    """The trial shown (``None``: the features' own trial where the dataset has one model
+    per trial, else the protocol's first), queries of ``num_queries`` different identities
+    (spread evenly over the trial's query identities, each its first query image) and
+    their top-``k`` gallery images as the metrics rank them (excluded images left out)."""
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    check_features_for(protocol, feature_set)
+    own_trial = feature_set.metadata.get("trial") if get_dataset(protocol.dataset).one_model_per_trial else None
+    if trial is None:
+        trial = own_trial if own_trial is not None else protocol.trials[0]
+    checked_trials(protocol, [trial])
+    if own_trial is not None and trial != own_trial:
+        raise UserError(
+            f"{feature_set.name}: features of trial {own_trial}'s model; --trial {trial} needs that model's"
+        )
     images = feature_set.images
     query_rows, gallery_rows = trial_rows(protocol, images, trial)
     query_rows, gallery_rows = np.asarray(query_rows), np.asarray(gallery_rows)
@@ -43,7 +55,7 @@ def trial_rank_lists(
         [_ranked_image(feature_set, gallery_rows[column], -float(distances[position, column])) for column in columns]
         for position, columns in enumerate(ranked)
     ]
-    return queries, lists
+    return trial, queries, lists
 
 
 def _ranked_image(feature_set: FeatureSet, row: int, score: float | None = None) -> RankedImage:

@@ -1,0 +1,115 @@
+"""Wrong input never gives wrong numbers: every mismatch a careful new user can make
+ends in one line naming the file or key, before anything is scored or trained."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vireid.cli import main
+from vireid.config import ConfigError, load_config
+from vireid.datasets.regdb import regdb_test_images
+from vireid.datasets.sysu import sysu_test_images
+from vireid.evaluation.feature_file import FeatureSet, save_features
+
+
+def _features(images, metadata: dict, seed: int = 0) -> FeatureSet:
+    return FeatureSet(np.random.default_rng(seed).normal(size=(len(images), 8)).astype(np.float32), images, metadata)
+
+
+@pytest.fixture
+def feature_files(sysu_root, regdb_root, tmp_path):
+    """A SYSU-MM01 feature file, two RegDB files of trial 1, one with a NaN row, one of unknown identities."""
+    sysu = _features(sysu_test_images(sysu_root), {"dataset": "sysu"})
+    regdb = _features(regdb_test_images(regdb_root, 1), {"dataset": "regdb", "trial": 1})
+    broken = _features(sysu_test_images(sysu_root), {"dataset": "sysu"})
+    broken.features[5, 3] = np.nan
+    own = sysu_test_images(sysu_root)
+    unknown = _features(type(own)(own.paths, [-1] * len(own), [-1] * len(own), own.modalities), {})
+    files = {"sysu": sysu, "regdb": regdb, "nan": broken, "own": unknown}
+    for name, feature_set in files.items():
+        save_features(tmp_path / f"{name}.npz", feature_set)
+    return {name: str(tmp_path / f"{name}.npz") for name in files}
+
+
+def _fails_in_one_line(capsys, arguments: list[str], message: str) -> str:
+    code = main(arguments)
+    error = capsys.readouterr().err
+    assert code == 2, error
+    assert message in error
+    assert len(error.strip().splitlines()) == 1 and "Traceback" not in error
+    return error
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--features", "{sysu}", "--protocol", "regdb-v2t"], "sysu.npz: features of the sysu dataset, but regdb-v2t"),
+        (["--features", "{sysu}", "--protocol", "llcm-ir2vis"], "is a protocol of LLCM; score them with sysu-all"),
+        (["--features", "{regdb}", "--protocol", "sysu-indoor"], "regdb.npz: features of the regdb dataset"),
+        (["--features", "{sysu}", "--protocol", "sysu-all", "--trials", "12"], "--trials: sysu-all has trials 0 to 9"),
+        (["--features", "{sysu}", "--protocol", "sysu-all", "--trials", "3,3"], "each once; got [3, 3]"),
+        (["--features", "{regdb}", "{regdb}", "--protocol", "regdb-t2v"], "regdb.npz: trial 1 again (also "),
+        (["--features", "{nan}", "--protocol", "sysu-all"], "nan.npz: 1 feature row(s) hold NaN or infinite values"),
+        (["--features", "{own}", "--protocol", "sysu-all"], "own.npz: its images have no person ids"),
+        (["--features", "{sysu}", "--protocol", "sysu-all", "--trials", "0"], None),  # the same file, scored
+    ],
+)
+def test_evaluate_refuses_features_and_trials_that_do_not_fit(feature_files, capsys, arguments, message):
+    arguments = ["evaluate", *[argument.format(**feature_files) for argument in arguments]]
+    if message is None:
+        assert main(arguments) == 0 and "| sysu-all single-shot (agw draws) |" in capsys.readouterr().out
+    else:
+        _fails_in_one_line(capsys, arguments, message)
+
+
+def test_a_backwards_trial_range_is_refused_by_the_parser(feature_files, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["evaluate", "--features", feature_files["sysu"], "--protocol", "sysu-all", "--trials", "5-2"])
+    assert exited.value.code == 2
+    assert "expected trials such as 0-9 or 0,2,5 (first ≤ last), got '5-2'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--protocol", "regdb-v2t"], "sysu.npz: features of the sysu dataset, but regdb-v2t"),
+        (["--protocol", "sysu-all", "--trial", "12"], "--trials: sysu-all has trials 0 to 9"),
+    ],
+)
+def test_plot_ranks_refuses_what_evaluate_refuses(feature_files, capsys, tmp_path, arguments, message):
+    picture = tmp_path / "ranks.png"
+    _fails_in_one_line(capsys, ["plot", "ranks", feature_files["sysu"], *arguments, "--out", str(picture)], message)
+    assert not picture.exists()
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "train.eval_protocol=regdb-v2t",
+            "train.eval_protocol: expected a protocol of SYSU-MM01 (sysu-all, sysu-indoor)",
+        ),
+        ("data.trial=11", None),  # SYSU-MM01 has no per-trial models: data.trial is not used
+        ("test.batch_size=0", "test.batch_size: expected at least 1, got 0"),
+        ("train.lr=-0.1", "train.lr: expected at least 0, got -0.1"),
+        ("train.epochs=0", "train.epochs: expected at least 1, got 0"),
+        ("model.parts=-1", "model.parts: expected at least 0, got -1"),
+        ("data.height=0", "data.height: expected at least 16, got 0"),
+        ("train.workers=-2", "train.workers: expected at least 0, got -2"),
+        ("train.random_erasing=1.5", "train.random_erasing: expected 0 to 1, got 1.5"),
+        ("train.milestones=[20,-5]", "train.milestones: expected at least 1, got [20, -5]"),
+    ],
+)
+def test_config_values_out_of_range_are_refused_when_loaded(override, message):
+    if message is None:
+        assert load_config("sysu_full", [override]).data.trial == 11
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_config("sysu_full", [override])
+    assert message in str(caught.value)
+
+
+def test_regdb_trials_are_checked_against_the_dataset():
+    with pytest.raises(ConfigError, match="data.trial: RegDB has trials 1 to 10, got 11"):
+        load_config("regdb_full", ["data.trial=11"])
