@@ -46,3 +46,42 @@ def test_describe_images_stacks_one_descriptor_per_image_in_order():
     assert described.shape == (3, 2 * 32 * 16)
     np.testing.assert_array_equal(described[2], describe(images[2]))
     assert not np.allclose(described[0], described[1])
+
+
+def test_sixteen_bit_images_are_scaled_by_their_depth_not_clipped(tmp_path):
+    values = (np.arange(64 * 32).reshape(64, 32) * 31).astype(np.uint16)  # 0..63457
+    Image.fromarray(values).save(tmp_path / "thermal.png")
+    with Image.open(tmp_path / "thermal.png") as opened:
+        assert opened.mode == "I;16"
+    pixels = np.asarray(load_image(str(tmp_path / "thermal.png")))
+    expected = np.round(values / 65535 * 255).astype(np.uint8)
+    assert pixels.shape == (64, 32, 3) and (pixels == expected[..., None]).all()
+    assert pixels.max() == 247 and pixels.min() == 0  # not all white
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        (np.linspace(0, 1, 2048, dtype=np.float32), lambda v: v * 255),  # 0..1: as it is
+        (np.linspace(-3, 7, 2048, dtype=np.float32), lambda v: (v + 3) / 10 * 255),  # its own range
+    ],
+)
+def test_float_images_are_scaled_by_their_range(tmp_path, values, expected):
+    Image.fromarray(values.reshape(64, 32), mode="F").save(tmp_path / "float.tif")
+    pixels = np.asarray(load_image(str(tmp_path / "float.tif")))[..., 0].astype(np.float64)
+    np.testing.assert_allclose(pixels, np.round(expected(values.reshape(64, 32).astype(np.float64))), atol=1)
+    assert pixels.min() == 0 and pixels.max() == 255  # not all black
+
+
+def test_thirty_two_bit_integers_use_sixteen_bit_scaling_when_they_fit(tmp_path):
+    fits = (np.arange(64 * 32).reshape(64, 32) * 30).astype(np.int32)
+    Image.fromarray(fits, mode="I").save(tmp_path / "fits.tif")
+    assert np.asarray(load_image(str(tmp_path / "fits.tif")))[63, 31, 0] == round(2047 * 30 / 65535 * 255)
+    Image.fromarray(fits * 100, mode="I").save(tmp_path / "wide.tif")
+    assert np.asarray(load_image(str(tmp_path / "wide.tif")))[63, 31, 0] == 255
+
+
+def test_images_too_small_to_show_a_person_are_named(tmp_path):
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    with pytest.raises(DatasetError, match=r"dot.png: an image of 1x1 pixels is too small to show a person"):
+        load_image(str(tmp_path / "dot.png"))

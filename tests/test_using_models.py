@@ -145,6 +145,27 @@ def test_extract_skips_unreadable_files_and_matches_the_test_features(trained, d
         np.testing.assert_allclose(saved.features[row], dataset_features.features[source_row], atol=1e-5)
 
 
+def test_deep_images_give_the_features_of_their_eight_bit_version_and_tiny_ones_are_skipped(trained, tmp_path, capsys):
+    checkpoint, root = trained
+    (source,) = _own_images(root, Modality.INFRARED, tmp_path / "source", count=1)
+    grey = np.asarray(Image.open(source).convert("L"))  # (H, W) uint8
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    Image.fromarray(grey).save(folder / "a_8bit.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(folder / "b_16bit.png")  # 255 -> 65535
+    Image.fromarray(grey.astype(np.float32) / 255, mode="F").save(folder / "c_float.tif")
+    Image.new("L", (1, 1)).save(folder / "d_dot.png")
+    out = tmp_path / "deep.npz"
+    arguments = ["extract", str(checkpoint), "--images", str(folder), "--modality", "infrared", "--out", str(out)]
+    assert main([*arguments, "--quiet"]) == 0
+    error = capsys.readouterr().err
+    assert "skipped 1 file(s)" in error and "d_dot.png: an image of 1x1 pixels is too small" in error
+    features = load_features(out).features
+    assert features.shape[0] == 3
+    np.testing.assert_allclose(features[1], features[0], atol=1e-6)
+    np.testing.assert_allclose(features[2], features[0], atol=1e-6)
+
+
 def test_extract_of_nothing_readable_is_an_error(trained, tmp_path, capsys):
     checkpoint, _ = trained
     (tmp_path / "bad").mkdir()
