@@ -17,10 +17,10 @@ from PIL import Image
 from vireid.cli import main
 from vireid.data.image_folder import list_images
 from vireid.datasets.sysu import sysu_test_images
-from vireid.engine.checkpoint import CheckpointError, model_from_checkpoint
+from vireid.engine.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from vireid.engine.extract import extract_test_features
 from vireid.errors import UserError
-from vireid.evaluation.feature_file import load_features
+from vireid.evaluation.feature_file import load_features, save_features
 from vireid.evaluation.metrics import gallery_order, pairwise_distances
 from vireid.modality import Modality
 from vireid.retrieval.encoders import onnx_encoder
@@ -330,6 +330,32 @@ def test_search_with_images_prints_writes_json_and_a_picture(trained, dataset_fe
     )
     error = capsys.readouterr().err
     assert "feature" in error and "global" in error and "both" in error
+
+
+def test_search_refuses_queries_of_another_model_of_the_same_shape(trained, dataset_features, tmp_path, capsys):
+    checkpoint, root = trained
+    state = load_checkpoint(checkpoint)
+    state["model"] = {
+        name: tensor + 0.01 if tensor.is_floating_point() else tensor for name, tensor in state["model"].items()
+    }
+    state["config"]["name"] = "another_run"
+    other = save_checkpoint(tmp_path / "other.pt", state)
+    save_features(tmp_path / "gallery.npz", dataset_features)
+    assert (
+        main(["index", str(tmp_path / "gallery.npz"), "--modality", "visible", "--out", str(tmp_path / "index.npz")])
+        == 0
+    )
+    _own_images(root, Modality.INFRARED, tmp_path / "night", count=2)
+    arguments = ["search", str(tmp_path / "index.npz"), "--images", str(tmp_path / "night"), "--modality", "infrared"]
+    capsys.readouterr()
+    assert main([*arguments, "--checkpoint", str(other), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert (
+        'the query features come from another model than the index\'s gallery (run "tiny" vs "another_run"; weights:'
+        in error
+    )
+    assert len(error.strip().splitlines()) == 1
+    assert main([*arguments, "--checkpoint", str(checkpoint), "--quiet"]) == 0  # the index's own model is accepted
 
 
 def test_onnx_export_matches_pytorch_for_each_modality(trained, tmp_path):

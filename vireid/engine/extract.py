@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Callable
 
@@ -123,11 +124,25 @@ def feature_signature(
     }
 
 
-def model_signature(model: CrossModalityNet, config: ExperimentConfig) -> dict:
-    """feature_signature of a network under ``config``, its dimension found by describing one blank image."""
-    blank = torch.zeros(1, 3, config.data.height, config.data.width, device=next(model.parameters()).device)
-    dimension = batch_features(model, blank, blank.new_zeros(1, dtype=torch.long), config.test).shape[1]
-    return feature_signature(config.model, config.test, config.data.height, config.data.width, dimension)
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """16 hex digits of a SHA-256 over every tensor of the model's state (names, shapes, values):
+    two models give the same fingerprint only when their weights are the same."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        values = tensor.detach().to("cpu", torch.float64 if tensor.is_floating_point() else torch.int64).contiguous()
+        digest.update(f"{name}{tuple(values.shape)}".encode())
+        digest.update(values.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def model_signature(model: CrossModalityNet, config: ExperimentConfig, dimension: int | None = None) -> dict:
+    """feature_signature of a network under ``config`` (its dimension, when not given, found by
+    describing one blank image), with the fingerprint of its weights and the run's name."""
+    if dimension is None:
+        blank = torch.zeros(1, 3, config.data.height, config.data.width, device=next(model.parameters()).device)
+        dimension = batch_features(model, blank, blank.new_zeros(1, dtype=torch.long), config.test).shape[1]
+    signature = feature_signature(config.model, config.test, config.data.height, config.data.width, dimension)
+    return {**signature, "weights": weights_fingerprint(model), "run": config.name}
 
 
 def extract_test_features(
@@ -142,7 +157,7 @@ def extract_test_features(
     metadata = {
         "dataset": config.data.dataset,
         "root": str(Path(config.data.root).resolve()),
-        "model": feature_signature(config.model, config.test, config.data.height, config.data.width, features.shape[1]),
+        "model": model_signature(model, config, features.shape[1]),
     }
     if dataset.one_model_per_trial:
         metadata["trial"] = config.data.trial

@@ -248,7 +248,9 @@ def ensure_same_model(index_metadata: dict, query_metadata: dict, index_path: st
     """Refuse queries made by another network than the index's gallery, when both say which made them.
 
     Each metadata's ``"model"`` entry describes the network (backbone, parts,
-    feature kind, ...); when either lacks it there is nothing to compare.
+    feature kind, ...) and the fingerprint of its weights; the entries both
+    hold are compared (the run's name only names the runs). When either lacks
+    the entry there is nothing to compare.
     """
     index_model, query_model = index_metadata.get("model"), query_metadata.get("model")
     if index_model is None or query_model is None or index_model == query_model:
@@ -257,9 +259,12 @@ def ensure_same_model(index_metadata: dict, query_metadata: dict, index_path: st
         index_model, query_model = {"model": index_model}, {"model": query_model}
     differences = [
         f"{key}: index {_shown(index_model, key)}, query {_shown(query_model, key)}"
-        for key in sorted(set(index_model) | set(query_model))
-        if key not in index_model or key not in query_model or index_model[key] != query_model[key]
+        for key in sorted((set(index_model) & set(query_model)) - {"run"})
+        if index_model[key] != query_model[key]
     ]
-    raise GalleryIndexError(
-        f"{index_path}: the query features come from another model than the index's gallery ({'; '.join(differences)})"
-    )
+    if differences:
+        runs = f"run {_shown(index_model, 'run')} vs {_shown(query_model, 'run')}; "
+        raise GalleryIndexError(
+            f"{index_path}: the query features come from another model than the index's gallery "
+            f"({runs}{'; '.join(differences)})"
+        )
