@@ -3,6 +3,10 @@ ends in one line naming the file or key, before anything is scored or trained.""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -10,6 +14,7 @@ from vireid.cli import main
 from vireid.config import ConfigError, load_config
 from vireid.datasets.regdb import regdb_test_images
 from vireid.datasets.sysu import sysu_test_images
+from vireid.errors import DatasetWarning
 from vireid.evaluation.feature_file import FeatureSet, save_features
 
 
@@ -113,3 +118,18 @@ def test_config_values_out_of_range_are_refused_when_loaded(override, message):
 def test_regdb_trials_are_checked_against_the_dataset():
     with pytest.raises(ConfigError, match="data.trial: RegDB has trials 1 to 10, got 11"):
         load_config("regdb_full", ["data.trial=11"])
+
+
+def test_ids_listed_without_images_are_named_in_one_warning_line(sysu_root, tmp_path):
+    root = tmp_path / "SYSU-MM01"
+    shutil.copytree(sysu_root, root)
+    test_ids = root / "exp" / "test_id.txt"
+    test_ids.write_text(test_ids.read_text().strip() + ",9998,9999\n")
+    with pytest.warns(DatasetWarning, match=r"test_id.txt list 2 id\(s\) with no image: 9998, 9999"):
+        sysu_test_images(root)
+    settings = ["--set", f"data.root={root}", "--set", "data.height=32", "--set", "data.width=16"]
+    short = ["--set", "train.epochs=1", "--set", "train.steps_per_epoch=1", "--set", "train.workers=0"]
+    command = [sys.executable, "-m", "vireid.cli", "train", "tiny", *settings, *short, "--out", str(tmp_path / "run")]
+    completed = subprocess.run([*command, "--quiet"], capture_output=True, text=True)  # Python's own warning machinery
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr.splitlines() == [f"vireid: warning: {test_ids} list 2 id(s) with no image: 9998, 9999"]

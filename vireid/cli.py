@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -14,11 +15,12 @@ import numpy as np
 
 from vireid import __version__
 from vireid.atomic import write_text
-from vireid.errors import UserError
+from vireid.errors import DatasetWarning, UserError
 from vireid.modality import Modality
 from vireid.synthetic.writer import DEFAULT_SIZE, synthetic_layouts, write_synthetic_dataset
 
 SYNTH_SEED = 0
+_PYTHON_WARNING_FORMAT = warnings.formatwarning
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -655,7 +657,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """vireid's own warnings (odd datasets) as one line; any other as Python prints it."""
+    if issubclass(category, DatasetWarning):
+        return f"vireid: warning: {message}\n"
+    return _PYTHON_WARNING_FORMAT(message, category, filename, lineno, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warning
     arguments = build_parser().parse_args(argv)
     try:
         return arguments.handler(arguments)

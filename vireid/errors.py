@@ -5,6 +5,10 @@ class UserError(Exception):
     """Base of every error caused by input the user controls (paths, files, options)."""
 
 
+class DatasetWarning(UserWarning):
+    """Something odd about a dataset that does not stop the work (the CLI prints it as one line)."""
+
+
 class ConfigError(UserError, ValueError):
     """A config key that does not exist, or a value it cannot take."""
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable
 
 from vireid.data.images import IMAGE_SUFFIXES
 from vireid.data.splits import Split
-from vireid.errors import DatasetError
+from vireid.errors import DatasetError, DatasetWarning
 from vireid.modality import Modality
 
 _CAMERA_PART = re.compile(r"^cam(\d+)$")
@@ -90,6 +91,14 @@ def camera_from_path(path: str) -> int:
 def person_folder_name(person_id: int) -> str:
     """The 4-digit, zero-padded folder name of a person id (SYSU-MM01, LLCM)."""
     return f"{person_id:04d}"
+
+
+def warn_of_ids_without_images(id_files: str, listed: Iterable[int], images: Split) -> None:
+    """A DatasetWarning naming the ids that ``id_files`` list but ``images`` show no image of."""
+    missing = sorted(set(listed) - set(images.person_ids.tolist()))
+    if missing:
+        shown = ", ".join(map(str, missing[:20])) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+        warnings.warn(DatasetWarning(f"{id_files} list {len(missing)} id(s) with no image: {shown}"), stacklevel=2)
 
 
 def person_folder_images(

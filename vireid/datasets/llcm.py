@@ -22,6 +22,7 @@ from vireid.data.files import (
     read_id_list,
     read_index_file,
     require_dir,
+    warn_of_ids_without_images,
 )
 from vireid.data.splits import Split, relabelled
 from vireid.data.synthetic_plan import DatasetPlan, ImageJob, camera_subset, id_line, images_per_camera, split_ids
@@ -80,7 +81,9 @@ def llcm_test_images(root: str | Path) -> Split:
                 f"{modality_root}: expected camN/<id4>/ folders of the ids in idx/test_id.txt, found no image"
             )
         parts.append(images)
-    return Split.concatenate(parts)
+    images = Split.concatenate(parts)
+    warn_of_ids_without_images(str(root / "idx" / "test_id.txt"), person_ids, images)
+    return images
 
 
 def llcm_trial_rows(test_images: Split, mode: str = "ir2vis", trial: int = 0) -> tuple[list[int], list[int]]:

@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from vireid.data.draws import PersonFolders, all_images, official_draws, reference_draws
-from vireid.data.files import person_folder_images, person_folder_name, read_id_list, require_dir, require_file
+from vireid.data.files import (
+    person_folder_images,
+    person_folder_name,
+    read_id_list,
+    require_dir,
+    require_file,
+    warn_of_ids_without_images,
+)
 from vireid.data.splits import Split, relabelled
 from vireid.data.synthetic_plan import DatasetPlan, ImageJob, camera_subset, id_line, images_per_camera, split_ids
 from vireid.datasets.registry import register_dataset
@@ -69,7 +76,10 @@ def sysu_train_split(root: str | Path, include_val: bool = True) -> Split:
         "infrared training images in cam3/6",
         root,
     )
-    return relabelled(Split.concatenate([visible, infrared]))
+    images = Split.concatenate([visible, infrared])
+    id_files = "exp/train_id.txt and val_id.txt" if include_val else "exp/train_id.txt"
+    warn_of_ids_without_images(f"{root / id_files}", person_ids, images)
+    return relabelled(images)
 
 
 def sysu_test_images(root: str | Path, id_file: str = "test_id.txt") -> Split:
@@ -77,6 +87,7 @@ def sysu_test_images(root: str | Path, id_file: str = "test_id.txt") -> Split:
     root = _check_root(Path(root))
     person_ids = read_id_list(root / "exp" / id_file)
     images = person_folder_images(root, person_ids, (1, 2, 3, 4, 5, 6), _camera_modality)
+    warn_of_ids_without_images(str(root / "exp" / id_file), person_ids, images)
     _require_images(
         images.of_modality(Modality.INFRARED), f"infrared images (cam3/cam6) of the ids in exp/{id_file}", root
     )
