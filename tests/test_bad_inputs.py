@@ -6,14 +6,18 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
+import vireid.engine.trainer as trainer
 from vireid.cli import main
-from vireid.config import ConfigError, load_config
+from vireid.config import ConfigError, config_to_dict, load_config
 from vireid.datasets.regdb import regdb_test_images
-from vireid.datasets.sysu import sysu_test_images
+from vireid.datasets.sysu import sysu_test_images, sysu_train_split
+from vireid.engine.checkpoint import load_checkpoint
 from vireid.errors import DatasetWarning
 from vireid.evaluation.feature_file import FeatureSet, save_features
 
@@ -133,3 +137,60 @@ def test_ids_listed_without_images_are_named_in_one_warning_line(sysu_root, tmp_
     completed = subprocess.run([*command, "--quiet"], capture_output=True, text=True)  # Python's own warning machinery
     assert completed.returncode == 0, completed.stderr
     assert completed.stderr.splitlines() == [f"vireid: warning: {test_ids} list 2 id(s) with no image: 9998, 9999"]
+
+
+@pytest.fixture
+def damaged_sysu(sysu_root, tmp_path):
+    """A copy of the synthetic SYSU-MM01 set with a broken JPEG, a 1x1 image and a 16-bit image in training folders."""
+    root = tmp_path / "SYSU-MM01"
+    shutil.copytree(sysu_root, root)
+    folder = Path(sysu_train_split(root).paths[0]).parent
+    (folder / "9001.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    Image.new("RGB", (1, 1)).save(folder / "9002.jpg")
+    Image.fromarray(np.full((32, 16), 40000, dtype=np.uint16)).save(folder / "9003.png")
+    return root, folder
+
+
+def test_vireid_check_reads_every_image_and_names_what_cannot_be_used(damaged_sysu, capsys):
+    root, folder = damaged_sysu
+    assert main(["check", str(root), "--quiet"]) == 1
+    printed = capsys.readouterr().out.splitlines()
+    assert f"cannot be used: {folder / '9001.jpg'}: expected a readable image" in "\n".join(printed)
+    assert any(line.startswith(f"cannot be used: {folder / '9002.jpg'}: an image of 1x1 pixels") for line in printed)
+    assert f"read by its range (I;16): {folder / '9003.png'}" in printed
+    assert any(line.startswith("train  visible  camera") for line in printed)
+    checked = sum(int(line.rsplit(": ", 1)[1].split()[0]) for line in printed if "camera" in line)
+    assert (
+        printed[-1]
+        == f"{root}: {checked} images checked, 2 cannot be used, 1 of another bit depth (read by their range)"
+    )
+
+
+def test_training_stops_before_its_first_step_on_an_unusable_image_or_a_missing_test_split(
+    damaged_sysu, tmp_path, capsys
+):
+    root, folder = damaged_sysu
+    run = tmp_path / "run"
+    arguments = ["train", "tiny", "--set", f"data.root={root}", "--set", "train.epochs=1", "--out", str(run), "--quiet"]
+    error = _fails_in_one_line(capsys, arguments, "2 image(s) of")
+    assert (
+        f"{folder / '9001.jpg'}: expected a readable image" in error
+        and f"`vireid check {root} --dataset sysu`" in error
+    )
+    (folder / "9001.jpg").unlink()
+    (folder / "9002.jpg").unlink()
+    (root / "exp" / "test_id.txt").unlink()
+    _fails_in_one_line(capsys, arguments, "test_id.txt: expected a one-line file of comma-separated person ids")
+    assert not run.exists()
+
+
+def test_the_epoch_is_on_disk_before_its_evaluation_runs(sysu_root, tmp_path, monkeypatch):
+    def failing_evaluation(*arguments):
+        raise RuntimeError("evaluation broke")
+
+    monkeypatch.setattr(trainer, "_evaluate", failing_evaluation)
+    config = load_config("tiny", [f"data.root={sysu_root}", "data.height=32", "data.width=16", "train.epochs=1"])
+    with pytest.raises(RuntimeError, match="evaluation broke"):
+        trainer.train(load_config(None, ["train.steps_per_epoch=1", "train.workers=0"], base=config_to_dict(config)),
+                      tmp_path / "run", progress=False)  # fmt: skip
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1

@@ -577,6 +577,41 @@ def _single(inputs: list[str], what: str) -> str:
     return inputs[0]
 
 
+def command_check(arguments: argparse.Namespace) -> int:
+    from vireid.dataset_check import check_dataset
+
+    report = check_dataset(
+        arguments.dataset, arguments.root, arguments.trial, decode=True, progress=not arguments.quiet
+    )
+    for line in report.lines():
+        print(line)
+    total = sum(report.counts.values())
+    print(
+        f"{arguments.root}: {total} images checked, {len(report.unusable)} cannot be used, "
+        f"{len(report.deep)} of another bit depth (read by their range)"
+    )
+    return 1 if report.unusable else 0
+
+
+def add_check_parser(commands: argparse._SubParsersAction) -> None:
+    from vireid.datasets import dataset_names
+
+    check = _add_command(
+        commands,
+        "check",
+        "read every image of a dataset once and report what cannot be used",
+        "Counts the images per split, modality and camera, and names every unreadable or too small image "
+        "(exit code 1 if there is any) and every image of another bit depth (16-bit, float). A training run "
+        "does the cheap part of this (file headers only) before its first step.",
+        "  vireid check data/SYSU-MM01\n  vireid check data/RegDB --dataset regdb --trial 3",
+    )
+    check.add_argument("root", help="the dataset's root folder")
+    check.add_argument("--dataset", default="sysu", choices=dataset_names(), help="its layout (default sysu)")
+    check.add_argument("--trial", type=int, help="one model per trial (RegDB): only this trial's splits (default: all)")
+    check.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
+    check.set_defaults(handler=command_check)
+
+
 def command_configs(arguments: argparse.Namespace) -> int:
     from vireid.config import shipped_configs
 
@@ -653,6 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parser(commands)
     add_plot_parser(commands, protocol_names)
     add_configs_parser(commands)
+    add_check_parser(commands)
     add_demo_parser(commands)
     return parser
 

@@ -30,18 +30,25 @@ def load_image(path: str) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             eight_bit = _to_eight_bit(image)
-    except FileNotFoundError as error:
-        raise DatasetError(f"{path}: expected an image file, but it does not exist") from error
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise DatasetError(
-            f"{path}: expected a readable image (jpg, png, bmp, ...), could not decode it ({error})"
-        ) from error
-    if eight_bit.height < MIN_HEIGHT or eight_bit.width < MIN_WIDTH:
-        raise DatasetError(
-            f"{path}: an image of {eight_bit.height}x{eight_bit.width} pixels is too small to show a person "
-            f"(at least {MIN_HEIGHT}x{MIN_WIDTH})"
-        )
+    except (FileNotFoundError, UnidentifiedImageError, OSError, ValueError) as error:
+        raise unreadable(path, error) from error
+    if too_small(eight_bit.height, eight_bit.width):
+        raise DatasetError(f"{path}: {too_small(eight_bit.height, eight_bit.width)}")
     return eight_bit
+
+
+def too_small(height: int, width: int) -> str | None:
+    """Why an image of this size cannot show a person, or None when it can."""
+    if height < MIN_HEIGHT or width < MIN_WIDTH:
+        return f"an image of {height}x{width} pixels is too small to show a person (at least {MIN_HEIGHT}x{MIN_WIDTH})"
+    return None
+
+
+def unreadable(path: str, error: Exception) -> DatasetError:
+    """The DatasetError of a file that cannot be opened as an image, naming it and why."""
+    if isinstance(error, FileNotFoundError):
+        return DatasetError(f"{path}: expected an image file, but it does not exist")
+    return DatasetError(f"{path}: expected a readable image (jpg, png, bmp, ...), could not decode it ({error})")
 
 
 def _to_eight_bit(image: Image.Image) -> Image.Image:

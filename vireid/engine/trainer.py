@@ -30,6 +30,7 @@ from vireid.data.device_augment import BatchAugment
 from vireid.data.sampler import CrossModalityBatchSampler
 from vireid.data.splits import Split
 from vireid.data.transforms import train_transform
+from vireid.dataset_check import require_usable_images
 from vireid.datasets import get_dataset, get_protocol
 from vireid.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vireid.engine.distributed import Environment, barrier, parameter_checksums, setup_environment
@@ -173,6 +174,7 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
     train_config = config.train
     torch.manual_seed(train_config.seed)
     np.random.seed(train_config.seed)
+    require_usable_images(config.data.dataset, config.data.root, config.data.trial, progress and environment.is_main)
     split = get_dataset(config.data.dataset).read_training_split(Path(config.data.root), config.data.trial)
     num_classes = int(split.labels.max()) + 1
     model = create_model(config.model, num_classes, load_weights=checkpoint is None).to(environment.device)
@@ -348,24 +350,13 @@ def evaluation_protocol(config: ExperimentConfig) -> str:
 
 
 def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) -> None:
-    """On rank 0: score the model when due (every ``train.eval_every`` epochs and at the end),
-    track the best, log the record, print the epoch line, write last.pt (and best.pt)."""
+    """On rank 0: write last.pt, then score the model when due (every ``train.eval_every``
+    epochs and at the end), track the best, log the record, print the epoch line, and write
+    last.pt again with the scores (and best.pt). The epoch's training is on disk before the
+    evaluation runs, so a failing evaluation costs no training."""
     config = run.config
     if not run.environment.is_main:
         return
-    protocol = evaluation_protocol(config)
-    finished = epoch + 1 == config.train.epochs
-    if (config.train.eval_every and (epoch + 1) % config.train.eval_every == 0) or finished:
-        training_rng = rng_state()  # evaluation must not change what training draws next
-        result = _evaluate(run, protocol, progress)
-        set_rng_state(training_rng)
-        record.update({f"{result.protocol.name}/{name}": value for name, value in result.mean().items()})
-        metric = result.mean()["mAP"]
-        if metric > run.best["metric"]:
-            run.best = {"metric": metric, "epoch": epoch + 1, "protocol": protocol, "measure": "mAP (on the test set)"}
-            record["best"] = True
-    run.log.write(record, run.step)
-    print(_epoch_line(record, protocol), flush=True)
     state = {
         "config": config_to_dict(config),
         "num_classes": run.model.num_classes,
@@ -380,8 +371,22 @@ def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) 
         "best": run.best,
     }
     save_checkpoint(run.last_path, state)
-    if record.get("best"):
-        save_checkpoint(run.run_dir / "best.pt", state)
+    protocol = evaluation_protocol(config)
+    finished = epoch + 1 == config.train.epochs
+    if (config.train.eval_every and (epoch + 1) % config.train.eval_every == 0) or finished:
+        result = _evaluate(run, protocol, progress)
+        set_rng_state(state["rng"])  # evaluation must not change what training draws next
+        record.update({f"{result.protocol.name}/{name}": value for name, value in result.mean().items()})
+        metric = result.mean()["mAP"]
+        if metric > run.best["metric"]:
+            run.best = {"metric": metric, "epoch": epoch + 1, "protocol": protocol, "measure": "mAP (on the test set)"}
+            record["best"] = True
+        state.update(metrics=record, best=run.best)
+        save_checkpoint(run.last_path, state)
+        if record.get("best"):
+            save_checkpoint(run.run_dir / "best.pt", state)
+    run.log.write(record, run.step)
+    print(_epoch_line(record, protocol), flush=True)
 
 
 def _evaluate(run: Run, protocol_name: str, progress: bool) -> ProtocolResult:
