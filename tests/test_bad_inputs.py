@@ -6,10 +6,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import urllib.error
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torchvision
 from PIL import Image
 
 import vireid.engine.trainer as trainer
@@ -194,3 +197,122 @@ def test_the_epoch_is_on_disk_before_its_evaluation_runs(sysu_root, tmp_path, mo
         trainer.train(load_config(None, ["train.steps_per_epoch=1", "train.workers=0"], base=config_to_dict(config)),
                       tmp_path / "run", progress=False)  # fmt: skip
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+
+
+def _small_training(root, out) -> list[str]:
+    settings = ["--set", f"data.root={root}", "--set", "data.height=32", "--set", "data.width=16"]
+    return ["train", "tiny", *settings, "--set", "train.steps_per_epoch=1", "--out", str(out), "--quiet"]
+
+
+def test_imagenet_weights_offline_say_how_to_go_on(sysu_root, tmp_path, capsys, monkeypatch):
+    def offline(*arguments, **keywords):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.models._api.WeightsEnum, "get_state_dict", offline)
+    arguments = ["train", "sysu_agw", "--set", f"data.root={sysu_root}", "--out", str(tmp_path / "run")]
+    error = _fails_in_one_line(
+        capsys, arguments, "model.pretrained=imagenet: the ImageNet weights of resnet50 could not be downloaded"
+    )
+    assert "--pretrained FILE" in error and "--set model.pretrained=none" in error
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (
+            ["evaluate", "--features", "{sysu}", "--protocol", "sysu-all", "--json", "{blocker}/r.json"],
+            "is a file, not a folder",
+        ),
+        (["index", "{sysu}", "--out", "{blocker}/index.npz"], "index.npz: cannot be written"),
+        (["plot", "tsne", "{sysu}", "--out", "{folder}"], "expected a file to write, but it is a folder"),
+        (["export", "{checkpoint}", "--out", "{blocker}"], "expected a folder to write into, but it is a file"),
+        (
+            ["evaluate", "--features", "{sysu}", "--protocol", "sysu-all", "--device", "gpu0"],
+            "--device: expected cpu, cuda or cuda:N",
+        ),
+    ],
+)
+def test_outputs_and_devices_are_checked_before_any_work(feature_files, tmp_path, capsys, arguments, message):
+    (tmp_path / "blocker").write_text("a file where a folder is expected")
+    (tmp_path / "folder").mkdir()
+    paths = {
+        **feature_files,
+        "blocker": str(tmp_path / "blocker"),
+        "folder": str(tmp_path / "folder"),
+        "checkpoint": "x.pt",
+    }
+    _fails_in_one_line(capsys, [argument.format(**paths) for argument in arguments], message)
+    assert (tmp_path / "blocker").read_text() == "a file where a folder is expected"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_one_line(feature_files, capsys):
+    arguments = ["evaluate", "--features", feature_files["sysu"], "--protocol", "sysu-all", "--device", "cuda"]
+    _fails_in_one_line(capsys, arguments, "--device cuda: PyTorch sees no CUDA GPU on this machine; use --device cpu")
+
+
+def test_ctrl_c_says_how_to_resume(sysu_root, tmp_path, capsys, monkeypatch):
+    original = trainer.train_one_epoch
+
+    def interrupted_in_the_second_epoch(run, epoch, progress):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(run, epoch, progress)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", interrupted_in_the_second_epoch)
+    run = tmp_path / "run"
+    code = main([*_small_training(sysu_root, run), "--set", "train.epochs=3"])
+    error = capsys.readouterr().err
+    assert (
+        code == 130
+        and error == f"vireid train: error: interrupted; continue with vireid train --resume {run / 'last.pt'}\n"
+    )
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1
+
+
+def test_resume_with_another_architecture_names_the_tensors(sysu_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main([*_small_training(sysu_root, run), "--set", "train.epochs=1"]) == 0
+    capsys.readouterr()
+    arguments = [
+        "train",
+        "--resume",
+        str(run / "last.pt"),
+        "--set",
+        "model.parts=2",
+        "--set",
+        "train.epochs=2",
+        "--quiet",
+    ]
+    _fails_in_one_line(capsys, arguments, "last.pt: its weights do not fit the network (resnet18, 2 parts")
+
+
+def test_a_binary_id_file_is_named(sysu_root, tmp_path, capsys):
+    root = tmp_path / "SYSU-MM01"
+    shutil.copytree(sysu_root, root)
+    (root / "exp" / "test_id.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
+    _fails_in_one_line(
+        capsys,
+        _small_training(root, tmp_path / "run"),
+        "test_id.txt: expected a one-line file of comma-separated person ids, but it is not a text file",
+    )
+
+
+def test_an_image_that_breaks_in_a_loader_worker_is_named_in_one_line(sysu_root, tmp_path, capsys):
+    root = tmp_path / "SYSU-MM01"
+    shutil.copytree(sysu_root, root)
+    victim = Path(sysu_train_split(root).paths[0])
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 3])  # its header reads, its pixels do not
+    arguments = [*_small_training(root, tmp_path / "run"), "--set", "train.workers=1", "--set", "train.epochs=1"]
+    _fails_in_one_line(
+        capsys, arguments, f"{victim}: expected a readable image (jpg, png, bmp, ...), could not decode it"
+    )
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vireid.cli", "configs"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    process.stdout.close()  # the reader is gone before the command prints
+    assert process.wait(timeout=120) == 141
+    assert process.stderr.read() == b""

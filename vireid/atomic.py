@@ -1,11 +1,15 @@
-"""Writing files atomically: a temporary name in the same folder, then a rename."""
+"""Writing files atomically (a temporary name in the same folder, then a rename),
+and checking, before any work, that a file or folder can be written at all."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Literal
+
+from vireid.errors import UserError
 
 
 @contextmanager
@@ -26,3 +30,22 @@ def write_text(path: str | Path, text: str) -> Path:
     with atomic_path(path) as temporary:
         temporary.write_text(text)
     return Path(path)
+
+
+def require_writable(path: str | Path, kind: Literal["file", "folder"]) -> None:
+    """A UserError naming ``path`` unless a ``kind`` can be written there: the nearest existing
+    folder on its way must take a new file (tried, not guessed). Nothing is left behind."""
+    path = Path(path)
+    if kind == "file" and path.is_dir():
+        raise UserError(f"{path}: expected a file to write, but it is a folder")
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise UserError(f"{path}: expected a folder to write into, but it is a file")
+    folder = path if kind == "folder" else path.parent
+    existing = next(candidate for candidate in (folder, *folder.parents) if candidate.exists())
+    if not existing.is_dir():
+        raise UserError(f"{path}: cannot be written, {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise UserError(f"{path}: cannot be written, {existing} does not take new files ({error.strerror})") from error

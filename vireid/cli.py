@@ -14,8 +14,8 @@ from typing import Sequence
 import numpy as np
 
 from vireid import __version__
-from vireid.atomic import write_text
-from vireid.errors import DatasetWarning, UserError
+from vireid.atomic import require_writable, write_text
+from vireid.errors import DatasetWarning, Interrupted, UserError
 from vireid.modality import Modality
 from vireid.synthetic.writer import DEFAULT_SIZE, synthetic_layouts, write_synthetic_dataset
 
@@ -120,7 +120,7 @@ def add_synth_parser(commands: argparse._SubParsersAction) -> None:
     )
     synth.add_argument("--workers", type=int, help="worker processes (default: number of cores, at most 8)")
     synth.add_argument("--force", action="store_true", help="replace the folder if it exists")
-    synth.set_defaults(handler=command_synth)
+    synth.set_defaults(handler=command_synth, outputs={"out": "folder"})
 
 
 def command_evaluate(arguments: argparse.Namespace) -> int:
@@ -184,7 +184,7 @@ def add_evaluate_parser(commands: argparse._SubParsersAction, protocol_names: li
     evaluate.add_argument("--device", default="cpu", help="where to score: cpu or cuda (default cpu)")
     evaluate.add_argument("--per-trial", action="store_true", help="also print each trial's figures")
     evaluate.add_argument("--json", help="write the results (every trial, mean, std) to this JSON file")
-    evaluate.set_defaults(handler=command_evaluate)
+    evaluate.set_defaults(handler=command_evaluate, outputs={"json": "file"})
 
 
 def command_train(arguments: argparse.Namespace) -> int:
@@ -202,7 +202,12 @@ def command_train(arguments: argparse.Namespace) -> int:
     else:
         config = load_config(arguments.config, arguments.set)
         run_dir = Path(arguments.out) if arguments.out else Path("runs") / config.name
-    last = train(config, run_dir, resume=arguments.resume, device=arguments.device, progress=not arguments.quiet)
+    try:
+        last = train(config, run_dir, resume=arguments.resume, device=arguments.device, progress=not arguments.quiet)
+    except KeyboardInterrupt:
+        last = run_dir / "last.pt"
+        hint = f"continue with vireid train --resume {last}" if last.exists() else "no epoch had finished"
+        raise Interrupted(f"interrupted; {hint}") from None
     if os.environ.get("RANK", "0") == "0":
         print(f"run folder: {run_dir} (last checkpoint: {last})")
     return 0
@@ -236,7 +241,7 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda")
     train.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
-    train.set_defaults(handler=command_train)
+    train.set_defaults(handler=command_train, outputs={"out": "folder"})
 
 
 def command_test(arguments: argparse.Namespace) -> int:
@@ -280,7 +285,7 @@ def add_test_parser(commands: argparse._SubParsersAction, protocol_names: list[s
     test.add_argument("--trials", type=_parse_trials, help="trials, e.g. 0-9 (default: all)")
     test.add_argument("--out", help="where to write the results, features and pictures (default: see above)")
     _add_model_options(test)
-    test.set_defaults(handler=command_test)
+    test.set_defaults(handler=command_test, outputs={"out": "folder"})
 
 
 def _print_skipped(skipped: list[str]) -> None:
@@ -333,7 +338,7 @@ def add_extract_parser(commands: argparse._SubParsersAction) -> None:
     extract.add_argument("--out", required=True, help="feature file to write (.npz)")
     _add_model_options(extract)
     extract.add_argument("--workers", type=int, default=0, help="image decoding processes (default 0: in this process)")
-    extract.set_defaults(handler=command_extract)
+    extract.set_defaults(handler=command_extract, outputs={"out": "file"})
 
 
 def command_index(arguments: argparse.Namespace) -> int:
@@ -372,7 +377,7 @@ def add_index_parser(commands: argparse._SubParsersAction) -> None:
     index.add_argument("--nlist", type=int, help="ivf: number of lists (default: about 4 sqrt(N))")
     index.add_argument("--nprobe", type=int, default=8, help="ivf: lists visited per query (default 8)")
     index.add_argument("--root", help="image root, if the images moved since the features were saved")
-    index.set_defaults(handler=command_index)
+    index.set_defaults(handler=command_index, outputs={"out": "file"})
 
 
 def command_search(arguments: argparse.Namespace) -> int:
@@ -449,7 +454,7 @@ def add_search_parser(commands: argparse._SubParsersAction) -> None:
     search.add_argument("--picture-queries", type=int, default=8, help="queries drawn in --picture (default 8)")
     search.add_argument("--root", help="gallery image root, if the images moved since the index was built")
     _add_model_options(search)
-    search.set_defaults(handler=command_search)
+    search.set_defaults(handler=command_search, outputs={"json": "file", "picture": "file"})
 
 
 def _known(person_or_camera_id: int) -> int | None:
@@ -505,7 +510,7 @@ def add_export_parser(commands: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override the checkpoint's config, e.g. test.feature=global (repeatable)",
     )
-    export.set_defaults(handler=command_export)
+    export.set_defaults(handler=command_export, outputs={"out": "folder"})
 
 
 def command_plot(arguments: argparse.Namespace) -> int:
@@ -568,7 +573,7 @@ def add_plot_parser(commands: argparse._SubParsersAction, protocol_names: list[s
         "--identities", type=int, default=8, help="tsne: identities shown, one colour each (default and most: 8)"
     )
     plot.add_argument("--root", help="image root, if the images moved since the features were saved")
-    plot.set_defaults(handler=command_plot)
+    plot.set_defaults(handler=command_plot, outputs={"out": "file"})
 
 
 def _single(inputs: list[str], what: str) -> str:
@@ -658,7 +663,7 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     demo.add_argument("--workers", type=int, help="worker processes for data generation")
-    demo.set_defaults(handler=command_demo)
+    demo.set_defaults(handler=command_demo, outputs={"out": "folder"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -701,13 +706,42 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a user error, an interruption or a closed pipe ends in one line, never a traceback."""
     warnings.formatwarning = _one_line_warning
     arguments = build_parser().parse_args(argv)
     try:
+        _check_before_working(arguments)
         return arguments.handler(arguments)
     except UserError as error:
-        print(f"vireid {arguments.command}: error: {error}", file=sys.stderr)
-        return 2
+        print(f"vireid {arguments.command}: error: {_first_cause(error)}", file=sys.stderr)
+        return 130 if isinstance(error, Interrupted) else 2
+    except KeyboardInterrupt:
+        print(f"vireid {arguments.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (``vireid search ... | head -1``): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _check_before_working(arguments: argparse.Namespace) -> None:
+    """The device exists and every output can be written, before any work is done."""
+    for name, kind in getattr(arguments, "outputs", {}).items():
+        if getattr(arguments, name, None):
+            require_writable(getattr(arguments, name), kind)
+    if getattr(arguments, "device", None):
+        from vireid.engine.distributed import checked_device
+
+        arguments.device = checked_device(arguments.device)
+
+
+def _first_cause(error: UserError) -> str:
+    """The error's message; for one raised in a DataLoader worker, the worker's own message
+    (PyTorch wraps it in "Caught ... in DataLoader worker process N" and a traceback)."""
+    message = str(error)
+    if "\nOriginal Traceback" not in message:
+        return message
+    last_line = message.rstrip().splitlines()[-1]  # "vireid.errors.DatasetError: /path: expected ..."
+    return last_line.split(": ", 1)[1] if ": " in last_line else last_line
 
 
 if __name__ == "__main__":

@@ -22,3 +22,7 @@ class DatasetError(UserError, ValueError):
 
 class FeatureFileError(UserError, ValueError):
     """A saved feature file is missing, unreadable or not in the vireid format."""
+
+
+class Interrupted(UserError):
+    """The user stopped the work (Ctrl-C); the message says how to go on."""

@@ -30,10 +30,22 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
+def read_text_lines(path: Path, what: str) -> list[str]:
+    """The lines of a text file, or a DatasetError naming it when it is missing or not text."""
+    require_file(path, what)
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise DatasetError(
+            f"{path}: expected {what}, but it is not a text file ({error.reason} at byte {error.start})"
+        ) from error
+
+
 def read_id_list(path: Path) -> list[int]:
     """Person ids of a one-line, comma-separated id file such as SYSU's ``exp/test_id.txt``."""
-    require_file(path, "a one-line file of comma-separated person ids")
-    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    lines = [
+        line.strip() for line in read_text_lines(path, "a one-line file of comma-separated person ids") if line.strip()
+    ]
     if not lines:
         raise DatasetError(f"{path}: expected one line of comma-separated person ids, but the file is empty")
     if len(lines) > 1:
@@ -54,9 +66,10 @@ def read_index_file(path: Path, root: Path) -> list[tuple[str, int]]:
 
     Every listed image must exist under ``root``; an empty index is an error.
     """
-    require_file(path, "an index file of lines 'relative/image/path label'")
     entries = []
-    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_number, line in enumerate(
+        read_text_lines(path, "an index file of lines 'relative/image/path label'"), start=1
+    ):
         if not line.strip():
             continue
         parts = line.split()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from vireid.errors import UserError
 
 
 @dataclass
@@ -27,6 +30,22 @@ class Environment:
 
     def describe(self) -> str:
         return str(self.device) + (f" x {self.world_size} processes" if self.distributed else "")
+
+
+def checked_device(name: str) -> str:
+    """``name`` if this machine has that device ("auto": the GPU if there is one, else the CPU),
+    else a UserError saying what exists."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise UserError(f"--device: expected cpu, cuda or cuda:N (or auto), got {name!r}")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: PyTorch sees no CUDA GPU on this machine; use --device cpu")
+        index, count = int(name.partition(":")[2] or 0), torch.cuda.device_count()
+        if index >= count:
+            raise UserError(f"--device {name}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    return name
 
 
 def setup_environment(device: str = "auto") -> Environment:
@@ -59,4 +78,4 @@ def barrier(environment: Environment) -> None:
         dist.barrier()
 
 
-__all__ = ["Environment", "barrier", "parameter_checksums", "setup_environment"]
+__all__ = ["Environment", "barrier", "checked_device", "parameter_checksums", "setup_environment"]

@@ -32,7 +32,7 @@ from vireid.data.splits import Split
 from vireid.data.transforms import train_transform
 from vireid.dataset_check import require_usable_images
 from vireid.datasets import get_dataset, get_protocol
-from vireid.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from vireid.engine.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
 from vireid.engine.distributed import Environment, barrier, parameter_checksums, setup_environment
 from vireid.engine.extract import extract_test_features
 from vireid.engine.run_log import RunLog
@@ -250,7 +250,9 @@ def _restore(checkpoint: dict, resume: str | Path, num_classes: int, *stateful) 
     states of ``checkpoint``; returns the epoch to start at and the best evaluation so far."""
     if checkpoint["num_classes"] != num_classes:
         raise UserError(f"{resume}: trained for {checkpoint['num_classes']} identities, the data have {num_classes}")
-    for state_object, key in zip(stateful, ("model", "optimizer", "scheduler", "scaler")):
+    model, *rest = stateful
+    load_model_weights(model, checkpoint["model"], resume)  # names the tensors a changed --set no longer fits
+    for state_object, key in zip(rest, ("optimizer", "scheduler", "scaler")):
         state_object.load_state_dict(checkpoint[key])
     set_rng_state(checkpoint["rng"])
     return checkpoint["epoch"], checkpoint["best"]

@@ -119,7 +119,15 @@ class TwoStreamResNet(nn.Module):
             return
         if source == "imagenet":
             weights = torchvision.models.get_model_weights(self.depth).IMAGENET1K_V1
-            state = weights.get_state_dict(progress=True)
+            try:
+                state = weights.get_state_dict(progress=True)
+            except OSError as error:  # URLError, connection and SSL errors: no network, or a blocked one
+                raise WeightsError(
+                    f"model.pretrained=imagenet: the ImageNet weights of {self.depth} could not be downloaded "
+                    f"({error}); give a local copy with --pretrained FILE (made where the network is reachable: "
+                    f"torch.save(torchvision.models.{self.depth}(weights='IMAGENET1K_V1').state_dict(), FILE)) "
+                    f"or train from scratch with --set model.pretrained=none"
+                ) from error
             origin = f"torchvision {self.depth} {weights}"
         else:
             state = _read_state_dict(Path(source))
