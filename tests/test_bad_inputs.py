@@ -3,6 +3,8 @@ ends in one line naming the file or key, before anything is scored or trained.""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,13 +18,16 @@ import torchvision
 from PIL import Image
 
 import vireid.engine.trainer as trainer
+from vireid.atomic import write_text
 from vireid.cli import main
 from vireid.config import ConfigError, config_to_dict, load_config
 from vireid.datasets.regdb import regdb_test_images
 from vireid.datasets.sysu import sysu_test_images, sysu_train_split
+from vireid.demo import remove_demo_outputs
 from vireid.engine.checkpoint import load_checkpoint
 from vireid.errors import DatasetWarning
 from vireid.evaluation.feature_file import FeatureSet, save_features
+from vireid.synthetic.writer import write_synthetic_dataset
 
 
 def _features(images, metadata: dict, seed: int = 0) -> FeatureSet:
@@ -316,3 +321,100 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     process.stdout.close()  # the reader is gone before the command prints
     assert process.wait(timeout=120) == 141
     assert process.stderr.read() == b""
+
+
+def test_synth_force_replaces_only_a_synthetic_dataset(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    arguments = [
+        "synth",
+        "--layout",
+        "regdb",
+        "--ids",
+        "4",
+        "--images-per-id",
+        "1",
+        "--size",
+        "32x16",
+        "--workers",
+        "1",
+    ]
+    _fails_in_one_line(
+        capsys, [*arguments, "--out", str(mine), "--force"], "not a synthetic dataset of vireid (no synthetic.json"
+    )
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    synthetic = tmp_path / "RegDB"
+    assert main([*arguments, "--out", str(synthetic)]) == 0
+    (synthetic / "Visible" / "note.txt").write_text("replaced with the set")
+    assert main([*arguments, "--out", str(synthetic), "--force"]) == 0
+    assert not (synthetic / "Visible" / "note.txt").exists() and (synthetic / "synthetic.json").is_file()
+
+
+def test_partials_of_killed_processes_are_removed_and_live_ones_kept(tmp_path):
+    out = tmp_path / "RegDB"
+    dead, live = tmp_path / ".RegDB.partial-999999999", tmp_path / f".RegDB.partial-{os.getppid()}"
+    for partial in (dead, live):
+        (partial / "Visible").mkdir(parents=True)
+    stale_checkpoint = tmp_path / ".last.pt.partial-999999999"
+    stale_checkpoint.write_bytes(b"half a checkpoint")
+    write_synthetic_dataset("regdb", out, identities=4, images_per_id=1, size=(32, 16), workers=1)
+    assert not dead.exists() and live.exists()
+    write_text(tmp_path / "last.pt", "a whole one")
+    assert not stale_checkpoint.exists()
+
+
+def test_test_into_another_runs_folder_needs_force(sysu_root, tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for run in (first, second):
+        assert main([*_small_training(sysu_root, run), "--set", "train.epochs=1"]) == 0
+    assert main(["test", str(first / "last.pt"), "--trials", "0", "--quiet"]) == 0
+    before = (first / "results.json").read_text()
+    capsys.readouterr()
+    arguments = ["test", str(second / "last.pt"), "--trials", "0-1", "--out", str(first), "--quiet"]
+    _fails_in_one_line(capsys, arguments, f"{first}: already holds results (results.json) of other checkpoints")
+    assert (first / "results.json").read_text() == before
+    assert main([*arguments, "--force"]) == 0 and (first / "results.json").read_text() != before
+    assert main(["test", str(first / "last.pt"), "--trials", "0", "--quiet"]) == 0  # its own folder: no question
+
+
+def test_a_new_demo_removes_only_what_the_last_one_wrote(tmp_path):
+    run = tmp_path / "run"
+    (run / "tensorboard").mkdir(parents=True)
+    for name in (
+        "last.pt",
+        "best.pt",
+        "metrics.jsonl",
+        "results.json",
+        "ranks_sysu-all.png",
+        "tsne.png",
+        "config.yaml",
+    ):
+        (run / name).write_text("the demo's")
+    for name in ("last.visible.onnx", "notes.txt"):
+        (run / name).write_text("the user's")
+    remove_demo_outputs(run)
+    assert sorted(path.name for path in run.iterdir()) == ["last.visible.onnx", "notes.txt"]
+
+
+def test_logs_hold_each_step_once_after_a_dead_run_and_a_resume(sysu_root, tmp_path):
+    def steps(run):
+        return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+    base = [
+        *_small_training(sysu_root, tmp_path / "x")[:-3],
+        "--set",
+        "train.log_every=1",
+        "--set",
+        "train.steps_per_epoch=2",
+    ]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main([*base, "--set", "train.epochs=2", "--out", str(straight), "--quiet"]) == 0
+    split.mkdir()
+    (split / "metrics.jsonl").write_text('{"kind": "step", "step": 7}\n{"kind": "st')  # a run that died early
+    assert main([*base, "--set", "train.epochs=1", "--out", str(split), "--quiet"]) == 0
+    assert steps(split) == [1, 2, 2]  # the dead run's lines are gone
+    with open(split / "metrics.jsonl", "a") as handle:  # the run went on past its checkpoint, then died
+        handle.write('{"kind": "step", "step": 3}\n{"kind": "step", "st')
+    assert main(["train", "--resume", str(split / "last.pt"), "--set", "train.epochs=2", "--quiet"]) == 0
+    assert steps(split) == steps(straight) == [1, 2, 2, 3, 4, 4]

@@ -3,7 +3,9 @@ and checking, before any work, that a file or folder can be written at all."""
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,16 +16,47 @@ from vireid.errors import UserError
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yields a temporary path to write; on success it replaces ``path``, on error it is removed."""
+    """Yields a temporary path to write; on success it replaces ``path``, on error it is removed.
+    Partial files of ``path`` that a killed process left behind are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    remove_stale_partials(path)
+    temporary = partial_path(path)
     try:
         yield temporary
         os.replace(temporary, path)
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def partial_path(path: Path) -> Path:
+    """Where this process writes ``path`` before renaming it: ``.NAME.partial-PID`` beside it."""
+    return path.with_name(f".{path.name}.partial-{os.getpid()}")
+
+
+def remove_stale_partials(path: Path) -> list[Path]:
+    """Remove the partial files or folders of ``path`` whose writing process is gone (``kill -9``)."""
+    removed = []
+    for partial in path.parent.glob(f".{glob.escape(path.name)}.partial-*"):
+        pid = partial.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            if partial.is_dir():
+                shutil.rmtree(partial)
+            else:
+                partial.unlink()
+            removed.append(partial)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_text(path: str | Path, text: str) -> Path:

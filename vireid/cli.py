@@ -119,7 +119,9 @@ def add_synth_parser(commands: argparse._SubParsersAction) -> None:
         help=f"image size HxW (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})",
     )
     synth.add_argument("--workers", type=int, help="worker processes (default: number of cores, at most 8)")
-    synth.add_argument("--force", action="store_true", help="replace the folder if it exists")
+    synth.add_argument(
+        "--force", action="store_true", help="replace the folder if it holds a synthetic dataset of vireid"
+    )
     synth.set_defaults(handler=command_synth, outputs={"out": "folder"})
 
 
@@ -257,6 +259,7 @@ def command_test(arguments: argparse.Namespace) -> int:
         Path(arguments.out) if arguments.out else None,
         progress=not arguments.quiet,
         overrides=arguments.set,
+        force=arguments.force,
     )
     print(results_table(results))
     return 0
@@ -284,6 +287,7 @@ def add_test_parser(commands: argparse._SubParsersAction, protocol_names: list[s
     )
     test.add_argument("--trials", type=_parse_trials, help="trials, e.g. 0-9 (default: all)")
     test.add_argument("--out", help="where to write the results, features and pictures (default: see above)")
+    test.add_argument("--force", action="store_true", help="replace the results an --out folder holds already")
     _add_model_options(test)
     test.set_defaults(handler=command_test, outputs={"out": "folder"})
 

@@ -29,6 +29,24 @@ from vireid.viz.tsne import draw_tsne
 DEMO_CONFIG = "tiny"  # a shipped config (vireid/configs/tiny.yaml)
 
 
+DEMO_OUTPUTS = (
+    "config.yaml", "metrics.jsonl", "last.pt", "best.pt", "features.npz", "results.md", "results.json",
+    "cmc.png", "tsne.png", "ranks_*.png", "tensorboard",
+)  # fmt: skip
+"""What a demo writes into its run folder: all that the next demo removes."""
+
+
+def remove_demo_outputs(run_dir: Path) -> None:
+    """Remove what an earlier demo wrote into ``run_dir``, nothing else (a user's exported
+    ONNX files, notes, ... stay)."""
+    for pattern in DEMO_OUTPUTS:
+        for path in run_dir.glob(pattern):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
 def run_demo(
     out: Path,
     workers: int | None = None,
@@ -49,7 +67,7 @@ def run_demo(
         )
     config = load_config(DEMO_CONFIG, [f"data.root={data_root}", f"train.cache_dir={out / 'cache'}", *overrides])
     run_dir = out / "run"
-    shutil.rmtree(run_dir, ignore_errors=True)  # each demo trains afresh; the data are kept
+    remove_demo_outputs(run_dir)  # each demo trains afresh; the data are kept, and whatever else is in the folder
     last = train(config, run_dir, progress=progress)
     results = score_checkpoints([last], progress=progress)
     trained_features = load_features(run_dir / "features.npz")

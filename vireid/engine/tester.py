@@ -41,6 +41,7 @@ def score_checkpoints(
     out: Path | None = None,
     progress: bool = True,
     overrides: list[str] | tuple[str, ...] = (),
+    force: bool = False,
 ) -> list[ProtocolResult]:
     """Score checkpoints with every trial of each protocol; write results.md/json,
     the features, the CMC curves (cmc.png) and a rank list per protocol (ranks_<protocol>.png).
@@ -49,6 +50,8 @@ def score_checkpoints(
     per trial (RegDB) take one per trial (each checkpoint's config names its
     trial) and average over them. ``overrides``
     (``key=value``) change the checkpoints' configs, e.g. the test-time feature.
+    An ``out`` other than the checkpoints' own folder that holds results already
+    is refused unless ``force``.
     """
     loaded = []
     for path in checkpoint_paths:
@@ -70,7 +73,13 @@ def score_checkpoints(
     for name in protocols:
         if get_protocol(name).dataset != dataset.name:
             raise UserError(f"--protocol {name} does not apply to a model trained on {dataset.name}")
-    out = Path(out) if out else Path(os.path.commonpath([path.parent for path in checkpoint_paths]))
+    own_folder = Path(os.path.commonpath([path.parent for path in checkpoint_paths]))
+    out = Path(out) if out else own_folder
+    if out.resolve() != own_folder.resolve() and (out / "results.json").exists() and not force:
+        raise UserError(
+            f"{out}: already holds results (results.json) of other checkpoints; "
+            f"choose another --out, or pass --force to replace them"
+        )
     print(_start_line(loaded, dataset, protocols, trials, device, out), flush=True)
     out.mkdir(parents=True, exist_ok=True)
     feature_sets, written = [], []

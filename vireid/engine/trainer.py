@@ -229,7 +229,7 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
         loader=loader,
         worker_seeds=worker_seeds,
         device_augment=device_augment,
-        log=RunLog(run_dir, environment.is_main),
+        log=RunLog(run_dir, environment.is_main, start_epoch * len(sampler)),
         start_epoch=start_epoch,
         best=best,
         step=start_epoch * len(sampler),

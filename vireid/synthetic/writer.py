@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vireid.atomic import partial_path, remove_stale_partials
 from vireid.data.synthetic_plan import DatasetPlan, ImageJob
 from vireid.datasets import DATASETS, SyntheticLayout
 from vireid.errors import UserError
@@ -113,12 +114,17 @@ def write_synthetic_dataset(
     out = Path(out)
     if out.exists() and not force:
         raise UserError(f"{out}: already exists; choose a new folder or pass --force to replace it")
+    if out.exists() and not (out / MARKER_FILE).is_file():
+        raise UserError(
+            f"{out}: not a synthetic dataset of vireid (no {MARKER_FILE} in it); --force replaces only those, "
+            f"so nothing of yours is deleted: choose a new folder"
+        )
     workers = workers if workers is not None else min(8, os.cpu_count() or 1)
     started = time.perf_counter()
     plan = planner.plan(identities, images_per_id, np.random.default_rng([seed, 2]))
     out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
+    remove_stale_partials(out)
+    temporary = partial_path(out)
     try:
         temporary.mkdir()
         _write_plan(plan, temporary, seed, size, workers)
