@@ -88,15 +88,16 @@ def test_a_backwards_trial_range_is_refused_by_the_parser(feature_files, capsys)
 
 
 @pytest.mark.parametrize(
-    "arguments, message",
+    "features, arguments, message",
     [
-        (["--protocol", "regdb-v2t"], "sysu.npz: features of the sysu dataset, but regdb-v2t"),
-        (["--protocol", "sysu-all", "--trial", "12"], "--trials: sysu-all has trials 0 to 9"),
+        ("sysu", ["--protocol", "regdb-v2t"], "sysu.npz: features of the sysu dataset, but regdb-v2t"),
+        ("sysu", ["--protocol", "sysu-all", "--trial", "12"], "--trials: sysu-all has trials 0 to 9"),
+        ("own", ["--protocol", "sysu-all"], "own.npz: its images have no person ids"),
     ],
 )
-def test_plot_ranks_refuses_what_evaluate_refuses(feature_files, capsys, tmp_path, arguments, message):
+def test_plot_ranks_refuses_what_evaluate_refuses(feature_files, capsys, tmp_path, features, arguments, message):
     picture = tmp_path / "ranks.png"
-    _fails_in_one_line(capsys, ["plot", "ranks", feature_files["sysu"], *arguments, "--out", str(picture)], message)
+    _fails_in_one_line(capsys, ["plot", "ranks", feature_files[features], *arguments, "--out", str(picture)], message)
     assert not picture.exists()
 
 
@@ -418,3 +419,11 @@ def test_logs_hold_each_step_once_after_a_dead_run_and_a_resume(sysu_root, tmp_p
         handle.write('{"kind": "step", "step": 3}\n{"kind": "step", "st')
     assert main(["train", "--resume", str(split / "last.pt"), "--set", "train.epochs=2", "--quiet"]) == 0
     assert steps(split) == steps(straight) == [1, 2, 2, 3, 4, 4]
+
+
+def test_a_batch_of_more_identities_than_the_data_hold_names_the_key(sysu_root, tmp_path, capsys):
+    arguments = [*_small_training(sysu_root, tmp_path / "run"), "--set", "train.identities_per_batch=100"]
+    _fails_in_one_line(
+        capsys, arguments, "train.identities_per_batch: a batch needs 100 identities with images of both"
+    )
+    assert not (tmp_path / "run" / "last.pt").exists()
