@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.error
 from pathlib import Path
 
@@ -19,13 +20,13 @@ from PIL import Image
 
 import vireid.engine.trainer as trainer
 from vireid.atomic import write_text
-from vireid.cli import main
+from vireid.cli import _first_cause, main
 from vireid.config import ConfigError, config_to_dict, load_config
 from vireid.datasets.regdb import regdb_test_images
 from vireid.datasets.sysu import sysu_test_images, sysu_train_split
 from vireid.demo import remove_demo_outputs
 from vireid.engine.checkpoint import load_checkpoint
-from vireid.errors import DatasetWarning
+from vireid.errors import DatasetError, DatasetWarning
 from vireid.evaluation.feature_file import FeatureSet, save_features
 from vireid.synthetic.writer import write_synthetic_dataset
 
@@ -91,7 +92,7 @@ def test_a_backwards_trial_range_is_refused_by_the_parser(feature_files, capsys)
     "features, arguments, message",
     [
         ("sysu", ["--protocol", "regdb-v2t"], "sysu.npz: features of the sysu dataset, but regdb-v2t"),
-        ("sysu", ["--protocol", "sysu-all", "--trial", "12"], "--trials: sysu-all has trials 0 to 9"),
+        ("sysu", ["--protocol", "sysu-all", "--trial", "12"], "--trial: sysu-all has trials 0 to 9"),
         ("own", ["--protocol", "sysu-all"], "own.npz: its images have no person ids"),
     ],
 )
@@ -145,7 +146,9 @@ def test_ids_listed_without_images_are_named_in_one_warning_line(sysu_root, tmp_
     command = [sys.executable, "-m", "vireid.cli", "train", "tiny", *settings, *short, "--out", str(tmp_path / "run")]
     completed = subprocess.run([*command, "--quiet"], capture_output=True, text=True)  # Python's own warning machinery
     assert completed.returncode == 0, completed.stderr
-    assert completed.stderr.splitlines() == [f"vireid: warning: {test_ids} list 2 id(s) with no image: 9998, 9999"]
+    warning_lines = [line for line in completed.stderr.splitlines() if line.startswith("vireid: warning:")]
+    assert warning_lines == [f"vireid: warning: {test_ids} list 2 id(s) with no image: 9998, 9999"]
+    assert "Traceback" not in completed.stderr and "UserWarning" not in completed.stderr
 
 
 @pytest.fixture
@@ -234,7 +237,7 @@ def test_imagenet_weights_offline_say_how_to_go_on(sysu_root, tmp_path, capsys, 
         (["export", "{checkpoint}", "--out", "{blocker}"], "expected a folder to write into, but it is a file"),
         (
             ["evaluate", "--features", "{sysu}", "--protocol", "sysu-all", "--device", "gpu0"],
-            "--device: expected cpu, cuda or cuda:N",
+            "--device: expected cpu, cuda, cuda:N or mps",
         ),
     ],
 )
@@ -316,9 +319,9 @@ def test_an_image_that_breaks_in_a_loader_worker_is_named_in_one_line(sysu_root,
 
 
 def test_a_closed_pipe_ends_quietly(tmp_path):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vireid.cli", "configs"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    environment = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}  # output buffered
+    command = [sys.executable, "-m", "vireid.cli", "configs"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment)
     process.stdout.close()  # the reader is gone before the command prints
     assert process.wait(timeout=120) == 141
     assert process.stderr.read() == b""
@@ -350,6 +353,9 @@ def test_synth_force_replaces_only_a_synthetic_dataset(tmp_path, capsys):
     (synthetic / "Visible" / "note.txt").write_text("replaced with the set")
     assert main([*arguments, "--out", str(synthetic), "--force"]) == 0
     assert not (synthetic / "Visible" / "note.txt").exists() and (synthetic / "synthetic.json").is_file()
+    empty = tmp_path / "mount_point"
+    empty.mkdir()
+    assert main([*arguments, "--out", str(empty), "--force"]) == 0  # an empty folder holds nothing to lose
 
 
 def test_partials_of_killed_processes_are_removed_and_live_ones_kept(tmp_path):
@@ -359,10 +365,16 @@ def test_partials_of_killed_processes_are_removed_and_live_ones_kept(tmp_path):
         (partial / "Visible").mkdir(parents=True)
     stale_checkpoint = tmp_path / ".last.pt.partial-999999999"
     stale_checkpoint.write_bytes(b"half a checkpoint")
+    fresh = tmp_path / ".best.pt.partial-999999998"  # maybe a writer on another machine: too recent to judge
+    fresh.write_bytes(b"being written")
+    an_hour_ago = time.time() - 3600
+    for partial in (dead, live, stale_checkpoint):
+        os.utime(partial, (an_hour_ago, an_hour_ago))
     write_synthetic_dataset("regdb", out, identities=4, images_per_id=1, size=(32, 16), workers=1)
     assert not dead.exists() and live.exists()
     write_text(tmp_path / "last.pt", "a whole one")
-    assert not stale_checkpoint.exists()
+    write_text(tmp_path / "best.pt", "a whole one")
+    assert not stale_checkpoint.exists() and fresh.exists()
 
 
 def test_test_into_another_runs_folder_needs_force(sysu_root, tmp_path, capsys):
@@ -376,6 +388,7 @@ def test_test_into_another_runs_folder_needs_force(sysu_root, tmp_path, capsys):
     _fails_in_one_line(capsys, arguments, f"{first}: already holds results (results.json) of other checkpoints")
     assert (first / "results.json").read_text() == before
     assert main([*arguments, "--force"]) == 0 and (first / "results.json").read_text() != before
+    assert main(arguments) == 0  # the same checkpoint into the same folder again: its own results
     assert main(["test", str(first / "last.pt"), "--trials", "0", "--quiet"]) == 0  # its own folder: no question
 
 
@@ -427,3 +440,34 @@ def test_a_batch_of_more_identities_than_the_data_hold_names_the_key(sysu_root, 
         capsys, arguments, "train.identities_per_batch: a batch needs 100 identities with images of both"
     )
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_run_stopped_during_its_evaluation_evaluates_on_resume(sysu_root, tmp_path, capsys, monkeypatch):
+    original = trainer._evaluate
+    monkeypatch.setattr(trainer, "_evaluate", lambda *arguments: (_ for _ in ()).throw(KeyboardInterrupt))
+    run = tmp_path / "run"
+    assert main([*_small_training(sysu_root, run), "--set", "train.epochs=1"]) == 130
+    assert "continue with vireid train --resume" in capsys.readouterr().err and not (run / "best.pt").exists()
+    monkeypatch.setattr(trainer, "_evaluate", original)
+    assert main(["train", "--resume", str(run / "last.pt"), "--quiet"]) == 0
+    assert load_checkpoint(run / "best.pt")["best"]["epoch"] == 1 and load_checkpoint(run / "last.pt")["evaluated"]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [record["kind"] for record in records] == ["epoch"] and "sysu-all/mAP" in records[0]
+
+
+def test_the_first_cause_of_a_worker_error_keeps_all_its_lines():
+    wrapped = DatasetError(
+        "Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in <module>\nvireid.errors.DatasetError: /data/a.jpg: first line\nsecond line'
+    )
+    assert _first_cause(wrapped) == "/data/a.jpg: first line\nsecond line"
+    assert _first_cause(DatasetError("plain")) == "plain"
+
+
+def test_id_files_saved_with_a_byte_order_mark_read_alike(sysu_root, tmp_path):
+    root = tmp_path / "SYSU-MM01"
+    shutil.copytree(sysu_root, root)
+    test_ids = root / "exp" / "test_id.txt"
+    test_ids.write_bytes(b"\xef\xbb\xbf" + test_ids.read_bytes())  # as some Windows editors save
+    original = sysu_test_images(sysu_root).paths
+    assert sysu_test_images(root).paths == tuple(path.replace(str(sysu_root), str(root)) for path in original)

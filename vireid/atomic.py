@@ -7,6 +7,7 @@ import glob
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Literal
@@ -35,17 +36,30 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial-{os.getpid()}")
 
 
+STALE_AFTER_SECONDS = 60.0
+"""A partial untouched this long whose process is gone (on this machine) is a killed run's."""
+
+
 def remove_stale_partials(path: Path) -> list[Path]:
-    """Remove the partial files or folders of ``path`` whose writing process is gone (``kill -9``)."""
+    """Remove the partial files or folders of ``path`` that a killed process left behind
+    (``kill -9``): its process is gone, or it is this very process's number from an earlier
+    life (a restarted container), and nothing has written to it for a minute. Another
+    process removing the same partial at the same time is no error."""
     removed = []
     for partial in path.parent.glob(f".{glob.escape(path.name)}.partial-*"):
         pid = partial.name.rsplit("-", 1)[1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if not pid.isdigit() or (int(pid) != os.getpid() and _alive(int(pid))):
+            continue
+        try:
+            if time.time() - partial.stat().st_mtime < STALE_AFTER_SECONDS:
+                continue
             if partial.is_dir():
-                shutil.rmtree(partial)
+                shutil.rmtree(partial, ignore_errors=True)
             else:
-                partial.unlink()
-            removed.append(partial)
+                partial.unlink(missing_ok=True)
+        except FileNotFoundError:  # removed by another process meanwhile
+            continue
+        removed.append(partial)
     return removed
 
 

@@ -715,7 +715,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     try:
         _check_before_working(arguments)
-        return arguments.handler(arguments)
+        code = arguments.handler(arguments)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except UserError as error:
         print(f"vireid {arguments.command}: error: {_first_cause(error)}", file=sys.stderr)
         return 130 if isinstance(error, Interrupted) else 2
@@ -744,8 +746,8 @@ def _first_cause(error: UserError) -> str:
     message = str(error)
     if "\nOriginal Traceback" not in message:
         return message
-    last_line = message.rstrip().splitlines()[-1]  # "vireid.errors.DatasetError: /path: expected ..."
-    return last_line.split(": ", 1)[1] if ": " in last_line else last_line
+    raised = f"\n{type(error).__module__}.{type(error).__qualname__}: "  # "vireid.errors.DatasetError: "
+    return message.rsplit(raised, 1)[-1].strip()
 
 
 if __name__ == "__main__":

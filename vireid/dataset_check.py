@@ -25,7 +25,7 @@ from vireid.errors import DatasetError
 from vireid.modality import Modality
 from vireid.progress import track
 
-EIGHT_BIT_MODES = ("1", "L", "P", "RGB", "RGBA", "LA", "CMYK", "YCbCr")
+EIGHT_BIT_MODES = ("1", "L", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "LA", "La", "CMYK", "YCbCr", "LAB", "HSV")
 """Pixel formats of 8 bits per channel (or fewer); any other is read by its range."""
 
 
@@ -55,7 +55,7 @@ def check_image(path: str, decode: bool) -> tuple[str | None, str | None]:
             mode, (width, height) = image.mode, image.size
         if decode:
             load_image(path)
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         return str(unreadable(path, error)).removeprefix(f"{path}: "), None
     except DatasetError as error:
         return str(error).removeprefix(f"{path}: "), None

@@ -15,13 +15,14 @@ import numpy as np
 from PIL import Image
 
 from vireid.atomic import atomic_path
-from vireid.data.images import load_image
+from vireid.data.images import DECODER_VERSION, load_image
 from vireid.data.splits import Split
 from vireid.progress import track
 
 
 def cache_file(cache_dir: str | Path, split: Split, height: int, width: int) -> Path:
-    digest = hashlib.sha1(("\n".join(split.paths) + f"\n{height}x{width}").encode()).hexdigest()[:16]
+    key = "\n".join(split.paths) + f"\n{height}x{width}\ndecoder {DECODER_VERSION}"  # a new decoder, a new cache
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     return Path(cache_dir) / f"images_{digest}_{height}x{width}.npy"
 
 

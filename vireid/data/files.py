@@ -34,7 +34,7 @@ def read_text_lines(path: Path, what: str) -> list[str]:
     """The lines of a text file, or a DatasetError naming it when it is missing or not text."""
     require_file(path, what)
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is no id
     except UnicodeDecodeError as error:
         raise DatasetError(
             f"{path}: expected {what}, but it is not a text file ({error.reason} at byte {error.start})"

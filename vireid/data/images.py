@@ -22,6 +22,7 @@ MIN_HEIGHT, MIN_WIDTH = 8, 4
 """Smaller images cannot show a person: they are refused (skipped, where a user's own images are read)."""
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+DECODER_VERSION = 2  # 2: deep images scaled by their range (1 clipped them); caches of decoded images name it
 
 
 def load_image(path: str) -> Image.Image:
@@ -30,7 +31,7 @@ def load_image(path: str) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             eight_bit = _to_eight_bit(image)
-    except (FileNotFoundError, UnidentifiedImageError, OSError, ValueError) as error:
+    except (FileNotFoundError, UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
         raise unreadable(path, error) from error
     if too_small(eight_bit.height, eight_bit.width):
         raise DatasetError(f"{path}: {too_small(eight_bit.height, eight_bit.width)}")

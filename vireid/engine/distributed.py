@@ -37,8 +37,10 @@ def checked_device(name: str) -> str:
     else a UserError saying what exists."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
-        raise UserError(f"--device: expected cpu, cuda or cuda:N (or auto), got {name!r}")
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
+        raise UserError(f"--device: expected cpu, cuda, cuda:N or mps (or auto), got {name!r}")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UserError("--device mps: PyTorch sees no Apple GPU on this machine; use --device cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UserError(f"--device {name}: PyTorch sees no CUDA GPU on this machine; use --device cpu")

@@ -26,7 +26,8 @@ class RunLog:
             from torch.utils.tensorboard import SummaryWriter
 
             self._keep_records_before(start_step)
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step)
+            # TensorBoard drops earlier events of step >= purge_step: those after the checkpoint's step
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1)
 
     def _keep_records_before(self, start_step: int) -> None:
         if not self.path.exists():

@@ -75,7 +75,8 @@ def score_checkpoints(
             raise UserError(f"--protocol {name} does not apply to a model trained on {dataset.name}")
     own_folder = Path(os.path.commonpath([path.parent for path in checkpoint_paths]))
     out = Path(out) if out else own_folder
-    if out.resolve() != own_folder.resolve() and (out / "results.json").exists() and not force:
+    sources = ", ".join(str(path) for path in checkpoint_paths)
+    if out.resolve() != own_folder.resolve() and _results_of_others(out, sources) and not force:
         raise UserError(
             f"{out}: already holds results (results.json) of other checkpoints; "
             f"choose another --out, or pass --force to replace them"
@@ -94,7 +95,6 @@ def score_checkpoints(
     ]
     table = results_table(results)
     pictures = write_pictures(results, feature_sets[0], out, loaded[0][2].name)
-    sources = ", ".join(str(path) for path in checkpoint_paths)
     links = "\n".join(f"![{picture.stem}]({picture.name})" for picture in pictures)
     written.append(write_text(out / "results.md", f"# Results\n\nCheckpoints: {sources}\n\n{table}\n\n{links}\n"))
     written.append(
@@ -103,6 +103,15 @@ def score_checkpoints(
     for path in [*written, *pictures]:
         print(f"wrote {path}")
     return results
+
+
+def _results_of_others(out: Path, sources: str) -> bool:
+    """Whether ``out`` holds results written for other checkpoints than ``sources`` (results.md names them)."""
+    if not (out / "results.json").exists():
+        return False
+    report = out / "results.md"
+    lines = report.read_text().splitlines() if report.exists() else []
+    return f"Checkpoints: {sources}" not in lines
 
 
 def _start_line(

@@ -150,6 +150,7 @@ class Run:
     start_epoch: int
     best: dict  # {"metric", "epoch", ...} of the best evaluation so far
     step: int = 0
+    pending_evaluation: dict | None = None  # the record of a resumed epoch whose due evaluation never ran
 
     @property
     def last_path(self) -> Path:
@@ -174,7 +175,8 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
     train_config = config.train
     torch.manual_seed(train_config.seed)
     np.random.seed(train_config.seed)
-    require_usable_images(config.data.dataset, config.data.root, config.data.trial, progress and environment.is_main)
+    if environment.is_main:  # one rank reads the headers; its error ends the job
+        require_usable_images(config.data.dataset, config.data.root, config.data.trial, progress)
     split = get_dataset(config.data.dataset).read_training_split(Path(config.data.root), config.data.trial)
     num_classes = int(split.labels.max()) + 1
     model = create_model(config.model, num_classes, load_weights=checkpoint is None).to(environment.device)
@@ -229,10 +231,11 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
         loader=loader,
         worker_seeds=worker_seeds,
         device_augment=device_augment,
-        log=RunLog(run_dir, environment.is_main, start_epoch * len(sampler)),
+        log=RunLog(run_dir, environment.is_main, checkpoint["step"] if checkpoint else 0),
         start_epoch=start_epoch,
         best=best,
-        step=start_epoch * len(sampler),
+        step=checkpoint["step"] if checkpoint else 0,
+        pending_evaluation=checkpoint["metrics"] if checkpoint and not checkpoint.get("evaluated", True) else None,
     )
 
 
@@ -359,6 +362,7 @@ def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) 
     config = run.config
     if not run.environment.is_main:
         return
+    due = (config.train.eval_every and (epoch + 1) % config.train.eval_every == 0) or epoch + 1 == config.train.epochs
     state = {
         "config": config_to_dict(config),
         "num_classes": run.model.num_classes,
@@ -371,11 +375,11 @@ def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) 
         "rng": rng_state(),
         "metrics": record,
         "best": run.best,
+        "evaluated": not due,  # False until the due evaluation is in: a resume then runs it first
     }
     save_checkpoint(run.last_path, state)
     protocol = evaluation_protocol(config)
-    finished = epoch + 1 == config.train.epochs
-    if (config.train.eval_every and (epoch + 1) % config.train.eval_every == 0) or finished:
+    if due:
         result = _evaluate(run, protocol, progress)
         set_rng_state(state["rng"])  # evaluation must not change what training draws next
         record.update({f"{result.protocol.name}/{name}": value for name, value in result.mean().items()})
@@ -383,7 +387,7 @@ def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) 
         if metric > run.best["metric"]:
             run.best = {"metric": metric, "epoch": epoch + 1, "protocol": protocol, "measure": "mAP (on the test set)"}
             record["best"] = True
-        state.update(metrics=record, best=run.best)
+        state.update(metrics=record, best=run.best, evaluated=True)
         save_checkpoint(run.last_path, state)
         if record.get("best"):
             save_checkpoint(run.run_dir / "best.pt", state)
@@ -411,6 +415,8 @@ def train(
     run = build_run(config, Path(run_dir), resume, device, progress)
     progress = progress and run.environment.is_main
     try:
+        if run.pending_evaluation is not None:  # the run was stopped while evaluating its last epoch
+            evaluate_and_checkpoint(run, run.start_epoch - 1, run.pending_evaluation, progress)
         for epoch in range(run.start_epoch, config.train.epochs):
             record = train_one_epoch(run, epoch, progress)
             evaluate_and_checkpoint(run, epoch, record, progress)

@@ -142,14 +142,15 @@ def check_features_for(protocol: Protocol, feature_set: FeatureSet) -> None:
         )
 
 
-def checked_trials(protocol: Protocol, trials: Sequence[int] | None) -> list[int]:
-    """``trials`` (default: all of the protocol's), each one of the protocol's, none twice."""
+def checked_trials(protocol: Protocol, trials: Sequence[int] | None, option: str = "--trials") -> list[int]:
+    """``trials`` (default: all of the protocol's), each one of the protocol's, none twice;
+    else a UserError naming ``option``."""
     trials = list(protocol.trials if trials is None else trials)
     unknown = sorted({trial for trial in trials if trial not in protocol.trials})
     if not trials or unknown or len(set(trials)) != len(trials):
         not_among = f" ({', '.join(map(str, unknown))} not among them)" if unknown else ""
         raise UserError(
-            f"--trials: {protocol.name} has trials {protocol.trials[0]} to {protocol.trials[-1]}, "
+            f"{option}: {protocol.name} has trials {protocol.trials[0]} to {protocol.trials[-1]}, "
             f"each once; got {trials or 'none'}{not_among}"
         )
     return trials

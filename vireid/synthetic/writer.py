@@ -114,7 +114,7 @@ def write_synthetic_dataset(
     out = Path(out)
     if out.exists() and not force:
         raise UserError(f"{out}: already exists; choose a new folder or pass --force to replace it")
-    if out.exists() and not (out / MARKER_FILE).is_file():
+    if out.exists() and any(out.iterdir()) and not (out / MARKER_FILE).is_file():
         raise UserError(
             f"{out}: not a synthetic dataset of vireid (no {MARKER_FILE} in it); --force replaces only those, "
             f"so nothing of yours is deleted: choose a new folder"
@@ -125,6 +125,7 @@ def write_synthetic_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(out)
     temporary = partial_path(out)
+    shutil.rmtree(temporary, ignore_errors=True)  # this process's own, from a failed earlier call
     try:
         temporary.mkdir()
         _write_plan(plan, temporary, seed, size, workers)

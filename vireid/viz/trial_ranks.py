@@ -25,7 +25,7 @@ def trial_rank_lists(
     own_trial = feature_set.metadata.get("trial") if get_dataset(protocol.dataset).one_model_per_trial else None
     if trial is None:
         trial = own_trial if own_trial is not None else protocol.trials[0]
-    checked_trials(protocol, [trial])
+    checked_trials(protocol, [trial], "--trial")
     if own_trial is not None and trial != own_trial:
         raise UserError(
             f"{feature_set.name}: features of trial {own_trial}'s model; --trial {trial} needs that model's"
