@@ -16,10 +16,12 @@ import yaml
 import vireid.progress
 from vireid.cli import main
 from vireid.config import TrainConfig, load_config
+from vireid.datasets import dataset_fingerprint, describe_fingerprint
 from vireid.datasets.sysu import sysu_test_images, sysu_train_split
 from vireid.engine.checkpoint import CheckpointError, load_checkpoint
 from vireid.engine.trainer import TrainingDiverged, build_optimizer, learning_rate_factor, train
 from vireid.errors import UserError
+from vireid.evaluation.feature_file import load_features
 from vireid.losses import ReIDLoss
 from vireid.models.network import build_model, parameter_counts
 from vireid.synthetic.writer import write_synthetic_dataset
@@ -179,8 +181,11 @@ def test_cli_train_then_test_writes_the_results(small_sysu, tmp_path, capsys, mo
     assert "| sysu-indoor" in printed
     saved = json.loads((run / "results.json").read_text())
     assert [result["protocol"] for result in saved] == ["sysu-all", "sysu-indoor"]
-    assert (run / "results.md").read_text().count("| sysu-") == 2
-    assert (run / "features.npz").is_file()
+    data = dataset_fingerprint("sysu", str(small_sysu))
+    assert [result["data"] for result in saved] == [data, data]
+    assert load_features(run / "features.npz").metadata["data"] == data
+    report = (run / "results.md").read_text()
+    assert report.count("| sysu-") == 2 and f"\n\nData: {describe_fingerprint(data)}\n\n" in report
 
 
 def test_a_new_run_refuses_a_folder_holding_one(small_sysu, tmp_path):

@@ -7,7 +7,9 @@ dataset is one new file here (README, "Add a dataset").
 
 from vireid.datasets.registry import (
     DATASETS,
+    dataset_fingerprint,
     dataset_names,
+    describe_fingerprint,
     get_dataset,
     get_protocol,
     protocol_names,
@@ -22,6 +24,8 @@ import_submodules(__path__, __name__, first=("sysu", "regdb", "llcm"))  # the or
 
 __all__ = [
     "DATASETS",
+    "dataset_fingerprint",
+    "describe_fingerprint",
     "DatasetSpec",
     "GalleryOptions",
     "OfficialDraws",

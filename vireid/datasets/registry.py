@@ -4,11 +4,15 @@ protocol's trial: everything outside the dataset modules goes through here."""
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 from pathlib import Path
 
+from vireid.data.images import IMAGE_SUFFIXES
 from vireid.data.splits import QueryGallery, Split
 from vireid.datasets.spec import DatasetSpec, GalleryOptions, Protocol, TrialRows
 from vireid.errors import UserError
+from vireid.modality import Modality
 
 DATASETS: dict[str, DatasetSpec] = {}
 """Every registered dataset; filled by register_dataset as the dataset modules are imported."""
@@ -82,9 +86,45 @@ def read_trial_split(
     return QueryGallery(test_images.subset(query_rows), test_images.subset(gallery_rows))
 
 
+@functools.lru_cache(maxsize=16)
+def dataset_fingerprint(name: str, root: str) -> dict:
+    """Which data results come from: the image counts per split and modality (of the
+    dataset's first trial, where trials differ) and a short hash of the sorted relative
+    paths of every image file under ``root``. It describes the whole folder, so RegDB's ten
+    trials share it, and it changes when files are added, removed or renamed (LLCM was
+    revised after publication)."""
+    dataset, folder = get_dataset(name), Path(root).resolve()
+    trial = dataset.protocols[0].trials[0]
+    counts = {}
+    for split, images in (
+        ("train", dataset.read_training_split(folder, trial)),
+        ("test", dataset.read_test_images(folder, trial)),
+    ):
+        counts[split] = {modality.name.lower(): int((images.modalities == modality).sum()) for modality in Modality}
+    relative = sorted(
+        path.relative_to(folder).as_posix()
+        for path in folder.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+    )
+    files = hashlib.sha256("\n".join(relative).encode()).hexdigest()[:12]
+    return {"dataset": name, "images": counts, "image_files": len(relative), "files": files}
+
+
+def describe_fingerprint(fingerprint: dict) -> str:
+    """'sysu: train 1164 visible + 1164 infrared, test 276 + 276; 2880 files, hash 3f2a...'."""
+    train, test = fingerprint["images"]["train"], fingerprint["images"]["test"]
+    return (
+        f"{fingerprint['dataset']}: train {train['visible']} visible + {train['infrared']} infrared, "
+        f"test {test['visible']} + {test['infrared']}; "
+        f"{fingerprint['image_files']} image files, hash {fingerprint['files']}"
+    )
+
+
 __all__ = [
     "DATASETS",
+    "dataset_fingerprint",
     "dataset_names",
+    "describe_fingerprint",
     "get_dataset",
     "get_protocol",
     "protocol_names",

@@ -16,7 +16,7 @@ from vireid.data.dataset import SplitDataset
 from vireid.data.image_folder import ImageFiles, collate_readable
 from vireid.data.splits import Split
 from vireid.data.transforms import inference_transform
-from vireid.datasets import get_dataset
+from vireid.datasets import dataset_fingerprint, get_dataset
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.models.network import CrossModalityNet, ModelOutput
 from vireid.progress import track
@@ -158,6 +158,7 @@ def extract_test_features(
         "dataset": config.data.dataset,
         "root": str(Path(config.data.root).resolve()),
         "model": model_signature(model, config, features.shape[1]),
+        "data": dataset_fingerprint(config.data.dataset, str(config.data.root)),
     }
     if dataset.one_model_per_trial:
         metadata["trial"] = config.data.trial

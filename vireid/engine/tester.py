@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from vireid.atomic import write_text
-from vireid.datasets import DatasetSpec, get_dataset, get_protocol
+from vireid.datasets import DatasetSpec, describe_fingerprint, get_dataset, get_protocol
 from vireid.engine.checkpoint import CheckpointError, model_from_checkpoint
 from vireid.engine.extract import extract_test_features
 from vireid.errors import UserError
@@ -96,10 +96,11 @@ def score_checkpoints(
     table = results_table(results)
     pictures = write_pictures(results, feature_sets[0], out, loaded[0][2].name)
     links = "\n".join(f"![{picture.stem}]({picture.name})" for picture in pictures)
-    written.append(write_text(out / "results.md", f"# Results\n\nCheckpoints: {sources}\n\n{table}\n\n{links}\n"))
-    written.append(
-        write_text(out / "results.json", json.dumps([result.to_dict() for result in results], indent=2) + "\n")
-    )
+    data = feature_sets[0].metadata["data"]
+    report = f"# Results\n\nCheckpoints: {sources}\n\nData: {describe_fingerprint(data)}\n\n{table}\n\n{links}\n"
+    written.append(write_text(out / "results.md", report))
+    records = [result.to_dict() for result in results]
+    written.append(write_text(out / "results.json", json.dumps(records, indent=2) + "\n"))
     for path in [*written, *pictures]:
         print(f"wrote {path}")
     return results

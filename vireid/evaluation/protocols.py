@@ -24,7 +24,15 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vireid.datasets import DATASETS, GalleryOptions, Protocol, get_dataset, get_protocol, trial_rows
+from vireid.datasets import (
+    DATASETS,
+    GalleryOptions,
+    Protocol,
+    describe_fingerprint,
+    get_dataset,
+    get_protocol,
+    trial_rows,
+)
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.metrics import RankMetrics, evaluate_features
@@ -47,6 +55,7 @@ class ProtocolResult:
     protocol: Protocol
     trials: tuple[TrialResult, ...]
     options: GalleryOptions = GalleryOptions()
+    data: dict | None = None  # the dataset fingerprint the features record (None for files written before it)
 
     @property
     def label(self) -> str:
@@ -78,6 +87,7 @@ class ProtocolResult:
             "gallery": self.protocol.gallery,
             "shot": self.options.shot,
             "draws": self.options.draws,
+            "data": self.data,
             "mean": self.mean(),
             "std": self.std(),
             "trials": [
@@ -93,6 +103,19 @@ class ProtocolResult:
                 for t in self.trials
             ],
         }
+
+
+def _refuse_mixed_data(feature_sets: Sequence[FeatureSet]) -> None:
+    """Feature sets scored together must come from one dataset folder (where they record it)."""
+    recorded = [(feature_set, feature_set.metadata.get("data")) for feature_set in feature_sets]
+    recorded = [(feature_set, data) for feature_set, data in recorded if data is not None]
+    for feature_set, data in recorded[1:]:
+        first, first_data = recorded[0]
+        if data != first_data:
+            raise UserError(
+                f"{feature_set.name}: features of other data than {first.name} "
+                f"({describe_fingerprint(data)} vs {describe_fingerprint(first_data)}); score each folder's separately"
+            )
 
 
 def _refuse_repeated_trials(runs: list[tuple[int, int]], feature_sets: Sequence[FeatureSet]) -> None:
@@ -176,6 +199,7 @@ def evaluate_protocol(
     dataset = get_dataset(protocol.dataset)
     for feature_set in feature_sets:
         check_features_for(protocol, feature_set)
+    _refuse_mixed_data(feature_sets)
     if dataset.one_model_per_trial:
         if trials is not None:
             raise UserError(f"{dataset.title} trials are the feature files given (one per trial), not --trials")
@@ -211,4 +235,4 @@ def evaluate_protocol(
             max_rank=max_rank,
         )
         results.append(TrialResult(trial, metrics, len(query_rows), len(gallery_rows)))
-    return ProtocolResult(protocol, tuple(results), options)
+    return ProtocolResult(protocol, tuple(results), options, feature_sets[0].metadata.get("data"))
