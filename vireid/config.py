@@ -85,7 +85,10 @@ class TrainConfig:
     cache_dir: str = ""  # decode and resize every training image once into a memory-mapped file here; "" = off
     # "device": crop/flip/normalise whole batches on the training device (needs cache_dir)
     augment_on: Literal["loader", "device"] = "loader"
-    random_erasing: float = 0.0  # probability
+    random_erasing: float = 0.0  # probability of erasing one rectangle of each training image
+    # "reid": the community code's form (vireid.data.erasing); "torchvision": torchvision's RandomErasing defaults
+    erasing: Literal["reid", "torchvision"] = "reid"
+    erasing_fill: list[float] = field(default_factory=lambda: [0.4914, 0.4822, 0.4465])  # "reid": per channel
     amp: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     channels_last: Literal["auto", "always", "never"] = "auto"  # auto: on GPU only
     grad_clip: float = 0.0  # max gradient norm; 0 turns clipping off
@@ -228,7 +231,13 @@ def config_from_dict(values: dict) -> ExperimentConfig:
     _apply(config, _with_method_defaults(values), "")
     _check_dataset(config)
     _check_ranges(config)
+    _check_shapes(config)
     return config
+
+
+def _check_shapes(config: ExperimentConfig) -> None:
+    if len(config.train.erasing_fill) != 3:
+        raise ConfigError(f"train.erasing_fill: expected 3 values (one per channel), got {config.train.erasing_fill}")
 
 
 def _check_dataset(config: ExperimentConfig) -> None:

@@ -29,7 +29,7 @@ from vireid.data.dataset import SplitDataset
 from vireid.data.device_augment import BatchAugment
 from vireid.data.sampler import CrossModalityBatchSampler
 from vireid.data.splits import Split
-from vireid.data.transforms import train_transform
+from vireid.data.transforms import random_erasing, train_transform
 from vireid.dataset_check import require_usable_images
 from vireid.datasets import get_dataset, get_protocol
 from vireid.engine.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
@@ -283,9 +283,7 @@ def _training_loader(
     else:
         transform = train_transform(height, width, train_config.padding)
         if train_config.random_erasing > 0:
-            from torchvision import transforms as T
-
-            transform.transforms.append(T.RandomErasing(p=train_config.random_erasing))
+            transform.transforms.append(random_erasing(train_config))
     loader = DataLoader(
         SplitDataset(split, transform, decoded),
         batch_sampler=sampler,
