@@ -161,8 +161,8 @@ def test_protocols_are_a_fixed_choice(capsys):
     assert exited.value.code == 2
     unquoted = capsys.readouterr().err.replace("'", "")  # Python versions differ in quoting the choices
     assert (
-        "invalid choice: market (choose from sysu-all, sysu-indoor, regdb-v2t, regdb-t2v, llcm-ir2vis, llcm-vis2ir)"
-        in unquoted
+        "invalid choice: market (choose from sysu-all, sysu-indoor, regdb-v2t, regdb-t2v, llcm-ir2vis, "
+        "llcm-vis2ir, llcm-vis2ir-visible-queries)" in unquoted
     )
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vireid.data.splits import Split
 from vireid.datasets import GalleryOptions, get_protocol, protocol_names, read_trial_split
-from vireid.datasets.llcm import llcm_test_images
+from vireid.datasets.llcm import llcm_test_images, llcm_trial_rows
 from vireid.datasets.regdb import regdb_test_images
 from vireid.datasets.sysu import load_official_permutations, sysu_test_images
 from vireid.errors import UserError
@@ -69,7 +70,7 @@ def test_sysu_official_and_multi_shot_from_features_equal_disk(sysu_root):
     assert result.label == "sysu-all multi-shot (official draws)"
 
 
-@pytest.mark.parametrize("mode", ["ir2vis", "vis2ir"])
+@pytest.mark.parametrize("mode", ["ir2vis", "vis2ir", "vis2ir-visible-queries"])
 def test_llcm_trials_from_features_equal_disk(llcm_root, mode):
     feature_set = _random_features(llcm_test_images(llcm_root), seed=2)
     result = evaluate_protocol(f"llcm-{mode}", [feature_set], trials=[0, 3])
@@ -121,10 +122,79 @@ def test_unknown_protocol_lists_the_valid_ones():
     with pytest.raises(UserError, match="sysu-all, sysu-indoor, regdb-v2t") as caught:
         get_protocol("sysu")
     assert "'sysu'" in str(caught.value)
-    assert set(protocol_names()) == {"sysu-all", "sysu-indoor", "regdb-v2t", "regdb-t2v", "llcm-ir2vis", "llcm-vis2ir"}
+    assert set(protocol_names()) == {
+        "sysu-all",
+        "sysu-indoor",
+        "regdb-v2t",
+        "regdb-t2v",
+        "llcm-ir2vis",
+        "llcm-vis2ir",
+        "llcm-vis2ir-visible-queries",
+    }
 
 
 def test_sysu_and_llcm_take_one_feature_file(sysu_root):
     feature_set = _random_features(sysu_test_images(sysu_root))
     with pytest.raises(UserError, match="one feature file"):
         evaluate_protocol("sysu-all", [feature_set, feature_set])
+
+
+def _llcm_hand_case() -> FeatureSet:
+    """Persons 1 and 2; one image per folder, so every draw is that image. Features are unit vectors
+    at the angles given: A_v1 0, A_v2 60, B_v1 20, B_v2 90 (visible, cam1/cam2), A_n1 10, B_n4 80 (near-infrared)."""
+    rows = [  # path, person, camera, modality, angle in degrees
+        ("test_vis/cam1/0001/a.jpg", 1, 1, 0, 0),
+        ("test_vis/cam2/0001/a.jpg", 1, 2, 0, 60),
+        ("test_vis/cam1/0002/a.jpg", 2, 1, 0, 20),
+        ("test_vis/cam2/0002/a.jpg", 2, 2, 0, 90),
+        ("test_nir/cam1/0001/a.jpg", 1, 1, 1, 10),
+        ("test_nir/cam4/0002/a.jpg", 2, 4, 1, 80),
+    ]
+    images = Split(
+        paths=[row[0] for row in rows],
+        person_ids=[row[1] for row in rows],
+        camera_ids=[row[2] for row in rows],
+        modalities=[row[3] for row in rows],
+    )
+    angles = np.radians([row[4] for row in rows])
+    return FeatureSet(np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32), images)
+
+
+@pytest.mark.parametrize(
+    "name, rank1, mAP, mINP",
+    [
+        # published VIS->IR: queries A_n1 (A_v1 removed: same person, same camera; ranking B_v1 A_v2 B_v2:
+        # rank 2, AP 1/2, INP 1/2) and B_n4 (ranking B_v2 A_v2 B_v1 A_v1: rank 1, AP (1 + 2/3)/2, INP 2/3)
+        ("llcm-vis2ir", 1 / 2, (1 / 2 + 5 / 6) / 2, (1 / 2 + 2 / 3) / 2),
+        # visible queries: A_v1 loses its only match (same camera) and counts nowhere; A_v2 ranks B_n4 A_n1,
+        # B_v1 ranks A_n1 B_n4 (both AP 1/2), B_v2 ranks B_n4 first
+        ("llcm-vis2ir-visible-queries", 1 / 3, (1 / 2 + 1 / 2 + 1) / 3, (1 / 2 + 1 / 2 + 1) / 3),
+    ],
+)
+def test_llcm_vis2ir_readings_on_a_hand_built_case(name, rank1, mAP, mINP):
+    trial = evaluate_protocol(name, [_llcm_hand_case()], trials=[0]).trials[0]
+    assert trial.metrics.cmc[0] == pytest.approx(rank1)
+    assert trial.metrics.mAP == pytest.approx(mAP)
+    assert trial.metrics.mINP == pytest.approx(mINP)
+
+
+def test_published_llcm_vis2ir_is_the_transposed_visible_query_matrix(llcm_root):
+    """The LLCM test scripts: eval_llcm(-distmat.T, gallery ids, query ids, gallery cameras, query cameras)
+    on the distance matrix of visible queries against the drawn near-infrared gallery."""
+    feature_set = _random_features(llcm_test_images(llcm_root), seed=4)
+    images, unit = feature_set.images, feature_set.features / np.linalg.norm(feature_set.features, axis=1)[:, None]
+    for trial in (0, 7):
+        visible, drawn = llcm_trial_rows(images, "vis2ir-visible-queries", trial)
+        assert llcm_trial_rows(images, "vis2ir", trial) == (drawn, visible)
+        distances = -(unit[visible].astype(np.float64) @ unit[drawn].astype(np.float64).T)
+        expected = rank_metrics(
+            distances.T,
+            images.person_ids[drawn],
+            images.person_ids[visible],
+            images.camera_ids[drawn],
+            images.camera_ids[visible],
+            "llcm",
+        )
+        measured = evaluate_protocol("llcm-vis2ir", [feature_set], trials=[trial]).trials[0].metrics
+        np.testing.assert_allclose(measured.cmc, expected.cmc, atol=1e-6)
+        assert (measured.mAP, measured.mINP) == (pytest.approx(expected.mAP, abs=1e-6), pytest.approx(expected.mINP))

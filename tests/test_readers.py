@@ -242,30 +242,31 @@ def _llcm_folder_walk(root: Path, folder: str, cameras):
                 yield person, camera, _folder_files(directory)
 
 
+NIR_CAMERAS = (1, 2, 4, 5, 6, 7, 8, 9)
+
+
 @pytest.mark.parametrize(
-    "mode, query_folder, gallery_folder, query_cameras, gallery_cameras",
+    "mode, every_folder, drawn_folder, every_cameras, drawn_cameras, drawn_are_queries",
     [
-        ("ir2vis", "test_nir", "test_vis", (1, 2, 4, 5, 6, 7, 8, 9), range(1, 10)),
-        ("vis2ir", "test_vis", "test_nir", range(1, 10), (1, 2, 4, 5, 6, 7, 8, 9)),
+        ("ir2vis", "test_nir", "test_vis", NIR_CAMERAS, range(1, 10), False),
+        ("vis2ir", "test_vis", "test_nir", range(1, 10), NIR_CAMERAS, True),
+        ("vis2ir-visible-queries", "test_vis", "test_nir", range(1, 10), NIR_CAMERAS, False),
     ],
 )
 def test_llcm_test_split_matches_reference_draws(
-    llcm_root, mode, query_folder, gallery_folder, query_cameras, gallery_cameras
+    llcm_root, mode, every_folder, drawn_folder, every_cameras, drawn_cameras, drawn_are_queries
 ):
+    """The test scripts' process_query_llcm (every image) and process_gallery_llcm (random.seed(trial),
+    one random.choice per folder); published VIS->IR transposes, so its queries are the drawn images."""
     for trial in (0, 5):
         query, gallery = read_trial_split(f"llcm-{mode}", llcm_root, trial)
-        expected_query = [
-            path for _, _, files in _llcm_folder_walk(llcm_root, query_folder, query_cameras) for path in files
-        ]
+        every = [path for _, _, files in _llcm_folder_walk(llcm_root, every_folder, every_cameras) for path in files]
         random.seed(trial)
-        expected_gallery = [
-            random.choice(files) for _, _, files in _llcm_folder_walk(llcm_root, gallery_folder, gallery_cameras)
-        ]
-        assert list(query.paths) == expected_query
-        assert list(gallery.paths) == expected_gallery
+        drawn = [random.choice(files) for _, _, files in _llcm_folder_walk(llcm_root, drawn_folder, drawn_cameras)]
+        assert (list(query.paths), list(gallery.paths)) == ((drawn, every) if drawn_are_queries else (every, drawn))
         assert query.person_ids.tolist() == [int(Path(path).parent.name) for path in query.paths]
         assert gallery.camera_ids.tolist() == [int(Path(path).parent.parent.name[3:]) for path in gallery.paths]
-    expected_modality = Modality.INFRARED if mode == "ir2vis" else Modality.VISIBLE
+    expected_modality = Modality.VISIBLE if mode == "vis2ir-visible-queries" else Modality.INFRARED
     assert (query.modalities == expected_modality).all() and (gallery.modalities != expected_modality).all()
 
 

@@ -34,8 +34,17 @@ from vireid.modality import Modality
 TEST_CAMERAS = {Modality.VISIBLE: (1, 2, 3, 4, 5, 6, 7, 8, 9), Modality.INFRARED: (1, 2, 4, 5, 6, 7, 8, 9)}
 TEST_FOLDERS = {Modality.VISIBLE: "test_vis", Modality.INFRARED: "test_nir"}
 TRAIN_INDEX_FILES = {Modality.VISIBLE: "idx/train_vis.txt", Modality.INFRARED: "idx/train_nir.txt"}
-MODES = {"ir2vis": (Modality.INFRARED, Modality.VISIBLE), "vis2ir": (Modality.VISIBLE, Modality.INFRARED)}
-"""(query modality, gallery modality) of each test mode."""
+MODES = {
+    "ir2vis": (Modality.INFRARED, Modality.VISIBLE, "every"),
+    "vis2ir": (Modality.VISIBLE, Modality.INFRARED, "drawn"),
+    "vis2ir-visible-queries": (Modality.VISIBLE, Modality.INFRARED, "every"),
+}
+"""Each test mode: (modality of which every image is taken, modality of which one image per person
+and camera is drawn, which of the two are the queries). The LLCM test scripts extract every image of
+one modality (their "query") and draw the other (their "gallery"); for VIS→IR they then transpose the
+distance matrix, so the drawn near-infrared images are scored as queries against every visible image.
+``vis2ir`` is that published form; ``vis2ir-visible-queries`` scores the visible images as queries,
+untransposed (what AGW's train.py in the LLCM repository evaluates during training)."""
 TRIALS = tuple(range(10))
 
 
@@ -87,13 +96,15 @@ def llcm_test_images(root: str | Path) -> Split:
 
 
 def llcm_trial_rows(test_images: Split, mode: str = "ir2vis", trial: int = 0) -> tuple[list[int], list[int]]:
-    """Rows of the query (every image of the query modality) and single-shot gallery of one trial."""
+    """Rows of the query and gallery of one trial: every image of one modality, and one image
+    per person and camera of the other drawn with ``random.seed(trial)`` (MODES says which is which)."""
     if mode not in MODES:
         raise ValueError(f"LLCM mode must be one of {sorted(MODES)}, got {mode!r}")
-    query_modality, gallery_modality = MODES[mode]
+    every_modality, drawn_modality, queries = MODES[mode]
     folders = PersonFolders(test_images)
-    query_rows = all_images(folders, query_modality, TEST_CAMERAS[query_modality])
-    return query_rows, reference_draws(folders, gallery_modality, TEST_CAMERAS[gallery_modality], trial, "single")
+    every = all_images(folders, every_modality, TEST_CAMERAS[every_modality])
+    drawn = reference_draws(folders, drawn_modality, TEST_CAMERAS[drawn_modality], trial, "single")
+    return (every, drawn) if queries == "every" else (drawn, every)
 
 
 def _select_trial_rows(
@@ -147,8 +158,22 @@ LLCM = register_dataset(
         read_training_split=_read_training_split,
         read_test_images=_read_test_images,
         protocols=(
-            Protocol("llcm-ir2vis", "ir2vis", "near-infrared", "visible", TRIALS),
-            Protocol("llcm-vis2ir", "vis2ir", "visible", "near-infrared", TRIALS),
+            Protocol("llcm-ir2vis", "ir2vis", "near-infrared", "visible (one per person and camera)", TRIALS),
+            Protocol(
+                "llcm-vis2ir",
+                "vis2ir",
+                "near-infrared (one per person and camera; VIS→IR transposed, as published)",
+                "visible",
+                TRIALS,
+            ),
+            Protocol(
+                "llcm-vis2ir-visible-queries",
+                "vis2ir-visible-queries",
+                "visible",
+                "near-infrared (one per person and camera)",
+                TRIALS,
+                by_default=False,
+            ),
         ),
         select_trial_rows=_select_trial_rows,
         scoring=ScoringRule(remove_same_person_same_camera=True, identity_deduplicated_cmc=True),

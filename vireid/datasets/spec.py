@@ -65,6 +65,7 @@ class Protocol:
     query: str  # what the query is, printed in every table
     gallery: str
     trials: tuple[int, ...]
+    by_default: bool = True  # scored by `vireid test` without --protocol (False: an alternative reading)
     dataset: str = ""  # the dataset's name, filled in when the dataset is registered
 
 

@@ -69,7 +69,7 @@ def score_checkpoints(
         raise UserError(
             f"{dataset.name} is tested with ONE checkpoint (its trials are gallery draws), got {len(loaded)}"
         )
-    protocols = protocols or list(dataset.protocol_names)
+    protocols = protocols or [protocol.name for protocol in dataset.protocols if protocol.by_default]
     for name in protocols:
         if get_protocol(name).dataset != dataset.name:
             raise UserError(f"--protocol {name} does not apply to a model trained on {dataset.name}")

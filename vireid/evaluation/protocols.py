@@ -12,8 +12,11 @@ sysu-indoor     infrared cam3, cam6 -> visible cam1,2       0..9
 regdb-v2t       visible -> thermal                          1..10 (one file each)
 regdb-t2v       thermal -> visible                          1..10
 llcm-ir2vis     near-infrared -> visible                    0..9
-llcm-vis2ir     visible -> near-infrared                    0..9
+llcm-vis2ir     drawn near-infrared -> visible              0..9 (the published VIS→IR)
 ==============  ==========================================  =================
+
+``llcm-vis2ir-visible-queries`` (visible -> drawn near-infrared) is the
+untransposed reading of VIS→IR; vireid.datasets.llcm says how the two differ.
 """
 
 from __future__ import annotations
