@@ -78,7 +78,9 @@ def test_run_folder_holds_config_logs_events_and_checkpoints(small_sysu, tmp_pat
     } <= set(epoch)
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     best = load_checkpoint(run / "best.pt")
-    assert best["best"]["measure"] == "mAP (on the test set)" and best["best"]["epoch"] in (1, 2)
+    ranks = [record["sysu-all/rank1"] for record in records if record["kind"] == "epoch"]
+    assert best["best"]["measure"] == best["selected_on"] == "test rank-1 (reference habit)"
+    assert best["best"]["epoch"] == best["epoch"] == 1 + ranks.index(max(ranks))  # the first best, as the reference
     assert set(load_checkpoint(run / "last.pt")) >= {
         "model",
         "optimizer",
@@ -152,7 +154,8 @@ def test_cli_train_then_test_writes_the_results(small_sysu, tmp_path, capsys, mo
         f"training tiny on {train_split.summary()} (sysu at {small_sysu}); "
         f"{parameter_counts(build_model(load_config(TINY).model, train_split.num_identities))['trainable']:,} "
         "trainable parameters; "
-        f"cpu, fp32; epochs 1 to 1, 2 steps each; run folder {run}"
+        f"cpu, fp32; epochs 1 to 1, 2 steps each; seed 0; best.pt selected on test rank-1 (reference habit); "
+        f"run folder {run}"
     )
     assert "visible + " in lines[0] and any(
         line.startswith("epoch 1/1: ") and " batch" in line for line in progress_lines
@@ -246,7 +249,7 @@ def test_regdb_is_tested_from_a_folder_of_per_trial_checkpoints(tmp_path, capsys
     assert main(["test", str(tmp_path / "runs"), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "| regdb-v2t | visible → thermal | 2 |" in printed and "| regdb-t2v | thermal → visible | 2 |" in printed
-    assert f"\ntesting 2 checkpoints ({tmp_path / 'runs' / 'trial1' / 'last.pt'}, ...) on " in printed
+    assert f"\ntesting 2 checkpoints ({tmp_path / 'runs' / 'trial1' / 'best.pt'}, ...) on " in printed
     # the results of a folder of trial models land in that folder, not in the first trial's
     assert sorted(path.name for path in (tmp_path / "runs").glob("features*.npz")) == [
         "features_trial1.npz",

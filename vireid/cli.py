@@ -37,15 +37,24 @@ def _parse_modality(text: str) -> Modality:
         raise argparse.ArgumentTypeError(f"expected visible or infrared, got {text!r}") from None
 
 
-def _parse_trials(text: str) -> list[int]:
-    """'0-9', '3' or '0,2,5' as a list of trial numbers."""
-    trials: list[int] = []
-    for part in text.split(","):
-        first, dash, last = part.strip().partition("-")
-        if not first.isdigit() or (dash and not last.isdigit()) or (dash and int(last) < int(first)):
-            raise argparse.ArgumentTypeError(f"expected trials such as 0-9 or 0,2,5 (first ≤ last), got {text!r}")
-        trials += list(range(int(first), int(last) + 1)) if dash else [int(first)]
-    return trials
+def _number_list(what: str):
+    """A parser of '0-9', '3' or '0,2,5' as a list of distinct numbers (``what``: trials, seeds)."""
+
+    def parse(text: str) -> list[int]:
+        numbers: list[int] = []
+        for part in text.split(","):
+            first, dash, last = part.strip().partition("-")
+            if not first.isdigit() or (dash and not last.isdigit()) or (dash and int(last) < int(first)):
+                raise argparse.ArgumentTypeError(f"expected {what} such as 0-9 or 0,2,5 (first ≤ last), got {text!r}")
+            numbers += list(range(int(first), int(last) + 1)) if dash else [int(first)]
+        if len(set(numbers)) != len(numbers):
+            raise argparse.ArgumentTypeError(f"expected distinct {what}, got {text!r}")
+        return numbers
+
+    return parse
+
+
+_parse_trials = _number_list("trials")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -192,27 +201,64 @@ def add_evaluate_parser(commands: argparse._SubParsersAction, protocol_names: li
 def command_train(arguments: argparse.Namespace) -> int:
     from vireid.config import load_config
     from vireid.engine.checkpoint import load_checkpoint
-    from vireid.engine.trainer import train
 
     if arguments.pretrained:
         arguments.set.append(f"model.pretrained={arguments.pretrained}")
     if bool(arguments.config) == bool(arguments.resume):
         raise UserError("give a CONFIG to start a run, or --resume CHECKPOINT (without CONFIG) to continue one")
     if arguments.resume:
+        if arguments.seeds:
+            raise UserError("--seeds starts (or continues) every seed's run from CONFIG; give CONFIG, not --resume")
         config = load_config(None, arguments.set, base=load_checkpoint(arguments.resume)["config"])
         run_dir = Path(arguments.out) if arguments.out else Path(arguments.resume).parent
     else:
         config = load_config(arguments.config, arguments.set)
         run_dir = Path(arguments.out) if arguments.out else Path("runs") / config.name
+    if not arguments.seeds:
+        _train_run(config, run_dir, arguments.resume, arguments)
+        return 0
+    for seed in arguments.seeds:
+        seed_config = load_config(arguments.config, [*arguments.set, f"train.seed={seed}"])
+        seed_dir = run_dir / f"seed{seed}"
+        resume = _unfinished_run(seed_dir, seed_config)
+        if resume is not False:
+            _train_run(seed_config, seed_dir, resume, arguments)
+    if os.environ.get("RANK", "0") == "0":
+        print(f"seeds {', '.join(map(str, arguments.seeds))} in {run_dir}; score them together: vireid test {run_dir}")
+    return 0
+
+
+def _train_run(config, run_dir: Path, resume: str | Path | None, arguments: argparse.Namespace) -> None:
+    from vireid.engine.trainer import train
+
     try:
-        last = train(config, run_dir, resume=arguments.resume, device=arguments.device, progress=not arguments.quiet)
+        last = train(config, run_dir, resume=resume, device=arguments.device, progress=not arguments.quiet)
     except KeyboardInterrupt:
         last = run_dir / "last.pt"
         hint = f"continue with vireid train --resume {last}" if last.exists() else "no epoch had finished"
+        if arguments.seeds:
+            hint = f"run the same command again to continue ({hint.replace('continue with ', 'or ')})"
         raise Interrupted(f"interrupted; {hint}") from None
     if os.environ.get("RANK", "0") == "0":
         print(f"run folder: {run_dir} (last checkpoint: {last})")
-    return 0
+
+
+def _unfinished_run(run_dir: Path, config) -> Path | None | bool:
+    """Where a seed's run of ``--seeds`` stands: None (not started), its last.pt (to continue), or
+    False (finished, skipped). A run folder of another config is refused."""
+    from vireid.config import load_config
+    from vireid.engine.checkpoint import load_checkpoint
+
+    last = run_dir / "last.pt"
+    if not last.exists():
+        return None
+    checkpoint = load_checkpoint(last)
+    if load_config(None, base=checkpoint["config"]) != config:
+        raise UserError(f"{run_dir}: holds a run of another config; choose another --out")
+    if checkpoint["epoch"] >= config.train.epochs and checkpoint.get("evaluated", True):
+        print(f"{run_dir}: finished ({checkpoint['epoch']} epochs), skipped")
+        return False
+    return last
 
 
 def add_train_parser(commands: argparse._SubParsersAction) -> None:
@@ -224,7 +270,8 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
         "The run folder gets config.yaml, metrics.jsonl, TensorBoard events, last.pt and best.pt.",
         "  vireid train sysu_full --set data.root=/data/SYSU-MM01\n"
         "  vireid train my_config.yaml --set train.lr=1e-3 --out runs/try1\n"
-        "  vireid train --resume runs/sysu_full/last.pt",
+        "  vireid train --resume runs/sysu_full/last.pt\n"
+        "  vireid train sysu_full --seeds 0,1,2 --out runs/sysu_full_seeds",
     )
     train.add_argument("config", nargs="?", help="YAML config file, or a shipped config's name such as sysu_full")
     train.add_argument(
@@ -235,6 +282,12 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
         help="override a config key, e.g. --set data.root=/data/SYSU-MM01 (repeatable)",
     )
     train.add_argument("--out", help="run folder (default runs/<config name>, or the resumed run's folder)")
+    train.add_argument(
+        "--seeds",
+        type=_number_list("seeds"),
+        help="train one run per seed (train.seed) into OUT/seed<N>, e.g. 0,1,2; run again to continue or "
+        "finish them; vireid test OUT gives mean ± std over seeds",
+    )
     train.add_argument("--resume", metavar="CHECKPOINT", help="continue a run exactly from its checkpoint")
     train.add_argument(
         "--pretrained",
@@ -247,21 +300,25 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def command_test(arguments: argparse.Namespace) -> int:
-    from vireid.engine.tester import find_checkpoints, score_checkpoints
+    from vireid.engine.tester import find_checkpoints, group_by_seed, score_checkpoints, score_seeds
     from vireid.evaluation.protocols import results_table
+    from vireid.evaluation.seeds import seeds_table
 
-    results = score_checkpoints(
-        find_checkpoints(arguments.checkpoint),
-        arguments.protocol,
-        arguments.root,
-        arguments.trials,
-        arguments.device,
-        Path(arguments.out) if arguments.out else None,
+    groups = group_by_seed(find_checkpoints(arguments.checkpoint))
+    options = dict(
+        protocols=arguments.protocol,
+        root=arguments.root,
+        trials=arguments.trials,
+        device=arguments.device,
+        out=Path(arguments.out) if arguments.out else None,
         progress=not arguments.quiet,
         overrides=arguments.set,
         force=arguments.force,
     )
-    print(results_table(results))
+    if len(groups) > 1:
+        print(seeds_table(score_seeds(groups, **options)))
+    else:
+        print(results_table(score_checkpoints(next(iter(groups.values())), **options)))
     return 0
 
 

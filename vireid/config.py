@@ -93,9 +93,13 @@ class TrainConfig:
     channels_last: Literal["auto", "always", "never"] = "auto"  # auto: on GPU only
     grad_clip: float = 0.0  # max gradient norm; 0 turns clipping off
     sync_bn: bool = False  # under DDP
-    eval_every: int = 10  # epochs between evaluations; 0: only at the end
+    eval_every: int = 2  # epochs between evaluations (the reference's 2); 0: only at the end
     eval_protocol: str = ""  # default: the dataset's first protocol (sysu-all, regdb-v2t, llcm-ir2vis)
-    eval_trials: int = 1  # trials scored during training (all of them in `vireid test`)
+    eval_trials: int = 1  # test trials scored during training (all of them in `vireid test`)
+    # which evaluation picks best.pt (vireid.engine.selection): "test-rank1" (the reference's habit),
+    # "test-map", "validation-map" (held-out identities; the test data never influence training), "last"
+    select_on: Literal["test-rank1", "test-map", "validation-map", "last"] = "test-rank1"
+    validation_fraction: float = 0.1  # validation-map: training identities held out, where the dataset lists none
     seed: int = 0
     workers: int = 2
     log_every: int = 20  # steps between JSONL lines
@@ -147,6 +151,7 @@ VALUE_RANGES: dict[str, tuple[float | None, float | None]] = {
     "train.grad_clip": (0, None),
     "train.eval_every": (0, None),
     "train.eval_trials": (1, None),
+    "train.validation_fraction": (0, 0.5),
     "train.workers": (0, None),
     "train.log_every": (1, None),
     "test.batch_size": (1, None),

@@ -89,7 +89,9 @@ class DatasetSpec:
     ``select_trial_rows(test_images, mode, trial, options)`` picks the rows of a
     trial's query and gallery. ``official_draws`` is set where the gallery
     options (GalleryOptions: single/multi-shot, reference or official draws)
-    apply, SYSU-MM01's.
+    apply, SYSU-MM01's. ``validation_ids(root)`` lists the training identities the
+    dataset sets aside for validation (SYSU-MM01's exp/val_id.txt), which the
+    ``validation-map`` model selection holds out of training.
     """
 
     name: str  # the config value data.dataset
@@ -102,6 +104,7 @@ class DatasetSpec:
     one_model_per_trial: bool = False
     official_draws: OfficialDraws | None = None
     synthetic: SyntheticLayout | None = None
+    validation_ids: Callable[[Path], list[int]] | None = None  # the dataset's own held-out ids, if it has them
 
     @property
     def protocol_names(self) -> tuple[str, ...]:

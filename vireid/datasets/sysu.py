@@ -154,6 +154,11 @@ def _read_training_split(root: Path, trial: int) -> Split:
     return sysu_train_split(root)
 
 
+def _validation_ids(root: Path) -> list[int]:
+    """exp/val_id.txt: the authors' validation identities (the reference trains on them)."""
+    return read_id_list(_check_root(root) / "exp" / "val_id.txt")
+
+
 def _read_test_images(root: Path, trial: int) -> Split:
     """The test images (the same for every trial; trials differ in their gallery draws)."""
     return sysu_test_images(root)
@@ -237,5 +242,6 @@ SYSU = register_dataset(
         scoring=ScoringRule(removed_camera_pairs=((3, 2),), identity_deduplicated_cmc=True),
         official_draws=OfficialDraws(PERMUTATION_FILE, load_official_permutations),
         synthetic=SyntheticLayout(plan_synthetic, identities=120, images_per_id=12),
+        validation_ids=_validation_ids,
     )
 )

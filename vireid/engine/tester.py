@@ -8,11 +8,12 @@ from pathlib import Path
 
 from vireid.atomic import write_text
 from vireid.datasets import DatasetSpec, describe_fingerprint, get_dataset, get_protocol
-from vireid.engine.checkpoint import CheckpointError, model_from_checkpoint
+from vireid.engine.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from vireid.engine.extract import extract_test_features
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet, save_features
 from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, results_table
+from vireid.evaluation.seeds import SeedResults, seeds_table
 from vireid.models.network import parameter_counts
 from vireid.viz.cmc import draw_cmc_curves, protocol_cmc_curves
 from vireid.viz.rank_list import draw_rank_list
@@ -20,16 +21,48 @@ from vireid.viz.trial_ranks import trial_rank_lists
 
 
 def find_checkpoints(path: str | Path) -> list[Path]:
-    """A checkpoint file, or the checkpoints of a folder (``*.pt`` in it, else ``*/last.pt``)."""
+    """A checkpoint file; a run folder's selected checkpoint (best.pt, else last.pt); a folder's
+    checkpoint files (``*.pt``); or the selected checkpoint of every run folder up to two levels
+    below (RegDB's trial runs, runs of several seeds, or both)."""
     path = Path(path)
     if path.is_file():
         return [path]
     if path.is_dir():
-        found = sorted(path.glob("*.pt")) or sorted(path.glob("*/last.pt"))
+        if (path / "last.pt").is_file():
+            return [selected_checkpoint(path)]
+        found = sorted(path.glob("*.pt")) or [
+            selected_checkpoint(run) for run in sorted({last.parent for last in path.glob("*/**/last.pt")})
+        ]
         if found:
             return found
         raise CheckpointError(f"{path}: expected checkpoints (*.pt, or run folders holding last.pt), found none")
     raise CheckpointError(f"{path}: expected a checkpoint file or a folder of them, but it does not exist")
+
+
+def selected_checkpoint(run_folder: Path) -> Path:
+    """The checkpoint a run's selection rule picked (best.pt), or its last one where it has none."""
+    best = run_folder / "best.pt"
+    return best if best.is_file() else run_folder / "last.pt"
+
+
+def selection_label(checkpoints: list[dict]) -> str:
+    """How the checkpoints were chosen, e.g. 'test rank-1 (reference habit), epoch 14' or 'last epoch (80 of 80)'."""
+    measures = sorted({checkpoint.get("selected_on", "last epoch") for checkpoint in checkpoints})
+    epochs = ", ".join(str(checkpoint["epoch"]) for checkpoint in checkpoints)
+    if measures == ["last epoch"]:
+        lengths = sorted({checkpoint["config"]["train"]["epochs"] for checkpoint in checkpoints})
+        return f"last epoch ({epochs} of {', '.join(map(str, lengths))})"
+    return f"{' / '.join(measures)}, epoch{'s' if len(checkpoints) > 1 else ''} {epochs}"
+
+
+def group_by_seed(checkpoint_paths: list[Path]) -> dict[int, list[Path]]:
+    """The checkpoints by the seed of their run (``train.seed``), seeds in order."""
+    if len(checkpoint_paths) == 1:
+        return {-1: checkpoint_paths}
+    groups: dict[int, list[Path]] = {}
+    for path in checkpoint_paths:
+        groups.setdefault(int(load_checkpoint(path)["config"]["train"].get("seed", 0)), []).append(path)
+    return dict(sorted(groups.items()))
 
 
 def score_checkpoints(
@@ -53,12 +86,14 @@ def score_checkpoints(
     An ``out`` other than the checkpoints' own folder that holds results already
     is refused unless ``force``.
     """
-    loaded = []
+    loaded, checkpoints = [], []
     for path in checkpoint_paths:
-        model, config, _ = model_from_checkpoint(path, device, overrides)
+        model, config, checkpoint = model_from_checkpoint(path, device, overrides)
         if root is not None:
             config.data.root = root
         loaded.append((path, model, config))
+        checkpoints.append({key: checkpoint[key] for key in ("config", "epoch") if key in checkpoint})
+        checkpoints[-1]["selected_on"] = checkpoint.get("selected_on", "last epoch")
     datasets = {config.data.dataset for _, _, config in loaded}
     if len(datasets) != 1:
         raise UserError(
@@ -73,7 +108,7 @@ def score_checkpoints(
     for name in protocols:
         if get_protocol(name).dataset != dataset.name:
             raise UserError(f"--protocol {name} does not apply to a model trained on {dataset.name}")
-    own_folder = Path(os.path.commonpath([path.parent for path in checkpoint_paths]))
+    own_folder = _common_folder(checkpoint_paths)
     out = Path(out) if out else own_folder
     sources = ", ".join(str(path) for path in checkpoint_paths)
     if out.resolve() != own_folder.resolve() and _results_of_others(out, sources) and not force:
@@ -96,14 +131,64 @@ def score_checkpoints(
     table = results_table(results)
     pictures = write_pictures(results, feature_sets[0], out, loaded[0][2].name)
     links = "\n".join(f"![{picture.stem}]({picture.name})" for picture in pictures)
-    data = feature_sets[0].metadata["data"]
-    report = f"# Results\n\nCheckpoints: {sources}\n\nData: {describe_fingerprint(data)}\n\n{table}\n\n{links}\n"
+    data, selected, seed = feature_sets[0].metadata["data"], selection_label(checkpoints), loaded[0][2].train.seed
+    report = (
+        f"# Results\n\nCheckpoints: {sources}\n\nSelected on: {selected}\n\nSeed: {seed}\n\n"
+        f"Data: {describe_fingerprint(data)}\n\n{table}\n\n{links}\n"
+    )
     written.append(write_text(out / "results.md", report))
-    records = [result.to_dict() for result in results]
+    records = [{**result.to_dict(), "seed": seed, "selected_on": selected} for result in results]
     written.append(write_text(out / "results.json", json.dumps(records, indent=2) + "\n"))
     for path in [*written, *pictures]:
         print(f"wrote {path}")
     return results
+
+
+def score_seeds(
+    groups: dict[int, list[Path]],
+    protocols: list[str] | None = None,
+    root: str | None = None,
+    trials: list[int] | None = None,
+    device: str = "cpu",
+    out: Path | None = None,
+    progress: bool = True,
+    overrides: list[str] | tuple[str, ...] = (),
+    force: bool = False,
+) -> list[SeedResults]:
+    """Score the runs of each seed (score_checkpoints, into each seed's own folder), then write
+    their mean ± std over seeds into ``out`` (default: the folder holding them all)."""
+    parent = Path(os.path.commonpath([path.parent for paths in groups.values() for path in paths]))
+    out = Path(out) if out else parent
+    sources = ", ".join(f"seed {seed}: {', '.join(map(str, paths))}" for seed, paths in groups.items())
+    if out.resolve() != parent.resolve() and _results_of_others(out, sources) and not force:
+        raise UserError(
+            f"{out}: already holds results (results.json) of other checkpoints; "
+            f"choose another --out, or pass --force to replace them"
+        )
+    per_seed = {}
+    for seed, paths in groups.items():
+        own = _common_folder(paths)
+        seed_out = own if own.resolve() != out.resolve() else out / f"seed{seed}"
+        per_seed[seed] = score_checkpoints(paths, protocols, root, trials, device, seed_out, progress, overrides, force)
+    seeds = tuple(groups)
+    results = [
+        SeedResults(seeds, tuple(per_seed[seed][position] for seed in seeds))
+        for position in range(len(per_seed[seeds[0]]))
+    ]
+    data = results[0].results[0].data
+    report = f"# Results over seeds {', '.join(map(str, seeds))}\n\nCheckpoints: {sources}\n\n"
+    report += f"Data: {describe_fingerprint(data) if data else 'not recorded'}\n\n{seeds_table(results)}\n"
+    out.mkdir(parents=True, exist_ok=True)
+    for path in (
+        write_text(out / "results.md", report),
+        write_text(out / "results.json", json.dumps([result.to_dict() for result in results], indent=2) + "\n"),
+    ):
+        print(f"wrote {path}")
+    return results
+
+
+def _common_folder(paths: list[Path]) -> Path:
+    return Path(os.path.commonpath([path.parent for path in paths]))
 
 
 def _results_of_others(out: Path, sources: str) -> bool:

@@ -36,6 +36,7 @@ from vireid.engine.checkpoint import load_checkpoint, load_model_weights, rng_st
 from vireid.engine.distributed import Environment, barrier, parameter_checksums, setup_environment
 from vireid.engine.extract import extract_test_features
 from vireid.engine.run_log import RunLog
+from vireid.engine.selection import SELECTION_MEASURES, evaluate_validation, split_off_validation
 from vireid.errors import UserError
 from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol
 from vireid.methods import create_loss, create_model
@@ -135,6 +136,7 @@ class Run:
     environment: Environment
     run_dir: Path
     split: Split
+    validation: Split | None  # images of the held-out identities (train.select_on=validation-map)
     model: CrossModalityNet  # the network itself (checkpoints, evaluation)
     trained_model: torch.nn.Module  # what the steps call: the network, or its DDP wrapper
     loss_function: Callable[..., dict[str, torch.Tensor]]
@@ -148,7 +150,7 @@ class Run:
     device_augment: BatchAugment | None
     log: RunLog
     start_epoch: int
-    best: dict  # {"metric", "epoch", ...} of the best evaluation so far
+    best: dict  # {"metric", "epoch", "measure", ...} of the best evaluation so far
     step: int = 0
     pending_evaluation: dict | None = None  # the record of a resumed epoch whose due evaluation never ran
 
@@ -178,6 +180,9 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
     if environment.is_main:  # one rank reads the headers; its error ends the job
         require_usable_images(config.data.dataset, config.data.root, config.data.trial, progress)
     split = get_dataset(config.data.dataset).read_training_split(Path(config.data.root), config.data.trial)
+    validation = None
+    if train_config.select_on == "validation-map":
+        split, validation = split_off_validation(config, split)
     num_classes = int(split.labels.max()) + 1
     model = create_model(config.model, num_classes, load_weights=checkpoint is None).to(environment.device)
     precision = Precision.of(train_config, environment.device)
@@ -201,11 +206,13 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
         start_epoch, best = _restore(checkpoint, resume, num_classes, model, optimizer, scheduler, scaler)
     if environment.is_main:
         resumed = " (resumed)" if start_epoch else ""
+        held_out = f" ({validation.num_identities} identities held out to validate)" if validation else ""
         print(
-            f"training {config.name} on {split.summary()} ({config.data.dataset} at {config.data.root}); "
+            f"training {config.name} on {split.summary()}{held_out} ({config.data.dataset} at {config.data.root}); "
             f"{parameter_counts(model)['trainable']:,} trainable parameters; {environment.describe()}, "
             f"{precision.describe()}; epochs {start_epoch + 1} to {train_config.epochs}{resumed}, "
-            f"{len(sampler)} steps each; run folder {run_dir}",
+            f"{len(sampler)} steps each; seed {train_config.seed}; best.pt selected on "
+            f"{SELECTION_MEASURES[train_config.select_on]}; run folder {run_dir}",
             flush=True,
         )
     worker_seeds = torch.Generator()
@@ -220,6 +227,7 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
         environment=environment,
         run_dir=run_dir,
         split=split,
+        validation=validation,
         model=model,
         trained_model=_distributed(model, environment, train_config.sync_bn),
         loss_function=create_loss(config.model, config.loss),
@@ -376,21 +384,26 @@ def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) 
         "evaluated": not due,  # False until the due evaluation is in: a resume then runs it first
     }
     save_checkpoint(run.last_path, state)
-    protocol = evaluation_protocol(config)
+    select_on = config.train.select_on
+    scope = "validation" if select_on == "validation-map" else evaluation_protocol(config)
     if due:
-        result = _evaluate(run, protocol, progress)
+        if run.validation is not None:
+            metrics = evaluate_validation(run.model, config, run.validation, run.environment.device, progress)
+            scores = {"rank1": metrics.cmc[0], "mAP": metrics.mAP, "mINP": metrics.mINP}
+        else:
+            scores = _evaluate(run, scope, progress).mean()
         set_rng_state(state["rng"])  # evaluation must not change what training draws next
-        record.update({f"{result.protocol.name}/{name}": value for name, value in result.mean().items()})
-        metric = result.mean()["mAP"]
-        if metric > run.best["metric"]:
-            run.best = {"metric": metric, "epoch": epoch + 1, "protocol": protocol, "measure": "mAP (on the test set)"}
+        record.update({f"{scope}/{name}": float(value) for name, value in scores.items()})
+        metric = float(scores["rank1"] if select_on == "test-rank1" else scores["mAP"])
+        if select_on != "last" and metric > run.best["metric"]:
+            run.best = {"metric": metric, "epoch": epoch + 1, "scope": scope, "measure": SELECTION_MEASURES[select_on]}
             record["best"] = True
         state.update(metrics=record, best=run.best, evaluated=True)
         save_checkpoint(run.last_path, state)
         if record.get("best"):
-            save_checkpoint(run.run_dir / "best.pt", state)
+            save_checkpoint(run.run_dir / "best.pt", {**state, "selected_on": run.best["measure"]})
     run.log.write(record, run.step)
-    print(_epoch_line(record, protocol), flush=True)
+    print(_epoch_line(record, scope), flush=True)
 
 
 def _evaluate(run: Run, protocol_name: str, progress: bool) -> ProtocolResult:
@@ -429,14 +442,15 @@ def train(
     return run.last_path
 
 
-def _epoch_line(record: dict, protocol: str) -> str:
+def _epoch_line(record: dict, scope: str) -> str:
+    """The epoch's losses, lr and speed, and the scores of ``scope`` (a protocol, or validation) when evaluated."""
     line = (
         f"epoch {record['epoch']:>3}  loss {record.get('total', float('nan')):.4f}  "
         + "  ".join(f"{name} {record[name]:.3f}" for name in LOSS_TERMS if name in record)
         + f"  lr {record['lr']:.2e}  {record['images_per_second']:.0f} img/s"
     )
-    if f"{protocol}/rank1" in record:
-        line += f"  | {protocol} R1 {100 * record[f'{protocol}/rank1']:.2f} mAP {100 * record[f'{protocol}/mAP']:.2f}"
+    if f"{scope}/rank1" in record:
+        line += f"  | {scope} R1 {100 * record[f'{scope}/rank1']:.2f} mAP {100 * record[f'{scope}/mAP']:.2f}"
         line += " (best)" if record.get("best") else ""
     return line
 
