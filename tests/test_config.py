@@ -97,3 +97,27 @@ def test_every_ablation_row_has_a_config_per_dataset():
     assert {
         f"{dataset}_{variant}" for dataset in ("sysu", "regdb", "llcm") for variant in ("agw", "fgfl", "full")
     } <= names
+
+
+def test_llcm_configs_follow_the_llcm_repositorys_agw_settings():
+    """ZYK100/LLCM AGW/train.py: 288 x 144, 8 x 4 batches, erasing 0.5 filled with 0 after Normalize,
+    epochs 0..80, a test every 2 epochs keeping the best rank-1 of visible queries on trial 0."""
+    for name in ("llcm_agw", "llcm_fgfl", "llcm_full"):
+        config = load_config(name)
+        assert (config.data.height, config.data.width) == (288, 144)
+        train = config.train
+        assert (train.identities_per_batch, train.instances_per_modality, train.epochs) == (8, 4, 81)
+        assert (train.lr, train.backbone_lr, train.warmup_epochs, train.milestones) == (0.1, 0.01, 10, [20, 50])
+        assert (train.random_erasing, train.erasing, train.erasing_fill) == (0.5, "reid", [0.0, 0.0, 0.0])
+        assert (train.eval_every, train.select_on) == (2, "test-rank1")
+        assert train.eval_protocol == "llcm-vis2ir-visible-queries"
+        lines = find_config(name).read_text().split("train:")[1].splitlines()
+        assert all("#" in line for line in lines if line.strip()), name  # every setting names its source
+
+
+def test_paper_configs_say_how_to_train_in_fp32_as_the_reference():
+    for dataset in ("sysu", "regdb", "llcm"):
+        for variant in ("agw", "fgfl", "full"):
+            text = find_config(f"{dataset}_{variant}").read_text()
+            assert "the reference trains in fp32: train.amp=fp32 matches it" in text
+            assert load_config(f"{dataset}_{variant}").train.select_on == "test-rank1"

@@ -38,7 +38,7 @@ def _parse_modality(text: str) -> Modality:
 
 
 def _number_list(what: str):
-    """A parser of '0-9', '3' or '0,2,5' as a list of distinct numbers (``what``: trials, seeds)."""
+    """A parser of '0-9', '3' or '0,2,5' as a list of numbers (``what``: trials, seeds)."""
 
     def parse(text: str) -> list[int]:
         numbers: list[int] = []
@@ -47,8 +47,6 @@ def _number_list(what: str):
             if not first.isdigit() or (dash and not last.isdigit()) or (dash and int(last) < int(first)):
                 raise argparse.ArgumentTypeError(f"expected {what} such as 0-9 or 0,2,5 (first ≤ last), got {text!r}")
             numbers += list(range(int(first), int(last) + 1)) if dash else [int(first)]
-        if len(set(numbers)) != len(numbers):
-            raise argparse.ArgumentTypeError(f"expected distinct {what}, got {text!r}")
         return numbers
 
     return parse
@@ -217,7 +215,7 @@ def command_train(arguments: argparse.Namespace) -> int:
     if not arguments.seeds:
         _train_run(config, run_dir, arguments.resume, arguments)
         return 0
-    for seed in arguments.seeds:
+    for seed in dict.fromkeys(arguments.seeds):  # each seed once
         seed_config = load_config(arguments.config, [*arguments.set, f"train.seed={seed}"])
         seed_dir = run_dir / f"seed{seed}"
         resume = _unfinished_run(seed_dir, seed_config)
