@@ -9,7 +9,7 @@ import sys
 import textwrap
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from vireid.atomic import require_writable, write_text
 from vireid.errors import DatasetWarning, Interrupted, UserError
 from vireid.modality import Modality
 from vireid.synthetic.writer import DEFAULT_SIZE, synthetic_layouts, write_synthetic_dataset
+
+if TYPE_CHECKING:
+    from vireid.config import ExperimentConfig
 
 SYNTH_SEED = 0
 _PYTHON_WARNING_FORMAT = warnings.formatwarning
@@ -226,7 +229,9 @@ def command_train(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _train_run(config, run_dir: Path, resume: str | Path | None, arguments: argparse.Namespace) -> None:
+def _train_run(
+    config: ExperimentConfig, run_dir: Path, resume: str | Path | None, arguments: argparse.Namespace
+) -> None:
     from vireid.engine.trainer import train
 
     try:
@@ -241,7 +246,7 @@ def _train_run(config, run_dir: Path, resume: str | Path | None, arguments: argp
         print(f"run folder: {run_dir} (last checkpoint: {last})")
 
 
-def _unfinished_run(run_dir: Path, config) -> Path | None | bool:
+def _unfinished_run(run_dir: Path, config: ExperimentConfig) -> Path | None | bool:
     """Where a seed's run of ``--seeds`` stands: None (not started), its last.pt (to continue), or
     False (finished, skipped). A run folder of another config is refused."""
     from vireid.config import load_config
@@ -312,7 +317,7 @@ def command_test(arguments: argparse.Namespace) -> int:
         progress=not arguments.quiet,
         overrides=arguments.set,
         force=arguments.force,
-    )
+    )  # score_checkpoints' keywords, which score_seeds passes on
     if len(groups) > 1:
         print(seeds_table(score_seeds(groups, **options)))
     else:

@@ -22,8 +22,8 @@ from vireid.viz.trial_ranks import trial_rank_lists
 
 def find_checkpoints(path: str | Path) -> list[Path]:
     """A checkpoint file; a run folder's selected checkpoint (best.pt, else last.pt); a folder's
-    checkpoint files (``*.pt``); or the selected checkpoint of every run folder up to two levels
-    below (RegDB's trial runs, runs of several seeds, or both)."""
+    checkpoint files (``*.pt``); or the selected checkpoint of every run folder below it (RegDB's
+    trial runs, the runs of several seeds, or both)."""
     path = Path(path)
     if path.is_file():
         return [path]
@@ -111,11 +111,7 @@ def score_checkpoints(
     own_folder = _common_folder(checkpoint_paths)
     out = Path(out) if out else own_folder
     sources = ", ".join(str(path) for path in checkpoint_paths)
-    if out.resolve() != own_folder.resolve() and _results_of_others(out, sources) and not force:
-        raise UserError(
-            f"{out}: already holds results (results.json) of other checkpoints; "
-            f"choose another --out, or pass --force to replace them"
-        )
+    _refuse_results_of_others(out, own_folder, sources, force)
     print(_start_line(loaded, dataset, protocols, trials, device, out), flush=True)
     out.mkdir(parents=True, exist_ok=True)
     feature_sets, written = [], []
@@ -145,31 +141,19 @@ def score_checkpoints(
 
 
 def score_seeds(
-    groups: dict[int, list[Path]],
-    protocols: list[str] | None = None,
-    root: str | None = None,
-    trials: list[int] | None = None,
-    device: str = "cpu",
-    out: Path | None = None,
-    progress: bool = True,
-    overrides: list[str] | tuple[str, ...] = (),
-    force: bool = False,
+    groups: dict[int, list[Path]], out: Path | None = None, force: bool = False, **options
 ) -> list[SeedResults]:
-    """Score the runs of each seed (score_checkpoints, into each seed's own folder), then write
-    their mean ± std over seeds into ``out`` (default: the folder holding them all)."""
-    parent = Path(os.path.commonpath([path.parent for paths in groups.values() for path in paths]))
+    """Score the runs of each seed (score_checkpoints with ``options``, into each seed's own
+    folder), then write their mean ± std over seeds into ``out`` (default: the folder holding them all)."""
+    parent = _common_folder([path for paths in groups.values() for path in paths])
     out = Path(out) if out else parent
     sources = ", ".join(f"seed {seed}: {', '.join(map(str, paths))}" for seed, paths in groups.items())
-    if out.resolve() != parent.resolve() and _results_of_others(out, sources) and not force:
-        raise UserError(
-            f"{out}: already holds results (results.json) of other checkpoints; "
-            f"choose another --out, or pass --force to replace them"
-        )
+    _refuse_results_of_others(out, parent, sources, force)
     per_seed = {}
     for seed, paths in groups.items():
         own = _common_folder(paths)
         seed_out = own if own.resolve() != out.resolve() else out / f"seed{seed}"
-        per_seed[seed] = score_checkpoints(paths, protocols, root, trials, device, seed_out, progress, overrides, force)
+        per_seed[seed] = score_checkpoints(paths, out=seed_out, force=force, **options)
     seeds = tuple(groups)
     results = [
         SeedResults(seeds, tuple(per_seed[seed][position] for seed in seeds))
@@ -189,6 +173,15 @@ def score_seeds(
 
 def _common_folder(paths: list[Path]) -> Path:
     return Path(os.path.commonpath([path.parent for path in paths]))
+
+
+def _refuse_results_of_others(out: Path, own_folder: Path, sources: str, force: bool) -> None:
+    """A folder other than the checkpoints' own that holds other results is replaced only with ``force``."""
+    if out.resolve() != own_folder.resolve() and _results_of_others(out, sources) and not force:
+        raise UserError(
+            f"{out}: already holds results (results.json) of other checkpoints; "
+            f"choose another --out, or pass --force to replace them"
+        )
 
 
 def _results_of_others(out: Path, sources: str) -> bool:
