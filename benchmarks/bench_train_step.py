@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import append_section  # noqa: E402
+from common import add_model_options, append_section, memory_batch  # noqa: E402
 
 from vireid.config import load_config  # noqa: E402
 from vireid.data.cache import image_cache  # noqa: E402
@@ -63,10 +63,7 @@ def _peak_memory_gib(device: torch.device) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="sysu_full")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--classes", type=int, default=395)
+    add_model_options(parser)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument(
         "--variants", nargs="+", default=["fp32", "bf16", "bf16+channels_last", "bf16+channels_last+compile"]
@@ -81,10 +78,8 @@ def main() -> None:
     device = torch.device(arguments.device)
     config = load_config(arguments.config, arguments.set)
     height, width = config.data.height, config.data.width
-    batch = 2 * config.train.identities_per_batch * config.train.instances_per_modality
-    images = torch.randn(batch, 3, height, width, device=device)
-    modalities = torch.arange(batch, device=device) // (batch // 2)
-    labels = (torch.arange(batch, device=device) % (batch // 2)) // config.train.instances_per_modality
+    images, labels, modalities = memory_batch(config, device)
+    batch = len(images)
     loss_function = create_loss(config.model, config.loss)
 
     def fresh_model():

@@ -1,7 +1,9 @@
-"""What every benchmark prints with its table: date, machine, versions, command."""
+"""What every benchmark prints with its table (date, machine, versions, command), and what the
+training-step benchmarks share: their model options and a batch held in memory."""
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
@@ -28,3 +30,26 @@ def append_section(path: str | Path, title: str, table: str, device: str = "cpu"
     section = f"\n## {title}\n\n{environment_line(device)}\n\nCommand: `{command}`\n\n{table}\n"
     with open(path, "a") as handle:
         handle.write(section)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--config, --set, --device, --classes: which model a training-step benchmark runs, and where."""
+    import torch
+
+    parser.add_argument("--config", default="sysu_full")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--classes", type=int, default=395)
+
+
+def memory_batch(config, device):
+    """(images, labels, modalities) of one training batch of ``config`` on ``device``: random images,
+    P identities x K images in each modality, the visible half first (as the sampler orders them)."""
+    import torch
+
+    height, width = config.data.height, config.data.width
+    batch = 2 * config.train.identities_per_batch * config.train.instances_per_modality
+    images = torch.randn(batch, 3, height, width, device=device)
+    modalities = torch.arange(batch, device=device) // (batch // 2)
+    labels = (torch.arange(batch, device=device) % (batch // 2)) // config.train.instances_per_modality
+    return images, labels, modalities

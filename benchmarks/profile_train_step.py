@@ -18,7 +18,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import append_section  # noqa: E402
+from common import add_model_options, append_section, memory_batch  # noqa: E402
 
 from vireid.config import load_config  # noqa: E402
 from vireid.engine.trainer import Precision, build_optimizer, train_step  # noqa: E402
@@ -27,10 +27,7 @@ from vireid.methods import create_loss, create_model  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="sysu_full")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--classes", type=int, default=395)
+    add_model_options(parser)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
     parser.add_argument("--channels-last", action="store_true")
@@ -39,11 +36,8 @@ def main() -> None:
     arguments = parser.parse_args()
     device = torch.device(arguments.device)
     config = load_config(arguments.config, ["model.pretrained=none", *arguments.set])
-    height, width = config.data.height, config.data.width
-    batch = 2 * config.train.identities_per_batch * config.train.instances_per_modality
-    images = torch.randn(batch, 3, height, width, device=device)
-    modalities = torch.arange(batch, device=device) // (batch // 2)
-    labels = (torch.arange(batch, device=device) % (batch // 2)) // config.train.instances_per_modality
+    images, labels, modalities = memory_batch(config, device)
+    batch = len(images)
     torch.manual_seed(0)
     model = create_model(config.model, arguments.classes, load_weights=False).to(device).train()
     precision = Precision(torch.bfloat16 if arguments.precision == "bf16" else None, arguments.channels_last)
@@ -79,7 +73,7 @@ def main() -> None:
     launches = sum(event.count for event in averages if event.key.startswith("cuda") and "Launch" in event.key)
     table = averages.table(sort_by=sort_key, row_limit=arguments.rows)
     report = (
-        f"Model: `{arguments.config}` at {height}×{width}, batch {batch}, {arguments.precision}"
+        f"Model: `{arguments.config}` at {config.data.height}×{config.data.width}, batch {batch}, {arguments.precision}"
         f"{', channels-last' if precision.channels_last else ''}: {rate:.0f} img/s unprofiled, a step of "
         f"{step_ms:.1f} ms; the device is busy {busy_ms:.1f} ms of it ({100 * busy_ms / step_ms:.0f} %), "
         f"{launches / arguments.steps:.0f} kernel launches per step.\n\n```\n{table}\n```"
