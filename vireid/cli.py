@@ -255,7 +255,7 @@ def _unfinished_run(run_dir: Path, config: ExperimentConfig) -> Path | None | bo
     last = run_dir / "last.pt"
     if not last.exists():
         return None
-    checkpoint = load_checkpoint(last)
+    checkpoint = load_checkpoint(last, mmap=True)  # its config and epoch; the weights stay on disk
     if load_config(None, base=checkpoint["config"]) != config:
         raise UserError(f"{run_dir}: holds a run of another config; choose another --out")
     if checkpoint["epoch"] >= config.train.epochs and checkpoint.get("evaluated", True):

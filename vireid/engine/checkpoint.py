@@ -45,8 +45,9 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
     return Path(path)
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    state = read_torch_file(path, "a vireid checkpoint (.pt)", CheckpointError, weights_only=False)
+def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
+    """A checkpoint's contents (``mmap``: its tensors mapped from the file, not read: for its config and counters)."""
+    state = read_torch_file(path, "a vireid checkpoint (.pt)", CheckpointError, weights_only=False, mmap=mmap)
     if not isinstance(state, dict) or state.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path}: not a vireid checkpoint (expected format {FORMAT_NAME!r})")
     if state.get("version") != FORMAT_VERSION:

@@ -63,9 +63,14 @@ def split_off_validation(config: ExperimentConfig, split: Split) -> tuple[Split,
     return relabelled(split.subset(np.flatnonzero(~held_out))), split.subset(np.flatnonzero(held_out))
 
 
+def evaluation_protocol(config: ExperimentConfig) -> str:
+    """``train.eval_protocol``, or the dataset's first protocol."""
+    return config.train.eval_protocol or get_dataset(config.data.dataset).protocols[0].name
+
+
 def validation_rows(config: ExperimentConfig, images: Split) -> tuple[list[int], list[int]]:
     """Query and gallery rows of the validation images: the evaluation protocol's rule, first trial."""
-    protocol = get_protocol(config.train.eval_protocol or get_dataset(config.data.dataset).protocols[0].name)
+    protocol = get_protocol(evaluation_protocol(config))
     dataset = get_dataset(protocol.dataset)
     query_rows, gallery_rows = dataset.select_trial_rows(images, protocol.mode, protocol.trials[0], GalleryOptions())
     if not query_rows or not gallery_rows:
@@ -95,6 +100,7 @@ __all__ = [
     "SELECTION_MEASURES",
     "VALIDATION_SEED",
     "evaluate_validation",
+    "evaluation_protocol",
     "held_out_ids",
     "split_off_validation",
     "validation_rows",

@@ -45,14 +45,14 @@ def selected_checkpoint(run_folder: Path) -> Path:
     return best if best.is_file() else run_folder / "last.pt"
 
 
-def selection_label(checkpoints: list[dict]) -> str:
-    """How the checkpoints were chosen, e.g. 'test rank-1 (reference habit), epoch 14' or 'last epoch (80 of 80)'."""
-    measures = sorted({checkpoint.get("selected_on", "last epoch") for checkpoint in checkpoints})
-    epochs = ", ".join(str(checkpoint["epoch"]) for checkpoint in checkpoints)
+def selection_label(selections: list[tuple[str, int, int]]) -> str:
+    """How the checkpoints were chosen, from each one's (selected on, epoch, epochs of its run):
+    e.g. 'test rank-1 (reference habit), epoch 14' or 'last epoch (80 of 80)'."""
+    measures = sorted({measure for measure, _, _ in selections})
+    epochs = ", ".join(str(epoch) for _, epoch, _ in selections)
     if measures == ["last epoch"]:
-        lengths = sorted({checkpoint["config"]["train"]["epochs"] for checkpoint in checkpoints})
-        return f"last epoch ({epochs} of {', '.join(map(str, lengths))})"
-    return f"{' / '.join(measures)}, epoch{'s' if len(checkpoints) > 1 else ''} {epochs}"
+        return f"last epoch ({epochs} of {', '.join(map(str, sorted({length for _, _, length in selections})))})"
+    return f"{' / '.join(measures)}, epoch{'s' if len(selections) > 1 else ''} {epochs}"
 
 
 def group_by_seed(checkpoint_paths: list[Path]) -> dict[int, list[Path]]:
@@ -61,7 +61,8 @@ def group_by_seed(checkpoint_paths: list[Path]) -> dict[int, list[Path]]:
         return {-1: checkpoint_paths}
     groups: dict[int, list[Path]] = {}
     for path in checkpoint_paths:
-        groups.setdefault(int(load_checkpoint(path)["config"]["train"].get("seed", 0)), []).append(path)
+        seed = load_checkpoint(path, mmap=True)["config"]["train"].get("seed", 0)  # the weights stay on disk
+        groups.setdefault(int(seed), []).append(path)
     return dict(sorted(groups.items()))
 
 
@@ -86,14 +87,13 @@ def score_checkpoints(
     An ``out`` other than the checkpoints' own folder that holds results already
     is refused unless ``force``.
     """
-    loaded, checkpoints = [], []
+    loaded, selections = [], []
     for path in checkpoint_paths:
         model, config, checkpoint = model_from_checkpoint(path, device, overrides)
         if root is not None:
             config.data.root = root
         loaded.append((path, model, config))
-        checkpoints.append({key: checkpoint[key] for key in ("config", "epoch") if key in checkpoint})
-        checkpoints[-1]["selected_on"] = checkpoint.get("selected_on", "last epoch")
+        selections.append((checkpoint.get("selected_on", "last epoch"), checkpoint["epoch"], config.train.epochs))
     datasets = {config.data.dataset for _, _, config in loaded}
     if len(datasets) != 1:
         raise UserError(
@@ -127,7 +127,7 @@ def score_checkpoints(
     table = results_table(results)
     pictures = write_pictures(results, feature_sets[0], out, loaded[0][2].name)
     links = "\n".join(f"![{picture.stem}]({picture.name})" for picture in pictures)
-    data, selected, seed = feature_sets[0].metadata["data"], selection_label(checkpoints), loaded[0][2].train.seed
+    data, selected, seed = feature_sets[0].metadata["data"], selection_label(selections), loaded[0][2].train.seed
     report = (
         f"# Results\n\nCheckpoints: {sources}\n\nSelected on: {selected}\n\nSeed: {seed}\n\n"
         f"Data: {describe_fingerprint(data)}\n\n{table}\n\n{links}\n"

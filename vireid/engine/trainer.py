@@ -36,7 +36,12 @@ from vireid.engine.checkpoint import load_checkpoint, load_model_weights, rng_st
 from vireid.engine.distributed import Environment, barrier, parameter_checksums, setup_environment
 from vireid.engine.extract import extract_test_features
 from vireid.engine.run_log import RunLog
-from vireid.engine.selection import SELECTION_MEASURES, evaluate_validation, split_off_validation
+from vireid.engine.selection import (
+    SELECTION_MEASURES,
+    evaluate_validation,
+    evaluation_protocol,
+    split_off_validation,
+)
 from vireid.errors import UserError
 from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol
 from vireid.methods import create_loss, create_model
@@ -353,11 +358,6 @@ def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
         "seconds": seconds,
         "images_per_second": len(run.sampler) * run.images_per_step / seconds,
     }
-
-
-def evaluation_protocol(config: ExperimentConfig) -> str:
-    """``train.eval_protocol``, or the dataset's first protocol."""
-    return config.train.eval_protocol or get_dataset(config.data.dataset).protocols[0].name
 
 
 def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) -> None:

@@ -110,13 +110,12 @@ class ProtocolResult:
 
 def _refuse_mixed_data(feature_sets: Sequence[FeatureSet]) -> None:
     """Feature sets scored together must come from one dataset folder (where they record it)."""
-    recorded = [(feature_set, feature_set.metadata.get("data")) for feature_set in feature_sets]
-    recorded = [(feature_set, data) for feature_set, data in recorded if data is not None]
-    for feature_set, data in recorded[1:]:
-        first, first_data = recorded[0]
+    recorded = [feature_set for feature_set in feature_sets if feature_set.metadata.get("data") is not None]
+    for feature_set in recorded[1:]:
+        data, first_data = feature_set.metadata["data"], recorded[0].metadata["data"]
         if data != first_data:
             raise UserError(
-                f"{feature_set.name}: features of other data than {first.name} "
+                f"{feature_set.name}: features of other data than {recorded[0].name} "
                 f"({describe_fingerprint(data)} vs {describe_fingerprint(first_data)}); score each folder's separately"
             )
 
