@@ -315,5 +315,5 @@ def test_augmentation_on_the_device_trains_and_resumes_exactly(small_sysu, tmp_p
     )
     first, second = load_checkpoint(straight)["model"], load_checkpoint(resumed)["model"]
     assert all(torch.equal(first[name], second[name]) for name in first)
-    with pytest.raises(UserError, match="train.augment_on=device needs train.cache_dir"):
+    with pytest.raises(UserError, match="train.augment_on=device pads, crops and flips only: it needs train.cache_dir"):
         train(_config(small_sysu, "train.augment_on=device"), tmp_path / "no-cache", progress=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torchvision import transforms as T
+from torchvision.transforms import v2
 
 from vireid.config import ConfigError, load_config
 from vireid.data.erasing import REFERENCE_FILL, ReIDRandomErasing
@@ -82,6 +82,6 @@ def test_config_picks_the_form_and_checks_the_fill():
     assert zero_fill.fill == (0.0, 0.0, 0.0)
     torchvision_config = load_config("tiny", ["train.random_erasing=0.3", "train.erasing=torchvision"])
     torchvision_form = random_erasing(torchvision_config.train)
-    assert isinstance(torchvision_form, T.RandomErasing) and torchvision_form.p == 0.3
+    assert isinstance(torchvision_form, v2.RandomErasing) and torchvision_form.p == 0.3
     with pytest.raises(ConfigError, match=r"train.erasing_fill: expected 3 values \(one per channel\), got \[0.0\]"):
         load_config("tiny", ["train.erasing_fill=[0]"])

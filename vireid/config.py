@@ -89,6 +89,11 @@ class TrainConfig:
     # "reid": the community code's form (vireid.data.erasing); "torchvision": torchvision's RandomErasing defaults
     erasing: Literal["reid", "torchvision"] = "reid"
     erasing_fill: list[float] = field(default_factory=lambda: [0.4914, 0.4822, 0.4465])  # "reid": per channel
+    # each modality's views of every training image: per view, the channel augmentations after the erasing
+    # (vireid.data.channel: channel_exchange, adaptive_gray); [[]] is one plain view. CAJ: [[], [channel_exchange]]
+    # for visible images (two views of each) and [[adaptive_gray]] for infrared ones
+    visible_views: list[list[str]] = field(default_factory=lambda: [[]])
+    infrared_views: list[list[str]] = field(default_factory=lambda: [[]])
     amp: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     channels_last: Literal["auto", "always", "never"] = "auto"  # auto: on GPU only
     grad_clip: float = 0.0  # max gradient norm; 0 turns clipping off
@@ -243,6 +248,16 @@ def config_from_dict(values: dict) -> ExperimentConfig:
 def _check_shapes(config: ExperimentConfig) -> None:
     if len(config.train.erasing_fill) != 3:
         raise ConfigError(f"train.erasing_fill: expected 3 values (one per channel), got {config.train.erasing_fill}")
+    from vireid.data.channel import CHANNEL_AUGMENTATIONS  # here: it imports torchvision
+
+    for key in ("visible_views", "infrared_views"):
+        views = getattr(config.train, key)
+        unknown = sorted({name for names in views for name in names} - set(CHANNEL_AUGMENTATIONS))
+        if not views or unknown:
+            raise ConfigError(
+                f"train.{key}: expected one or more views, each a list of channel augmentations "
+                f"({', '.join(CHANNEL_AUGMENTATIONS)}; [] for none), got {views}"
+            )
 
 
 def _check_dataset(config: ExperimentConfig) -> None:

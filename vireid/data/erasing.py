@@ -10,14 +10,16 @@ its logarithm uniformly), the rectangle is filled with a fixed value per channel
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
+from torchvision.transforms import v2
 
 REFERENCE_FILL = (0.4914, 0.4822, 0.4465)
 """The reference code's fill, written into the already normalised tensor (its ``mean`` default)."""
 
 
-class ReIDRandomErasing:
+class ReIDRandomErasing(v2.Transform):
     """With ``probability``, fill one rectangle of a (C, H, W) tensor with ``fill`` (one value per channel).
 
     The rectangle's area is uniform in [``area[0]``, ``area[1]``] of the image, its aspect
@@ -26,7 +28,7 @@ class ReIDRandomErasing:
     corner is uniform over the places it fits; after 100 draws that do not fit, the image
     is returned unchanged. A one-channel image is filled with ``fill[0]``. Random numbers
     come from torch's generator, which the data loader seeds per worker, so a run repeats
-    exactly.
+    exactly. A torchvision.transforms.v2 transform: the draws in ``make_params``, the fill in ``transform``.
     """
 
     def __init__(
@@ -37,16 +39,18 @@ class ReIDRandomErasing:
         fill: tuple[float, ...] = REFERENCE_FILL,
         attempts: int = 100,
     ):
+        super().__init__()
         self.probability = probability
         self.area = area
         self.min_aspect = min_aspect
         self.fill = fill
         self.attempts = attempts
 
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        """The rectangle ``box`` = (top, left, height, width), or None: no erasing."""
         if torch.rand(()).item() >= self.probability:
-            return image
-        channels, height, width = image.shape
+            return {"box": None}
+        height, width = flat_inputs[0].shape[-2:]
         for _ in range(self.attempts):
             target_area = _uniform(*self.area) * height * width
             aspect = _uniform(self.min_aspect, 1 / self.min_aspect)
@@ -55,10 +59,17 @@ class ReIDRandomErasing:
             if erase_height < height and erase_width < width:
                 top = int(torch.randint(0, height - erase_height + 1, ()).item())
                 left = int(torch.randint(0, width - erase_width + 1, ()).item())
-                fill = torch.tensor(self.fill if channels == 3 else self.fill[:1], dtype=image.dtype)
-                image[:, top : top + erase_height, left : left + erase_width] = fill.view(-1, 1, 1)
-                return image
-        return image
+                return {"box": (top, left, erase_height, erase_width)}
+        return {"box": None}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if params["box"] is None:
+            return inpt
+        top, left, height, width = params["box"]
+        fill = torch.tensor(self.fill if inpt.shape[0] == 3 else self.fill[:1], dtype=inpt.dtype)
+        erased = inpt.clone()
+        erased[:, top : top + height, left : left + width] = fill.view(-1, 1, 1)
+        return erased
 
     def __repr__(self) -> str:
         return (

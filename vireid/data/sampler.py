@@ -77,3 +77,32 @@ class CrossModalityBatchSampler(Sampler[list[int]]):
                     batch += rng.choice(rows, self.instances, replace=rows.size < self.instances).tolist()
             if position % self.world_size == self.rank:
                 yield batch
+
+
+class ViewBatchSampler(Sampler[list[tuple[int, int]]]):
+    """The batches of ``sampler`` with each image asked for once per view of its modality
+    (``views``: modality -> number of views), as (row, view) keys: every image's view 0 in the
+    sampler's order, then the view-1 keys of the images that have a second view, and so on.
+    CAJ's batch: P x K visible, P x K infrared, then the P x K visible images' second views."""
+
+    def __init__(self, sampler: CrossModalityBatchSampler, modalities: np.ndarray, views: dict[int, int]):
+        self.sampler, self.modalities, self.views = sampler, np.asarray(modalities), views
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def images_per_batch(self) -> int:
+        """Images in a batch: P x K x (views of a visible image + views of an infrared one)."""
+        return self.sampler.identities * self.sampler.instances * sum(self.views.values())
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for batch in self.sampler:
+            yield [
+                (row, view)
+                for view in range(max(self.views.values()))
+                for row in batch
+                if view < self.views[int(self.modalities[row])]
+            ]

@@ -1,44 +1,83 @@
-"""Image transforms of the reference recipe: resize, pad-and-crop, flip, ImageNet normalisation,
-and random erasing after it."""
+"""Image transforms (torchvision.transforms.v2): the reference recipe's resize, pad-and-crop,
+flip and ImageNet normalisation, random erasing after it, and the views of each modality
+(CAJ's channel augmentations, vireid.data.channel, after that)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
-from torchvision import transforms as T
+from torchvision.transforms import v2
 
+from vireid.data.channel import CHANNEL_AUGMENTATIONS
 from vireid.data.erasing import ReIDRandomErasing
+from vireid.modality import Modality
 
 if TYPE_CHECKING:
-    from vireid.config import TrainConfig
+    from vireid.config import ExperimentConfig, TrainConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def inference_transform(height: int, width: int) -> T.Compose:
+def _to_normalised_tensor() -> list[v2.Transform]:
+    """PIL image -> (3, H, W) float32 in [0, 1] -> ImageNet mean/std, as a plain tensor."""
+    return [
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        v2.ToPureTensor(),
+    ]
+
+
+def inference_transform(height: int, width: int) -> v2.Compose:
     """Resize to (height, width), to tensor, ImageNet mean/std."""
-    return T.Compose([T.Resize((height, width)), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return v2.Compose([v2.Resize((height, width)), *_to_normalised_tensor()])
 
 
-def train_transform(height: int, width: int, padding: int = 10) -> T.Compose:
+def train_transform(height: int, width: int, padding: int = 10) -> v2.Compose:
     """Resize, pad ``padding`` pixels, random crop back, random horizontal flip, normalise."""
-    return T.Compose(
+    return v2.Compose(
         [
-            T.Resize((height, width)),
-            T.Pad(padding),
-            T.RandomCrop((height, width)),
-            T.RandomHorizontalFlip(),
-            T.ToTensor(),
-            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            v2.Resize((height, width)),
+            v2.Pad(padding),
+            v2.RandomCrop((height, width)),
+            v2.RandomHorizontalFlip(),
+            *_to_normalised_tensor(),
         ]
     )
 
 
-def random_erasing(config: TrainConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+def random_erasing(config: TrainConfig) -> v2.Transform:
     """The erasing of ``config`` (``train.random_erasing`` > 0), applied to the normalised tensor:
     the re-ID form filled with ``train.erasing_fill``, or torchvision's RandomErasing defaults."""
     if config.erasing == "torchvision":
-        return T.RandomErasing(p=config.random_erasing)
+        return v2.RandomErasing(p=config.random_erasing)
     return ReIDRandomErasing(config.random_erasing, fill=tuple(config.erasing_fill))
+
+
+def modality_views(config: TrainConfig) -> dict[int, list[list[str]]]:
+    """Each modality's views: per view, the names of its channel augmentations."""
+    return {Modality.VISIBLE: config.visible_views, Modality.INFRARED: config.infrared_views}
+
+
+def has_channel_views(config: TrainConfig) -> bool:
+    """Whether any modality has more than one view, or a view with channel augmentations."""
+    return any(views != [[]] for views in modality_views(config).values())
+
+
+def training_views(config: ExperimentConfig) -> dict[int, tuple[v2.Compose, ...]]:
+    """Per modality, the transform of each of its views: resize, pad-and-crop, flip, normalise,
+    the erasing (``train.random_erasing`` > 0), then the view's channel augmentations. Each view
+    draws its own crop, flip and erasing (CAJ's two visible views are two augmentations of one image)."""
+    train = config.train
+    views = {}
+    for modality, names_per_view in modality_views(train).items():
+        transforms = []
+        for names in names_per_view:
+            steps = [train_transform(config.data.height, config.data.width, train.padding)]
+            steps += [random_erasing(train)] if train.random_erasing > 0 else []
+            steps += [CHANNEL_AUGMENTATIONS[name]() for name in names]
+            transforms.append(v2.Compose(steps))
+        views[modality] = tuple(transforms)
+    return views

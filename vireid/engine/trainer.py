@@ -27,9 +27,9 @@ from vireid.config import ConfigError, ExperimentConfig, TrainConfig, config_to_
 from vireid.data.cache import image_cache
 from vireid.data.dataset import SplitDataset
 from vireid.data.device_augment import BatchAugment
-from vireid.data.sampler import CrossModalityBatchSampler
+from vireid.data.sampler import CrossModalityBatchSampler, ViewBatchSampler
 from vireid.data.splits import Split
-from vireid.data.transforms import random_erasing, train_transform
+from vireid.data.transforms import has_channel_views, modality_views, training_views
 from vireid.dataset_check import require_usable_images
 from vireid.datasets import get_dataset, get_protocol
 from vireid.engine.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
@@ -149,7 +149,7 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     precision: Precision
-    sampler: CrossModalityBatchSampler
+    sampler: ViewBatchSampler  # the identity-balanced batches, each image once per view of its modality
     loader: DataLoader
     worker_seeds: torch.Generator  # re-seeded every epoch, so epoch e's augmentations never depend on history
     device_augment: BatchAugment | None
@@ -165,8 +165,7 @@ class Run:
 
     @property
     def images_per_step(self) -> int:
-        train = self.config.train
-        return self.environment.world_size * 2 * train.identities_per_batch * train.instances_per_modality
+        return self.environment.world_size * self.sampler.images_per_batch()
 
 
 def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None, device: str, progress: bool) -> Run:
@@ -196,7 +195,7 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
     optimizer = build_optimizer(model, train_config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: learning_rate_factor(epoch, train_config))
     scaler = torch.amp.GradScaler(environment.device.type, enabled=precision.dtype == torch.float16)
-    sampler = CrossModalityBatchSampler(
+    identity_batches = CrossModalityBatchSampler(
         split.labels,
         split.modalities,
         train_config.identities_per_batch,
@@ -206,6 +205,8 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
         environment.rank,
         environment.world_size,
     )
+    views = {modality: len(names) for modality, names in modality_views(train_config).items()}
+    sampler = ViewBatchSampler(identity_batches, split.modalities, views)
     start_epoch, best = 0, {"metric": -1.0, "epoch": -1}
     if checkpoint is not None:
         start_epoch, best = _restore(checkpoint, resume, num_classes, model, optimizer, scheduler, scaler)
@@ -277,26 +278,26 @@ def _restore(checkpoint: dict, resume: str | Path, num_classes: int, *stateful) 
 def _training_loader(
     config: ExperimentConfig,
     split: Split,
-    sampler: CrossModalityBatchSampler,
+    sampler: ViewBatchSampler,
     worker_seeds: torch.Generator,
     device: torch.device,
     progress: bool,
 ) -> tuple[DataLoader, BatchAugment | None]:
-    """The loader of the training split: augmentations per image in its workers, or on the device
-    for whole batches (``train.augment_on=device``, fed by the decoded-image cache)."""
+    """The loader of the training split: augmentations per image (and view) in its workers, or on
+    the device for whole batches (``train.augment_on=device``, fed by the decoded-image cache)."""
     train_config, height, width = config.train, config.data.height, config.data.width
     decoded = image_cache(split, height, width, train_config.cache_dir, progress) if train_config.cache_dir else None
     device_augment = None
     if train_config.augment_on == "device":
-        if decoded is None or train_config.random_erasing > 0:
+        if decoded is None or train_config.random_erasing > 0 or has_channel_views(train_config):
             raise ConfigError(
-                "train.augment_on=device needs train.cache_dir (decoded images) and train.random_erasing=0"
+                "train.augment_on=device pads, crops and flips only: it needs train.cache_dir (decoded images), "
+                "train.random_erasing=0 and one plain view per modality (train.visible_views and "
+                "train.infrared_views [[]]); the CAJ recipe's erasing and channel views need train.augment_on=loader"
             )
         transform, device_augment = None, BatchAugment(train_config.padding, worker_seeds)
     else:
-        transform = train_transform(height, width, train_config.padding)
-        if train_config.random_erasing > 0:
-            transform.transforms.append(random_erasing(train_config))
+        transform = training_views(config)
     loader = DataLoader(
         SplitDataset(split, transform, decoded),
         batch_sampler=sampler,
