@@ -83,8 +83,8 @@ def test_bad_files_are_named(tmp_path):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_every_shipped_config_loads_and_builds(name):
     config = load_config(name)
-    variant = name.split("_")[-1]
-    expected = {"agw": (0, False), "fgfl": (6, False), "full": (6, True), "tiny": (4, True)}[variant]
+    variant = "full" if "_full" in name else name.split("_")[-1]
+    expected = {"agw": (0, False), "fgfl": (6, False), "full": (6, True), "tiny": (4, True), "caj": (0, False)}[variant]
     assert (config.model.parts, config.model.cmimpl) == expected
     if variant != "tiny":
         assert config.data.dataset == name.split("_")[0]

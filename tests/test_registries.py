@@ -132,7 +132,7 @@ def test_registration_refuses_a_taken_name_or_protocol(restored_registries):
         register_dataset(stray)
     with pytest.raises(ValueError, match="a method named 'agw' is registered already"):
         register_method(get_method("agw"))
-    register_method(Method("odd", build_model, create_loss, {"partz": 3}))
+    register_method(Method("odd", build_model, create_loss, {"model": {"partz": 3}}))
     with pytest.raises(ConfigError, match=r"model.method: 'odd' sets unknown model keys \['partz'\]"):
         load_config(None, ["model.method=odd"])
 
@@ -141,7 +141,7 @@ def test_config_keys_pick_from_the_registries():
     with pytest.raises(ConfigError, match="data.dataset: expected one of 'sysu', 'regdb', 'llcm', got 'market'"):
         load_config(None, ["data.dataset=market"])
     with pytest.raises(
-        ConfigError, match="model.method: expected one of 'agw', 'agw_fgfl', 'agw_fgfl_cmimpl', got 'pcb'"
+        ConfigError, match="model.method: expected one of 'agw', 'agw_fgfl', 'agw_fgfl_cmimpl', 'caj', got 'pcb'"
     ):
         load_config(None, ["model.method=pcb"])
     full = load_config(None, ["model.method=agw_fgfl_cmimpl"]).model
@@ -161,7 +161,7 @@ def test_the_method_builds_the_network_and_the_loss(restored_registries):
         built.append(config.parts)
         return build_model(config, num_classes, load_weights)
 
-    register_method(Method("logged", build_logged, get_method("agw").build_loss, {"parts": 2}))
+    register_method(Method("logged", build_logged, get_method("agw").build_loss, {"model": {"parts": 2}}))
     config = load_config(
         None, ["model.method=logged", "model.backbone=resnet18", "model.pretrained=none", "model.part_dim=16"]
     )

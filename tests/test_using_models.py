@@ -196,7 +196,8 @@ def test_a_checkpoint_of_another_architecture_is_refused(trained, tmp_path, caps
         model_from_checkpoint(checkpoint, overrides=["model.parts=2"])
     with pytest.raises(CheckpointError, match=r"resnet50.*of another shape"):
         model_from_checkpoint(checkpoint, overrides=["model.backbone=resnet50"])
-    assert main(["export", str(checkpoint), "--set", "model.parts=0", "--out", str(tmp_path)]) == 2
+    overrides = ["--set", "model.parts=0", "--set", "test.feature=global"]
+    assert main(["export", str(checkpoint), *overrides, "--out", str(tmp_path)]) == 2
     assert "no parts" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 

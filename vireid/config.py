@@ -65,6 +65,10 @@ class LossConfig:
     alpha: float = 1.2  # weight of L_msid (modality-specific identity loss)
     beta: float = 0.4  # weight of L_cmp (cross-modality mutual prediction)
     cross_loss: Literal["hard", "soft", "ce", "both"] = "hard"  # see vireid.losses.mutual
+    triplet: Literal["wrt", "adp"] = "wrt"  # AGW's weighted regularised triplet, or CAJ's adaptive form
+    adp_alpha: float = 1.0  # adp: sharpness of the softmax weights of the distances
+    adp_gamma: float = 1.0  # adp: scale of the squared difference
+    adp_square: bool = True  # adp: the "enhanced squared difference" (False: softplus of the plain difference)
 
 
 @dataclass
@@ -140,6 +144,8 @@ VALUE_RANGES: dict[str, tuple[float | None, float | None]] = {
     **{f"loss.{name}": (0, None) for name in ("id_weight", "triplet_weight", "part_id_weight", "part_triplet_weight")},
     "loss.alpha": (0, None),
     "loss.beta": (0, None),
+    "loss.adp_alpha": (0, None),
+    "loss.adp_gamma": (0, None),
     "train.epochs": (1, None),
     "train.lr": (0, None),
     "train.backbone_lr": (0, None),
@@ -248,6 +254,11 @@ def config_from_dict(values: dict) -> ExperimentConfig:
 def _check_shapes(config: ExperimentConfig) -> None:
     if len(config.train.erasing_fill) != 3:
         raise ConfigError(f"train.erasing_fill: expected 3 values (one per channel), got {config.train.erasing_fill}")
+    if config.test.feature != "global" and config.model.parts == 0:
+        raise ConfigError(
+            f"test.feature: {config.test.feature!r} needs a model with parts (model.parts > 0); "
+            "this one has none, use test.feature=global"
+        )
     from vireid.data.channel import CHANNEL_AUGMENTATIONS  # here: it imports torchvision
 
     for key in ("visible_views", "infrared_views"):
@@ -334,17 +345,25 @@ def load_config(
 
 
 def _with_method_defaults(values: dict) -> dict:
-    """``values`` with the model keys of its ``model.method`` filled in where the config leaves them out."""
+    """``values`` with the keys its ``model.method`` sets (vireid.methods: the model's switches,
+    and a recipe's loss, train and test keys) filled in where the config leaves them out."""
     from vireid.methods import get_method  # here, not with this module: the methods build networks (torch)
 
     model = values.get("model", {})
     if not isinstance(model, dict):
         return values  # _apply names the error
     method = get_method(model.get("method", ModelConfig.method))
-    unknown = sorted(set(method.model_defaults) - set(ModelConfig.__dataclass_fields__))
-    if unknown:
-        raise ConfigError(f"model.method: {method.name!r} sets unknown model keys {unknown}")
-    return {**values, "model": {**method.model_defaults, **model}}
+    merged = dict(values)
+    for section, defaults in method.defaults.items():
+        fields = ExperimentConfig.__dataclass_fields__
+        known = fields[section].default_factory().__dataclass_fields__ if section in fields else {}
+        unknown = sorted(set(defaults) - set(known))
+        if unknown:
+            raise ConfigError(f"model.method: {method.name!r} sets unknown {section} keys {unknown}")
+        given = values.get(section, {})
+        if isinstance(given, dict):  # else _apply names the error
+            merged[section] = {**defaults, **given}
+    return merged
 
 
 def config_to_dict(config: ExperimentConfig) -> dict:

@@ -1,13 +1,14 @@
-"""Losses: identity cross-entropy, weighted regularised triplet, cross-modality mutual prediction,
+"""Losses: identity cross-entropy, the weighted triplets (WRT, ADP), cross-modality mutual prediction,
 and their weighted sum."""
 
 from vireid.losses.composite import ReIDLoss
 from vireid.losses.identity import identity_loss
 from vireid.losses.mutual import cross_modality_loss, modality_specific_identity_loss
-from vireid.losses.triplet import weighted_regularized_triplet
+from vireid.losses.triplet import adaptive_weighted_triplet, weighted_regularized_triplet
 
 __all__ = [
     "ReIDLoss",
+    "adaptive_weighted_triplet",
     "cross_modality_loss",
     "identity_loss",
     "modality_specific_identity_loss",

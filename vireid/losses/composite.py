@@ -8,7 +8,7 @@ import torch
 
 from vireid.losses.identity import identity_loss
 from vireid.losses.mutual import cross_modality_loss, modality_specific_identity_loss
-from vireid.losses.triplet import weighted_regularized_triplet
+from vireid.losses.triplet import adaptive_weighted_triplet, weighted_regularized_triplet
 from vireid.models.network import ModelOutput
 
 if TYPE_CHECKING:
@@ -21,7 +21,8 @@ class ReIDLoss:
     Returns a dict: one entry per term (unweighted, for logging) and ``total``,
     the weighted sum to back-propagate. Terms: ``id`` and ``triplet`` (global
     branch), ``part_id`` (mean over parts) and ``part_triplet`` (on the
-    concatenated parts before their BN) with FGFL, ``msid`` and ``cmp`` with CMIMPL.
+    concatenated parts before their BN) with FGFL, ``msid`` and ``cmp`` with CMIMPL. The triplet
+    terms take ``loss.triplet``'s form: AGW's WRT, or CAJ's ADP.
     """
 
     def __init__(self, config: LossConfig):
@@ -38,18 +39,24 @@ class ReIDLoss:
             "cmp": config.beta,
         }
 
+    def triplet(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        if config.triplet == "adp":
+            return adaptive_weighted_triplet(features, labels, config.adp_alpha, config.adp_gamma, config.adp_square)
+        return weighted_regularized_triplet(features, labels)
+
     def __call__(self, output: ModelOutput, labels: torch.Tensor, modalities: torch.Tensor) -> dict[str, torch.Tensor]:
         smoothing = self.config.label_smoothing
         terms = {
             "id": identity_loss(output.global_logits, labels, smoothing),
-            "triplet": weighted_regularized_triplet(output.pooled, labels),
+            "triplet": self.triplet(output.pooled, labels),
         }
         if output.part_logits is not None:
             parts = output.part_logits.shape[1]
             terms["part_id"] = (
                 sum(identity_loss(output.part_logits[:, index], labels, smoothing) for index in range(parts)) / parts
             )
-            terms["part_triplet"] = weighted_regularized_triplet(output.part_pooled.flatten(1), labels)
+            terms["part_triplet"] = self.triplet(output.part_pooled.flatten(1), labels)
         if output.modality_logits is not None:
             terms["msid"] = modality_specific_identity_loss(output.modality_logits, labels, modalities, smoothing)
             terms["cmp"] = cross_modality_loss(

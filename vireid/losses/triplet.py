@@ -1,4 +1,4 @@
-"""AGW's weighted regularised triplet (WRT) loss."""
+"""Triplet losses: AGW's weighted regularised triplet (WRT) and CAJ's adaptive weighted form (ADP)."""
 
 from __future__ import annotations
 
@@ -19,16 +19,41 @@ def _masked_softmax(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return exponentials / (exponentials.sum(dim=1, keepdim=True) + 1e-6)
 
 
+def _weighted_extremes(
+    features: torch.Tensor, labels: torch.Tensor, alpha: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) softmax-weighted positive distance (weights softmax(alpha d) over the positives, the
+    anchor itself included) and softmax-weighted negative distance (softmax(-alpha d) over the negatives)."""
+    distances = euclidean_distances(features.float())
+    same = labels[:, None] == labels[None, :]
+    positive, negative = same.float(), (~same).float()
+    positive_distances, negative_distances = distances * positive, distances * negative
+    furthest_positive = (positive_distances * _masked_softmax(alpha * positive_distances, positive)).sum(dim=1)
+    closest_negative = (negative_distances * _masked_softmax(-alpha * negative_distances, negative)).sum(dim=1)
+    return furthest_positive, closest_negative
+
+
 def weighted_regularized_triplet(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """softplus(weighted positive distance - weighted negative distance), batch mean.
 
     For anchor i, positives (same label, i itself included) are weighted by
     softmax(d) and negatives by softmax(-d) over their sets; no margin.
     """
-    distances = euclidean_distances(features.float())
-    same = labels[:, None] == labels[None, :]
-    positive, negative = same.float(), (~same).float()
-    positive_distances, negative_distances = distances * positive, distances * negative
-    furthest_positive = (positive_distances * _masked_softmax(positive_distances, positive)).sum(dim=1)
-    closest_negative = (negative_distances * _masked_softmax(-negative_distances, negative)).sum(dim=1)
+    furthest_positive, closest_negative = _weighted_extremes(features, labels)
     return F.softplus(furthest_positive - closest_negative).mean()
+
+
+def adaptive_weighted_triplet(
+    features: torch.Tensor, labels: torch.Tensor, alpha: float = 1.0, gamma: float = 1.0, square: bool = True
+) -> torch.Tensor:
+    """CAJ's triplet (``TripletLoss_ADP``): the weighted distances with softmax(alpha d) weights, then
+    with ``square`` the "enhanced squared difference": for d = positive - negative,
+    softplus(gamma d^2) where d > 0 (a violated triplet) and softplus(-gamma d^2) where not,
+    gamma d^2 clamped at 88; without it softplus(-gamma (negative - positive)). Batch mean.
+    alpha = gamma = 1 without ``square`` is the weighted regularised triplet."""
+    furthest_positive, closest_negative = _weighted_extremes(features, labels, alpha)
+    difference = furthest_positive - closest_negative
+    if not square:
+        return F.softplus(gamma * difference).mean()
+    squared = (gamma * difference.pow(2)).clamp(max=88)
+    return F.softplus(torch.where(difference > 0, squared, -squared)).mean()

@@ -18,4 +18,4 @@ from vireid.methods.registry import Method, register_method
 from vireid.models.network import build_model
 
 for name, parts, cmimpl in (("agw", 0, False), ("agw_fgfl", 6, False), ("agw_fgfl_cmimpl", 6, True)):
-    register_method(Method(name, build_model, ReIDLoss, {"parts": parts, "cmimpl": cmimpl}))
+    register_method(Method(name, build_model, ReIDLoss, {"model": {"parts": parts, "cmimpl": cmimpl}}))

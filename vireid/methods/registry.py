@@ -10,14 +10,14 @@ from vireid.errors import ConfigError
 
 @dataclass(frozen=True)
 class Method:
-    """A named method: the model keys it sets (unless a config sets them itself),
-    and how its network and its training loss are built. This module imports no
-    config: vireid.config reads the defaults from here while it loads one."""
+    """A named method: the config keys it sets, by section (``{"model": {"parts": 6}, "train":
+    {...}}``; a config's own values win), and how its network and its training loss are built.
+    This module imports no config: vireid.config reads the defaults from here while it loads one."""
 
     name: str
     build_model: Callable[..., Any]  # (ModelConfig, number of classes, load weights) -> the network
     build_loss: Callable[..., Callable[..., dict]]  # (LossConfig) -> (output, labels, modalities) -> loss terms
-    model_defaults: dict[str, Any] = field(default_factory=dict)
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 METHODS: dict[str, Method] = {}
