@@ -484,3 +484,24 @@ def test_extract_and_search_with_the_exported_onnx_file_match_the_checkpoint(
     )
     assert "--set applies to checkpoints only" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_cli_test_rerank_adds_labelled_rows_and_keeps_both_in_results_json(trained, tmp_path, capsys):
+    checkpoint, _ = trained
+    out = tmp_path / "reranked"
+    arguments = ["test", str(checkpoint), "--trials", "0", "--out", str(out), "--quiet", "--rerank"]
+    assert main([*arguments, "--set", "test.rerank_k1=8"]) == 0
+    printed = capsys.readouterr().out
+    assert "plain and re-ranked (k-reciprocal, k1 8, k2 6, λ 0.3)" in printed  # the start line says so
+    report = (out / "results.md").read_text()
+    for protocol in ("sysu-all", "sysu-indoor"):
+        assert f"| {protocol} single-shot (agw draws) |" in report
+        assert f"| {protocol} single-shot (agw draws), re-ranked (k-reciprocal, k1 8, k2 6, λ 0.3) |" in report
+    records = json.loads((out / "results.json").read_text())
+    assert [(record["protocol"], record["reranked"]) for record in records] == [
+        ("sysu-all", None),
+        ("sysu-all", {"k1": 8, "k2": 6, "lambda_value": 0.3}),
+        ("sysu-indoor", None),
+        ("sysu-indoor", {"k1": 8, "k2": 6, "lambda_value": 0.3}),
+    ]
+    assert sorted(path.name for path in out.glob("ranks_*.png")) == ["ranks_sysu-all.png", "ranks_sysu-indoor.png"]

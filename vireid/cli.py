@@ -139,6 +139,7 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
     from vireid.datasets import GalleryOptions, get_dataset, get_protocol
     from vireid.evaluation.feature_file import load_features
     from vireid.evaluation.protocols import evaluate_protocol, results_table
+    from vireid.evaluation.rerank import RerankSettings
 
     protocol = get_protocol(arguments.protocol)
     dataset = get_dataset(protocol.dataset)
@@ -157,10 +158,25 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
             permutation_file = Path(root) / dataset.official_draws.file
         permutations = dataset.official_draws.load(permutation_file)
         options = GalleryOptions(arguments.shot, arguments.draws, permutations, str(permutation_file))
-    result = evaluate_protocol(protocol, feature_sets, arguments.trials, options, device=arguments.device)
-    print(results_table([result]))
-    if arguments.per_trial:
-        print()
+    limits = (
+        ("--k1", arguments.k1, 1, None),
+        ("--k2", arguments.k2, 1, None),
+        ("--lambda", arguments.rerank_lambda, 0, 1),
+    )
+    for option, value, lowest, highest in limits:
+        if value < lowest or (highest is not None and value > highest):
+            expected = f"{lowest} to {highest}" if highest is not None else f"at least {lowest}"
+            raise UserError(f"{option}: expected {expected}, got {value}")
+    reranks = (
+        [None, RerankSettings(arguments.k1, arguments.k2, arguments.rerank_lambda)] if arguments.rerank else [None]
+    )
+    results = [
+        evaluate_protocol(protocol, feature_sets, arguments.trials, options, device=arguments.device, rerank=rerank)
+        for rerank in reranks
+    ]
+    print(results_table(results))
+    for result in results if arguments.per_trial else []:
+        print(f"\n{result.label}:")
         for trial in result.trials:
             metrics = trial.metrics
             print(
@@ -168,7 +184,8 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
                 f"R1 {100 * metrics.cmc[0]:.2f}  mAP {100 * metrics.mAP:.2f}  mINP {100 * metrics.mINP:.2f}"
             )
     if arguments.json:
-        write_text(arguments.json, json.dumps(result.to_dict(), indent=2) + "\n")
+        records = [result.to_dict() for result in results]
+        write_text(arguments.json, json.dumps(records if arguments.rerank else records[0], indent=2) + "\n")
     return 0
 
 
@@ -180,7 +197,8 @@ def add_evaluate_parser(commands: argparse._SubParsersAction, protocol_names: li
         "Every trial of the protocol (or --trials), then mean and standard deviation, as the literature scores them.",
         "  vireid evaluate --features runs/sysu_full/features.npz --protocol sysu-all\n"
         "  vireid evaluate --features f.npz --protocol sysu-indoor --shot multi --per-trial --json results.json\n"
-        "  vireid evaluate --features regdb_t1.npz regdb_t2.npz --protocol regdb-t2v",
+        "  vireid evaluate --features regdb_t1.npz regdb_t2.npz --protocol regdb-t2v\n"
+        "  vireid evaluate --features f.npz --protocol sysu-all --rerank --k1 20 --k2 6 --lambda 0.3",
     )
     evaluate.add_argument("--features", required=True, nargs="+", help="feature file(s) (.npz); RegDB: one per trial")
     evaluate.add_argument("--protocol", required=True, choices=protocol_names, help="the evaluation protocol")
@@ -196,6 +214,14 @@ def add_evaluate_parser(commands: argparse._SubParsersAction, protocol_names: li
     evaluate.add_argument("--device", default="cpu", help="where to score: cpu or cuda (default cpu)")
     evaluate.add_argument("--per-trial", action="store_true", help="also print each trial's figures")
     evaluate.add_argument("--json", help="write the results (every trial, mean, std) to this JSON file")
+    evaluate.add_argument(
+        "--rerank", action="store_true", help="also score k-reciprocal re-ranked distances (rows of their own)"
+    )
+    evaluate.add_argument("--k1", type=int, default=20, help="re-ranking: k-reciprocal neighbourhood (default 20)")
+    evaluate.add_argument("--k2", type=int, default=6, help="re-ranking: local query expansion (default 6)")
+    evaluate.add_argument(
+        "--lambda", dest="rerank_lambda", type=float, default=0.3, help="re-ranking: original distance's weight (0.3)"
+    )
     evaluate.set_defaults(handler=command_evaluate, outputs={"json": "file"})
 
 
@@ -315,7 +341,7 @@ def command_test(arguments: argparse.Namespace) -> int:
         device=arguments.device,
         out=Path(arguments.out) if arguments.out else None,
         progress=not arguments.quiet,
-        overrides=arguments.set,
+        overrides=[*arguments.set, *(["test.rerank=true"] if arguments.rerank else [])],
         force=arguments.force,
     )  # score_checkpoints' keywords, which score_seeds passes on
     if len(groups) > 1:
@@ -333,7 +359,8 @@ def add_test_parser(commands: argparse._SubParsersAction, protocol_names: list[s
         "Writes results.md, results.json, the test features, the CMC curves and a rank-list picture per protocol "
         "into --out (default: the checkpoint's folder; for a folder of RegDB trial models, that folder).",
         "  vireid test runs/sysu_full/best.pt\n  vireid test runs/regdb_full --device cuda\n"
-        "  vireid test runs/sysu_full/last.pt --protocol sysu-indoor --trials 0-4 --set test.flip=true",
+        "  vireid test runs/sysu_full/last.pt --protocol sysu-indoor --trials 0-4 --set test.flip=true\n"
+        "  vireid test runs/sysu_caj --rerank",
     )
     test.add_argument("checkpoint", help="a checkpoint, or a folder of them (RegDB: one per trial)")
     test.add_argument(
@@ -348,6 +375,12 @@ def add_test_parser(commands: argparse._SubParsersAction, protocol_names: list[s
     test.add_argument("--trials", type=_parse_trials, help="trials, e.g. 0-9 (default: all)")
     test.add_argument("--out", help="where to write the results, features and pictures (default: see above)")
     test.add_argument("--force", action="store_true", help="replace the results an --out folder holds already")
+    test.add_argument(
+        "--rerank",
+        action="store_true",
+        help="also score k-reciprocal re-ranked distances, in rows of their own (test.rerank; "
+        "k1, k2, lambda: --set test.rerank_k1=20 ...)",
+    )
     _add_model_options(test)
     test.set_defaults(handler=command_test, outputs={"out": "folder"})
 

@@ -120,6 +120,10 @@ class InferenceConfig:
     after_bn: bool = True  # global feature after the BNNeck (AGW's headline) or before it
     flip: bool = False  # average with the horizontally flipped image
     batch_size: int = 64
+    rerank: bool = False  # vireid test: also score k-reciprocal re-ranked distances, in rows of their own
+    rerank_k1: int = 20  # re-ranking's k-reciprocal neighbourhood (vireid.evaluation.rerank)
+    rerank_k2: int = 6  # its local query expansion
+    rerank_lambda: float = 0.3  # weight of the original distance beside the Jaccard distance
 
 
 @dataclass
@@ -166,6 +170,9 @@ VALUE_RANGES: dict[str, tuple[float | None, float | None]] = {
     "train.workers": (0, None),
     "train.log_every": (1, None),
     "test.batch_size": (1, None),
+    "test.rerank_k1": (1, None),
+    "test.rerank_k2": (1, None),
+    "test.rerank_lambda": (0, 1),
 }
 """The values each number key may take, both ends included (None: no end); a list key, each element."""
 

@@ -13,6 +13,7 @@ from vireid.engine.extract import extract_test_features
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet, save_features
 from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, results_table
+from vireid.evaluation.rerank import RerankSettings
 from vireid.evaluation.seeds import SeedResults, seeds_table
 from vireid.models.network import parameter_counts
 from vireid.viz.cmc import draw_cmc_curves, protocol_cmc_curves
@@ -84,6 +85,8 @@ def score_checkpoints(
     per trial (RegDB) take one per trial (each checkpoint's config names its
     trial) and average over them. ``overrides``
     (``key=value``) change the checkpoints' configs, e.g. the test-time feature.
+    With ``test.rerank`` each protocol is scored twice, plainly and k-reciprocal
+    re-ranked; the re-ranked rows say so, and results.json keeps both.
     An ``out`` other than the checkpoints' own folder that holds results already
     is refused unless ``force``.
     """
@@ -121,8 +124,13 @@ def score_checkpoints(
         suffix = f"_trial{config.data.trial}" if dataset.one_model_per_trial else ""
         written.append(save_features(out / f"features{suffix}.npz", feature_set))
         feature_sets.append(feature_set)
+    rerank = rerank_settings(loaded[0][2].test)
     results = [
-        evaluate_protocol(name, feature_sets, None if dataset.one_model_per_trial else trials) for name in protocols
+        evaluate_protocol(
+            name, feature_sets, None if dataset.one_model_per_trial else trials, device=device, rerank=settings
+        )
+        for name in protocols
+        for settings in ([None, rerank] if rerank else [None])
     ]
     table = results_table(results)
     pictures = write_pictures(results, feature_sets[0], out, loaded[0][2].name)
@@ -138,6 +146,13 @@ def score_checkpoints(
     for path in [*written, *pictures]:
         print(f"wrote {path}")
     return results
+
+
+def rerank_settings(test_config) -> RerankSettings | None:
+    """The re-ranking a test config asks for (``test.rerank`` and its k1, k2, lambda), or None."""
+    if not test_config.rerank:
+        return None
+    return RerankSettings(test_config.rerank_k1, test_config.rerank_k2, test_config.rerank_lambda)
 
 
 def score_seeds(
@@ -201,6 +216,8 @@ def _start_line(
     checkpoints = str(path) if len(loaded) == 1 else f"{len(loaded)} checkpoints ({path}, ...)"
     images = dataset.read_test_images(Path(config.data.root), config.data.trial)
     trial_count = "one per trial model" if dataset.one_model_per_trial else f"{len(trials) if trials else 'all'} trials"
+    rerank = rerank_settings(config.test)
+    trial_count += f"; plain and {rerank.describe()}" if rerank else ""
     return (
         f"testing {checkpoints} on {images.summary()} ({config.data.dataset} at {config.data.root}"
         f"{f', trial {config.data.trial}' if len(loaded) == 1 and dataset.one_model_per_trial else ''}); "
@@ -214,6 +231,8 @@ def write_pictures(results: list[ProtocolResult], feature_set: FeatureSet, out: 
     and ranks_<protocol>.png (the first trial's rank lists)."""
     pictures = [draw_cmc_curves(protocol_cmc_curves(results), out / "cmc.png", title=f"CMC of {run}")]
     for result in results:
+        if result.rerank:
+            continue  # the rank lists show the plain ranking
         trial = result.trials[0].trial
         _, queries, ranked = trial_rank_lists(feature_set, result.protocol, trial)
         title = f"{result.protocol.name} trial {trial}: {result.protocol.query} → {result.protocol.gallery}"

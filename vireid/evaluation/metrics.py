@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from vireid.datasets import ScoringRule, get_dataset
+from vireid.evaluation.rerank import RerankSettings, k_reciprocal_distances
 
 ArrayLike = np.ndarray | torch.Tensor | Sequence
 _CHUNK_BYTES = 256 * 2**20
@@ -233,10 +234,16 @@ def evaluate_features(
     gallery_cameras: ArrayLike,
     scoring: ScoringRule | str,
     max_rank: int = 20,
+    rerank: RerankSettings | None = None,
 ) -> RankMetrics:
-    """rank_metrics of the negative-cosine distances between two feature sets."""
+    """rank_metrics of the negative-cosine distances between two feature sets, or with
+    ``rerank`` of their k-reciprocal re-ranked distances (vireid.evaluation.rerank)."""
+    if rerank is None:
+        distances = pairwise_distances(query_features, gallery_features)
+    else:
+        distances = k_reciprocal_distances(_as_tensor(query_features), _as_tensor(gallery_features), rerank)
     return rank_metrics(
-        pairwise_distances(query_features, gallery_features),
+        distances,
         query_ids,
         gallery_ids,
         query_cameras,

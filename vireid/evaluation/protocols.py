@@ -39,6 +39,7 @@ from vireid.datasets import (
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.metrics import RankMetrics, evaluate_features
+from vireid.evaluation.rerank import RerankSettings
 
 REPORTED_RANKS = (1, 5, 10, 20)
 
@@ -59,12 +60,15 @@ class ProtocolResult:
     trials: tuple[TrialResult, ...]
     options: GalleryOptions = GalleryOptions()
     data: dict | None = None  # the dataset fingerprint the features record (None for files written before it)
+    rerank: RerankSettings | None = None  # the re-ranking the distances went through, if any
 
     @property
     def label(self) -> str:
+        """The protocol (with SYSU-MM01's gallery setting), and ", re-ranked ..." for re-ranked figures."""
+        label = self.protocol.name
         if get_dataset(self.protocol.dataset).official_draws is not None:
-            return f"{self.protocol.name} {self.options.shot}-shot ({self.options.draws} draws)"
-        return self.protocol.name
+            label = f"{label} {self.options.shot}-shot ({self.options.draws} draws)"
+        return f"{label}, {self.rerank.describe()}" if self.rerank else label
 
     def per_trial(self) -> dict[str, np.ndarray]:
         """Each metric (fractions 0..1) as an array over trials."""
@@ -91,6 +95,7 @@ class ProtocolResult:
             "shot": self.options.shot,
             "draws": self.options.draws,
             "data": self.data,
+            "reranked": self.rerank.to_dict() if self.rerank else None,
             "mean": self.mean(),
             "std": self.std(),
             "trials": [
@@ -188,6 +193,7 @@ def evaluate_protocol(
     options: GalleryOptions = GalleryOptions(),
     max_rank: int = 20,
     device: str | torch.device | None = None,
+    rerank: RerankSettings | None = None,
 ) -> ProtocolResult:
     """Score saved features with a protocol over its trials.
 
@@ -196,6 +202,8 @@ def evaluate_protocol(
     protocol's). One model per trial (RegDB): one feature set per trial, each
     from that trial's model, the trial number taken from its metadata.
     ``options`` choose the gallery where the dataset offers a choice (SYSU-MM01).
+    ``rerank``: each trial's distances k-reciprocal re-ranked (its queries and gallery
+    together); the result says so in its label and its record.
     """
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     dataset = get_dataset(protocol.dataset)
@@ -235,6 +243,7 @@ def evaluate_protocol(
             images.camera_ids[gallery_rows],
             dataset.scoring,
             max_rank=max_rank,
+            rerank=rerank,
         )
         results.append(TrialResult(trial, metrics, len(query_rows), len(gallery_rows)))
-    return ProtocolResult(protocol, tuple(results), options, feature_sets[0].metadata.get("data"))
+    return ProtocolResult(protocol, tuple(results), options, feature_sets[0].metadata.get("data"), rerank)

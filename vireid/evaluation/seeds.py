@@ -37,7 +37,7 @@ class SeedResults:
     def to_dict(self) -> dict:
         first = self.results[0].to_dict()
         return {
-            **{key: first[key] for key in ("protocol", "query", "gallery", "shot", "draws", "data")},
+            **{key: first[key] for key in ("protocol", "query", "gallery", "shot", "draws", "data", "reranked")},
             "seeds": list(self.seeds),
             "mean": self.mean(),
             "std_over_seeds": self.std(),

@@ -135,14 +135,15 @@ def draw_cmc_curves(
     return save_png(cmc_figure(curves, title, chance_identities), out)
 
 
-def _protocol_name(protocol: str, shot: str, draws: str) -> str:
-    """The protocol, with the SYSU-MM01 gallery settings when they are not the defaults."""
+def _protocol_name(protocol: str, shot: str, draws: str, reranked: bool = False) -> str:
+    """The protocol, with the SYSU-MM01 gallery settings when they are not the defaults,
+    and "re-ranked" for re-ranked figures."""
     name = protocol
     if shot != DEFAULT_SHOT:
         name += f" {shot}-shot"
     if draws != DEFAULT_DRAWS:
         name += f" {draws} draws"
-    return name
+    return f"{name} re-ranked" if reranked else name
 
 
 def _labelled(run: str | None, protocol_name: str) -> str:
@@ -152,9 +153,9 @@ def _labelled(run: str | None, protocol_name: str) -> str:
 def protocol_cmc_curves(results: Sequence[ProtocolResult], run: str | None = None) -> dict[str, np.ndarray]:
     """label ("RUN PROTOCOL", or "PROTOCOL" without ``run``) -> (trials, R) CMC of every trial."""
     return {
-        _labelled(run, _protocol_name(result.protocol.name, result.options.shot, result.options.draws)): np.array(
-            [trial.metrics.cmc for trial in result.trials], dtype=np.float64
-        )
+        _labelled(
+            run, _protocol_name(result.protocol.name, result.options.shot, result.options.draws, bool(result.rerank))
+        ): np.array([trial.metrics.cmc for trial in result.trials], dtype=np.float64)
         for result in results
     }
 
@@ -237,7 +238,10 @@ def cmc_curves_from_results(results_files: Sequence[str | Path]) -> dict[str, np
         run = name if name_counts[name] == 1 else str(path.parent)
         for result in _read_results(path):
             protocol = _protocol_name(
-                result["protocol"], result.get("shot", DEFAULT_SHOT), result.get("draws", DEFAULT_DRAWS)
+                result["protocol"],
+                result.get("shot", DEFAULT_SHOT),
+                result.get("draws", DEFAULT_DRAWS),
+                bool(result.get("reranked")),
             )
             label = _labelled(run, protocol)
             if label in curves:
