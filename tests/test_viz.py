@@ -16,8 +16,9 @@ from matplotlib.colors import to_rgb
 from PIL import Image
 
 from vireid.errors import DatasetError, UserError
+from vireid.evaluation.results_file import run_name
 from vireid.modality import Modality
-from vireid.viz.cmc import cmc_curves_from_results, cmc_figure, draw_cmc_curves, run_name
+from vireid.viz.cmc import cmc_curves_from_results, cmc_figure, draw_cmc_curves
 from vireid.viz.rank_list import (
     ANOTHER_PERSON,
     PERSON_UNKNOWN,

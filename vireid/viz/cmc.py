@@ -4,13 +4,10 @@ ProtocolResults, or from the results.json files of `vireid test` (labelled by ru
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
-import yaml
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -18,6 +15,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from vireid.errors import UserError
+from vireid.evaluation.results_file import protocol_label, read_results
 from vireid.viz.png import save_png
 
 if TYPE_CHECKING:
@@ -25,11 +23,8 @@ if TYPE_CHECKING:
 
 DPI = 150
 FIGURE_SIZE = (6.4, 4.8)  # inches
-DEFAULT_SHOT = "single"
-DEFAULT_DRAWS = "agw"
 BAND_ALPHA = 0.2
 CHANCE_COLOUR = "grey"
-GENERIC_RUN_FOLDER = "run"  # as in the demo's runs/demo/run: such a run is named by its config instead
 
 
 def _checked_trials(label: str, values: Sequence[float] | Sequence[Sequence[float]]) -> np.ndarray:
@@ -135,116 +130,18 @@ def draw_cmc_curves(
     return save_png(cmc_figure(curves, title, chance_identities), out)
 
 
-def _protocol_name(protocol: str, shot: str, draws: str, reranked: bool = False) -> str:
-    """The protocol, with the SYSU-MM01 gallery settings when they are not the defaults,
-    and "re-ranked" for re-ranked figures."""
-    name = protocol
-    if shot != DEFAULT_SHOT:
-        name += f" {shot}-shot"
-    if draws != DEFAULT_DRAWS:
-        name += f" {draws} draws"
-    return f"{name} re-ranked" if reranked else name
-
-
-def _labelled(run: str | None, protocol_name: str) -> str:
-    return f"{run} {protocol_name}" if run else protocol_name
-
-
 def protocol_cmc_curves(results: Sequence[ProtocolResult], run: str | None = None) -> dict[str, np.ndarray]:
     """label ("RUN PROTOCOL", or "PROTOCOL" without ``run``) -> (trials, R) CMC of every trial."""
-    return {
-        _labelled(
-            run, _protocol_name(result.protocol.name, result.options.shot, result.options.draws, bool(result.rerank))
-        ): np.array([trial.metrics.cmc for trial in result.trials], dtype=np.float64)
-        for result in results
-    }
-
-
-def _read_results(path: Path) -> list[dict]:
-    """The protocol results in a results.json: a list (`vireid test`) or one object (`vireid evaluate --json`)."""
-    expected = "expected a results.json written by `vireid test` (a list of protocol results with trials and their cmc)"
-    if not path.is_file():
-        raise UserError(f"{path}: {expected}, but it does not exist")
-    try:
-        results = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{path}: {expected}, but it is not JSON ({error})") from error
-    if isinstance(results, dict):
-        results = [results]
-    if not (isinstance(results, list) and results and all(_is_protocol_result(result) for result in results)):
-        raise UserError(f"{path}: {expected}")
-    return results
-
-
-def _is_protocol_result(result: object) -> bool:
-    """Whether ``result`` has a protocol name and a non-empty CMC list in each of its (one or more) trials."""
-    if not (isinstance(result, dict) and isinstance(result.get("protocol"), str)):
-        return False
-    trials = result.get("trials")
-    if not (isinstance(trials, list) and trials):
-        return False
-    return all(
-        isinstance(trial, dict) and isinstance(trial.get("cmc"), list) and bool(trial["cmc"]) for trial in trials
-    )
-
-
-def _trial_cmcs(path: Path, result: dict) -> np.ndarray:
-    """(trials, R) the CMC curve of each trial."""
-    lengths = {len(trial["cmc"]) for trial in result["trials"]}
-    if len(lengths) != 1:
-        raise UserError(
-            f"{path}: the trials of {result['protocol']} have CMC curves of different lengths {sorted(lengths)}"
-        )
-    try:
-        return np.array([trial["cmc"] for trial in result["trials"]], dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise UserError(f"{path}: the CMC curves of {result['protocol']} must hold numbers only") from error
-
-
-def _config_name(config_file: Path) -> str | None:
-    """The ``name`` in a run's config.yaml, or None where there is no readable one."""
-    try:
-        config = yaml.safe_load(config_file.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    name = config.get("name") if isinstance(config, dict) else None
-    return name if isinstance(name, str) and name else None
-
-
-def run_name(results_file: str | Path) -> str:
-    """What the run of a results.json is called: its folder's name; for a folder named just
-    "run" (as in runs/demo/run), the config name stored beside it, else the folder above's name."""
-    folder = Path(results_file).resolve().parent
-    if folder.name != GENERIC_RUN_FOLDER:
-        return folder.name
-    return _config_name(folder / "config.yaml") or folder.parent.name
-
-
-def cmc_curves_from_results(results_files: Sequence[str | Path]) -> dict[str, np.ndarray]:
-    """label ("RUN PROTOCOL") -> (trials, R) CMC of every trial, for every protocol result in each results.json.
-
-    RUN is the :func:`run_name`; where several files have the same one, RUN is the file's folder as given.
-    """
-    paths = [Path(path) for path in results_files]
-    if not paths:
-        raise UserError("results files: expected at least one results.json, got none")
-    repeated = [path for path, count in Counter(path.resolve() for path in paths).items() if count > 1]
-    if repeated:
-        raise UserError(f"{repeated[0]}: the same results file is given more than once")
-    names = [run_name(path) for path in paths]
-    name_counts = Counter(names)
     curves = {}
-    for path, name in zip(paths, names):
-        run = name if name_counts[name] == 1 else str(path.parent)
-        for result in _read_results(path):
-            protocol = _protocol_name(
-                result["protocol"],
-                result.get("shot", DEFAULT_SHOT),
-                result.get("draws", DEFAULT_DRAWS),
-                bool(result.get("reranked")),
-            )
-            label = _labelled(run, protocol)
-            if label in curves:
-                raise UserError(f"{path}: holds the results of {protocol} more than once")
-            curves[label] = _trial_cmcs(path, result)
+    for result in results:
+        protocol = protocol_label(result.protocol.name, result.options.shot, result.options.draws, bool(result.rerank))
+        curves[f"{run} {protocol}" if run else protocol] = np.array(
+            [trial.metrics.cmc for trial in result.trials], dtype=np.float64
+        )
     return curves
+
+
+def cmc_curves_from_results(inputs: Sequence[str | Path]) -> dict[str, np.ndarray]:
+    """label ("RUN PROTOCOL") -> (trials, R) CMC of every trial (of every seed's mean, for runs of
+    several seeds), for every protocol result in each results.json or run folder (vireid.evaluation.results_file)."""
+    return {result.label: result.cmc for result in read_results(inputs)}

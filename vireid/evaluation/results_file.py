@@ -1,0 +1,154 @@
+"""Reading the results.json files that `vireid test` and `vireid evaluate --json` write: each
+protocol result of each run as its per-trial (or, for runs of several seeds, per-seed) figures,
+labelled by run name, protocol and re-ranking."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import yaml
+
+from vireid.errors import UserError
+
+DEFAULT_SHOT = "single"
+DEFAULT_DRAWS = "agw"
+GENERIC_RUN_FOLDER = "run"  # as in the demo's runs/demo/run: such a run is named by its config instead
+EXPECTED = "expected a results.json written by `vireid test` (a list of protocol results with trials and their cmc)"
+
+
+@dataclass(frozen=True)
+class RecordedResult:
+    """One protocol result of one run, as a results.json holds it."""
+
+    run: str  # the run's name, unique among the files read together
+    config: dict | None  # the run's config.yaml beside the file, where there is one
+    protocol: str  # the protocol, with SYSU-MM01's gallery setting where not the default
+    reranked: dict | None  # the re-ranking settings (k1, k2, lambda_value), or None
+    cmc: np.ndarray  # (S, R): each trial's CMC (fractions), or each seed's mean over its trials
+    mAP: np.ndarray  # (S,)
+    mINP: np.ndarray  # (S,)
+    spread: str  # what S counts: "trials" or "seeds"
+
+    @property
+    def label(self) -> str:
+        """ "RUN PROTOCOL", and " re-ranked" for re-ranked figures."""
+        return f"{self.run} {protocol_label(self.protocol, reranked=bool(self.reranked))}"
+
+
+def protocol_label(protocol: str, shot: str = DEFAULT_SHOT, draws: str = DEFAULT_DRAWS, reranked: bool = False) -> str:
+    """The protocol, with the SYSU-MM01 gallery settings when they are not the defaults,
+    and "re-ranked" for re-ranked figures."""
+    name = protocol
+    if shot != DEFAULT_SHOT:
+        name += f" {shot}-shot"
+    if draws != DEFAULT_DRAWS:
+        name += f" {draws} draws"
+    return f"{name} re-ranked" if reranked else name
+
+
+def results_path(path: str | Path) -> Path:
+    """A results.json itself, or the one in a run folder."""
+    path = Path(path)
+    return path / "results.json" if path.is_dir() else path
+
+
+def _load_json(path: Path) -> list:
+    if not path.is_file():
+        raise UserError(f"{path}: {EXPECTED}, but it does not exist")
+    try:
+        records = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{path}: {EXPECTED}, but it is not JSON ({error})") from error
+    records = [records] if isinstance(records, dict) else records
+    if not (isinstance(records, list) and records and all(isinstance(record, dict) for record in records)):
+        raise UserError(f"{path}: {EXPECTED}")
+    return records
+
+
+def _trials(path: Path, record: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(T, R) CMC, (T,) mAP, (T,) mINP of a record's trials, or a UserError naming the file."""
+    trials = record.get("trials")
+    if not (
+        isinstance(record.get("protocol"), str)
+        and isinstance(trials, list)
+        and trials
+        and all(isinstance(trial, dict) and isinstance(trial.get("cmc"), list) and trial["cmc"] for trial in trials)
+    ):
+        raise UserError(f"{path}: {EXPECTED}")
+    lengths = {len(trial["cmc"]) for trial in trials}
+    if len(lengths) != 1:
+        raise UserError(
+            f"{path}: the trials of {record['protocol']} have CMC curves of different lengths {sorted(lengths)}"
+        )
+    try:
+        cmc = np.array([trial["cmc"] for trial in trials], dtype=np.float64)
+        scores = [np.array([trial.get(name, np.nan) for trial in trials], dtype=np.float64) for name in ("mAP", "mINP")]
+    except (TypeError, ValueError) as error:
+        raise UserError(f"{path}: the figures of {record['protocol']} must be numbers") from error
+    return cmc, scores[0], scores[1]
+
+
+def _figures(path: Path, record: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """A record's (S, R) CMC, (S,) mAP and mINP, and what S counts: its trials, or for a
+    results file of several seeds (``per_seed``) each seed's means over its trials."""
+    if isinstance(record.get("per_seed"), list) and record["per_seed"]:
+        seeds = [_trials(path, {"protocol": record.get("protocol"), **seed}) for seed in record["per_seed"]]
+        return (*(np.stack([values.mean(0) for values in figure]) for figure in zip(*seeds)), "seeds")
+    return (*_trials(path, record), "trials")
+
+
+def _config(folder: Path) -> dict | None:
+    """The run's config.yaml in ``folder``, or None where there is no readable one."""
+    try:
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def run_name(results_file: str | Path) -> str:
+    """What the run of a results.json is called: its folder's name; for a folder named just
+    "run" (as in runs/demo/run), the config name stored beside it, else the folder above's name."""
+    folder = Path(results_file).resolve().parent
+    if folder.name != GENERIC_RUN_FOLDER:
+        return folder.name
+    name = (_config(folder) or {}).get("name")
+    return name if isinstance(name, str) and name else folder.parent.name
+
+
+def read_results(inputs: Sequence[str | Path]) -> list[RecordedResult]:
+    """Every protocol result of each results.json (or run folder holding one), in order. A run is
+    named by :func:`run_name`; where two have the same name, by the file's folder as given."""
+    paths = [results_path(path) for path in inputs]
+    if not paths:
+        raise UserError("results files: expected at least one results.json, got none")
+    repeated = [path for path, count in Counter(path.resolve() for path in paths).items() if count > 1]
+    if repeated:
+        raise UserError(f"{repeated[0]}: the same results file is given more than once")
+    names = [run_name(path) for path in paths]
+    name_counts = Counter(names)
+    recorded, labels = [], set()
+    for path, name in zip(paths, names):
+        run = name if name_counts[name] == 1 else str(path.parent)
+        for record in _load_json(path):
+            cmc, mean_ap, mean_inp, spread = _figures(path, record)
+            protocol = protocol_label(
+                record["protocol"], record.get("shot", DEFAULT_SHOT), record.get("draws", DEFAULT_DRAWS)
+            )
+            result = RecordedResult(
+                run, _config(path.parent), protocol, record.get("reranked"), cmc, mean_ap, mean_inp, spread
+            )
+            if result.label in labels:
+                what = protocol_label(protocol, reranked=bool(result.reranked))
+                raise UserError(f"{path}: holds the results of {what} more than once")
+            labels.add(result.label)
+            recorded.append(result)
+    return recorded
+
+
+__all__ = ["RecordedResult", "protocol_label", "read_results", "results_path", "run_name"]
