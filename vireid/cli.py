@@ -673,6 +673,53 @@ def add_plot_parser(commands: argparse._SubParsersAction, protocol_names: list[s
     plot.set_defaults(handler=command_plot, outputs={"out": "file"})
 
 
+def command_compare(arguments: argparse.Namespace) -> int:
+    from vireid.evaluation.compare import comparison_table
+    from vireid.evaluation.results_file import read_results
+
+    results = read_results(arguments.runs)
+    found = list(dict.fromkeys(result.protocol for result in results))
+    unknown = [protocol for protocol in arguments.protocol or [] if protocol not in found]
+    if unknown:
+        raise UserError(f"--protocol {unknown[0]}: the results hold {', '.join(found)}")
+    chosen = [result for result in results if not arguments.protocol or result.protocol in arguments.protocol]
+    table = comparison_table(chosen, arguments.protocol)
+    print(table)
+    if arguments.picture:
+        from vireid.viz.cmc import draw_cmc_curves
+
+        curves = {result.label: result.cmc for result in chosen}
+        print(f"wrote {draw_cmc_curves(curves, arguments.picture, title=arguments.title or 'CMC, side by side')}")
+    if arguments.out:
+        out = Path(arguments.out)
+        picture = (
+            f"\n![CMC]({os.path.relpath(Path(arguments.picture).resolve(), out.resolve().parent)})\n"
+            if arguments.picture
+            else ""
+        )
+        report = f"# Results side by side\n\nRuns: {', '.join(arguments.runs)}\n\n{table}\n{picture}"
+        print(f"wrote {write_text(out, report)}")
+    return 0
+
+
+def add_compare_parser(commands: argparse._SubParsersAction) -> None:
+    compare = _add_command(
+        commands,
+        "compare",
+        "results of several runs side by side: runs x protocols (R1, R10, R20, mAP, mINP)",
+        "Reads the results.json that vireid test wrote into each run folder (or the files themselves); "
+        "re-ranked results are rows of their own.",
+        "  vireid compare runs/sysu_agw runs/sysu_caj runs/sysu_full\n"
+        "  vireid compare runs/demo/run runs/demo/agw --out compare.md --picture compare_cmc.png",
+    )
+    compare.add_argument("runs", nargs="+", help="run folders holding results.json (vireid test), or the files")
+    compare.add_argument("--protocol", action="append", help="only these protocols, repeatable (default: all found)")
+    compare.add_argument("--out", help="also write the table as Markdown into this file")
+    compare.add_argument("--picture", help="also draw the CMC curves of every run and protocol into this PNG")
+    compare.add_argument("--title", help="the picture's title")
+    compare.set_defaults(handler=command_compare, outputs={"out": "file", "picture": "file"})
+
+
 def _single(inputs: list[str], what: str) -> str:
     if len(inputs) != 1:
         raise UserError(f"expected one input ({what}), got {len(inputs)}")
@@ -789,6 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_parser(commands)
     add_export_parser(commands)
     add_plot_parser(commands, protocol_names)
+    add_compare_parser(commands)
     add_configs_parser(commands)
     add_check_parser(commands)
     add_demo_parser(commands)

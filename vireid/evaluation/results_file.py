@@ -58,6 +58,8 @@ def results_path(path: str | Path) -> Path:
 
 
 def _load_json(path: Path) -> list:
+    if path.name == "results.json" and path.parent.is_dir() and not path.exists():
+        raise UserError(f"{path.parent}: holds no results.json; score the run first: vireid test {path.parent}")
     if not path.is_file():
         raise UserError(f"{path}: {EXPECTED}, but it does not exist")
     try:

@@ -1,0 +1,113 @@
+"""`vireid compare`: runs x protocols with mean ± std computed by hand from the results files,
+re-ranked rows of their own, runs of several seeds, the Markdown and the picture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from vireid.cli import main
+from vireid.evaluation.compare import comparison_table, method_label
+from vireid.evaluation.results_file import read_results
+
+
+def _cmc(rank1: float, rank10: float, rank20: float) -> list[float]:
+    """A 20-long CMC with the given values at ranks 1, 10 and 20."""
+    return [rank1] * 9 + [rank10] * 10 + [rank20]
+
+
+def _record(protocol: str, trials: list[tuple[list[float], float, float]], reranked: dict | None = None) -> dict:
+    return {
+        "protocol": protocol,
+        "shot": "single",
+        "draws": "agw",
+        "reranked": reranked,
+        "trials": [{"trial": index, "cmc": cmc, "mAP": ap, "mINP": inp} for index, (cmc, ap, inp) in enumerate(trials)],
+    }
+
+
+def _run(folder: Path, records: list[dict], method: str | None = None, parts: int = 0) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(records))
+    if method:
+        (folder / "config.yaml").write_text(f"name: {folder.name}\nmodel:\n  method: {method}\n  parts: {parts}\n")
+    return folder
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    rerank = {"k1": 20, "k2": 6, "lambda_value": 0.3}
+    baseline = _run(
+        tmp_path / "baseline",
+        [
+            _record("sysu-all", [(_cmc(0.5, 0.8, 0.9), 0.4, 0.2), (_cmc(0.3, 0.6, 0.7), 0.2, 0.1)]),
+            _record("sysu-all", [(_cmc(0.6, 0.8, 0.9), 0.5, 0.3), (_cmc(0.4, 0.7, 0.8), 0.3, 0.2)], rerank),
+            _record("sysu-indoor", [(_cmc(0.7, 0.9, 1.0), 0.6, 0.5), (_cmc(0.5, 0.8, 1.0), 0.4, 0.3)]),
+        ],
+        "agw",
+    )
+    paper = _run(tmp_path / "paper", [_record("sysu-all", [(_cmc(0.9, 1.0, 1.0), 0.8, 0.7)])], "agw_fgfl_cmimpl", 4)
+    return baseline, paper
+
+
+def test_the_table_holds_each_runs_mean_and_std_by_protocol(two_runs):
+    table = comparison_table(read_results(two_runs))
+    lines = table.splitlines()
+    assert lines[0] == (
+        "| run | method | sysu-all R1 | sysu-all R10 | sysu-all R20 | sysu-all mAP | sysu-all mINP "
+        "| sysu-indoor R1 | sysu-indoor R10 | sysu-indoor R20 | sysu-indoor mAP | sysu-indoor mINP |"
+    )
+    # baseline sysu-all: R1 (50, 30) -> 40.00 ± 14.14 (sample std), R10 (80, 60) -> 70.00 ± 14.14, ...
+    assert lines[2] == (
+        "| baseline | agw | 40.00 ± 14.14 | 70.00 ± 14.14 | 80.00 ± 14.14 | 30.00 ± 14.14 | 15.00 ± 7.07 "
+        "| 60.00 ± 14.14 | 85.00 ± 7.07 | 100.00 ± 0.00 | 50.00 ± 14.14 | 40.00 ± 14.14 |"
+    )
+    assert lines[3] == (
+        "| baseline, re-ranked (k1 20, k2 6, λ 0.3) | agw | 50.00 ± 14.14 | 75.00 ± 7.07 | 85.00 ± 7.07 "
+        "| 40.00 ± 14.14 | 25.00 ± 7.07 | – | – | – | – | – |"
+    )
+    assert lines[4] == (
+        "| paper | agw_fgfl_cmimpl (parts 4) | 90.00 ± 0.00 | 100.00 ± 0.00 | 100.00 ± 0.00 | 80.00 ± 0.00 "
+        "| 70.00 ± 0.00 | – | – | – | – | – |"
+    )
+    assert lines[-1] == "mean ± standard deviation over trials, in percent"
+
+
+def test_runs_of_several_seeds_give_the_std_over_seeds(tmp_path):
+    seeds = [
+        {"seed": seed, **_record("regdb-v2t", [(_cmc(r1, 1.0, 1.0), ap, 0.5), (_cmc(r1, 1.0, 1.0), ap, 0.5)])}
+        for seed, r1, ap in ((0, 0.6, 0.5), (1, 0.8, 0.7))
+    ]
+    folder = _run(tmp_path / "seeds", [{"protocol": "regdb-v2t", "per_seed": seeds}])
+    table = comparison_table(read_results([folder]))
+    assert "| seeds | – | 70.00 ± 14.14 | 100.00 ± 0.00 | 100.00 ± 0.00 | 60.00 ± 14.14 | 50.00 ± 0.00 |" in table
+    assert table.endswith("mean ± standard deviation over seeds, in percent")
+
+
+def test_cli_compare_writes_markdown_and_a_picture_and_filters_protocols(two_runs, tmp_path, capsys):
+    baseline, paper = two_runs
+    out, picture = tmp_path / "report" / "compare.md", tmp_path / "report" / "compare_cmc.png"
+    arguments = ["compare", str(baseline), str(paper / "results.json"), "--protocol", "sysu-all"]
+    assert main([*arguments, "--out", str(out), "--picture", str(picture)]) == 0
+    printed = capsys.readouterr().out
+    assert "sysu-indoor" not in printed and "| paper | agw_fgfl_cmimpl (parts 4) | 90.00 ± 0.00 |" in printed
+    report = out.read_text()
+    assert report.startswith("# Results side by side") and "![CMC](compare_cmc.png)" in report
+    with Image.open(picture) as image:
+        assert image.format == "PNG" and image.size[0] > 100
+    assert main(["compare", str(baseline), "--protocol", "llcm-ir2vis"]) == 2
+    assert "--protocol llcm-ir2vis: the results hold sysu-all, sysu-indoor" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere: expected a results.json written by `vireid test`" in capsys.readouterr().err
+    (tmp_path / "untested").mkdir()
+    assert main(["compare", str(tmp_path / "untested")]) == 2
+    assert "untested: holds no results.json; score the run first: vireid test" in capsys.readouterr().err
+
+
+def test_method_label_names_what_a_run_changed():
+    assert method_label({"model": {"method": "caj", "parts": 6, "cmimpl": True}}) == "caj (parts 6, cmimpl True)"
+    assert method_label({"model": {"method": "agw_fgfl_cmimpl", "parts": 6, "cmimpl": True}}) == "agw_fgfl_cmimpl"
+    assert method_label(None) == "–"

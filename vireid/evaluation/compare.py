@@ -1,0 +1,79 @@
+"""Results side by side: one row per run (and per re-ranking), one group of columns per
+protocol (R1, R10, R20, mAP, mINP, mean ± std), the shape of the paper's Table 4, from the
+results.json files of `vireid test` (vireid.evaluation.results_file)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from vireid.evaluation.results_file import RecordedResult
+
+COLUMNS = ("R1", "R10", "R20", "mAP", "mINP")
+
+
+def figures(result: RecordedResult) -> dict[str, np.ndarray]:
+    """Each column's values (percent), one per trial (or seed); CMC beyond the curve's end keeps its last value."""
+    ranks = {name: int(name[1:]) for name in COLUMNS if name.startswith("R")}
+    last = result.cmc.shape[1]
+    return {
+        **{name: 100 * result.cmc[:, min(rank, last) - 1] for name, rank in ranks.items()},
+        "mAP": 100 * result.mAP,
+        "mINP": 100 * result.mINP,
+    }
+
+
+def _cell(values: np.ndarray) -> str:
+    spread = values.std(ddof=1) if values.size > 1 else 0.0
+    return f"{values.mean():.2f} ± {spread:.2f}"
+
+
+def method_label(config: dict | None) -> str:
+    """The run's ``model.method``, with the model keys the run changed from the method's own values."""
+    from vireid.methods import METHODS  # here: the method registry imports the networks
+
+    model = (config or {}).get("model")
+    if not isinstance(model, dict) or "method" not in model:
+        return "–"
+    method = str(model["method"])
+    defaults = METHODS[method].defaults.get("model", {}) if method in METHODS else {}
+    changed = [f"{key} {model[key]}" for key, value in defaults.items() if key in model and model[key] != value]
+    return f"{method} ({', '.join(changed)})" if changed else method
+
+
+def comparison_table(results: Sequence[RecordedResult], protocols: Sequence[str] | None = None) -> str:
+    """Markdown: a row per run and re-ranking, R1 / R10 / R20 / mAP / mINP of each protocol
+    (``protocols``, default every one found, in order of appearance) as mean ± std in percent."""
+    protocols = list(protocols or dict.fromkeys(result.protocol for result in results))
+    rows: dict[tuple[str, str], dict[str, RecordedResult]] = {}
+    for result in results:
+        reranking = _reranking(result.reranked)
+        rows.setdefault((result.run, reranking), {})[result.protocol] = result
+    header = ["run", "method", *(f"{protocol} {column}" for protocol in protocols for column in COLUMNS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    spreads = set()
+    for (run, reranking), by_protocol in rows.items():
+        first = next(iter(by_protocol.values()))
+        cells = [f"{run}{f', {reranking}' if reranking else ''}", method_label(first.config)]
+        for protocol in protocols:
+            result = by_protocol.get(protocol)
+            if result is not None:
+                spreads.add(result.spread)
+            values = figures(result) if result is not None else {}
+            cells += [_cell(values[column]) if column in values else "–" for column in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    over = " (over seeds for runs of several seeds)" if spreads == {"trials", "seeds"} else ""
+    lines.append(f"mean ± standard deviation over {'seeds' if spreads == {'seeds'} else 'trials'}{over}, in percent")
+    return "\n".join(lines)
+
+
+def _reranking(settings: dict | None) -> str:
+    """'' for plain figures; 're-ranked (k1 K1, k2 K2, λ L)' for re-ranked ones."""
+    if not settings:
+        return ""
+    return f"re-ranked (k1 {settings.get('k1')}, k2 {settings.get('k2')}, λ {settings.get('lambda_value')})"
+
+
+__all__ = ["COLUMNS", "comparison_table", "figures", "method_label"]
