@@ -34,8 +34,9 @@ from vireid.viz.tsne import draw_tsne
 DEMO_CONFIG = "tiny"  # a shipped config (vireid/configs/tiny.yaml)
 DESCRIPTOR_FOLDER = "hand-made-descriptor"
 VARIANTS = {
-    "agw": ["model.method=agw", "model.parts=0", "model.cmimpl=false", "test.feature=global"],
-    "caj": ["model.method=caj", "model.parts=0", "model.cmimpl=false", "test.feature=global"],
+    method: [f"name=tiny_{method}", f"model.method={method}", "model.parts=0", "model.cmimpl=false"]
+    + ["test.feature=global"]
+    for method in ("agw", "caj")
 }
 """The tiny config's other methods that ``vireid demo --compare`` trains too: run folder -> overrides."""
 
