@@ -178,7 +178,7 @@ def test_caj_configs_follow_the_reference_recipe(name):
     assert all("#" in line for line in lines if line.strip()), name  # every setting names its source
 
 
-def test_views_name_known_channel_augmentations_and_the_device_path_refuses_them():
+def test_views_name_known_channel_augmentations_and_parts_features_need_parts():
     with pytest.raises(ConfigError, match=r"train.visible_views: expected one or more views, .*got \[\['swap'\]\]"):
         load_config("tiny", ["train.visible_views=[[swap]]"])
     with pytest.raises(ConfigError, match="train.infrared_views: expected one or more views"):
@@ -204,3 +204,14 @@ def test_a_caj_training_batch_holds_three_views_and_trains(sysu_root, tmp_path):
     run.log.close()
     last = train(config, tmp_path / "trained", progress=False)
     assert last.is_file()
+
+
+def test_the_device_augmentation_refuses_the_caj_views_naming_the_keys(sysu_root, tmp_path):
+    overrides = [f"data.root={sysu_root}", "data.height=32", "data.width=16", "model.method=caj", "model.parts=0"]
+    overrides += ["test.feature=global", "train.augment_on=device", f"train.cache_dir={tmp_path / 'cache'}"]
+    overrides += ["train.random_erasing=0", "train.workers=0"]
+    with pytest.raises(
+        ConfigError, match=r"one plain view per modality \(train.visible_views and train.infrared_views"
+    ):
+        build_run(load_config("tiny", overrides), tmp_path / "run", None, "cpu", progress=False)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
