@@ -138,13 +138,14 @@ def _query_expansion(v: Entries, nearest: torch.Tensor, k2: int, num: int) -> En
     if k2 == 1:
         return v
     per_row = torch.bincount(rows, minlength=num)
-    neighbours = nearest[:, :k2].reshape(-1)  # (N k2,): row i's k2 nearest, row after row
+    averaged = nearest[:, :k2]  # (N, k2), fewer where the set has fewer images
+    neighbours = averaged.reshape(-1)  # row i's nearest, row after row
     owner, source = _ranges((torch.cumsum(per_row, 0) - per_row)[neighbours], per_row[neighbours])
-    keys = torch.div(owner, k2, rounding_mode="floor") * num + columns[source]
+    keys = torch.div(owner, averaged.shape[1], rounding_mode="floor") * num + columns[source]
     unique_keys, inverse = torch.unique(keys, return_inverse=True)  # sorted: by row, then column
     summed = torch.zeros(unique_keys.numel(), dtype=values.dtype, device=values.device)
     summed.index_add_(0, inverse, values[source])
-    return torch.div(unique_keys, num, rounding_mode="floor"), unique_keys % num, summed / k2
+    return torch.div(unique_keys, num, rounding_mode="floor"), unique_keys % num, summed / averaged.shape[1]
 
 
 def _shared_weight(v: Entries, num: int, num_query: int) -> torch.Tensor:
