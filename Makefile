@@ -50,13 +50,15 @@ runs/demo/run/last.pt:
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_evaluation.py --append-to BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_data.py --append-to BENCHMARKS.md
+	$(BIN)/python benchmarks/bench_rerank.py --append-to BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_train_step.py --config tiny --steps 10 --variants fp32 bf16 --append-to BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_inference.py --config sysu_full --append-to BENCHMARKS.md
 
 # On a GPU machine: the same figures on the device (paper's model at 288x144, fp32 / bf16 / channels-last / compile;
-# eager inference; where a step's time goes).
+# eager inference; re-ranking; where a step's time goes).
 bench-gpu: $(STAMP)
 	$(BIN)/python benchmarks/bench_evaluation.py --device cuda --append-to BENCHMARKS.md
+	$(BIN)/python benchmarks/bench_rerank.py --device cuda --append-to BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_train_step.py --config sysu_full --device cuda --steps 20 --append-to BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_inference.py --config sysu_full --device cuda --append-to BENCHMARKS.md
 	$(BIN)/python benchmarks/profile_train_step.py --config sysu_full --device cuda --channels-last --append-to BENCHMARKS.md

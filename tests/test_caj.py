@@ -21,7 +21,6 @@ from vireid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, inference_transf
 from vireid.datasets.sysu import sysu_train_split
 from vireid.engine.trainer import build_run, train
 from vireid.losses import adaptive_weighted_triplet, weighted_regularized_triplet
-from vireid.methods.caj import CAJ_RECIPE
 from vireid.modality import Modality
 
 RED, GREEN, BLUE = 1.0, 2.0, 3.0
@@ -165,17 +164,38 @@ def test_caj_configs_follow_the_reference_recipe(name):
     """ICCV21_CAJ train_ext.py and data_loader.py: 288 x 144, 8 x 4 pairs, 100 epochs, erasing 0.5 with the
     CIFAR means, the visible view with channel exchange, adaptive gray on infrared, ADP (1, 1, squared)."""
     config = load_config(name)
-    for section, values in CAJ_RECIPE.items():
-        for key, value in values.items():
-            if not (name.endswith("full_caj") and key in ("parts", "cmimpl")):
-                assert getattr(getattr(config, section), key) == value, f"{section}.{key}"
-    assert (config.model.parts, config.model.cmimpl) == ((6, True) if "full" in name else (0, False))
+    assert (config.model.method, config.model.parts, config.model.cmimpl) == (
+        ("caj", 6, True) if "full" in name else ("caj", 0, False)
+    )
     assert (config.data.height, config.data.width, config.train.padding) == (288, 144, 10)
-    assert (config.train.identities_per_batch, config.train.instances_per_modality) == (8, 4)
-    assert config.train.erasing_fill == [0.4914, 0.4822, 0.4465]
+    assert (config.train.identities_per_batch, config.train.instances_per_modality, config.train.epochs) == (8, 4, 100)
+    assert (config.train.random_erasing, config.train.erasing, config.train.erasing_fill) == (
+        0.5,
+        "reid",
+        [0.4914, 0.4822, 0.4465],
+    )
+    assert config.train.visible_views == [[], ["channel_exchange"]]
+    assert config.train.infrared_views == [["adaptive_gray"]]
+    loss = config.loss
+    assert (loss.triplet, loss.adp_alpha, loss.adp_gamma, loss.adp_square, loss.label_smoothing) == (
+        "adp",
+        1.0,
+        1.0,
+        True,
+        0.0,
+    )
     assert (config.train.lr, config.train.backbone_lr, config.train.milestones) == (0.1, 0.01, [20, 50])
+    assert (config.train.warmup_epochs, config.train.eval_every, config.train.select_on) == (10, 2, "test-rank1")
+    assert config.test.flip and config.test.after_bn
     lines = find_config(name).read_text().split("train:")[1].splitlines()
     assert all("#" in line for line in lines if line.strip()), name  # every setting names its source
+    bare = load_config(None, ["model.method=caj"])  # the method alone sets the same recipe
+    assert (bare.train.epochs, bare.loss.triplet, bare.train.visible_views, bare.test.flip) == (
+        100,
+        "adp",
+        [[], ["channel_exchange"]],
+        True,
+    )
 
 
 def test_views_name_known_channel_augmentations_and_parts_features_need_parts():

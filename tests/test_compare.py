@@ -111,3 +111,5 @@ def test_method_label_names_what_a_run_changed():
     assert method_label({"model": {"method": "caj", "parts": 6, "cmimpl": True}}) == "caj (parts 6, cmimpl True)"
     assert method_label({"model": {"method": "agw_fgfl_cmimpl", "parts": 6, "cmimpl": True}}) == "agw_fgfl_cmimpl"
     assert method_label(None) == "–"
+    ablation = {"model": {"method": "caj", "parts": 0}, "loss": {"triplet": "wrt"}, "train": {"epochs": 100}}
+    assert method_label(ablation) == "caj (loss.triplet wrt)"

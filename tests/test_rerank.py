@@ -13,6 +13,7 @@ import vireid.evaluation.rerank as rerank_module
 from vireid.cli import main
 from vireid.datasets import GalleryOptions, get_protocol, trial_rows
 from vireid.datasets.sysu import sysu_test_images
+from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet, save_features
 from vireid.evaluation.metrics import rank_metrics
 from vireid.evaluation.protocols import evaluate_protocol, results_table
@@ -88,17 +89,36 @@ def test_float32_features_and_small_chunks_give_the_same_distances(monkeypatch):
     np.testing.assert_allclose(result.numpy(), expected, atol=1e-5)
 
 
-def test_reranking_pulls_a_query_towards_its_identitys_neighbourhood():
-    """A query at equal plain distance from two gallery images ranks first the one whose
-    neighbours are its own neighbours: the k-reciprocal structure breaks the tie."""
-    generator = np.random.default_rng(5)
-    cluster = generator.normal(size=(1, 8)) + 0.05 * generator.normal(size=(6, 8))
-    other = generator.normal(size=(1, 8)) + 0.05 * generator.normal(size=(6, 8))
-    features = np.concatenate([cluster, other])
-    query, gallery = features[:1], features[1:]
-    distances = k_reciprocal_distances(torch.from_numpy(query), torch.from_numpy(gallery), RerankSettings(3, 2, 0.3))
-    assert distances[0, :5].max() < distances[0, 5:].min()  # its own cluster's five images come first
-    assert RerankSettings().describe() == "re-ranked (k-reciprocal, k1 20, k2 6, λ 0.3)"
+def test_reranking_breaks_a_plain_tie_by_the_neighbourhoods():
+    """The query (origin) is exactly as far from gallery image A (1, 0) as from B (-1, 0). Three images
+    lie between it and A, none near B: with k1 = 4, A and the query share k-reciprocal neighbours and
+    A ranks first; a re-ranking that changed nothing would leave the tie."""
+    query = np.array([[0.0, 0.0]])
+    gallery = np.array([[1.0, 0.0], [-1.0, 0.0], [0.3, 0.0], [0.52, 0.0], [0.7, 0.0], [5.0, 5.0]])
+    plain = ((query[:, None] - gallery[None]) ** 2).sum(-1)
+    assert plain[0, 0] == plain[0, 1]
+    distances = k_reciprocal_distances(torch.from_numpy(query), torch.from_numpy(gallery), RerankSettings(4, 2, 0.3))
+    assert distances[0, 0] < distances[0, 1] - 0.1
+    np.testing.assert_allclose(distances.numpy(), rerank_by_loops(query, gallery, 4, 2, 0.3), atol=1e-12)
+
+
+def test_tied_neighbours_are_taken_in_index_order_as_a_stable_sort_takes_them():
+    """Five features, each three times: every k-th neighbour is one of a tie."""
+    features = np.tile(_clustered_features(8, identities=5, per_identity=1), (3, 1))
+    expected = rerank_by_loops(features[:4], features[4:], 3, 2, 0.3)
+    result = k_reciprocal_distances(
+        torch.from_numpy(features[:4]), torch.from_numpy(features[4:]), RerankSettings(3, 2)
+    )
+    np.testing.assert_allclose(result.numpy(), expected, atol=1e-5)
+
+
+def test_settings_are_checked_and_labelled():
+    assert RerankSettings().describe() == "re-ranked (k1 20, k2 6, λ 0.3)"
+    assert RerankSettings.from_dict(RerankSettings(5, 2, 0.5).to_dict()) == RerankSettings(5, 2, 0.5)
+    with pytest.raises(UserError, match="re-ranking k2: expected at least 1, got 0"):
+        RerankSettings(k2=0)
+    with pytest.raises(UserError, match="re-ranking lambda: expected 0 to 1, got 1.5"):
+        RerankSettings(lambda_value=1.5)
 
 
 def test_a_protocol_scored_re_ranked_says_so_and_equals_ranking_the_re_ranked_distances(sysu_root):
@@ -112,7 +132,7 @@ def test_a_protocol_scored_re_ranked_says_so_and_equals_ranking_the_re_ranked_di
     plain = evaluate_protocol("sysu-all", [features], trials=[0, 1])
     reranked = evaluate_protocol("sysu-all", [features], trials=[0, 1], rerank=settings)
     assert plain.label == "sysu-all single-shot (agw draws)"
-    assert reranked.label == "sysu-all single-shot (agw draws), re-ranked (k-reciprocal, k1 6, k2 3, λ 0.3)"
+    assert reranked.label == "sysu-all single-shot (agw draws), re-ranked (k1 6, k2 3, λ 0.3)"
     assert plain.to_dict()["reranked"] is None and reranked.to_dict()["reranked"] == {
         "k1": 6,
         "k2": 3,
@@ -145,8 +165,10 @@ def test_cli_evaluate_prints_and_keeps_both_rows(sysu_root, tmp_path, capsys):
     assert main([*arguments, "--rerank", "--k1", "5", "--json", str(tmp_path / "r.json")]) == 0
     printed = capsys.readouterr().out
     assert "| sysu-all single-shot (agw draws) |" in printed
-    assert "| sysu-all single-shot (agw draws), re-ranked (k-reciprocal, k1 5, k2 6, λ 0.3) |" in printed
+    assert "| sysu-all single-shot (agw draws), re-ranked (k1 5, k2 6, λ 0.3) |" in printed
     records = json.loads((tmp_path / "r.json").read_text())
     assert [record["reranked"] for record in records] == [None, {"k1": 5, "k2": 6, "lambda_value": 0.3}]
-    assert main([*arguments, "--rerank", "--lambda", "1.5"]) == 2
-    assert capsys.readouterr().err.strip().endswith("--lambda: expected 0 to 1, got 1.5")
+    assert main([*arguments, "--lambda", "1.5"]) == 2  # a setting asks for re-ranking too
+    assert capsys.readouterr().err.strip().endswith("re-ranking lambda: expected 0 to 1, got 1.5")
+    assert main([*arguments, "--k2", "3"]) == 0
+    assert "re-ranked (k1 20, k2 3, λ 0.3) |" in capsys.readouterr().out

@@ -489,14 +489,14 @@ def test_extract_and_search_with_the_exported_onnx_file_match_the_checkpoint(
 def test_cli_test_rerank_adds_labelled_rows_and_keeps_both_in_results_json(trained, tmp_path, capsys):
     checkpoint, _ = trained
     out = tmp_path / "reranked"
-    arguments = ["test", str(checkpoint), "--trials", "0", "--out", str(out), "--quiet", "--rerank"]
-    assert main([*arguments, "--set", "test.rerank_k1=8"]) == 0
+    arguments = ["test", str(checkpoint), "--trials", "0", "--out", str(out), "--quiet"]
+    assert main([*arguments, "--k1", "8"]) == 0  # --k1 asks for re-ranking (test.rerank, test.rerank_k1)
     printed = capsys.readouterr().out
-    assert "plain and re-ranked (k-reciprocal, k1 8, k2 6, λ 0.3)" in printed  # the start line says so
+    assert "plain and re-ranked (k1 8, k2 6, λ 0.3)" in printed  # the start line says so
     report = (out / "results.md").read_text()
     for protocol in ("sysu-all", "sysu-indoor"):
         assert f"| {protocol} single-shot (agw draws) |" in report
-        assert f"| {protocol} single-shot (agw draws), re-ranked (k-reciprocal, k1 8, k2 6, λ 0.3) |" in report
+        assert f"| {protocol} single-shot (agw draws), re-ranked (k1 8, k2 6, λ 0.3) |" in report
     records = json.loads((out / "results.json").read_text())
     assert [(record["protocol"], record["reranked"]) for record in records] == [
         ("sysu-all", None),

@@ -139,7 +139,6 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
     from vireid.datasets import GalleryOptions, get_dataset, get_protocol
     from vireid.evaluation.feature_file import load_features
     from vireid.evaluation.protocols import evaluate_protocol, results_table
-    from vireid.evaluation.rerank import RerankSettings
 
     protocol = get_protocol(arguments.protocol)
     dataset = get_dataset(protocol.dataset)
@@ -158,18 +157,7 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
             permutation_file = Path(root) / dataset.official_draws.file
         permutations = dataset.official_draws.load(permutation_file)
         options = GalleryOptions(arguments.shot, arguments.draws, permutations, str(permutation_file))
-    limits = (
-        ("--k1", arguments.k1, 1, None),
-        ("--k2", arguments.k2, 1, None),
-        ("--lambda", arguments.rerank_lambda, 0, 1),
-    )
-    for option, value, lowest, highest in limits:
-        if value < lowest or (highest is not None and value > highest):
-            expected = f"{lowest} to {highest}" if highest is not None else f"at least {lowest}"
-            raise UserError(f"{option}: expected {expected}, got {value}")
-    reranks = (
-        [None, RerankSettings(arguments.k1, arguments.k2, arguments.rerank_lambda)] if arguments.rerank else [None]
-    )
+    reranks = [None, _rerank_settings(arguments)] if _reranks(arguments) else [None]
     results = [
         evaluate_protocol(protocol, feature_sets, arguments.trials, options, device=arguments.device, rerank=rerank)
         for rerank in reranks
@@ -185,8 +173,35 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
             )
     if arguments.json:
         records = [result.to_dict() for result in results]
-        write_text(arguments.json, json.dumps(records if arguments.rerank else records[0], indent=2) + "\n")
+        write_text(arguments.json, json.dumps(records if len(records) > 1 else records[0], indent=2) + "\n")
     return 0
+
+
+def _add_rerank_options(parser: argparse.ArgumentParser, also: str = "") -> None:
+    """--rerank and its settings (each of which asks for re-ranking too)."""
+    parser.add_argument(
+        "--rerank",
+        action="store_true",
+        help=f"also score k-reciprocal re-ranked distances, in rows of their own{also}",
+    )
+    parser.add_argument("--k1", type=int, help="re-ranking: k-reciprocal neighbourhood (default 20)")
+    parser.add_argument("--k2", type=int, help="re-ranking: local query expansion (default 6)")
+    parser.add_argument(
+        "--lambda", dest="rerank_lambda", type=float, help="re-ranking: weight of the original distance (default 0.3)"
+    )
+
+
+def _reranks(arguments: argparse.Namespace) -> bool:
+    """Whether re-ranking is asked for: --rerank, or one of its settings."""
+    return arguments.rerank or any(value is not None for value in (arguments.k1, arguments.k2, arguments.rerank_lambda))
+
+
+def _rerank_settings(arguments: argparse.Namespace):
+    """The re-ranking of --k1, --k2, --lambda, the defaults where not given."""
+    from vireid.evaluation.rerank import RerankSettings
+
+    given = {"k1": arguments.k1, "k2": arguments.k2, "lambda_value": arguments.rerank_lambda}
+    return RerankSettings(**{name: value for name, value in given.items() if value is not None})
 
 
 def add_evaluate_parser(commands: argparse._SubParsersAction, protocol_names: list[str]) -> None:
@@ -213,15 +228,10 @@ def add_evaluate_parser(commands: argparse._SubParsersAction, protocol_names: li
     evaluate.add_argument("--root", help="dataset root, if the images moved since the features were saved")
     evaluate.add_argument("--device", default="cpu", help="where to score: cpu or cuda (default cpu)")
     evaluate.add_argument("--per-trial", action="store_true", help="also print each trial's figures")
-    evaluate.add_argument("--json", help="write the results (every trial, mean, std) to this JSON file")
     evaluate.add_argument(
-        "--rerank", action="store_true", help="also score k-reciprocal re-ranked distances (rows of their own)"
+        "--json", help="write the results (every trial, mean, std) to this JSON file (with --rerank: a list of both)"
     )
-    evaluate.add_argument("--k1", type=int, default=20, help="re-ranking: k-reciprocal neighbourhood (default 20)")
-    evaluate.add_argument("--k2", type=int, default=6, help="re-ranking: local query expansion (default 6)")
-    evaluate.add_argument(
-        "--lambda", dest="rerank_lambda", type=float, default=0.3, help="re-ranking: original distance's weight (0.3)"
-    )
+    _add_rerank_options(evaluate)
     evaluate.set_defaults(handler=command_evaluate, outputs={"json": "file"})
 
 
@@ -341,7 +351,7 @@ def command_test(arguments: argparse.Namespace) -> int:
         device=arguments.device,
         out=Path(arguments.out) if arguments.out else None,
         progress=not arguments.quiet,
-        overrides=[*arguments.set, *(["test.rerank=true"] if arguments.rerank else [])],
+        overrides=[*arguments.set, *_rerank_overrides(arguments)],
         force=arguments.force,
     )  # score_checkpoints' keywords, which score_seeds passes on
     if len(groups) > 1:
@@ -349,6 +359,14 @@ def command_test(arguments: argparse.Namespace) -> int:
     else:
         print(results_table(score_checkpoints(next(iter(groups.values())), **options)))
     return 0
+
+
+def _rerank_overrides(arguments: argparse.Namespace) -> list[str]:
+    """The test.rerank* config keys that --rerank, --k1, --k2, --lambda set."""
+    if not _reranks(arguments):
+        return []
+    given = {"rerank_k1": arguments.k1, "rerank_k2": arguments.k2, "rerank_lambda": arguments.rerank_lambda}
+    return ["test.rerank=true", *(f"test.{key}={value}" for key, value in given.items() if value is not None)]
 
 
 def add_test_parser(commands: argparse._SubParsersAction, protocol_names: list[str]) -> None:
@@ -375,12 +393,7 @@ def add_test_parser(commands: argparse._SubParsersAction, protocol_names: list[s
     test.add_argument("--trials", type=_parse_trials, help="trials, e.g. 0-9 (default: all)")
     test.add_argument("--out", help="where to write the results, features and pictures (default: see above)")
     test.add_argument("--force", action="store_true", help="replace the results an --out folder holds already")
-    test.add_argument(
-        "--rerank",
-        action="store_true",
-        help="also score k-reciprocal re-ranked distances, in rows of their own (test.rerank; "
-        "k1, k2, lambda: --set test.rerank_k1=20 ...)",
-    )
+    _add_rerank_options(test, " (test.rerank; --k1 etc. set test.rerank_k1 etc.)")
     _add_model_options(test)
     test.set_defaults(handler=command_test, outputs={"out": "folder"})
 

@@ -362,8 +362,8 @@ def _with_method_defaults(values: dict) -> dict:
     method = get_method(model.get("method", ModelConfig.method))
     merged = dict(values)
     for section, defaults in method.defaults.items():
-        fields = ExperimentConfig.__dataclass_fields__
-        known = fields[section].default_factory().__dataclass_fields__ if section in fields else {}
+        section_type = typing.get_type_hints(ExperimentConfig).get(section)
+        known = section_type.__dataclass_fields__ if dataclasses.is_dataclass(section_type) else {}
         unknown = sorted(set(defaults) - set(known))
         if unknown:
             raise ConfigError(f"model.method: {method.name!r} sets unknown {section} keys {unknown}")

@@ -117,7 +117,7 @@ def run_demo(
         **protocol_cmc_curves(plain, "trained model"),
         **protocol_cmc_curves(floor_results, "hand-made descriptor"),
     }
-    config_name = load_config(DEMO_CONFIG).name
+    config_name = load_config(DEMO_CONFIG, common).name
     draw_cmc_curves(
         compared, run_dir / "cmc.png", f"CMC on synthetic SYSU-MM01 ({config_name} config)", test_images.num_identities
     )

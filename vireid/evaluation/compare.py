@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from vireid.evaluation.rerank import RerankSettings
 from vireid.evaluation.results_file import RecordedResult
 
 COLUMNS = ("R1", "R10", "R20", "mAP", "mINP")
@@ -30,15 +31,20 @@ def _cell(values: np.ndarray) -> str:
 
 
 def method_label(config: dict | None) -> str:
-    """The run's ``model.method``, with the model keys the run changed from the method's own values."""
+    """The run's ``model.method``, with the keys the run changed from the method's own values
+    (any section the method sets: its model switches, a recipe's loss, train and test keys)."""
     from vireid.methods import METHODS  # here: the method registry imports the networks
 
     model = (config or {}).get("model")
     if not isinstance(model, dict) or "method" not in model:
         return "–"
     method = str(model["method"])
-    defaults = METHODS[method].defaults.get("model", {}) if method in METHODS else {}
-    changed = [f"{key} {model[key]}" for key, value in defaults.items() if key in model and model[key] != value]
+    changed = []
+    for section, defaults in (METHODS[method].defaults if method in METHODS else {}).items():
+        values = config.get(section, {})
+        for key, value in defaults.items():
+            if isinstance(values, dict) and key in values and values[key] != value:
+                changed.append(f"{key} {values[key]}" if section == "model" else f"{section}.{key} {values[key]}")
     return f"{method} ({', '.join(changed)})" if changed else method
 
 
@@ -71,9 +77,7 @@ def comparison_table(results: Sequence[RecordedResult], protocols: Sequence[str]
 
 def _reranking(settings: dict | None) -> str:
     """'' for plain figures; 're-ranked (k1 K1, k2 K2, λ L)' for re-ranked ones."""
-    if not settings:
-        return ""
-    return f"re-ranked (k1 {settings.get('k1')}, k2 {settings.get('k2')}, λ {settings.get('lambda_value')})"
+    return RerankSettings.from_dict(settings).describe() if settings else ""
 
 
 __all__ = ["COLUMNS", "comparison_table", "figures", "method_label"]

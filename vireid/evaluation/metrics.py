@@ -241,7 +241,9 @@ def evaluate_features(
     if rerank is None:
         distances = pairwise_distances(query_features, gallery_features)
     else:
-        distances = k_reciprocal_distances(_as_tensor(query_features), _as_tensor(gallery_features), rerank)
+        query = torch.nn.functional.normalize(_as_tensor(query_features), dim=1)
+        gallery = torch.nn.functional.normalize(_as_tensor(gallery_features, query.device), dim=1)
+        distances = k_reciprocal_distances(query, gallery, rerank)  # of the unit features, as the plain ranking
     return rank_metrics(
         distances,
         query_ids,

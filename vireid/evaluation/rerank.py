@@ -14,10 +14,12 @@ On the N = Q + G query and gallery features together:
 5. Jaccard distance 1 - m / (2 - m), m = sum_j min(V(q, j), V(g, j));
 6. final distance (1 - lambda) Jaccard + lambda d(q, g), a (Q, G) matrix, ranked as any other.
 
-Vectorised torch on the features' device. Memory stays bounded: only each row's nearest
-neighbours are kept (the N x N distances are never held), V is sparse, and the Jaccard sums
-join the query and gallery entries of V column by column in chunks; the one full matrix is
-the (Q, G) result.
+Vectorised torch on the features' device. Memory stays bounded: the N x N distances are
+never held (only each row's nearest neighbours, computed in row chunks), V is sparse (about
+N x |R*| entries, and N x k2 x |R*| before the query expansion sums them), the neighbour sets
+take N x (k1 + 1)^2 indices, and the Jaccard sums join the query and gallery entries of V
+column by column in chunks of at most _CHUNK_BYTES of temporaries; the full matrices are the
+(Q, G) result and its Jaccard part.
 
 Re-ranking uses the gallery's structure, so its figures are not comparable with plain ones:
 vireid labels them "re-ranked" wherever they appear. On single-shot galleries (one image per
@@ -30,20 +32,40 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-_CHUNK_ELEMENTS = 32 * 2**20
-"""Elements of one chunk's temporaries (rows x N distances, or joined V entries)."""
+from vireid.errors import UserError
+
+_CHUNK_BYTES = 256 * 2**20
+_BYTES_PER_ELEMENT = 64  # the chunk's temporaries together, per element of its longest one
+_CHUNK_ELEMENTS = _CHUNK_BYTES // _BYTES_PER_ELEMENT
+"""Elements of one chunk's longest temporary (a row chunk's distances, or its joined V entries)."""
 
 
 @dataclass(frozen=True)
 class RerankSettings:
-    """The parameters of k-reciprocal re-ranking (the paper's defaults)."""
+    """The parameters of k-reciprocal re-ranking (the paper's defaults), each checked."""
 
     k1: int = 20
     k2: int = 6
     lambda_value: float = 0.3
 
+    def __post_init__(self):
+        for name, value, lowest, highest in (
+            ("k1", self.k1, 1, None),
+            ("k2", self.k2, 1, None),
+            ("lambda", self.lambda_value, 0, 1),
+        ):
+            if value < lowest or (highest is not None and value > highest):
+                expected = f"{lowest} to {highest}" if highest is not None else f"at least {lowest}"
+                raise UserError(f"re-ranking {name}: expected {expected}, got {value}")
+
+    @staticmethod
+    def from_dict(settings: dict) -> "RerankSettings":
+        """The settings a results.json records (``to_dict``)."""
+        return RerankSettings(int(settings["k1"]), int(settings["k2"]), float(settings["lambda_value"]))
+
     def describe(self) -> str:
-        return f"re-ranked (k-reciprocal, k1 {self.k1}, k2 {self.k2}, λ {self.lambda_value:g})"
+        """How re-ranked figures are labelled everywhere: 're-ranked (k1 20, k2 6, λ 0.3)'."""
+        return f"re-ranked (k1 {self.k1}, k2 {self.k2}, λ {self.lambda_value:g})"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,7 +89,15 @@ def _nearest(features: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Te
         values, indices = torch.topk(distances, count, dim=1, largest=False)
         by_index = torch.argsort(indices, dim=1)  # then a stable sort by distance: ties in index order
         values, indices = torch.gather(values, 1, by_index), torch.gather(indices, 1, by_index)
-        nearest.append(torch.gather(indices, 1, torch.argsort(values, dim=1, stable=True)))
+        indices = torch.gather(indices, 1, torch.argsort(values, dim=1, stable=True))
+        # where the count-th distance is tied with images topk left out, topk chose among the tied
+        # arbitrarily: those rows take the lowest indices, from a full stable sort
+        last = values.max(1, keepdim=True).values
+        arbitrary = (distances == last).sum(1) > (values == last).sum(1)
+        if arbitrary.any():
+            ordered = torch.sort(distances[arbitrary], dim=1, stable=True).indices[:, :count]
+            indices[arbitrary] = ordered
+        nearest.append(indices)
     return torch.cat(nearest), torch.cat(largest).clamp(min=torch.finfo(features.dtype).tiny)
 
 
@@ -186,11 +216,11 @@ def k_reciprocal_distances(
     nearest, largest = _nearest(features, min(num, max(settings.k1 + 1, settings.k2)))
     v = _query_expansion(_expansion_entries(features, nearest, largest, settings.k1), nearest, settings.k2, num)
     shared = _shared_weight(v, num, num_query)
-    jaccard = 1 - shared / (2 - shared)
+    jaccard = shared.div_(shared.neg().add_(2)).neg_().add_(1)  # 1 - m / (2 - m), in place
     squares = features.pow(2).sum(1)
     original = _squared_distances(features[:num_query], features[num_query:], squares[num_query:])
     original /= largest[:num_query, None]
-    return (1 - settings.lambda_value) * jaccard + settings.lambda_value * original
+    return original.mul_(settings.lambda_value).add_(jaccard, alpha=1 - settings.lambda_value)
 
 
 __all__ = ["RerankSettings", "k_reciprocal_distances"]

@@ -14,6 +14,7 @@ import numpy as np
 import yaml
 
 from vireid.errors import UserError
+from vireid.evaluation.rerank import RerankSettings
 
 DEFAULT_SHOT = "single"
 DEFAULT_DRAWS = "agw"
@@ -36,30 +37,32 @@ class RecordedResult:
 
     @property
     def label(self) -> str:
-        """ "RUN PROTOCOL", and " re-ranked" for re-ranked figures."""
-        return f"{self.run} {protocol_label(self.protocol, reranked=bool(self.reranked))}"
+        """The run's name and protocol, with the re-ranking where the figures are re-ranked."""
+        return f"{self.run} {protocol_label(self.protocol, reranked=self.reranked)}"
 
 
-def protocol_label(protocol: str, shot: str = DEFAULT_SHOT, draws: str = DEFAULT_DRAWS, reranked: bool = False) -> str:
+def protocol_label(
+    protocol: str, shot: str = DEFAULT_SHOT, draws: str = DEFAULT_DRAWS, reranked: dict | None = None
+) -> str:
     """The protocol, with the SYSU-MM01 gallery settings when they are not the defaults,
-    and "re-ranked" for re-ranked figures."""
+    and for re-ranked figures their settings (``reranked``: RerankSettings.to_dict)."""
     name = protocol
     if shot != DEFAULT_SHOT:
         name += f" {shot}-shot"
     if draws != DEFAULT_DRAWS:
         name += f" {draws} draws"
-    return f"{name} re-ranked" if reranked else name
+    return f"{name}, {RerankSettings.from_dict(reranked).describe()}" if reranked else name
 
 
 def results_path(path: str | Path) -> Path:
-    """A results.json itself, or the one in a run folder."""
+    """A results.json itself, or the one in a run folder (which must hold one)."""
     path = Path(path)
+    if path.is_dir() and not (path / "results.json").is_file():
+        raise UserError(f"{path}: holds no results.json; score the run first: vireid test {path}")
     return path / "results.json" if path.is_dir() else path
 
 
 def _load_json(path: Path) -> list:
-    if path.name == "results.json" and path.parent.is_dir() and not path.exists():
-        raise UserError(f"{path.parent}: holds no results.json; score the run first: vireid test {path.parent}")
     if not path.is_file():
         raise UserError(f"{path}: {EXPECTED}, but it does not exist")
     try:
@@ -146,7 +149,7 @@ def read_results(inputs: Sequence[str | Path]) -> list[RecordedResult]:
                 run, _config(path.parent), protocol, record.get("reranked"), cmc, mean_ap, mean_inp, spread
             )
             if result.label in labels:
-                what = protocol_label(protocol, reranked=bool(result.reranked))
+                what = protocol_label(protocol, reranked=result.reranked)
                 raise UserError(f"{path}: holds the results of {what} more than once")
             labels.add(result.label)
             recorded.append(result)

@@ -134,7 +134,8 @@ def protocol_cmc_curves(results: Sequence[ProtocolResult], run: str | None = Non
     """label ("RUN PROTOCOL", or "PROTOCOL" without ``run``) -> (trials, R) CMC of every trial."""
     curves = {}
     for result in results:
-        protocol = protocol_label(result.protocol.name, result.options.shot, result.options.draws, bool(result.rerank))
+        options, rerank = result.options, result.rerank.to_dict() if result.rerank else None
+        protocol = protocol_label(result.protocol.name, options.shot, options.draws, rerank)
         curves[f"{run} {protocol}" if run else protocol] = np.array(
             [trial.metrics.cmc for trial in result.trials], dtype=np.float64
         )
