@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow example bench bench-gpu install clean
+.PHONY: demo test test-slow example bench bench-gpu gpu-check install clean
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,11 @@ bench-gpu: $(STAMP)
 	$(BIN)/python benchmarks/bench_train_step.py --config sysu_full --device cuda --steps 20 --append-to BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_inference.py --config sysu_full --device cuda --append-to BENCHMARKS.md
 	$(BIN)/python benchmarks/profile_train_step.py --config sysu_full --device cuda --channels-last --append-to BENCHMARKS.md
+
+# Every CUDA path run and checked on the GPU (benchmarks/gpu_check.py), a dated table appended to
+# BENCHMARKS.md; on a machine without CUDA it says so in one line and exits 0.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --append-to BENCHMARKS.md
 
 clean:
 	rm -rf runs .pytest_cache

@@ -74,8 +74,10 @@ def test_run_folder_holds_config_logs_events_and_checkpoints(small_sysu, tmp_pat
         "total",
         "lr",
         "images_per_second",
+        "data_wait",
         "sysu-all/mAP",
     } <= set(epoch)
+    assert 0 <= epoch["data_wait"] < 1
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     best = load_checkpoint(run / "best.pt")
     ranks = [record["sysu-all/rank1"] for record in records if record["kind"] == "epoch"]

@@ -50,19 +50,29 @@ def checked_device(name: str) -> str:
     return name
 
 
+BACKEND_VARIABLE = "VIREID_DDP_BACKEND"
+"""Environment variable naming the process group's backend (nccl or gloo) instead of the default."""
+
+
 def setup_environment(device: str = "auto") -> Environment:
     """The device ("auto": the GPU if there is one), and the process group when
-    started by torchrun (WORLD_SIZE > 1): NCCL on GPUs, gloo on CPUs."""
+    started by torchrun (WORLD_SIZE > 1): NCCL on GPUs, gloo on CPUs, or the backend
+    VIREID_DDP_BACKEND names. More processes than GPUs share them round-robin, which
+    only gloo allows (``make gpu-check`` runs two processes on one GPU that way)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if world_size > 1:
         rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
         if device == "cuda":
-            torch.cuda.set_device(local_rank)
-            device = f"cuda:{local_rank}"
+            index = local_rank % torch.cuda.device_count()
+            torch.cuda.set_device(index)
+            device = f"cuda:{index}"
+        backend = os.environ.get(BACKEND_VARIABLE) or ("nccl" if device.startswith("cuda") else "gloo")
+        if backend not in ("nccl", "gloo"):
+            raise UserError(f"{BACKEND_VARIABLE}: expected nccl or gloo, got {backend!r}")
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+            dist.init_process_group(backend)
         return Environment(torch.device(device), rank, world_size)
     return Environment(torch.device(device))
 

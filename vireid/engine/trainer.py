@@ -317,8 +317,10 @@ def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
     run.trained_model.train()
     sums: dict[str, float] = {}
     started = time.perf_counter()
+    waited, asked = 0.0, started  # seconds spent waiting for the loader; when the next batch was asked for
     batches = track(run.loader, f"epoch {epoch + 1}/{train_config.epochs}", "batch", progress, leave=False)
     for images, labels, modalities, _ in batches:
+        waited += time.perf_counter() - asked
         images = images.to(device, non_blocking=True)
         if run.device_augment is not None:
             images = run.device_augment(images)
@@ -348,6 +350,7 @@ def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
             run.log.write(
                 {"kind": "step", "epoch": epoch + 1, "step": run.step, **values, "lr": learning_rate}, run.step
             )
+        asked = time.perf_counter()
     run.scheduler.step()
     seconds = time.perf_counter() - started
     return {
@@ -358,6 +361,7 @@ def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
         "lr": learning_rate,
         "seconds": seconds,
         "images_per_second": len(run.sampler) * run.images_per_step / seconds,
+        "data_wait": waited / seconds,  # the share of the epoch spent waiting for batches (loader-bound when high)
     }
 
 

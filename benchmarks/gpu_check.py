@@ -1,0 +1,371 @@
+"""`make gpu-check`: every CUDA path of vireid run and checked on the GPU, in a few minutes, with a
+dated table appended to BENCHMARKS.md that names the GPU. Without CUDA it says so in one line and
+exits 0 (CI calls it). A script, not a test:
+
+    python benchmarks/gpu_check.py [--append-to BENCHMARKS.md]
+    python benchmarks/gpu_check.py --device cpu --quick     # the same checks, tiny, on the CPU (a rehearsal)
+
+Each check is a row: what ran, whether its result is right, its figures, its seconds.
+
+1. training steps of the paper's model (``sysu_full``: ResNet-50, 288x144, batch 64) from memory in
+   fp32, bf16 autocast, fp16 autocast with the GradScaler, bf16 channels-last, and bf16 channels-last
+   under ``torch.compile``: every loss finite; images/s and the share of the measured matmul ceiling;
+2. one model's test features in fp32 and in bf16 autocast: cosine similarity of each image's pair
+   at least 0.99;
+3. ``vireid train`` on synthetic data, decoded-image cache and augmentation on the device, 2 epochs;
+   then 1 epoch and ``--resume`` to 2: the resumed run ends at the same epoch and step, with finite
+   losses (GPU kernels are not bit-reproducible, so parameters are compared, not required equal);
+4. DDP: ``torchrun`` with 2 processes, NCCL on 2 GPUs, else gloo with both processes on GPU 0
+   (``VIREID_DDP_BACKEND=gloo``): the parameters of both ranks identical at the end;
+5. ``vireid test --device cuda --rerank`` against ``--device cpu`` on the same checkpoint: every
+   figure within 0.5 points;
+6. ``vireid extract --device cuda`` against ``--device cpu``: cosine at least 0.999 per image;
+7. ONNX export of the CUDA model: ONNX Runtime against PyTorch, max abs difference below 1e-3;
+8. the AGW reference's training loop against vireid's (reference_train_loop.py) at 288x144.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import append_section, memory_batch  # noqa: E402
+
+FEATURE_AGREEMENT = 0.99  # cosine of fp32 and bf16 features of one image
+DEVICE_AGREEMENT = 0.999  # cosine of one image's features extracted on the GPU and on the CPU
+METRIC_AGREEMENT = 0.5  # points (percent) between GPU- and CPU-scored figures
+ONNX_AGREEMENT = 1e-3  # max abs difference of ONNX Runtime and PyTorch features
+
+
+class Checks:
+    """The rows of the table: each check's name, verdict, figures and seconds."""
+
+    def __init__(self):
+        self.rows: list[tuple[str, bool, str, float]] = []
+
+    def run(self, name: str, check) -> None:
+        """Run ``check()`` -> (ok, figures); an exception is a failed row with its message."""
+        started = time.perf_counter()
+        try:
+            ok, figures = check()
+        except Exception as error:  # a check that breaks is a finding, not the end of the others
+            ok, figures = False, f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
+        self.rows.append((name, ok, figures, time.perf_counter() - started))
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: {figures} ({self.rows[-1][3]:.0f} s)", flush=True)
+
+    def table(self) -> str:
+        lines = ["| check | result | figures | seconds |", "|---|---|---|---|"]
+        lines += [
+            f"| {name} | {'ok' if ok else 'FAIL'} | {figures} | {seconds:.0f} |"
+            for name, ok, figures, seconds in self.rows
+        ]
+        return "\n".join(lines)
+
+    @property
+    def all_ok(self) -> bool:
+        return all(ok for _, ok, _, _ in self.rows)
+
+
+def vireid(*arguments: str, environment: dict | None = None) -> str:
+    """Run the vireid command line in a fresh process; its output, or a RuntimeError with its last line."""
+    done = subprocess.run(
+        [sys.executable, "-m", "vireid.cli", *arguments, "--quiet"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(environment or {})},
+    )
+    if done.returncode != 0:
+        raise RuntimeError((done.stderr.strip().splitlines() or ["no output"])[-1])
+    return done.stdout
+
+
+def step_matrix(config_name: str, device: torch.device, steps: int, variants: list[str]):
+    """Check 1: the training steps of each precision variant, from a batch held in memory."""
+    from bench_train_step import matmul_ceiling
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vireid.config import load_config
+    from vireid.engine.trainer import Precision, build_optimizer, train_step
+    from vireid.methods import create_loss, create_model
+
+    config = load_config(config_name, ["model.pretrained=none"])
+    images, labels, modalities = memory_batch(config, device)
+    ceiling = matmul_ceiling(device, torch.bfloat16 if device.type == "cuda" else torch.float32, 4096)
+    settings = {
+        "fp32": (None, False, False),
+        "bf16": (torch.bfloat16, False, False),
+        "fp16 + GradScaler": (torch.float16, False, False),
+        "bf16 channels-last": (torch.bfloat16, True, False),
+        "bf16 channels-last compile": (torch.bfloat16, True, True),
+    }
+
+    def check(variant: str):
+        def run():
+            dtype, channels_last, compiled = settings[variant]
+            torch.manual_seed(0)
+            model = create_model(config.model, 395, load_weights=False).to(device).train()
+            if channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            optimizer = build_optimizer(model, config.train)
+            scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+            stepped = torch.compile(model) if compiled else model
+            precision = Precision(dtype, channels_last)
+            loss = create_loss(config.model, config.loss)
+            totals = [train_step(stepped, loss, optimizer, scaler, images, labels, modalities, precision)["total"]]
+            with FlopCounterMode(display=False) as counter:
+                train_step(model, loss, optimizer, scaler, images, labels, modalities, precision)
+            _synchronize(device)
+            started = time.perf_counter()
+            for _ in range(steps):
+                totals.append(
+                    train_step(stepped, loss, optimizer, scaler, images, labels, modalities, precision)["total"]
+                )
+            _synchronize(device)
+            seconds = time.perf_counter() - started
+            finite = all(bool(torch.isfinite(total)) for total in totals)
+            rate = steps * len(images) / seconds
+            share = counter.get_total_flops() * steps / seconds / 1e12 / ceiling
+            losses = f"loss {totals[0].item():.3f} -> {totals[-1].item():.3f}"
+            return (
+                finite,
+                f"{rate:.0f} img/s, {100 * share:.0f} % of the {ceiling:.0f} TFLOP/s matmul ceiling; {losses}",
+            )
+
+        return run
+
+    return [
+        (f"train step, {config.name} {config.data.height}x{config.data.width}, {variant}", check(variant))
+        for variant in variants
+    ]
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def feature_agreement(config_name: str, device: torch.device):
+    """Check 2: fp32 and bf16-autocast test features of one model."""
+    from vireid.config import load_config
+    from vireid.engine.extract import batch_features
+    from vireid.methods import create_model
+
+    config = load_config(config_name, ["model.pretrained=none"])
+    torch.manual_seed(0)
+    model = create_model(config.model, 395, load_weights=False).to(device).eval()
+    images, _, modalities = memory_batch(config, device)
+    plain = batch_features(model, images, modalities, config.test)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        low = batch_features(model, images, modalities, config.test).float()
+    cosine = (plain * torch.nn.functional.normalize(low, dim=1)).sum(1)
+    return bool(
+        cosine.min() >= FEATURE_AGREEMENT
+    ), f"cosine min {cosine.min():.4f}, mean {cosine.mean():.4f} (>= {FEATURE_AGREEMENT})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--quick", action="store_true", help="the tiny config and few steps (a rehearsal on the CPU)")
+    parser.add_argument("--append-to")
+    arguments = parser.parse_args()
+    if arguments.device.startswith("cuda") and not torch.cuda.is_available():
+        print("gpu-check: no CUDA device here (torch.cuda.is_available() is False); nothing to check, nothing written")
+        return 0
+    device = torch.device(arguments.device)
+    config_name = "tiny" if arguments.quick else "sysu_full"
+    steps = 2 if arguments.quick else 10
+    variants = ["fp32", "bf16", "fp16 + GradScaler", "bf16 channels-last", "bf16 channels-last compile"]
+    checks = Checks()
+    for name, check in step_matrix(config_name, device, steps, variants[:4] if arguments.quick else variants):
+        checks.run(name, check)
+    checks.run("fp32 and bf16 test features agree", lambda: feature_agreement(config_name, device))
+    with tempfile.TemporaryDirectory() as folder:
+        end_to_end(Path(folder), device, arguments.quick, checks)
+    table = checks.table()
+    print(table)
+    if arguments.append_to:
+        append_section(arguments.append_to, "GPU check (make gpu-check)", table, str(device))
+    return 0 if checks.all_ok else 1
+
+
+def end_to_end(folder: Path, device: torch.device, quick: bool, checks: Checks) -> None:
+    """Checks 3 to 8: the command line on synthetic data."""
+    from vireid.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from vireid.evaluation.feature_file import load_features
+    from vireid.modality import Modality
+    from vireid.retrieval.export import export_onnx, max_abs_difference
+    from vireid.synthetic.writer import write_synthetic_dataset
+
+    root = write_synthetic_dataset("sysu", folder / "SYSU-MM01", 24 if quick else 60, 6, workers=2).root
+    config = "tiny" if quick else "sysu_full"
+    common = ["--set", f"data.root={root}", "--set", "model.pretrained=none", "--set", "train.steps_per_epoch=4"]
+    common += [
+        "--set",
+        "train.eval_every=0",
+        "--set",
+        f"train.cache_dir={folder / 'cache'}",
+        "--set",
+        "train.workers=2",
+    ]
+    common += ["--device", str(device)]
+    straight, halfway = folder / "straight", folder / "resumed"
+
+    def train_and_resume():
+        vireid(
+            "train",
+            config,
+            *common,
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "train.augment_on=device",
+            "--out",
+            str(straight),
+        )
+        vireid(
+            "train",
+            config,
+            *common,
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.augment_on=device",
+            "--out",
+            str(halfway),
+        )
+        vireid("train", "--resume", str(halfway / "last.pt"), "--set", "train.epochs=2", "--device", str(device))
+        first, second = load_checkpoint(straight / "last.pt"), load_checkpoint(halfway / "last.pt")
+        records = [json.loads(line) for line in (halfway / "metrics.jsonl").read_text().splitlines()]
+        finite = all(np.isfinite(record["total"]) for record in records if "total" in record)
+        same_place = (first["epoch"], first["step"]) == (second["epoch"], second["step"]) == (2, 8)
+        difference = max(
+            float((first["model"][k].float() - second["model"][k].float()).abs().max()) for k in first["model"]
+        )
+        return (
+            finite and same_place,
+            f"epoch 2, step 8 both; largest parameter difference straight vs resumed {difference:.2e}",
+        )
+
+    checks.run("vireid train (cache, device augmentation) and --resume", train_and_resume)
+
+    def distributed():
+        gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+        backend = "nccl" if gpus >= 2 else "gloo"
+        environment = {"VIREID_DDP_BACKEND": backend}
+        out = folder / "ddp"
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "-m",
+            "vireid.cli",
+            "train",
+            config,
+        ]
+        command += [*common, "--set", "train.epochs=1", "--set", "train.workers=0", "--out", str(out), "--quiet"]
+        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **environment})
+        if done.returncode != 0:
+            raise RuntimeError((done.stderr.strip().splitlines() or ["no output"])[-1])
+        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        checksums = next(record["parameter_checksums"] for record in records if record["kind"] == "distributed")
+        where = "2 GPUs, NCCL" if gpus >= 2 else ("both on one GPU, gloo" if gpus else "CPU, gloo")
+        return len(set(checksums)) == 1, f"2 processes ({where}); parameter checksums {checksums[0]:.6f} on both"
+
+    checks.run("DDP under torchrun", distributed)
+    checkpoint = straight / "last.pt"
+
+    def test_on_device():
+        scores = {}
+        for where in (str(device), "cpu"):
+            out = folder / f"test-{where.replace(':', '')}"
+            vireid("test", str(checkpoint), "--device", where, "--rerank", "--trials", "0-2", "--out", str(out))
+            scores[where] = json.loads((out / "results.json").read_text())
+        gap = max(
+            abs(a["mean"][name] - b["mean"][name]) * 100
+            for a, b in zip(scores[str(device)], scores["cpu"])
+            for name in a["mean"]
+        )
+        return (
+            gap <= METRIC_AGREEMENT,
+            f"{len(scores['cpu'])} results (plain and re-ranked); largest gap to the CPU's {gap:.3f} points",
+        )
+
+    checks.run("vireid test --rerank on the device", test_on_device)
+
+    def extract_on_device():
+        images = folder / "test_images.txt"
+        images.write_text("\n".join(str(path) for path in sorted(Path(root).glob("cam3/*/*.jpg"))[:64]) + "\n")
+        features = {}
+        for where in (str(device), "cpu"):
+            out = folder / f"extract-{where.replace(':', '')}.npz"
+            vireid(
+                "extract",
+                str(checkpoint),
+                "--images",
+                str(images),
+                "--modality",
+                "infrared",
+                "--device",
+                where,
+                "--out",
+                str(out),
+            )
+            features[where] = load_features(out).features
+        cosine = (features[str(device)] * features["cpu"]).sum(1)
+        return bool(
+            cosine.min() >= DEVICE_AGREEMENT
+        ), f"{len(cosine)} images, cosine min {cosine.min():.5f} (>= {DEVICE_AGREEMENT})"
+
+    checks.run("vireid extract on the device", extract_on_device)
+
+    def export_from_device():
+        model, model_config, _ = model_from_checkpoint(checkpoint, str(device))
+        path = export_onnx(model, model_config, Modality.INFRARED, folder / "model.infrared.onnx")
+        difference = max_abs_difference(path, model, model_config, Modality.INFRARED)
+        return (
+            difference < ONNX_AGREEMENT,
+            f"ONNX Runtime vs PyTorch max abs diff {difference:.2e} (< {ONNX_AGREEMENT})",
+        )
+
+    checks.run("ONNX export of the device's model", export_from_device)
+
+    def reference_loop():
+        command = [sys.executable, str(Path(__file__).with_name("reference_train_loop.py")), "--device", str(device)]
+        command += [
+            "--sizes",
+            "64x32" if quick else "288x144",
+            "--steps",
+            "3" if quick else "20",
+            "--variants",
+            "cache",
+            "device",
+        ]
+        command += [] if quick else ["bf16", "--workers", "8"]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError((done.stderr.strip().splitlines() or ["no output"])[-1])
+        rows = [
+            line for line in done.stdout.splitlines() if line.startswith("| ") and "×" in line and "img" not in line
+        ]
+        unique = list(dict.fromkeys(rows))
+        cells = [row.strip("|").split("|") for row in unique]
+        return True, "; ".join(f"{cell[1].strip()} {cell[2].strip()} img/s ({cell[4].strip()})" for cell in cells)
+
+    checks.run("the AGW reference's training loop against vireid's", reference_loop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

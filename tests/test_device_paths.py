@@ -1,0 +1,96 @@
+"""The CPU side of the device-dependent branches: fp16 autocast with the GradScaler, the precision
+each device gets by default, the process-group backend choice, torch.compile (slow), and
+`make gpu-check` on a machine without CUDA, or rehearsed on the CPU (slow)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vireid.config import load_config
+from vireid.engine.distributed import setup_environment
+from vireid.engine.trainer import Precision, build_optimizer, train_step
+from vireid.errors import UserError
+from vireid.methods import create_loss, create_model
+
+GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+
+
+def _tiny_step_parts(*overrides: str):
+    config = load_config("tiny", ["data.height=32", "data.width=16", "model.part_dim=16", *overrides])
+    torch.manual_seed(0)
+    model = create_model(config.model, 4, load_weights=False).train()
+    images = torch.randn(8, 3, 32, 16)
+    labels, modalities = torch.tensor([0, 0, 1, 1] * 2), torch.tensor([0] * 4 + [1] * 4)
+    return config, model, images, labels, modalities
+
+
+def test_fp16_autocast_with_the_grad_scaler_trains_on_the_cpu():
+    config, model, images, labels, modalities = _tiny_step_parts()
+    before = [parameter.detach().clone() for parameter in model.parameters()]
+    scaler = torch.amp.GradScaler("cpu", enabled=True)
+    precision = Precision(torch.float16, channels_last=True)
+    losses = train_step(
+        model, create_loss(config.model, config.loss), build_optimizer(model, config.train), scaler,
+        images, labels, modalities, precision,
+    )  # fmt: skip
+    assert torch.isfinite(losses["total"]) and scaler.get_scale() > 0
+    assert any(not torch.equal(old, new) for old, new in zip(before, model.parameters()))  # a real update
+
+
+def test_each_device_gets_its_default_precision():
+    train = load_config("tiny").train
+    assert Precision.of(train, torch.device("cpu")) == Precision(None, False, 0.0)
+    assert Precision.of(train, torch.device("cuda")) == Precision(torch.bfloat16, True, 0.0)  # no GPU needed to ask
+    fp16 = load_config("tiny", ["train.amp=fp16", "train.channels_last=never"]).train
+    assert Precision.of(fp16, torch.device("cuda")) == Precision(torch.float16, False, 0.0)
+
+
+def test_the_process_group_backend_can_be_named_and_is_checked(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("VIREID_DDP_BACKEND", "mpi")
+    with pytest.raises(UserError, match="VIREID_DDP_BACKEND: expected nccl or gloo, got 'mpi'"):
+        setup_environment("cpu")
+
+
+def test_gpu_check_without_cuda_says_so_in_one_line_and_writes_nothing(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: make gpu-check runs for real")
+    done = subprocess.run(
+        [sys.executable, str(GPU_CHECK), "--append-to", str(tmp_path / "BENCHMARKS.md")], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.splitlines() == [
+        "gpu-check: no CUDA device here (torch.cuda.is_available() is False); nothing to check, nothing written"
+    ]
+    assert not (tmp_path / "BENCHMARKS.md").exists()
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_a_tiny_model_on_the_cpu():
+    config, model, images, labels, modalities = _tiny_step_parts("model.backbone=resnet18")
+    compiled = torch.compile(model)
+    optimizer, loss = build_optimizer(model, config.train), create_loss(config.model, config.loss)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    eager_loss = loss(model(images, modalities), labels, modalities)["total"]
+    losses = train_step(compiled, loss, optimizer, scaler, images, labels, modalities)
+    assert torch.isclose(losses["total"], eager_loss.detach(), rtol=1e-4)  # the same loss before the update
+
+
+@pytest.mark.slow
+def test_gpu_check_rehearsed_on_the_cpu_passes_every_check(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    done = subprocess.run(
+        [sys.executable, str(GPU_CHECK), "--device", "cpu", "--quick", "--append-to", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = out.read_text()
+    assert "## GPU check (make gpu-check)" in table and "FAIL" not in table
+    assert table.count("| ok |") == 11  # 4 step variants, features, train/resume, DDP, test, extract, ONNX, reference
