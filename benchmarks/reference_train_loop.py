@@ -20,7 +20,9 @@ What the reference does (mangye16/Cross-Modal-Re-ID-baseline at e817a26: ``pre_p
 
 The network is vireid's AGW (equal to the reference's to round-off) for both loops, so the figures
 compare the loops: data path, precision, copies and synchronisation. Each loop's rate is one epoch of
-``--steps`` steps, worker start-up included (both start their workers each epoch).
+``--steps`` steps, worker start-up included (both start their workers each epoch); the loops run in
+turn ``--repeats`` times, in reverse order every other time, and each one's best epoch counts: a
+machine's speed drifts (the first heavy run after a pause is the fastest).
 """
 
 from __future__ import annotations
@@ -76,13 +78,15 @@ class IdentitySampler(Sampler):
     """utils.py's IdentitySampler: (int(N / (P K)) + 1) batches of P identities without replacement,
     K images per identity and modality with replacement; it yields positions, the dataset maps them."""
 
-    def __init__(self, color_labels: np.ndarray, thermal_labels: np.ndarray, num_pos: int, batch_size: int):
+    def __init__(
+        self, color_labels: np.ndarray, thermal_labels: np.ndarray, num_pos: int, batch_size: int, batches: int = 0
+    ):
         identities = np.unique(color_labels)
         color_rows = {label: np.flatnonzero(color_labels == label) for label in identities}
         thermal_rows = {label: np.flatnonzero(thermal_labels == label) for label in identities}
         total = max(len(color_labels), len(thermal_labels))
         color, thermal = [], []
-        for _ in range(int(total / (batch_size * num_pos)) + 1):
+        for _ in range(batches or int(total / (batch_size * num_pos)) + 1):  # batches: a shorter epoch
             for label in np.random.choice(identities, batch_size, replace=False):
                 color.append(np.random.choice(color_rows[label], num_pos))
                 thermal.append(np.random.choice(thermal_rows[label], num_pos))
@@ -140,11 +144,11 @@ def reference_epoch(config, arrays, steps: int, workers: int, device: torch.devi
     optimizer = build_optimizer(model, config.train)  # the reference's groups: backbone 0.1 lr, the rest lr
     pairs = config.train.identities_per_batch * config.train.instances_per_modality
     started = time.perf_counter()
-    sampler = IdentitySampler(arrays[Modality.VISIBLE][1], arrays[Modality.INFRARED][1], 4, 8)
+    sampler = IdentitySampler(arrays[Modality.VISIBLE][1], arrays[Modality.INFRARED][1], 4, 8, steps)
     dataset = ReferenceData(arrays, sampler, reference_transform(config.data.height, config.data.width))
     loader = DataLoader(dataset, batch_size=pairs, sampler=sampler, num_workers=workers, drop_last=True)
     waited, asked, correct = 0.0, time.perf_counter(), 0.0
-    for step, (input1, input2, label1, label2) in enumerate(loader):
+    for input1, input2, label1, label2 in loader:  # to its end, as an epoch does: the workers' shutdown counts
         waited += time.perf_counter() - asked
         labels = torch.cat((label1, label2), 0).to(device)
         input1, input2 = input1.to(device), input2.to(device)
@@ -162,8 +166,6 @@ def reference_epoch(config, arrays, steps: int, workers: int, device: torch.devi
         for value in (loss, loss_id, loss_tri):  # the AverageMeter updates
             value.item()
         asked = time.perf_counter()
-        if step + 1 == steps:
-            break
     seconds = time.perf_counter() - started
     return {"images_per_second": steps * 2 * pairs / seconds, "data_wait": waited / seconds}
 
@@ -188,6 +190,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--variants", nargs="+", default=["loader", "cache", "device"], choices=list(VIREID_VARIANTS))
     parser.add_argument("--ids", type=int, default=60, help="synthetic identities (default 60)")
+    parser.add_argument("--repeats", type=int, default=2, help="epochs of each loop, in turn; the best counts")
     parser.add_argument("--append-to")
     arguments = parser.parse_args()
     device = torch.device(arguments.device)
@@ -201,18 +204,27 @@ def main() -> None:
             common += [f"train.steps_per_epoch={arguments.steps}", f"train.workers={arguments.workers}"]
             common += ["train.epochs=1", "train.eval_every=0", *arguments.set]
             config = load_config(arguments.config, common)
-            np.random.seed(0)
-            torch.manual_seed(0)
-            reference = reference_epoch(
-                config, preprocess(split, height, width), arguments.steps, arguments.workers, device
-            )
-            results = {"reference (AGW train.py)": reference}
-            for variant in arguments.variants:
-                overrides = [value.format(cache=Path(folder) / "cache") for value in VIREID_VARIANTS[variant]]
-                variant_config = load_config(arguments.config, [*common, *overrides])
-                results[f"vireid {variant}"] = vireid_epoch(
-                    variant_config, Path(folder) / f"{size}-{variant}", str(device)
-                )
+            arrays = preprocess(split, height, width)
+            results: dict[str, dict] = {}
+            for repeat in range(arguments.repeats):  # the loops in turn, each repeat: the best rate of each counts
+                np.random.seed(repeat)
+                torch.manual_seed(repeat)
+                rounds = {
+                    "reference (AGW train.py)": lambda: reference_epoch(
+                        config, arrays, arguments.steps, arguments.workers, device
+                    )
+                }
+                for variant in arguments.variants:
+                    overrides = [value.format(cache=Path(folder) / "cache") for value in VIREID_VARIANTS[variant]]
+                    variant_config = load_config(arguments.config, [*common, *overrides])
+                    run_dir = Path(folder) / f"{size}-{variant}-{repeat}"
+                    rounds[f"vireid {variant}"] = lambda c=variant_config, d=run_dir: vireid_epoch(c, d, str(device))
+                order = list(rounds.items())
+                for loop, measure in order if repeat % 2 == 0 else order[::-1]:  # each loop gets to run first
+                    result = measure()
+                    if loop not in results or result["images_per_second"] > results[loop]["images_per_second"]:
+                        results[loop] = result
+            reference = results["reference (AGW train.py)"]
             for loop, result in results.items():
                 speed_up = result["images_per_second"] / reference["images_per_second"]
                 rows.append(
