@@ -3,7 +3,8 @@ dated table appended to BENCHMARKS.md that names the GPU. Without CUDA it says s
 exits 0 (CI calls it). A script, not a test:
 
     python benchmarks/gpu_check.py [--append-to BENCHMARKS.md]
-    python benchmarks/gpu_check.py --device cpu --quick     # the same checks, tiny, on the CPU (a rehearsal)
+    python benchmarks/gpu_check.py --device cpu --quick     # the same checks, tiny, on the CPU (a rehearsal;
+                                                            # without fp16 and compile, slow on a CPU)
 
 Each check is a row: what ran, whether its result is right, its figures, its seconds.
 
@@ -21,7 +22,10 @@ Each check is a row: what ran, whether its result is right, its figures, its sec
    figure within 0.5 points;
 6. ``vireid extract --device cuda`` against ``--device cpu``: cosine at least 0.999 per image;
 7. ONNX export of the CUDA model: ONNX Runtime against PyTorch, max abs difference below 1e-3;
-8. the AGW reference's training loop against vireid's (reference_train_loop.py) at 288x144.
+8. the AGW reference's training loop against vireid's (reference_train_loop.py) at 288x144, each
+   loop's images/s and its share of time waiting for data;
+9. where a step's time goes: forward with the loss, backward and optimizer, each timed between
+   device synchronisations (``benchmarks/profile_train_step.py`` gives the operator-level profile).
 """
 
 from __future__ import annotations
@@ -137,9 +141,10 @@ def step_matrix(config_name: str, device: torch.device, steps: int, variants: li
             rate = steps * len(images) / seconds
             share = counter.get_total_flops() * steps / seconds / 1e12 / ceiling
             losses = f"loss {totals[0].item():.3f} -> {totals[-1].item():.3f}"
+            losses += f", loss scale {scaler.get_scale():g}" if scaler.is_enabled() else ""
             return (
                 finite,
-                f"{rate:.0f} img/s, {100 * share:.0f} % of the {ceiling:.0f} TFLOP/s matmul ceiling; {losses}",
+                f"{rate:.0f} img/s, {100 * share:.0f} % of the {ceiling:.3g} TFLOP/s matmul ceiling; {losses}",
             )
 
         return run
@@ -174,6 +179,42 @@ def feature_agreement(config_name: str, device: torch.device):
     ), f"cosine min {cosine.min():.4f}, mean {cosine.mean():.4f} (>= {FEATURE_AGREEMENT})"
 
 
+def step_phases(config_name: str, device: torch.device, steps: int):
+    """Check 9: where a bf16 (on a CPU: fp32) step of the paper's model goes, phase by phase, each
+    phase timed between device synchronisations: forward with the loss, backward, optimizer."""
+    from vireid.config import load_config
+    from vireid.engine.trainer import build_optimizer
+    from vireid.methods import create_loss, create_model
+
+    config = load_config(config_name, ["model.pretrained=none"])
+    images, labels, modalities = memory_batch(config, device)
+    model = create_model(config.model, 395, load_weights=False).to(device).train()
+    optimizer, loss_function = build_optimizer(model, config.train), create_loss(config.model, config.loss)
+    dtype = torch.bfloat16 if device.type == "cuda" else None
+    seconds = {"forward and loss": 0.0, "backward": 0.0, "optimizer": 0.0}
+    for step in range(steps + 1):  # the first step warms up and is not counted
+        _synchronize(device)
+        started = time.perf_counter()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            total = loss_function(model(images, modalities), labels, modalities)["total"]
+        _synchronize(device)
+        forward_done = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        _synchronize(device)
+        backward_done = time.perf_counter()
+        optimizer.step()
+        _synchronize(device)
+        if step:
+            seconds["forward and loss"] += forward_done - started
+            seconds["backward"] += backward_done - forward_done
+            seconds["optimizer"] += time.perf_counter() - backward_done
+    step_seconds = sum(seconds.values()) / steps
+    shares = ", ".join(f"{name} {100 * value / steps / step_seconds:.0f} %" for name, value in seconds.items())
+    precision = "bf16" if dtype else "fp32"
+    return True, f"{1000 * step_seconds:.0f} ms per {precision} step of {len(images)} images: {shares}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
@@ -188,9 +229,11 @@ def main() -> int:
     steps = 2 if arguments.quick else 10
     variants = ["fp32", "bf16", "fp16 + GradScaler", "bf16 channels-last", "bf16 channels-last compile"]
     checks = Checks()
-    for name, check in step_matrix(config_name, device, steps, variants[:4] if arguments.quick else variants):
+    quick_variants = ["fp32", "bf16", "bf16 channels-last"]
+    for name, check in step_matrix(config_name, device, steps, quick_variants if arguments.quick else variants):
         checks.run(name, check)
     checks.run("fp32 and bf16 test features agree", lambda: feature_agreement(config_name, device))
+    checks.run("where a step's time goes", lambda: step_phases(config_name, device, steps))
     with tempfile.TemporaryDirectory() as folder:
         end_to_end(Path(folder), device, arguments.quick, checks)
     table = checks.table()

@@ -93,4 +93,7 @@ def test_gpu_check_rehearsed_on_the_cpu_passes_every_check(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     table = out.read_text()
     assert "## GPU check (make gpu-check)" in table and "FAIL" not in table
-    assert table.count("| ok |") == 11  # 4 step variants, features, train/resume, DDP, test, extract, ONNX, reference
+    assert (
+        table.count("| ok |") == 11
+    )  # 3 step variants, features, phases, train/resume, DDP, test, extract, ONNX, reference
+    assert "ms per fp32 step of 64 images: forward and loss" in table
