@@ -16,6 +16,7 @@ from vireid.engine.distributed import setup_environment
 from vireid.engine.trainer import Precision, build_optimizer, train_step
 from vireid.errors import UserError
 from vireid.methods import create_loss, create_model
+from vireid.models.pooling import GeM
 
 GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
@@ -29,17 +30,31 @@ def _tiny_step_parts(*overrides: str):
     return config, model, images, labels, modalities
 
 
+def test_gem_pools_in_fp32_so_fp16_gradients_stay_finite():
+    """Under fp16 autocast an all-zero channel (a dead ReLU) made mean + eps underflow to 0, whose
+    1/p-th power has an infinite gradient: every fp16 step was skipped by the GradScaler."""
+    feature_map = torch.rand(2, 3, 4, 2, dtype=torch.float16)
+    feature_map[:, 1] = 0
+    feature_map.requires_grad_(True)
+    pooled = GeM(3.0)(feature_map)
+    assert pooled.dtype == torch.float32 and torch.all(pooled[:, 1] > 0)
+    pooled.sum().backward()
+    assert torch.isfinite(feature_map.grad).all()
+
+
+@pytest.mark.slow
 def test_fp16_autocast_with_the_grad_scaler_trains_on_the_cpu():
+    """A step whose scaled gradients overflow fp16 is skipped and lowers the scale; the next updates."""
     config, model, images, labels, modalities = _tiny_step_parts()
-    before = [parameter.detach().clone() for parameter in model.parameters()]
-    scaler = torch.amp.GradScaler("cpu", enabled=True)
-    precision = Precision(torch.float16, channels_last=True)
-    losses = train_step(
-        model, create_loss(config.model, config.loss), build_optimizer(model, config.train), scaler,
-        images, labels, modalities, precision,
-    )  # fmt: skip
-    assert torch.isfinite(losses["total"]) and scaler.get_scale() > 0
-    assert any(not torch.equal(old, new) for old, new in zip(before, model.parameters()))  # a real update
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**24, backoff_factor=2.0**-12)  # 2^24: sure to overflow
+    optimizer, loss = build_optimizer(model, config.train), create_loss(config.model, config.loss)
+    for expected_update, expected_scale in ((False, 2.0**12), (True, 2.0**12)):
+        before = [parameter.detach().clone() for parameter in model.parameters()]
+        losses = train_step(
+            model, loss, optimizer, scaler, images, labels, modalities, Precision(torch.float16, channels_last=True)
+        )
+        changed = any(not torch.equal(old, new) for old, new in zip(before, model.parameters()))
+        assert torch.isfinite(losses["total"]) and (changed, scaler.get_scale()) == (expected_update, expected_scale)
 
 
 def test_each_device_gets_its_default_precision():

@@ -8,7 +8,7 @@ from torch import nn
 
 
 class GeM(nn.Module):
-    """(mean over positions of x^p + eps)^(1/p) per channel; x is non-negative (after ReLU).
+    """(mean over positions of x^p + eps)^(1/p) per channel, in fp32; x is non-negative (after ReLU).
 
     ``output_rows`` > 1 pools horizontal stripes instead of the whole map:
     (B, C, H, W) -> (B, C) for one row, (B, C, rows) otherwise.
@@ -19,7 +19,9 @@ class GeM(nn.Module):
         self.p, self.eps, self.output_rows = p, eps, output_rows
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
-        powered = feature_map.pow(self.p)
+        # in fp32 whatever the autocast: in fp16 an all-zero channel's mean + eps underflows to 0,
+        # and the gradient of its 1/p-th power is infinite (every fp16 step would be skipped)
+        powered = feature_map.float().pow(self.p)
         if self.output_rows == 1:
             mean = powered.flatten(2).mean(dim=2)  # (B, C)
         else:
