@@ -308,6 +308,7 @@ def test_bf16_autocast_channels_last_and_clipping_train_on_cpu(small_sysu, tmp_p
     assert all(torch.isfinite(torch.tensor(record[name])) for name in ("id", "triplet", "total"))
 
 
+@pytest.mark.slow  # three trainings; the batch augmentation itself is checked image by image in test_device_augment
 def test_augmentation_on_the_device_trains_and_resumes_exactly(small_sysu, tmp_path):
     settings = ("train.augment_on=device", f"train.cache_dir={tmp_path / 'cache'}")
     straight = train(_config(small_sysu, "train.epochs=2", *settings), tmp_path / "straight", progress=False)
