@@ -66,7 +66,7 @@ bench-gpu: $(STAMP)
 # Every CUDA path run and checked on the GPU (benchmarks/gpu_check.py), a dated table appended to
 # BENCHMARKS.md; on a machine without CUDA it says so in one line and exits 0.
 gpu-check: $(STAMP)
-	$(BIN)/python benchmarks/gpu_check.py --append-to BENCHMARKS.md
+	@$(BIN)/python benchmarks/gpu_check.py --append-to BENCHMARKS.md
 
 clean:
 	rm -rf runs .pytest_cache

@@ -10,7 +10,8 @@ Each check is a row: what ran, whether its result is right, its figures, its sec
 
 1. training steps of the paper's model (``sysu_full``: ResNet-50, 288x144, batch 64) from memory in
    fp32, bf16 autocast, fp16 autocast with the GradScaler, bf16 channels-last, and bf16 channels-last
-   under ``torch.compile``: every loss finite; images/s and the share of the measured matmul ceiling;
+   under ``torch.compile``: every loss finite, the first step's loss within 5 % of fp32's (same model,
+   same batch); images/s and the share of the measured matmul ceiling of the step's precision;
 2. one model's test features in fp32 and in bf16 autocast: cosine similarity of each image's pair
    at least 0.99;
 3. ``vireid train`` on synthetic data, decoded-image cache and augmentation on the device, 2 epochs;
@@ -18,10 +19,12 @@ Each check is a row: what ran, whether its result is right, its figures, its sec
    losses (GPU kernels are not bit-reproducible, so parameters are compared, not required equal);
 4. DDP: ``torchrun`` with 2 processes, NCCL on 2 GPUs, else gloo with both processes on GPU 0
    (``VIREID_DDP_BACKEND=gloo``): the parameters of both ranks identical at the end;
-5. ``vireid test --device cuda --rerank`` against ``--device cpu`` on the same checkpoint: every
-   figure within 0.5 points;
+5. ``vireid test --device cuda --rerank`` against ``--device cpu`` on the same checkpoint, with TF32
+   convolutions off for the comparison: the test features' cosine at least 0.999 per image; then one
+   feature file scored and re-ranked on the GPU and on the CPU (``vireid evaluate``): within 0.5 points;
 6. ``vireid extract --device cuda`` against ``--device cpu``: cosine at least 0.999 per image;
-7. ONNX export of the CUDA model: ONNX Runtime against PyTorch, max abs difference below 1e-3;
+7. ONNX export of the checkpoint trained on the GPU (the export itself runs on the CPU): ONNX Runtime
+   against PyTorch, max abs difference below 1e-3;
 8. the AGW reference's training loop against vireid's (reference_train_loop.py) at 288x144, each
    loop's images/s and its share of time waiting for data;
 9. where a step's time goes: forward with the loss, backward and optimizer, each timed between
@@ -31,6 +34,7 @@ Each check is a row: what ran, whether its result is right, its figures, its sec
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -50,6 +54,7 @@ FEATURE_AGREEMENT = 0.99  # cosine of fp32 and bf16 features of one image
 DEVICE_AGREEMENT = 0.999  # cosine of one image's features extracted on the GPU and on the CPU
 METRIC_AGREEMENT = 0.5  # points (percent) between GPU- and CPU-scored figures
 ONNX_AGREEMENT = 1e-3  # max abs difference of ONNX Runtime and PyTorch features
+LOSS_AGREEMENT = 0.05  # relative gap of a low-precision variant's first loss to fp32's, same model and batch
 
 
 class Checks:
@@ -81,17 +86,32 @@ class Checks:
         return all(ok for _, ok, _, _ in self.rows)
 
 
-def vireid(*arguments: str, environment: dict | None = None) -> str:
-    """Run the vireid command line in a fresh process; its output, or a RuntimeError with its last line."""
+EXACT_CONVOLUTIONS = {"NVIDIA_TF32_OVERRIDE": "0"}
+"""For runs compared with the CPU's: cuDNN convolutions without TF32 (its default on a GPU)."""
+
+
+def run_command(command: list[str], environment: dict | None = None) -> str:
+    """Run ``command`` (at most 300 s); its output, or a RuntimeError with its last error line."""
     done = subprocess.run(
-        [sys.executable, "-m", "vireid.cli", *arguments, "--quiet"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(environment or {})},
+        command, capture_output=True, text=True, env={**os.environ, **(environment or {})}, timeout=300
     )
     if done.returncode != 0:
-        raise RuntimeError((done.stderr.strip().splitlines() or ["no output"])[-1])
+        lines = done.stderr.strip().splitlines() or ["no output"]
+        raise RuntimeError(next((line for line in reversed(lines) if "Error" in line), lines[-1]))
     return done.stdout
+
+
+def vireid(*arguments: str, environment: dict | None = None) -> str:
+    """Run the vireid command line in a fresh process (see run_command)."""
+    return run_command([sys.executable, "-m", "vireid.cli", *arguments, "--quiet"], environment)
+
+
+def release(device: torch.device) -> None:
+    """Give back what the checks in this process hold: compiled graphs and cached GPU memory."""
+    torch._dynamo.reset()
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def step_matrix(config_name: str, device: torch.device, steps: int, variants: list[str]):
@@ -105,7 +125,10 @@ def step_matrix(config_name: str, device: torch.device, steps: int, variants: li
 
     config = load_config(config_name, ["model.pretrained=none"])
     images, labels, modalities = memory_batch(config, device)
-    ceiling = matmul_ceiling(device, torch.bfloat16 if device.type == "cuda" else torch.float32, 4096)
+    size = 8192 if device.type == "cuda" else 1024
+    ceilings = {dtype: matmul_ceiling(device, dtype or torch.float32, size) for dtype in (None, torch.bfloat16)}
+    ceilings[torch.float16] = ceilings[torch.bfloat16]  # the same tensor-core rate
+    first_losses: dict[str, float] = {}  # the first step's loss of each variant: precision must not move it much
     settings = {
         "fp32": (None, False, False),
         "bf16": (torch.bfloat16, False, False),
@@ -138,14 +161,15 @@ def step_matrix(config_name: str, device: torch.device, steps: int, variants: li
             _synchronize(device)
             seconds = time.perf_counter() - started
             finite = all(bool(torch.isfinite(total)) for total in totals)
+            first_losses[variant] = totals[0].item()
+            drift = abs(totals[0].item() / first_losses.get("fp32", totals[0].item()) - 1)
             rate = steps * len(images) / seconds
+            ceiling = ceilings[dtype]
             share = counter.get_total_flops() * steps / seconds / 1e12 / ceiling
-            losses = f"loss {totals[0].item():.3f} -> {totals[-1].item():.3f}"
+            losses = f"loss {totals[0].item():.3f} -> {totals[-1].item():.3f} ({100 * drift:.2f} % from fp32's first)"
             losses += f", loss scale {scaler.get_scale():g}" if scaler.is_enabled() else ""
-            return (
-                finite,
-                f"{rate:.0f} img/s, {100 * share:.0f} % of the {ceiling:.3g} TFLOP/s matmul ceiling; {losses}",
-            )
+            figures = f"{rate:.0f} img/s, {100 * share:.0f} % of the {ceiling:.3g} TFLOP/s {_name(dtype)} ceiling"
+            return finite and drift < LOSS_AGREEMENT, f"{figures}; {losses}"
 
         return run
 
@@ -153,6 +177,10 @@ def step_matrix(config_name: str, device: torch.device, steps: int, variants: li
         (f"train step, {config.name} {config.data.height}x{config.data.width}, {variant}", check(variant))
         for variant in variants
     ]
+
+
+def _name(dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
 def _synchronize(device: torch.device) -> None:
@@ -234,6 +262,7 @@ def main() -> int:
         checks.run(name, check)
     checks.run("fp32 and bf16 test features agree", lambda: feature_agreement(config_name, device))
     checks.run("where a step's time goes", lambda: step_phases(config_name, device, steps))
+    release(device)
     with tempfile.TemporaryDirectory() as folder:
         end_to_end(Path(folder), device, arguments.quick, checks)
     table = checks.table()
@@ -308,20 +337,10 @@ def end_to_end(folder: Path, device: torch.device, quick: bool, checks: Checks) 
         backend = "nccl" if gpus >= 2 else "gloo"
         environment = {"VIREID_DDP_BACKEND": backend}
         out = folder / "ddp"
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            "-m",
-            "vireid.cli",
-            "train",
-            config,
-        ]
-        command += [*common, "--set", "train.epochs=1", "--set", "train.workers=0", "--out", str(out), "--quiet"]
-        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **environment})
-        if done.returncode != 0:
-            raise RuntimeError((done.stderr.strip().splitlines() or ["no output"])[-1])
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+        command += ["-m", "vireid.cli", "train", config, *common[:-2], "--device", device.type]  # ranks spread
+        command += ["--set", "train.epochs=1", "--set", "train.workers=0", "--out", str(out), "--quiet"]
+        run_command(command, environment)
         records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         checksums = next(record["parameter_checksums"] for record in records if record["kind"] == "distributed")
         where = "2 GPUs, NCCL" if gpus >= 2 else ("both on one GPU, gloo" if gpus else "CPU, gloo")
@@ -331,22 +350,34 @@ def end_to_end(folder: Path, device: torch.device, quick: bool, checks: Checks) 
     checkpoint = straight / "last.pt"
 
     def test_on_device():
-        scores = {}
+        """`vireid test` on the device and on the CPU: the same features (TF32 off for the comparison)."""
+        features = {}
         for where in (str(device), "cpu"):
             out = folder / f"test-{where.replace(':', '')}"
-            vireid("test", str(checkpoint), "--device", where, "--rerank", "--trials", "0-2", "--out", str(out))
-            scores[where] = json.loads((out / "results.json").read_text())
-        gap = max(
-            abs(a["mean"][name] - b["mean"][name]) * 100
-            for a, b in zip(scores[str(device)], scores["cpu"])
-            for name in a["mean"]
-        )
-        return (
-            gap <= METRIC_AGREEMENT,
-            f"{len(scores['cpu'])} results (plain and re-ranked); largest gap to the CPU's {gap:.3f} points",
-        )
+            arguments = ["test", str(checkpoint), "--device", where, "--rerank", "--trials", "0-2", "--out", str(out)]
+            vireid(*arguments, environment=EXACT_CONVOLUTIONS)
+            features[where] = load_features(out / "features.npz").features
+        cosine = (features[str(device)] * features["cpu"]).sum(1)
+        figures = f"{len(cosine)} test images, feature cosine min {cosine.min():.5f} (>= {DEVICE_AGREEMENT})"
+        return bool(cosine.min() >= DEVICE_AGREEMENT), figures
 
     checks.run("vireid test --rerank on the device", test_on_device)
+
+    def scoring_on_device():
+        """One feature file scored and re-ranked on the device and on the CPU: the same figures."""
+        features, scores = folder / "test-cpu" / "features.npz", {}
+        for where in (str(device), "cpu"):
+            out = folder / f"scores-{where.replace(':', '')}.json"
+            arguments = ["--protocol", "sysu-all", "--trials", "0-2", "--rerank", "--json", str(out)]
+            command = [sys.executable, "-m", "vireid.cli", "evaluate", "--features", str(features), *arguments]
+            run_command([*command, "--device", where])  # evaluate has no --quiet
+            scores[where] = json.loads(out.read_text())
+        pairs = zip(scores[str(device)], scores["cpu"])
+        gap = max(abs(a["mean"][name] - b["mean"][name]) * 100 for a, b in pairs for name in a["mean"])
+        figures = f"sysu-all, plain and re-ranked: largest gap to the CPU's {gap:.3f} points (<= {METRIC_AGREEMENT})"
+        return gap <= METRIC_AGREEMENT, figures
+
+    checks.run("scoring and re-ranking on the device", scoring_on_device)
 
     def extract_on_device():
         images = folder / "test_images.txt"
@@ -354,58 +385,34 @@ def end_to_end(folder: Path, device: torch.device, quick: bool, checks: Checks) 
         features = {}
         for where in (str(device), "cpu"):
             out = folder / f"extract-{where.replace(':', '')}.npz"
-            vireid(
-                "extract",
-                str(checkpoint),
-                "--images",
-                str(images),
-                "--modality",
-                "infrared",
-                "--device",
-                where,
-                "--out",
-                str(out),
-            )
+            arguments = ["--images", str(images), "--modality", "infrared", "--device", where, "--out", str(out)]
+            vireid("extract", str(checkpoint), *arguments, environment=EXACT_CONVOLUTIONS)
             features[where] = load_features(out).features
         cosine = (features[str(device)] * features["cpu"]).sum(1)
-        return bool(
-            cosine.min() >= DEVICE_AGREEMENT
-        ), f"{len(cosine)} images, cosine min {cosine.min():.5f} (>= {DEVICE_AGREEMENT})"
+        figures = f"{len(cosine)} images, cosine min {cosine.min():.5f} (>= {DEVICE_AGREEMENT})"
+        return bool(cosine.min() >= DEVICE_AGREEMENT), figures
 
     checks.run("vireid extract on the device", extract_on_device)
 
-    def export_from_device():
-        model, model_config, _ = model_from_checkpoint(checkpoint, str(device))
+    def export_checkpoint():
+        model, model_config, _ = model_from_checkpoint(checkpoint, "cpu")
         path = export_onnx(model, model_config, Modality.INFRARED, folder / "model.infrared.onnx")
         difference = max_abs_difference(path, model, model_config, Modality.INFRARED)
-        return (
-            difference < ONNX_AGREEMENT,
-            f"ONNX Runtime vs PyTorch max abs diff {difference:.2e} (< {ONNX_AGREEMENT})",
-        )
+        figures = f"ONNX Runtime vs PyTorch max abs diff {difference:.2e} (< {ONNX_AGREEMENT})"
+        return difference < ONNX_AGREEMENT, figures
 
-    checks.run("ONNX export of the device's model", export_from_device)
+    checks.run("ONNX export of the checkpoint trained on the device (export runs on the CPU)", export_checkpoint)
 
     def reference_loop():
         command = [sys.executable, str(Path(__file__).with_name("reference_train_loop.py")), "--device", str(device)]
-        command += [
-            "--sizes",
-            "64x32" if quick else "288x144",
-            "--steps",
-            "3" if quick else "20",
-            "--variants",
-            "cache",
-            "device",
-        ]
-        command += [] if quick else ["bf16", "--workers", "8"]
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError((done.stderr.strip().splitlines() or ["no output"])[-1])
-        rows = [
-            line for line in done.stdout.splitlines() if line.startswith("| ") and "×" in line and "img" not in line
-        ]
-        unique = list(dict.fromkeys(rows))
-        cells = [row.strip("|").split("|") for row in unique]
-        return True, "; ".join(f"{cell[1].strip()} {cell[2].strip()} img/s ({cell[4].strip()})" for cell in cells)
+        command += ["--sizes", "64x32" if quick else "288x144", "--steps", "3" if quick else "20"]
+        command += ["--variants", "cache", "device"] + ([] if quick else ["bf16", "--workers", "8"])
+        rows = [line for line in run_command(command).splitlines() if line.startswith("| ") and "×" in line]
+        cells = [row.strip("|").split("|") for row in dict.fromkeys(rows) if "images/s" not in row]
+        return True, "; ".join(
+            f"{loop.strip()} {rate.strip()} img/s, waiting {wait.strip()}, {speed.strip()}"
+            for _, loop, rate, wait, speed in cells
+        )
 
     checks.run("the AGW reference's training loop against vireid's", reference_loop)
 

@@ -52,11 +52,12 @@ from vireid.methods import create_model  # noqa: E402
 from vireid.modality import Modality  # noqa: E402
 from vireid.synthetic.writer import write_synthetic_dataset  # noqa: E402
 
+FP32 = ["train.amp=fp32", "train.channels_last=never"]  # the reference's precision and memory format
 VIREID_VARIANTS = {
-    "loader": [],  # per-image augmentation in the workers, images decoded from their files
-    "cache": ["train.cache_dir={cache}"],  # the same, from the decoded-image cache
-    "device": ["train.cache_dir={cache}", "train.augment_on=device"],  # whole batches augmented on the device
-    "bf16": ["train.cache_dir={cache}", "train.augment_on=device", "train.amp=bf16"],  # ... in bf16 autocast
+    "loader": FP32,  # per-image augmentation in the workers, images decoded from their files
+    "cache": [*FP32, "train.cache_dir={cache}"],  # the same, from the decoded-image cache
+    "device": [*FP32, "train.cache_dir={cache}", "train.augment_on=device"],  # batches augmented on the device
+    "bf16": ["train.cache_dir={cache}", "train.augment_on=device", "train.amp=bf16", "train.channels_last=always"],
 }
 """vireid's ways of feeding and computing a step: name -> config overrides ({cache}: a cache folder)."""
 
@@ -138,7 +139,7 @@ def reference_transform(height: int, width: int) -> transforms.Compose:
 
 def reference_epoch(config, arrays, steps: int, workers: int, device: torch.device) -> dict:
     """One epoch of the reference loop, ``steps`` steps long: images/s and the share spent waiting for data."""
-    torch.backends.cudnn.benchmark = True
+    benchmark_before, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, True
     num_classes = int(max(labels.max() for _, labels in arrays.values())) + 1
     model = create_model(config.model, num_classes, load_weights=False).to(device).train()
     optimizer = build_optimizer(model, config.train)  # the reference's groups: backbone 0.1 lr, the rest lr
@@ -167,6 +168,7 @@ def reference_epoch(config, arrays, steps: int, workers: int, device: torch.devi
             value.item()
         asked = time.perf_counter()
     seconds = time.perf_counter() - started
+    torch.backends.cudnn.benchmark = benchmark_before  # vireid's loops run with their own setting
     return {"images_per_second": steps * 2 * pairs / seconds, "data_wait": waited / seconds}
 
 

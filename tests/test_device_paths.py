@@ -108,7 +108,6 @@ def test_gpu_check_rehearsed_on_the_cpu_passes_every_check(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     table = out.read_text()
     assert "## GPU check (make gpu-check)" in table and "FAIL" not in table
-    assert (
-        table.count("| ok |") == 11
-    )  # 3 step variants, features, phases, train/resume, DDP, test, extract, ONNX, reference
+    # 3 step variants, features, phases, train and resume, DDP, test, scoring, extract, ONNX, reference loop
+    assert table.count("| ok |") == 12
     assert "ms per fp32 step of 64 images: forward and loss" in table

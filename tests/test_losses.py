@@ -169,3 +169,16 @@ def test_hard_cross_loss_moves_only_the_features():
 
 def test_ce_cross_loss_also_trains_the_classifiers():
     assert _cmp_gradients("ce") == {"backbone": True, "live": True, "ema": False}
+
+
+def test_triplet_distances_are_fp32_under_autocast():
+    """bf16 matmuls of 2048-d features put the distances off by about 1; the loss computes them in fp32."""
+    features = torch.randn(8, 2048, generator=torch.Generator().manual_seed(4)) + 3
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    exact = weighted_regularized_triplet(features, labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = weighted_regularized_triplet(features.bfloat16().float(), labels)
+    rounded_input = weighted_regularized_triplet(features.bfloat16().float(), labels)
+    assert under_autocast.dtype == torch.float32
+    assert under_autocast.item() == pytest.approx(rounded_input.item(), rel=1e-6)  # only the input's rounding
+    assert under_autocast.item() == pytest.approx(exact.item(), rel=1e-2)

@@ -7,9 +7,13 @@ import torch.nn.functional as F
 
 
 def euclidean_distances(features: torch.Tensor) -> torch.Tensor:
-    """(B, D) -> (B, B) Euclidean distances, as AGW computes them (squares clamped at 1e-12)."""
-    squares = features.pow(2).sum(dim=1, keepdim=True)
-    return (squares + squares.T - 2 * features @ features.T).clamp(min=1e-12).sqrt()
+    """(B, D) -> (B, B) Euclidean distances, as AGW computes them (squares clamped at 1e-12), in fp32
+    whatever the autocast: in bf16 the distances of 2048-d features near 10 err by about 1, and in
+    fp16 squared norms past 65504 overflow."""
+    with torch.autocast(features.device.type, enabled=False):
+        features = features.float()
+        squares = features.pow(2).sum(dim=1, keepdim=True)
+        return (squares + squares.T - 2 * features @ features.T).clamp(min=1e-12).sqrt()
 
 
 def _masked_softmax(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -24,7 +28,7 @@ def _weighted_extremes(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B,) softmax-weighted positive distance (weights softmax(alpha d) over the positives, the
     anchor itself included) and softmax-weighted negative distance (softmax(-alpha d) over the negatives)."""
-    distances = euclidean_distances(features.float())
+    distances = euclidean_distances(features)
     same = labels[:, None] == labels[None, :]
     positive, negative = same.float(), (~same).float()
     positive_distances, negative_distances = distances * positive, distances * negative
