@@ -260,6 +260,7 @@ def test_regdb_is_tested_from_a_folder_of_per_trial_checkpoints(tmp_path, capsys
     assert (tmp_path / "runs" / "results.md").is_file() and not (tmp_path / "runs" / "trial1" / "results.md").exists()
 
 
+@pytest.mark.slow  # a torchrun of two processes; make test-slow and the gpu-check rehearsal run DDP
 def test_two_processes_with_gloo_stay_in_sync(small_sysu, tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     command = [
