@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import add_model_options, append_section, memory_batch  # noqa: E402
+from common import add_model_options, append_section, memory_batch, synchronize  # noqa: E402
 
 from vireid.config import load_config  # noqa: E402
 from vireid.data.cache import image_cache  # noqa: E402
@@ -41,18 +41,13 @@ def matmul_ceiling(device: torch.device, dtype: torch.dtype, size: int) -> float
     a, b = torch.randn(size, size, device=device, dtype=dtype), torch.randn(size, size, device=device, dtype=dtype)
     for _ in range(2):
         a @ b
-    _synchronize(device)
+    synchronize(device)
     repeats = 10 if device.type == "cuda" else 3
     started = time.perf_counter()
     for _ in range(repeats):
         a @ b
-    _synchronize(device)
+    synchronize(device)
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e12
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _peak_memory_gib(device: torch.device) -> float:
@@ -110,11 +105,11 @@ def main() -> None:
 
         iterator = iter(batches)
         step(*next(iterator))  # warm-up (and compilation)
-        _synchronize(device)
+        synchronize(device)
         started = time.perf_counter()
         for _ in range(arguments.steps):
             step(*next(iterator))
-        _synchronize(device)
+        synchronize(device)
         return batch * arguments.steps / (time.perf_counter() - started), _peak_memory_gib(device)
 
     def from_memory():

@@ -1,5 +1,5 @@
 """What every benchmark prints with its table (date, machine, versions, command), and what the
-training-step benchmarks share: their model options and a batch held in memory."""
+training-step benchmarks share: their model options, a batch held in memory, and device synchronisation."""
 
 from __future__ import annotations
 
@@ -53,3 +53,11 @@ def memory_batch(config, device):
     modalities = torch.arange(batch, device=device) // (batch // 2)
     labels = (torch.arange(batch, device=device) % (batch // 2)) // config.train.instances_per_modality
     return images, labels, modalities
+
+
+def synchronize(device) -> None:
+    """Wait for the device's queued work (a GPU's), so that a clock read after it measures it."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -48,7 +48,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import append_section, memory_batch  # noqa: E402
+from common import append_section, memory_batch, synchronize  # noqa: E402
 
 FEATURE_AGREEMENT = 0.99  # cosine of fp32 and bf16 features of one image
 DEVICE_AGREEMENT = 0.999  # cosine of one image's features extracted on the GPU and on the CPU
@@ -152,13 +152,13 @@ def step_matrix(config_name: str, device: torch.device, steps: int, variants: li
             totals = [train_step(stepped, loss, optimizer, scaler, images, labels, modalities, precision)["total"]]
             with FlopCounterMode(display=False) as counter:
                 train_step(model, loss, optimizer, scaler, images, labels, modalities, precision)
-            _synchronize(device)
+            synchronize(device)
             started = time.perf_counter()
             for _ in range(steps):
                 totals.append(
                     train_step(stepped, loss, optimizer, scaler, images, labels, modalities, precision)["total"]
                 )
-            _synchronize(device)
+            synchronize(device)
             seconds = time.perf_counter() - started
             finite = all(bool(torch.isfinite(total)) for total in totals)
             first_losses[variant] = totals[0].item()
@@ -181,11 +181,6 @@ def step_matrix(config_name: str, device: torch.device, steps: int, variants: li
 
 def _name(dtype: torch.dtype | None) -> str:
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def feature_agreement(config_name: str, device: torch.device):
@@ -221,18 +216,18 @@ def step_phases(config_name: str, device: torch.device, steps: int):
     dtype = torch.bfloat16 if device.type == "cuda" else None
     seconds = {"forward and loss": 0.0, "backward": 0.0, "optimizer": 0.0}
     for step in range(steps + 1):  # the first step warms up and is not counted
-        _synchronize(device)
+        synchronize(device)
         started = time.perf_counter()
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             total = loss_function(model(images, modalities), labels, modalities)["total"]
-        _synchronize(device)
+        synchronize(device)
         forward_done = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         total.backward()
-        _synchronize(device)
+        synchronize(device)
         backward_done = time.perf_counter()
         optimizer.step()
-        _synchronize(device)
+        synchronize(device)
         if step:
             seconds["forward and loss"] += forward_done - started
             seconds["backward"] += backward_done - forward_done
