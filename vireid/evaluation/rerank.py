@@ -71,20 +71,20 @@ class RerankSettings:
         return asdict(self)
 
 
-def _squared_distances(rows: torch.Tensor, features: torch.Tensor, squares: torch.Tensor) -> torch.Tensor:
-    """(R, N) squared Euclidean distances of ``rows`` (R, D) to every feature (N, D)."""
-    return (rows.pow(2).sum(1, keepdim=True) + squares[None, :] - 2 * rows @ features.T).clamp_(min=0)
+def _squared_distances(features: torch.Tensor, squares: torch.Tensor, rows: slice, columns: slice) -> torch.Tensor:
+    """(R, C) squared Euclidean distances of the ``rows`` of (N, D) ``features`` to its ``columns``;
+    ``squares``: (N,) the features' squared norms."""
+    return (squares[rows, None] + squares[None, columns] - 2 * features[rows] @ features[columns].T).clamp_(min=0)
 
 
-def _nearest(features: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _nearest(features: torch.Tensor, squares: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, count) indices of each row's nearest features by ascending distance (ties by index), and
     (N,) each row's largest distance, in row chunks of bounded size."""
-    squares = features.pow(2).sum(1)
     num = features.shape[0]
     chunk = max(1, _CHUNK_ELEMENTS // num)
     nearest, largest = [], []
     for start in range(0, num, chunk):
-        distances = _squared_distances(features[start : start + chunk], features, squares)  # (c, N)
+        distances = _squared_distances(features, squares, slice(start, start + chunk), slice(None))  # (c, N)
         largest.append(distances.max(1).values)
         values, indices = torch.topk(distances, count, dim=1, largest=False)
         by_index = torch.argsort(indices, dim=1)  # then a stable sort by distance: ties in index order
@@ -124,12 +124,13 @@ def _pair_products(features: torch.Tensor, rows: torch.Tensor, columns: torch.Te
     )
 
 
-def _expansion_entries(features: torch.Tensor, nearest: torch.Tensor, largest: torch.Tensor, k1: int) -> Entries:
+def _expansion_entries(
+    features: torch.Tensor, squares: torch.Tensor, nearest: torch.Tensor, largest: torch.Tensor, k1: int
+) -> Entries:
     """V as (rows, columns, values): each row's weights exp(-d) on R*(i), summing to 1."""
     num = features.shape[0]
     forward, mutual = _reciprocal(nearest, k1)  # (N, k1 + 1) each
     half_forward, half_mutual = _reciprocal(nearest, int(round(k1 / 2)))  # (N, h + 1) each
-    squares = features.pow(2).sum(1)
     chunk = max(1, _CHUNK_ELEMENTS // max(num, forward.shape[1] * half_forward.shape[1] * 4))
     entries = []
     for start in range(0, num, chunk):
@@ -213,12 +214,13 @@ def k_reciprocal_distances(
     dtype = torch.float64 if query_features.dtype == torch.float64 else torch.float32
     features = torch.cat([query_features, gallery_features.to(query_features.device)]).to(dtype)
     num, num_query = features.shape[0], query_features.shape[0]
-    nearest, largest = _nearest(features, min(num, max(settings.k1 + 1, settings.k2)))
-    v = _query_expansion(_expansion_entries(features, nearest, largest, settings.k1), nearest, settings.k2, num)
+    squares = features.pow(2).sum(1)  # (N,)
+    nearest, largest = _nearest(features, squares, min(num, max(settings.k1 + 1, settings.k2)))
+    entries = _expansion_entries(features, squares, nearest, largest, settings.k1)
+    v = _query_expansion(entries, nearest, settings.k2, num)
     shared = _shared_weight(v, num, num_query)
     jaccard = shared.div_(shared.neg().add_(2)).neg_().add_(1)  # 1 - m / (2 - m), in place
-    squares = features.pow(2).sum(1)
-    original = _squared_distances(features[:num_query], features[num_query:], squares[num_query:])
+    original = _squared_distances(features, squares, slice(num_query), slice(num_query, None))
     original /= largest[:num_query, None]
     return original.mul_(settings.lambda_value).add_(jaccard, alpha=1 - settings.lambda_value)
 
