@@ -9,6 +9,7 @@ Layout::
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -222,10 +223,16 @@ def _synthetic_permutations(
     return cameras
 
 
+MAT_HEADER = b"MATLAB 5.0 MAT-file, written by vireid synth".ljust(116, b"\0")
+"""The .mat file's 116-byte text header: scipy writes the time into it, and the same seed must write the same bytes."""
+
+
 def _save_permutations(path: Path, permutations: np.ndarray) -> None:
     from scipy.io import savemat
 
-    savemat(str(path), {"rand_perm_cam": permutations})
+    buffer = io.BytesIO()
+    savemat(buffer, {"rand_perm_cam": permutations})
+    path.write_bytes(MAT_HEADER + buffer.getvalue()[len(MAT_HEADER) :])
 
 
 SYSU = register_dataset(
