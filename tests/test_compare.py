@@ -113,3 +113,30 @@ def test_method_label_names_what_a_run_changed():
     assert method_label(None) == "–"
     ablation = {"model": {"method": "caj", "parts": 0}, "loss": {"triplet": "wrt"}, "train": {"epochs": 100}}
     assert method_label(ablation) == "caj (loss.triplet wrt)"
+
+
+def test_runs_of_other_data_or_other_protocols_are_refused_not_drawn_together(two_runs, tmp_path, capsys):
+    baseline, paper = two_runs
+    assert main(["compare", str(baseline), str(paper)]) == 2
+    error = capsys.readouterr().err
+    assert "paper: has no results of sysu-indoor (it holds sysu-all); figures of different protocols" in error
+    assert len(error.strip().splitlines()) == 1
+    assert main(["plot", "cmc", str(baseline), str(paper), "--out", str(tmp_path / "cmc.png")]) == 2
+    assert "paper: has no results of sysu-indoor" in capsys.readouterr().err
+    assert not (tmp_path / "cmc.png").exists()
+    picture = str(tmp_path / "cmc.png")
+    assert main(["plot", "cmc", str(baseline), str(paper), "--protocol", "sysu-all", "--out", picture]) == 0
+    fingerprint = {
+        "dataset": "sysu",
+        "images": {"train": {"visible": 8, "infrared": 8}, "test": {"visible": 4, "infrared": 4}},
+        "image_files": 24,
+    }
+    records = [_record("sysu-all", [(_cmc(0.5, 0.8, 0.9), 0.4, 0.2)])]
+    for name, files in (("on-a", "aaaa"), ("on-b", "bbbb")):
+        _run(tmp_path / name, [{**record, "data": {**fingerprint, "files": files}} for record in records])
+    assert main(["compare", str(tmp_path / "on-a"), str(tmp_path / "on-b")]) == 2
+    error = capsys.readouterr().err
+    assert "on-b: results of other data than on-a (sysu: train 8 visible + 8 infrared, test 4 + 4; 24 image" in error
+    assert "hash bbbb vs sysu:" in error and "compare runs scored on one dataset folder" in error
+    assert main(["plot", "cmc", str(tmp_path / "on-a"), str(tmp_path / "on-b"), "--out", str(tmp_path / "x.png")]) == 2
+    assert "results of other data than on-a" in capsys.readouterr().err

@@ -232,11 +232,15 @@ def test_cmc_curves_hold_every_trial_labelled_by_run_folder(tmp_path):
     _write_results(
         tmp_path / "run-b" / "results.json", [("sysu-all", [[0.1, 0.2, 0.3], [0.3, 0.4, 0.5], [0.2, 0.6, 0.7]])]
     )
-    curves = cmc_curves_from_results([tmp_path / "run-a" / "results.json", str(tmp_path / "run-b" / "results.json")])
-    assert list(curves) == ["run-a sysu-all", "run-a sysu-indoor", "run-b sysu-all"]
+    inputs = [tmp_path / "run-a" / "results.json", str(tmp_path / "run-b" / "results.json")]
+    with pytest.raises(UserError, match="run-b: has no results of sysu-indoor .* choose the protocols every run"):
+        cmc_curves_from_results(inputs)
+    curves = cmc_curves_from_results(inputs, ["sysu-all"])
+    assert list(curves) == ["run-a sysu-all", "run-b sysu-all"]
     np.testing.assert_allclose(curves["run-a sysu-all"], [[0.5, 0.75, 1.0], [0.25, 0.5, 0.75]])
-    np.testing.assert_allclose(curves["run-a sysu-indoor"], [[0.6, 0.7, 0.8]])
     assert curves["run-b sysu-all"].shape == (3, 3)
+    single_run = cmc_curves_from_results(inputs[:1])  # one run's protocols side by side, as vireid test draws them
+    np.testing.assert_allclose(single_run["run-a sysu-indoor"], [[0.6, 0.7, 0.8]])
     out = draw_cmc_curves(curves, tmp_path / "plots" / "cmc.png", title="CMC")
     with Image.open(out) as image:
         assert image.format == "PNG" and image.size[0] > 100 and image.size[1] > 100

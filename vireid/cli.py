@@ -629,7 +629,8 @@ def command_plot(arguments: argparse.Namespace) -> int:
     if arguments.kind == "cmc":
         from vireid.viz.cmc import cmc_curves_from_results, draw_cmc_curves
 
-        draw_cmc_curves(cmc_curves_from_results(arguments.inputs), arguments.out, title=arguments.title)
+        curves = cmc_curves_from_results(arguments.inputs, [arguments.protocol] if arguments.protocol else None)
+        draw_cmc_curves(curves, arguments.out, title=arguments.title)
     elif arguments.kind == "tsne":
         from vireid.viz.tsne import draw_tsne
 
@@ -675,7 +676,9 @@ def add_plot_parser(commands: argparse._SubParsersAction, protocol_names: list[s
     )
     plot.add_argument("--out", required=True, help="PNG file to write")
     plot.add_argument("--title", help="the picture's title (default: one that says what is shown)")
-    plot.add_argument("--protocol", choices=protocol_names, help="ranks: the protocol whose trial to show")
+    plot.add_argument(
+        "--protocol", choices=protocol_names, help="ranks: the protocol whose trial to show; cmc: only its curves"
+    )
     plot.add_argument("--trial", type=int, help="ranks: trial number (default: the features' own, or the first)")
     plot.add_argument("--queries", type=int, default=6, help="ranks: queries shown (default 6)")
     plot.add_argument("--top-k", type=int, default=10, help="ranks: gallery images per query (default 10)")
@@ -688,14 +691,9 @@ def add_plot_parser(commands: argparse._SubParsersAction, protocol_names: list[s
 
 def command_compare(arguments: argparse.Namespace) -> int:
     from vireid.evaluation.compare import comparison_table
-    from vireid.evaluation.results_file import read_results
+    from vireid.evaluation.results_file import results_to_compare
 
-    results = read_results(arguments.runs)
-    found = list(dict.fromkeys(result.protocol for result in results))
-    unknown = [protocol for protocol in arguments.protocol or [] if protocol not in found]
-    if unknown:
-        raise UserError(f"--protocol {unknown[0]}: the results hold {', '.join(found)}")
-    chosen = [result for result in results if not arguments.protocol or result.protocol in arguments.protocol]
+    chosen = results_to_compare(arguments.runs, arguments.protocol)
     table = comparison_table(chosen, arguments.protocol)
     print(table)
     if arguments.picture:

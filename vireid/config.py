@@ -102,6 +102,10 @@ class TrainConfig:
     channels_last: Literal["auto", "always", "never"] = "auto"  # auto: on GPU only
     grad_clip: float = 0.0  # max gradient norm; 0 turns clipping off
     sync_bn: bool = False  # under DDP
+    # before each checkpoint, BatchNorm's running averages are replaced by the mean statistics of this many
+    # batches of training images (at most an epoch's), unaugmented, with the current weights (vireid.engine.
+    # batch_norm: precise BN); 0 keeps the running averages, as the references evaluate
+    precise_bn_batches: int = 16
     eval_every: int = 2  # epochs between evaluations (the reference's 2); 0: only at the end
     eval_protocol: str = ""  # default: the dataset's first protocol (sysu-all, regdb-v2t, llcm-ir2vis)
     eval_trials: int = 1  # test trials scored during training (all of them in `vireid test`)
@@ -164,6 +168,7 @@ VALUE_RANGES: dict[str, tuple[float | None, float | None]] = {
     "train.padding": (0, None),
     "train.random_erasing": (0, 1),
     "train.grad_clip": (0, None),
+    "train.precise_bn_batches": (0, None),
     "train.eval_every": (0, None),
     "train.eval_trials": (1, None),
     "train.validation_fraction": (0, 0.5),

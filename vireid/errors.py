@@ -26,3 +26,7 @@ class FeatureFileError(UserError, ValueError):
 
 class Interrupted(UserError):
     """The user stopped the work (Ctrl-C); the message says how to go on."""
+
+
+class NonFiniteFeatures(UserError):
+    """Features holding NaN or infinite values: the model's output overflowed, or the file is broken."""

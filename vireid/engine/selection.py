@@ -24,6 +24,7 @@ from vireid.datasets import GalleryOptions, get_dataset, get_protocol
 from vireid.engine.extract import extract_features
 from vireid.errors import UserError
 from vireid.evaluation.metrics import RankMetrics, evaluate_features
+from vireid.evaluation.protocols import require_finite_features
 from vireid.models.network import CrossModalityNet
 
 SELECTION_MEASURES = {
@@ -81,10 +82,11 @@ def validation_rows(config: ExperimentConfig, images: Split) -> tuple[list[int],
 def evaluate_validation(
     model: CrossModalityNet, config: ExperimentConfig, images: Split, device: torch.device, progress: bool
 ) -> RankMetrics:
-    """The model's rank metrics on the validation images."""
+    """The model's rank metrics on the validation images (NonFiniteFeatures if its features overflow)."""
     query_rows, gallery_rows = validation_rows(config, images)
     data, workers = config.data, config.train.workers
     features = extract_features(model, images, config.test, data.height, data.width, device, workers, progress)
+    require_finite_features(features, images.paths, "the validation features")
     return evaluate_features(
         features[query_rows],
         features[gallery_rows],

@@ -29,9 +29,10 @@ from vireid.data.dataset import SplitDataset
 from vireid.data.device_augment import BatchAugment
 from vireid.data.sampler import CrossModalityBatchSampler, ViewBatchSampler
 from vireid.data.splits import Split
-from vireid.data.transforms import has_channel_views, modality_views, training_views
+from vireid.data.transforms import has_channel_views, inference_transform, modality_views, training_views
 from vireid.dataset_check import require_usable_images
 from vireid.datasets import get_dataset, get_protocol
+from vireid.engine.batch_norm import recompute_batch_norm_statistics
 from vireid.engine.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
 from vireid.engine.distributed import Environment, barrier, parameter_checksums, setup_environment
 from vireid.engine.extract import extract_test_features
@@ -42,7 +43,7 @@ from vireid.engine.selection import (
     evaluation_protocol,
     split_off_validation,
 )
-from vireid.errors import UserError
+from vireid.errors import NonFiniteFeatures, UserError
 from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol
 from vireid.methods import create_loss, create_model
 from vireid.models.network import CrossModalityNet, parameter_counts
@@ -153,6 +154,7 @@ class Run:
     loader: DataLoader
     worker_seeds: torch.Generator  # re-seeded every epoch, so epoch e's augmentations never depend on history
     device_augment: BatchAugment | None
+    statistics_batches: CrossModalityBatchSampler  # the batches whose BatchNorm statistics go into checkpoints
     log: RunLog
     start_epoch: int
     best: dict  # {"metric", "epoch", "measure", ...} of the best evaluation so far
@@ -205,6 +207,14 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
         environment.rank,
         environment.world_size,
     )
+    statistics_batches = CrossModalityBatchSampler(
+        split.labels,
+        split.modalities,
+        train_config.identities_per_batch,
+        train_config.instances_per_modality,
+        train_config.seed,
+        min(train_config.precise_bn_batches, len(identity_batches) * environment.world_size),
+    )
     views = {modality: len(names) for modality, names in modality_views(train_config).items()}
     sampler = ViewBatchSampler(identity_batches, split.modalities, views)
     start_epoch, best = 0, {"metric": -1.0, "epoch": -1}
@@ -245,6 +255,7 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
         loader=loader,
         worker_seeds=worker_seeds,
         device_augment=device_augment,
+        statistics_batches=statistics_batches,
         log=RunLog(run_dir, environment.is_main, checkpoint["step"] if checkpoint else 0),
         start_epoch=start_epoch,
         best=best,
@@ -374,6 +385,8 @@ def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) 
     if not run.environment.is_main:
         return
     due = (config.train.eval_every and (epoch + 1) % config.train.eval_every == 0) or epoch + 1 == config.train.epochs
+    if config.train.precise_bn_batches and run.start_epoch <= epoch:  # a resumed pending evaluation has them
+        _recompute_batch_norm_statistics(run, epoch, progress)
     state = {
         "config": config_to_dict(config),
         "num_classes": run.model.num_classes,
@@ -392,23 +405,55 @@ def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) 
     select_on = config.train.select_on
     scope = "validation" if select_on == "validation-map" else evaluation_protocol(config)
     if due:
-        if run.validation is not None:
-            metrics = evaluate_validation(run.model, config, run.validation, run.environment.device, progress)
-            scores = {"rank1": metrics.cmc[0], "mAP": metrics.mAP, "mINP": metrics.mINP}
-        else:
-            scores = _evaluate(run, scope, progress).mean()
+        try:
+            scores = _scores(run, scope, progress)
+        except NonFiniteFeatures as error:  # counted as a failed evaluation, never best; training goes on
+            scores = None
+            record[f"{scope}/failed"] = str(error)
         set_rng_state(state["rng"])  # evaluation must not change what training draws next
-        record.update({f"{scope}/{name}": float(value) for name, value in scores.items()})
-        metric = float(scores["rank1"] if select_on == "test-rank1" else scores["mAP"])
-        if select_on != "last" and metric > run.best["metric"]:
-            run.best = {"metric": metric, "epoch": epoch + 1, "scope": scope, "measure": SELECTION_MEASURES[select_on]}
-            record["best"] = True
+        if scores is not None:
+            record.update({f"{scope}/{name}": float(value) for name, value in scores.items()})
+            metric = float(scores["rank1"] if select_on == "test-rank1" else scores["mAP"])
+            if select_on != "last" and metric > run.best["metric"]:
+                run.best = {
+                    "metric": metric,
+                    "epoch": epoch + 1,
+                    "scope": scope,
+                    "measure": SELECTION_MEASURES[select_on],
+                }
+                record["best"] = True
         state.update(metrics=record, best=run.best, evaluated=True)
         save_checkpoint(run.last_path, state)
         if record.get("best"):
             save_checkpoint(run.run_dir / "best.pt", {**state, "selected_on": run.best["measure"]})
     run.log.write(record, run.step)
     print(_epoch_line(record, scope), flush=True)
+
+
+def _recompute_batch_norm_statistics(run: Run, epoch: int, progress: bool) -> None:
+    """BatchNorm's running averages replaced by the statistics of ``train.precise_bn_batches`` batches of
+    unaugmented training images, drawn from the seed and the epoch (a resumed run draws the same)."""
+    config, device = run.config, run.environment.device
+    run.statistics_batches.set_epoch(epoch)
+    loader = DataLoader(
+        SplitDataset(run.split, inference_transform(config.data.height, config.data.width)),
+        batch_sampler=run.statistics_batches,
+        num_workers=config.train.workers,
+        generator=torch.Generator().manual_seed(config.train.seed),  # the global RNG stays as training left it
+    )
+    batches = (
+        (images.to(device), modalities.to(device))
+        for images, _, modalities, _ in track(loader, "BatchNorm statistics", "batch", progress, leave=False)
+    )
+    recompute_batch_norm_statistics(run.model, batches, run.precision.dtype, run.precision.channels_last)
+
+
+def _scores(run: Run, scope: str, progress: bool) -> dict[str, float]:
+    """Rank-1, mAP and mINP of the model on ``scope`` (validation, or a test protocol's first trials)."""
+    if run.validation is not None:
+        metrics = evaluate_validation(run.model, run.config, run.validation, run.environment.device, progress)
+        return {"rank1": metrics.cmc[0], "mAP": metrics.mAP, "mINP": metrics.mINP}
+    return _evaluate(run, scope, progress).mean()
 
 
 def _evaluate(run: Run, protocol_name: str, progress: bool) -> ProtocolResult:
@@ -457,6 +502,8 @@ def _epoch_line(record: dict, scope: str) -> str:
     if f"{scope}/rank1" in record:
         line += f"  | {scope} R1 {100 * record[f'{scope}/rank1']:.2f} mAP {100 * record[f'{scope}/mAP']:.2f}"
         line += " (best)" if record.get("best") else ""
+    elif f"{scope}/failed" in record:
+        line += f"  | {scope} evaluation failed, never best: {record[f'{scope}/failed']}"
     return line
 
 

@@ -36,7 +36,7 @@ from vireid.datasets import (
     get_protocol,
     trial_rows,
 )
-from vireid.errors import UserError
+from vireid.errors import NonFiniteFeatures, UserError
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.metrics import RankMetrics, evaluate_features
 from vireid.evaluation.rerank import RerankSettings
@@ -163,12 +163,18 @@ def check_features_for(protocol: Protocol, feature_set: FeatureSet) -> None:
         )
     if np.all(feature_set.images.person_ids < 0):
         raise UserError(f"{feature_set.name}: its images have no person ids (your own images?); a protocol needs them")
-    finite = np.isfinite(feature_set.features).all(axis=1)
+    require_finite_features(feature_set.features, feature_set.images.paths, feature_set.name)
+
+
+def require_finite_features(features: np.ndarray, paths: Sequence[str], name: str) -> None:
+    """NonFiniteFeatures naming ``name``, the count and the first image, unless every value of the (N, D)
+    ``features`` is finite."""
+    finite = np.isfinite(features).all(axis=1)
     if not finite.all():
         rows = np.flatnonzero(~finite)
-        raise UserError(
-            f"{feature_set.name}: {rows.size} feature row(s) hold NaN or infinite values "
-            f"(the first: {feature_set.images.paths[rows[0]]}); the model or the file is broken"
+        raise NonFiniteFeatures(
+            f"{name}: {rows.size} of {len(features)} feature row(s) hold NaN or infinite values "
+            f"(the first: {paths[rows[0]]}); the model or the file is broken"
         )
 
 

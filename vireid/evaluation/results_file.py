@@ -34,6 +34,7 @@ class RecordedResult:
     mAP: np.ndarray  # (S,)
     mINP: np.ndarray  # (S,)
     spread: str  # what S counts: "trials" or "seeds"
+    data: dict | None = None  # the dataset fingerprint of the figures (None in files written before it)
 
     @property
     def label(self) -> str:
@@ -146,7 +147,15 @@ def read_results(inputs: Sequence[str | Path]) -> list[RecordedResult]:
                 record["protocol"], record.get("shot", DEFAULT_SHOT), record.get("draws", DEFAULT_DRAWS)
             )
             result = RecordedResult(
-                run, _config(path.parent), protocol, record.get("reranked"), cmc, mean_ap, mean_inp, spread
+                run,
+                _config(path.parent),
+                protocol,
+                record.get("reranked"),
+                cmc,
+                mean_ap,
+                mean_inp,
+                spread,
+                record.get("data") if isinstance(record.get("data"), dict) else None,
             )
             if result.label in labels:
                 what = protocol_label(protocol, reranked=result.reranked)
@@ -156,4 +165,49 @@ def read_results(inputs: Sequence[str | Path]) -> list[RecordedResult]:
     return recorded
 
 
-__all__ = ["RecordedResult", "protocol_label", "read_results", "results_path", "run_name"]
+def results_to_compare(inputs: Sequence[str | Path], protocols: Sequence[str] | None = None) -> list[RecordedResult]:
+    """The results of :func:`read_results` of ``protocols`` (default: all), checked by :func:`require_comparable`."""
+    results = read_results(inputs)
+    found = list(dict.fromkeys(result.protocol for result in results))
+    unknown = [protocol for protocol in protocols or [] if protocol not in found]
+    if unknown:
+        raise UserError(f"--protocol {unknown[0]}: the results hold {', '.join(found)}")
+    chosen = [result for result in results if not protocols or result.protocol in protocols]
+    require_comparable(chosen)
+    return chosen
+
+
+def require_comparable(results: Sequence[RecordedResult]) -> None:
+    """A UserError unless the runs of ``results`` can stand side by side: figures of one dataset folder
+    (where they record its fingerprint) and every protocol scored for every run."""
+    from vireid.datasets import describe_fingerprint  # here: the dataset registry imports the readers
+
+    recorded = [result for result in results if result.data is not None]
+    for result in recorded[1:]:
+        if result.data != recorded[0].data:
+            raise UserError(
+                f"{result.run}: results of other data than {recorded[0].run} ({describe_fingerprint(result.data)} "
+                f"vs {describe_fingerprint(recorded[0].data)}); compare runs scored on one dataset folder"
+            )
+    protocols_of: dict[str, set[str]] = {}
+    for result in results:
+        protocols_of.setdefault(result.run, set()).add(result.protocol)
+    every = set().union(*protocols_of.values())
+    for run, protocols in protocols_of.items():
+        missing = sorted(every - protocols)
+        if missing:
+            raise UserError(
+                f"{run}: has no results of {', '.join(missing)} (it holds {', '.join(sorted(protocols))}); "
+                "figures of different protocols do not compare: choose the protocols every run holds with --protocol"
+            )
+
+
+__all__ = [
+    "RecordedResult",
+    "protocol_label",
+    "read_results",
+    "require_comparable",
+    "results_path",
+    "results_to_compare",
+    "run_name",
+]

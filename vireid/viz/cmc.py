@@ -15,7 +15,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from vireid.errors import UserError
-from vireid.evaluation.results_file import protocol_label, read_results
+from vireid.evaluation.results_file import protocol_label, results_to_compare
 from vireid.viz.png import save_png
 
 if TYPE_CHECKING:
@@ -142,7 +142,10 @@ def protocol_cmc_curves(results: Sequence[ProtocolResult], run: str | None = Non
     return curves
 
 
-def cmc_curves_from_results(inputs: Sequence[str | Path]) -> dict[str, np.ndarray]:
+def cmc_curves_from_results(
+    inputs: Sequence[str | Path], protocols: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
     """label ("RUN PROTOCOL") -> (trials, R) CMC of every trial (of every seed's mean, for runs of
-    several seeds), for every protocol result in each results.json or run folder (vireid.evaluation.results_file)."""
-    return {result.label: result.cmc for result in read_results(inputs)}
+    several seeds), for every protocol result (of ``protocols``) in each results.json or run folder;
+    runs of other data, or not scored on the same protocols, are refused (vireid.evaluation.results_file)."""
+    return {result.label: result.cmc for result in results_to_compare(inputs, protocols)}
