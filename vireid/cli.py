@@ -15,8 +15,9 @@ import numpy as np
 
 from vireid import __version__
 from vireid.atomic import require_writable, write_text
-from vireid.errors import DatasetWarning, Interrupted, UserError
+from vireid.errors import DatasetWarning, Interrupted, Terminated, UserError
 from vireid.modality import Modality
+from vireid.signals import sigterm_as_interrupt
 from vireid.synthetic.writer import DEFAULT_SIZE, synthetic_layouts, write_synthetic_dataset
 
 if TYPE_CHECKING:
@@ -272,11 +273,13 @@ def _train_run(
 
     try:
         last = train(config, run_dir, resume=resume, device=arguments.device, progress=not arguments.quiet)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         last = run_dir / "last.pt"
         hint = f"continue with vireid train --resume {last}" if last.exists() else "no epoch had finished"
         if arguments.seeds:
             hint = f"run the same command again to continue ({hint.replace('continue with ', 'or ')})"
+        if isinstance(stop, Terminated):
+            raise Interrupted(f"terminated (SIGTERM); {hint}", exit_code=143) from None
         raise Interrupted(f"interrupted; {hint}") from None
     if os.environ.get("RANK", "0") == "0":
         print(f"run folder: {run_dir} (last checkpoint: {last})")
@@ -871,16 +874,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning
     arguments = build_parser().parse_args(argv)
     try:
-        _check_before_working(arguments)
-        code = arguments.handler(arguments)
-        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        with sigterm_as_interrupt():
+            _check_before_working(arguments)
+            code = arguments.handler(arguments)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
     except UserError as error:
         print(f"vireid {arguments.command}: error: {_first_cause(error)}", file=sys.stderr)
-        return 130 if isinstance(error, Interrupted) else 2
-    except KeyboardInterrupt:
-        print(f"vireid {arguments.command}: interrupted", file=sys.stderr)
-        return 130
+        return error.exit_code if isinstance(error, Interrupted) else 2
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        print(f"vireid {arguments.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     except BrokenPipeError:  # the reader went away (``vireid search ... | head -1``): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

@@ -302,6 +302,19 @@ def _check_dataset(config: ExperimentConfig) -> None:
         )
 
 
+def changed_keys(before: ExperimentConfig, after: ExperimentConfig) -> list[str]:
+    """The dotted keys whose values differ between two configs, in the order of the fields."""
+
+    def flat(values: dict, prefix: str = "") -> dict[str, Any]:
+        items: dict[str, Any] = {}
+        for name, value in values.items():
+            items.update(flat(value, f"{prefix}{name}.") if isinstance(value, dict) else {f"{prefix}{name}": value})
+        return items
+
+    old, new = flat(config_to_dict(before)), flat(config_to_dict(after))
+    return [key for key in new if old.get(key) != new[key]]
+
+
 def _parse_override(text: str) -> tuple[list[str], Any]:
     key, separator, raw = text.partition("=")
     if not separator or not key:
@@ -319,6 +332,11 @@ def find_config(name_or_path: str | Path) -> Path | Traversable:
     """A YAML file's path, or a config's name (``sysu_full`` or ``sysu_full.yaml``): the
     file of that name in the current folder if there is one, else the shipped config."""
     path = Path(name_or_path)
+    if path.is_dir():
+        run = " (a run folder: continue its run with --resume " + str(path / "last.pt") + ")"
+        raise ConfigError(
+            f"{path}: expected a YAML config file, but it is a folder" + (run if (path / "last.pt").is_file() else "")
+        )
     for candidate in (path, path.parent / f"{path.name}.yaml"):
         if candidate.is_file():
             return candidate

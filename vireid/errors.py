@@ -25,7 +25,16 @@ class FeatureFileError(UserError, ValueError):
 
 
 class Interrupted(UserError):
-    """The user stopped the work (Ctrl-C); the message says how to go on."""
+    """The user stopped the work (Ctrl-C, or SIGTERM from a job scheduler); the message says how to go on.
+    ``exit_code``: 130 for Ctrl-C, 143 for SIGTERM, as shells report them."""
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (what job schedulers send before they kill): stopped where Ctrl-C would stop."""
 
 
 class NonFiniteFeatures(UserError):

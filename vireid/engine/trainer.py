@@ -12,6 +12,7 @@ DistributedDataParallel and rank 0 alone writes.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from vireid.atomic import write_text
-from vireid.config import ConfigError, ExperimentConfig, TrainConfig, config_to_dict
+from vireid.config import ConfigError, ExperimentConfig, TrainConfig, changed_keys, config_to_dict, load_config
 from vireid.data.cache import image_cache
 from vireid.data.dataset import SplitDataset
 from vireid.data.device_augment import BatchAugment
@@ -36,6 +37,7 @@ from vireid.engine.batch_norm import recompute_batch_norm_statistics
 from vireid.engine.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
 from vireid.engine.distributed import Environment, barrier, parameter_checksums, setup_environment
 from vireid.engine.extract import extract_test_features
+from vireid.engine.run_folder import check_run_folder, claimed_run_folder
 from vireid.engine.run_log import RunLog
 from vireid.engine.selection import (
     SELECTION_MEASURES,
@@ -48,6 +50,7 @@ from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol
 from vireid.methods import create_loss, create_model
 from vireid.models.network import CrossModalityNet, parameter_counts
 from vireid.progress import track
+from vireid.signals import stop_if_terminated
 
 LOSS_TERMS = ("id", "triplet", "part_id", "part_triplet", "msid", "cmp")
 """The terms an epoch line prints, in this order, where the method has them."""
@@ -174,12 +177,10 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
     """Data, model, loss, optimizer, schedule and precision of
     ``config`` (restored from ``resume``), and the run folder."""
     environment = setup_environment(device)
-    if resume is None and (run_dir / "last.pt").exists():
-        raise UserError(
-            f"{run_dir}: already holds a run (last.pt); continue it with "
-            f"--resume {run_dir / 'last.pt'} or choose another --out"
-        )
+    check_run_folder(run_dir, resume)
     checkpoint = load_checkpoint(resume) if resume else None
+    if checkpoint is not None:
+        check_resumed_config(load_config(None, base=checkpoint["config"]), config, resume)
     train_config = config.train
     torch.manual_seed(train_config.seed)
     np.random.seed(train_config.seed)
@@ -262,6 +263,37 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
         step=checkpoint["step"] if checkpoint else 0,
         pending_evaluation=checkpoint["metrics"] if checkpoint and not checkpoint.get("evaluated", True) else None,
     )
+
+
+RESUMABLE_KEYS = (
+    "data.root",
+    "train.epochs",
+    "train.eval_every",
+    "train.eval_protocol",
+    "train.eval_trials",
+    "train.workers",
+    "train.log_every",
+    "train.cache_dir",
+    "train.precise_bn_batches",
+    "train.amp",
+    "train.channels_last",
+    "test.",
+)
+"""What ``--set`` may change when a run is resumed (a key, or a section ending in a dot): where the data
+are, how long and how often to evaluate, how to compute; never the network, the method, its losses or
+the recipe's draws, which the checkpoint's state belongs to."""
+
+
+def check_resumed_config(saved: ExperimentConfig, config: ExperimentConfig, resume: str | Path) -> None:
+    """A ConfigError naming the first key that ``config`` changes of the resumed run's and may not change."""
+    for key in changed_keys(saved, config):
+        if not any(key == allowed or (allowed.endswith(".") and key.startswith(allowed)) for allowed in RESUMABLE_KEYS):
+            before = dict(config_to_dict(saved).get(key.split(".")[0], {})).get(key.split(".", 1)[1])
+            raise ConfigError(
+                f"{key}: the run of {resume} trained with {before!r}; it cannot change on --resume (only "
+                f"{', '.join(name.rstrip('.') + ('.*' if name.endswith('.') else '') for name in RESUMABLE_KEYS)} "
+                "can); start a new run with another --out to change it"
+            )
 
 
 def _distributed(model: CrossModalityNet, environment: Environment, sync_bn: bool) -> torch.nn.Module:
@@ -353,6 +385,7 @@ def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
                 f"the last good checkpoint is {last}"
             ) from None
         run.step += 1
+        stop_if_terminated()
         values = {name: value.item() for name, value in losses.items()}
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + value
@@ -387,6 +420,7 @@ def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) 
     due = (config.train.eval_every and (epoch + 1) % config.train.eval_every == 0) or epoch + 1 == config.train.epochs
     if config.train.precise_bn_batches and run.start_epoch <= epoch:  # a resumed pending evaluation has them
         _recompute_batch_norm_statistics(run, epoch, progress)
+    stop_if_terminated()
     state = {
         "config": config_to_dict(config),
         "num_classes": run.model.num_classes,
@@ -411,6 +445,7 @@ def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) 
             scores = None
             record[f"{scope}/failed"] = str(error)
         set_rng_state(state["rng"])  # evaluation must not change what training draws next
+        stop_if_terminated()
         if scores is not None:
             record.update({f"{scope}/{name}": float(value) for name, value in scores.items()})
             metric = float(scores["rank1"] if select_on == "test-rank1" else scores["mAP"])
@@ -472,8 +507,16 @@ def train(
     device: str = "auto",
     progress: bool = True,
 ) -> Path:
-    """Train ``config`` into ``run_dir``; returns the path of the last checkpoint."""
-    run = build_run(config, Path(run_dir), resume, device, progress)
+    """Train ``config`` into ``run_dir`` (holding its lock: one writer at a time); returns the path of
+    the last checkpoint."""
+    run_dir = Path(run_dir)
+    claim = claimed_run_folder(run_dir) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
+    with claim:
+        return _train(config, run_dir, resume, device, progress)
+
+
+def _train(config: ExperimentConfig, run_dir: Path, resume: str | Path | None, device: str, progress: bool) -> Path:
+    run = build_run(config, run_dir, resume, device, progress)
     progress = progress and run.environment.is_main
     try:
         if run.pending_evaluation is not None:  # the run was stopped while evaluating its last epoch
@@ -510,10 +553,12 @@ def _epoch_line(record: dict, scope: str) -> str:
 __all__ = [
     "NonFiniteLoss",
     "Precision",
+    "RESUMABLE_KEYS",
     "Run",
     "TrainingDiverged",
     "build_optimizer",
     "build_run",
+    "check_resumed_config",
     "evaluate_and_checkpoint",
     "learning_rate_factor",
     "train",

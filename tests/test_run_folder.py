@@ -1,0 +1,173 @@
+"""A run folder belongs to one run: its lock, resume into another run's folder, what --set may change
+on resume, a folder given for a config, and SIGTERM during training, evaluation and a checkpoint write."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import vireid.engine.trainer as trainer_module
+from vireid.cli import main
+from vireid.engine.checkpoint import load_checkpoint
+from vireid.engine.run_folder import LOCK_NAME, claimed_run_folder
+from vireid.errors import UserError
+
+
+def _train_arguments(root, out, *overrides):
+    settings = [f"data.root={root}", "train.steps_per_epoch=1", "train.eval_every=0", *overrides]
+    return [
+        "train",
+        "tiny",
+        *[part for setting in settings for part in ("--set", setting)],
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+
+
+def _one_line(capsys, code, expected_code, message):
+    error = capsys.readouterr().err
+    assert code == expected_code, error
+    assert message in error and len(error.strip().splitlines()) == 1 and "Traceback" not in error
+    return error
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.rglob("*") if "partial" in path.name or path.name == LOCK_NAME)
+
+
+def test_a_second_writer_is_refused_and_the_lock_of_an_ended_process_is_no_obstacle(sysu_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    with claimed_run_folder(run):  # a training in this process holds the folder
+        code = main(_train_arguments(sysu_root, run, "train.epochs=1"))
+        _one_line(capsys, code, 2, f"{run}: another vireid train (pid {os.getpid()} on ")
+        assert not (run / "last.pt").exists()
+    assert not (run / LOCK_NAME).exists() and not run.exists()  # made for the lock, left empty: removed
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import fcntl; f = open({str(tmp_path / LOCK_NAME)!r}, 'a+'); fcntl.flock(f, 2)"]
+    )
+    holder.wait()  # a process that took the lock and died without releasing it
+    with claimed_run_folder(tmp_path):
+        assert (tmp_path / LOCK_NAME).read_text().startswith(f"pid {os.getpid()} ")
+
+
+def test_resume_writes_only_into_its_own_folder_or_a_new_one(sysu_root, tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(_train_arguments(sysu_root, first, "train.epochs=1")) == 0
+    assert main(_train_arguments(sysu_root, second, "train.epochs=1")) == 0
+    kept = {name: (second / name).read_bytes() for name in ("last.pt", "config.yaml", "metrics.jsonl")}
+    capsys.readouterr()
+    code = main(["train", "--resume", str(first / "last.pt"), "--set", "train.epochs=2", "--out", str(second)])
+    _one_line(capsys, code, 2, f"{second}: holds another run (last.pt, config.yaml, metrics.jsonl); --resume")
+    assert {name: (second / name).read_bytes() for name in kept} == kept
+    fresh = tmp_path / "fresh"
+    assert main(["train", "--resume", str(first / "last.pt"), "--set", "train.epochs=2", "--out", str(fresh)]) == 0
+    assert load_checkpoint(fresh / "last.pt")["epoch"] == 2 and load_checkpoint(first / "last.pt")["epoch"] == 1
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.method=agw", "model.method: the run of {last} trained with 'agw_fgfl_cmimpl'; it cannot change"),
+        ("model.parts=2", "model.parts: the run of {last} trained with 4; it cannot change on --resume (only "),
+        ("loss.alpha=2.0", "loss.alpha: the run of {last} trained with 1.2"),
+        ("train.lr=0.5", "train.lr: the run of {last} trained with 0.001"),
+    ],
+)
+def test_resume_refuses_overrides_that_change_the_network_or_the_method(sysu_root, tmp_path, capsys, override, message):
+    run = tmp_path / "run"
+    assert main(_train_arguments(sysu_root, run, "train.epochs=1")) == 0
+    before = (run / "last.pt").read_bytes()
+    capsys.readouterr()
+    code = main(["train", "--resume", str(run / "last.pt"), "--set", "train.epochs=2", "--set", override])
+    error = _one_line(capsys, code, 2, message.format(last=run / "last.pt"))
+    assert "data.root, train.epochs" in error and "test.*" in error
+    assert (run / "last.pt").read_bytes() == before
+
+
+def test_a_folder_given_for_a_config_is_named_as_a_folder(sysu_root, tmp_path, capsys):
+    _one_line(capsys, main(["train", str(tmp_path)]), 2, f"{tmp_path}: expected a YAML config file, but it is a folder")
+    run = tmp_path / "run"
+    assert main(_train_arguments(sysu_root, run, "train.epochs=1")) == 0
+    capsys.readouterr()
+    _one_line(capsys, main(["train", str(run)]), 2, f"(a run folder: continue its run with --resume {run / 'last.pt'})")
+
+
+def test_sigterm_during_training_stops_like_ctrl_c_and_resume_continues_exactly(sysu_root, tmp_path):
+    run, straight = tmp_path / "run", tmp_path / "straight"
+    arguments = _train_arguments(sysu_root, run, "train.epochs=100", "train.workers=2")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vireid.cli", *arguments], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not (run / "last.pt").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, error = process.communicate(timeout=60)
+    assert process.returncode == 143, error
+    assert error.strip().splitlines()[-1] == (
+        f"vireid train: error: terminated (SIGTERM); continue with vireid train --resume {run / 'last.pt'}"
+    )
+    assert _leftovers(run) == []
+    stopped_at = load_checkpoint(run / "last.pt")["epoch"]
+    epochs = f"train.epochs={stopped_at + 1}"
+    assert main(["train", "--resume", str(run / "last.pt"), "--set", epochs, "--quiet"]) == 0
+    assert main(_train_arguments(sysu_root, straight, epochs, "train.workers=2")) == 0
+    resumed, whole = load_checkpoint(run / "last.pt"), load_checkpoint(straight / "last.pt")
+    assert resumed["epoch"] == whole["epoch"] == stopped_at + 1
+    for name, tensor in whole["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name  # one computation repeated on one machine
+
+
+def test_sigterm_while_a_checkpoint_is_written_keeps_the_last_complete_one(sysu_root, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    assert main(_train_arguments(sysu_root, run, "train.epochs=1")) == 0
+    complete = (run / "last.pt").read_bytes()
+    real_save = torch.save
+
+    def save_half_then_terminate(state, path, *rest, **options):
+        Path(path).write_bytes(complete[: len(complete) // 2])
+        os.kill(os.getpid(), signal.SIGTERM)
+        real_save(state, path, *rest, **options)
+
+    monkeypatch.setattr(torch, "save", save_half_then_terminate)
+    capsys.readouterr()
+    code = main(["train", "--resume", str(run / "last.pt"), "--set", "train.epochs=2", "--quiet"])
+    _one_line(capsys, code, 143, f"terminated (SIGTERM); continue with vireid train --resume {run / 'last.pt'}")
+    assert (run / "last.pt").read_bytes() == complete and _leftovers(run) == []
+    monkeypatch.setattr(torch, "save", real_save)
+    assert main(["train", "--resume", str(run / "last.pt"), "--set", "train.epochs=2", "--quiet"]) == 0
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2
+
+
+def test_sigterm_during_an_evaluation_leaves_it_due_and_resume_runs_it(sysu_root, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    real_extract = trainer_module.extract_test_features
+
+    def terminated_extraction(*arguments, **options):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_extract(*arguments, **options)
+
+    monkeypatch.setattr(trainer_module, "extract_test_features", terminated_extraction)
+    code = main(_train_arguments(sysu_root, run, "train.epochs=1"))
+    _one_line(capsys, code, 143, "terminated (SIGTERM); continue with vireid train --resume")
+    checkpoint = load_checkpoint(run / "last.pt")
+    assert checkpoint["epoch"] == 1 and checkpoint["evaluated"] is False and _leftovers(run) == []
+    monkeypatch.setattr(trainer_module, "extract_test_features", real_extract)
+    assert main(["train", "--resume", str(run / "last.pt"), "--quiet"]) == 0
+    finished = load_checkpoint(run / "last.pt")
+    assert finished["evaluated"] is True and "sysu-all/rank1" in finished["metrics"]
+
+
+def test_the_lock_is_refused_in_one_line_naming_the_folder(tmp_path):
+    with claimed_run_folder(tmp_path):
+        with pytest.raises(UserError, match="another vireid train"):
+            with claimed_run_folder(tmp_path):
+                pass
