@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from near_ties import assert_no_near_ties, cosine_distances
 
 import vireid.datasets
 from vireid.cli import main
@@ -21,8 +22,9 @@ from vireid.config import ConfigError, load_config
 from vireid.datasets import DATASETS, Protocol, ScoringRule, get_dataset, get_protocol, register_dataset
 from vireid.datasets.sysu import sysu_test_images, sysu_train_split
 from vireid.discovery import import_submodules
-from vireid.evaluation.feature_file import load_features
+from vireid.evaluation.feature_file import FeatureSet, load_features
 from vireid.evaluation.metrics import rank_metrics
+from vireid.evaluation.protocols import evaluate_protocol
 from vireid.methods import METHODS, Method, create_loss, create_model, get_method, register_method
 from vireid.modality import Modality
 from vireid.models.network import build_model
@@ -68,12 +70,14 @@ def _write_my_layout(sysu_root: Path, root: Path) -> None:
 
 
 def _image_level_map(features: np.ndarray, person_ids: np.ndarray, modalities: np.ndarray) -> float:
-    """mAP of infrared queries against every visible image, one query at a time."""
-    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    """mAP of infrared queries against every visible image, one query at a time, by float64 distances
+    (with no near ties, so that the evaluator's float32 ones rank alike)."""
     query, gallery = np.flatnonzero(modalities == Modality.INFRARED), np.flatnonzero(modalities == Modality.VISIBLE)
+    distances = cosine_distances(features[query], features[gallery])
+    assert_no_near_ties(distances)
     precisions = []
-    for row in query:
-        order = gallery[np.argsort(-(unit[gallery] @ unit[row]), kind="stable")]
+    for row, query_distances in zip(query, distances):
+        order = gallery[np.argsort(query_distances, kind="stable")]
         hits = np.flatnonzero(person_ids[order] == person_ids[row]) + 1  # 1-based positions of the correct images
         if hits.size:
             precisions.append(np.mean(np.arange(1, hits.size + 1) / hits))
@@ -95,11 +99,17 @@ def test_the_readme_dataset_trains_tests_and_evaluates_through_the_cli(
     assert main(["test", "runs/mine/best.pt", "--quiet"]) == 0
     assert "| mylayout-ir2vis | infrared → visible | 1 |" in capsys.readouterr().out
     reported = json.loads(Path("runs/mine/results.json").read_text())[0]["mean"]["mAP"]
-    saved = load_features("runs/mine/features.npz")
-    expected = _image_level_map(saved.features, saved.images.person_ids, saved.images.modalities)
-    assert reported == pytest.approx(expected, abs=1e-9)
-    assert main(["evaluate", "--features", "runs/mine/features.npz", "--protocol", "mylayout-ir2vis"]) == 0
+    evaluate = ["evaluate", "--features", "runs/mine/features.npz", "--protocol", "mylayout-ir2vis"]
+    assert main([*evaluate, "--json", "again.json"]) == 0
     assert "| mylayout-ir2vis |" in capsys.readouterr().out
+    assert json.loads(Path("again.json").read_text())["mean"]["mAP"] == reported  # the saved features, scored alike
+    # the protocol's rule against a loop, on random features of the same images: a trained model's
+    # features (another on another CPU) might hold two similarities within rounding of each other
+    saved = load_features("runs/mine/features.npz")
+    features = np.random.default_rng(0).normal(size=(len(saved.images), 16)).astype(np.float32)
+    expected = _image_level_map(features, saved.images.person_ids, saved.images.modalities)
+    scored = evaluate_protocol("mylayout-ir2vis", [FeatureSet(features, saved.images)]).mean()["mAP"]
+    assert scored == pytest.approx(expected, abs=1e-9)
 
 
 def test_every_module_of_a_registry_package_is_imported_the_named_ones_first(tmp_path, monkeypatch):
