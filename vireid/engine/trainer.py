@@ -32,7 +32,14 @@ from vireid.data.splits import Split
 from vireid.data.transforms import has_channel_views, modality_views, training_views
 from vireid.dataset_check import require_usable_images
 from vireid.datasets import get_dataset, get_protocol
-from vireid.engine.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
+from vireid.engine.checkpoint import (
+    TRAINING_KEYS,
+    load_checkpoint,
+    load_model_weights,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from vireid.engine.distributed import Environment, barrier, parameter_checksums, setup_environment
 from vireid.engine.extract import extract_test_features
 from vireid.engine.run_log import RunLog
@@ -177,7 +184,7 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
             f"{run_dir}: already holds a run (last.pt); continue it with "
             f"--resume {run_dir / 'last.pt'} or choose another --out"
         )
-    checkpoint = load_checkpoint(resume) if resume else None
+    checkpoint = load_checkpoint(resume, needs=TRAINING_KEYS) if resume else None
     train_config = config.train
     torch.manual_seed(train_config.seed)
     np.random.seed(train_config.seed)
