@@ -16,26 +16,100 @@ from vireid.models.network import CrossModalityNet
 from vireid.serialization import read_torch_file
 
 FORMAT_NAME = "vireid-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the RNG states as lists, numbers and tensors; 1 held numpy's as numpy objects
+MODEL_KEYS = ("config", "num_classes", "model", "epoch")
+"""What every reader of a checkpoint uses: the network's config, its classifier's size, its weights, its epoch."""
+TRAINING_KEYS = (*MODEL_KEYS, "optimizer", "scheduler", "scaler", "step", "rng", "metrics", "best")
+"""What a resumed run restores besides."""
+_KEY_TYPES = {
+    **{"config": dict, "num_classes": int, "model": dict, "epoch": int, "optimizer": dict, "scheduler": dict},
+    **{"scaler": dict, "step": int, "rng": dict, "metrics": dict, "best": dict},
+}
+
+_NUMPY_RECONSTRUCT = np.zeros(1).__reduce__()[0]  # what unpickles an ndarray (numpy.core or numpy._core)
+VERSION_1_GLOBALS = (
+    np.ndarray,
+    np.dtype,
+    type(np.dtype(np.uint32)),  # the uint32 dtype's class (numpy.dtypes.UInt32DType): its state is set on reading
+    (_NUMPY_RECONSTRUCT, "numpy.core.multiarray._reconstruct"),  # its name in files written with numpy 1
+    (_NUMPY_RECONSTRUCT, "numpy._core.multiarray._reconstruct"),  # and with numpy 2
+)
+"""What a version-1 checkpoint holds beyond tensors, numbers, strings, lists and dicts: numpy's RNG
+state, an (624,) uint32 ndarray. Allowed for files that name them; they build arrays, nothing runs."""
 
 
 class CheckpointError(UserError):
-    """A checkpoint file that is missing, unreadable, or not a vireid checkpoint."""
+    """A checkpoint file that is missing, unreadable or not a vireid checkpoint."""
+
+
+def _plain_numpy_state(legacy_state: tuple) -> dict:
+    """numpy's global generator state (``np.random.get_state()``'s tuple) as plain values: MT19937's key as 624 ints."""
+    _, key, position, has_gauss, cached_gaussian = legacy_state
+    return {"key": key.tolist(), "pos": int(position), "has_gauss": int(has_gauss), "gauss": float(cached_gaussian)}
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The states of Python's, numpy's and torch's (and CUDA's) random generators, as plain values:
+    Python's tuple, numpy's MT19937 key as a list of ints, torch's as byte tensors."""
+    state = {
+        "python": random.getstate(),
+        "numpy": _plain_numpy_state(np.random.get_state()),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Restore the generators to ``state`` (of ``rng_state``) exactly."""
+    version, internal_state, gaussian = state["python"]
+    random.setstate((version, tuple(internal_state), gaussian))
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            np.array(numpy_state["key"], dtype=np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["gauss"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _plain_rng(rng: object) -> object:
+    """A version-1 RNG record (numpy's state as ``np.random.get_state()``'s tuple) as ``rng_state``
+    writes it; any other value as it is."""
+    numpy_state = rng.get("numpy") if isinstance(rng, dict) else None
+    if not (isinstance(numpy_state, tuple) and len(numpy_state) == 5 and isinstance(numpy_state[1], np.ndarray)):
+        return rng
+    return {**rng, "numpy": _plain_numpy_state(numpy_state)}
+
+
+def _rng_problems(rng: dict) -> list[str]:
+    """What keeps ``set_rng_state`` from restoring ``rng`` exactly (nothing: an empty list)."""
+    python_state, numpy_state = rng.get("python"), rng.get("numpy")
+    problems = []
+    if not (
+        isinstance(python_state, (tuple, list))
+        and len(python_state) == 3
+        and isinstance(python_state[1], (tuple, list))
+        and len(python_state[1]) == 625
+    ):
+        problems.append("rng.python: expected random.getstate()'s (version, 625 integers, gauss)")
+    if not (
+        isinstance(numpy_state, dict)
+        and {"key", "pos", "has_gauss", "gauss"} <= set(numpy_state)
+        and isinstance(numpy_state["key"], list)
+        and len(numpy_state["key"]) == 624
+    ):
+        problems.append("rng.numpy: expected numpy's MT19937 state (key of 624 integers, pos, has_gauss, gauss)")
+    if not (isinstance(rng.get("torch"), torch.Tensor) and rng["torch"].dtype == torch.uint8):
+        problems.append("rng.torch: expected torch's state (a byte tensor)")
+    return problems
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
@@ -45,15 +119,42 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
     return Path(path)
 
 
-def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
-    """A checkpoint's contents (``mmap``: its tensors mapped from the file, not read: for its config and counters)."""
-    state = read_torch_file(path, "a vireid checkpoint (.pt)", CheckpointError, weights_only=False, mmap=mmap)
+def load_checkpoint(path: str | Path, mmap: bool = False, needs: tuple[str, ...] = MODEL_KEYS) -> dict:
+    """A checkpoint's contents, read without running anything in the file (``mmap``: its tensors
+    mapped from the file, not read: for its config and counters). Version 1 is read too, its RNG
+    record converted to version 2's. The entries ``needs`` names (``MODEL_KEYS``, or
+    ``TRAINING_KEYS`` to resume) must be there with their types, or a CheckpointError names them."""
+    state = read_torch_file(
+        path, "a vireid checkpoint (.pt)", CheckpointError, mmap=mmap, allowed_globals=VERSION_1_GLOBALS
+    )
     if not isinstance(state, dict) or state.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path}: not a vireid checkpoint (expected format {FORMAT_NAME!r})")
-    if state.get("version") != FORMAT_VERSION:
+    if state.get("version") not in (1, FORMAT_VERSION):
         raise CheckpointError(
-            f"{path}: checkpoint version {state.get('version')!r}, this vireid reads version {FORMAT_VERSION}"
+            f"{path}: checkpoint version {state.get('version')!r}, this vireid reads versions 1 and {FORMAT_VERSION}"
         )
+    missing = [key for key in needs if key not in state]
+    if missing:
+        raise CheckpointError(
+            f"{path}: expected a vireid checkpoint with {', '.join(needs)}; it lacks {', '.join(missing)}"
+        )
+    if state["version"] == 1 and "rng" in state:
+        state["rng"] = _plain_rng(state["rng"])
+    problems = [
+        f"{key}: expected a {_KEY_TYPES[key].__name__}, found {type(state[key]).__name__}"
+        for key in needs
+        if not isinstance(state[key], _KEY_TYPES[key])
+    ]
+    if not problems and "model" in needs:
+        not_tensor = next((name for name, value in state["model"].items() if not isinstance(value, torch.Tensor)), None)
+        if not_tensor is not None:
+            problems.append(
+                f"model: expected tensors, found a {type(state['model'][not_tensor]).__name__} for {not_tensor!r}"
+            )
+    if not problems and "rng" in needs:
+        problems += _rng_problems(state["rng"])
+    if problems:
+        raise CheckpointError(f"{path}: not a checkpoint as vireid writes them: {'; '.join(problems)}")
     return state
 
 

@@ -34,7 +34,14 @@ from vireid.data.transforms import has_channel_views, inference_transform, modal
 from vireid.dataset_check import require_usable_images
 from vireid.datasets import get_dataset, get_protocol
 from vireid.engine.batch_norm import recompute_batch_norm_statistics
-from vireid.engine.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
+from vireid.engine.checkpoint import (
+    TRAINING_KEYS,
+    load_checkpoint,
+    load_model_weights,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from vireid.engine.distributed import Environment, barrier, parameter_checksums, setup_environment
 from vireid.engine.extract import extract_test_features
 from vireid.engine.run_folder import check_run_folder, claimed_run_folder
@@ -178,7 +185,7 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
     ``config`` (restored from ``resume``), and the run folder."""
     environment = setup_environment(device)
     check_run_folder(run_dir, resume)
-    checkpoint = load_checkpoint(resume) if resume else None
+    checkpoint = load_checkpoint(resume, needs=TRAINING_KEYS) if resume else None
     if checkpoint is not None:
         check_resumed_config(load_config(None, base=checkpoint["config"]), config, resume)
     train_config = config.train

@@ -10,6 +10,7 @@ parameter count is that of the network that runs.
 from __future__ import annotations
 
 import copy
+import pickle
 from pathlib import Path
 
 import torch
@@ -120,7 +121,13 @@ class TwoStreamResNet(nn.Module):
         if source == "imagenet":
             weights = torchvision.models.get_model_weights(self.depth).IMAGENET1K_V1
             try:
-                state = weights.get_state_dict(progress=True)
+                state = weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
+            except pickle.UnpicklingError:  # a file in torch's download cache that would run code: nothing ran
+                raise WeightsError(
+                    f"model.pretrained=imagenet: refused the cached ImageNet weights of {self.depth} in "
+                    f"{Path(torch.hub.get_dir()) / 'checkpoints'}: the file holds more than tensors (reading it "
+                    f"could run any code); delete it to download it again"
+                ) from None
             except OSError as error:  # URLError, connection and SSL errors: no network, or a blocked one
                 raise WeightsError(
                     f"model.pretrained=imagenet: the ImageNet weights of {self.depth} could not be downloaded "
@@ -151,7 +158,7 @@ class TwoStreamResNet(nn.Module):
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    state = read_torch_file(path, "a torchvision state dict saved with torch.save", WeightsError, weights_only=True)
+    state = read_torch_file(path, "a torchvision state dict saved with torch.save", WeightsError)
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise WeightsError(f"{path}: expected a state dict (parameter name -> tensor), found {type(state).__name__}")
     return state
