@@ -111,10 +111,10 @@ def test_plot_ranks_refuses_what_evaluate_refuses(feature_files, capsys, tmp_pat
         ),
         ("data.trial=11", None),  # SYSU-MM01 has no per-trial models: data.trial is not used
         ("test.batch_size=0", "test.batch_size: expected at least 1, got 0"),
-        ("train.lr=-0.1", "train.lr: expected at least 0, got -0.1"),
+        ("train.lr=-0.1", "train.lr: expected more than 0, got -0.1"),
         ("train.epochs=0", "train.epochs: expected at least 1, got 0"),
         ("model.parts=-1", "model.parts: expected at least 0, got -1"),
-        ("data.height=0", "data.height: expected at least 16, got 0"),
+        ("data.height=0", "data.height: expected 16 to 2048, got 0"),
         ("train.workers=-2", "train.workers: expected at least 0, got -2"),
         ("train.random_erasing=1.5", "train.random_erasing: expected 0 to 1, got 1.5"),
         ("train.milestones=[20,-5]", "train.milestones: expected at least 1, got [20, -5]"),

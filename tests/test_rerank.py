@@ -178,7 +178,9 @@ def test_cli_evaluate_prints_and_keeps_both_rows(sysu_root, tmp_path, capsys):
     assert "| sysu-all single-shot (agw draws), re-ranked (k1 5, k2 6, λ 0.3) |" in printed
     records = json.loads((tmp_path / "r.json").read_text())
     assert [record["reranked"] for record in records] == [None, {"k1": 5, "k2": 6, "lambda_value": 0.3}]
-    assert main([*arguments, "--lambda", "1.5"]) == 2  # a setting asks for re-ranking too
-    assert capsys.readouterr().err.strip().endswith("re-ranking lambda: expected 0 to 1, got 1.5")
+    with pytest.raises(SystemExit) as exited:  # refused by the flag's parser, before any work
+        main([*arguments, "--lambda", "1.5"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("argument --lambda: expected 0 to 1, got '1.5'")
     assert main([*arguments, "--k2", "3"]) == 0
     assert "re-ranked (k1 20, k2 3, λ 0.3) |" in capsys.readouterr().out

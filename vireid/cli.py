@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from vireid import __version__
-from vireid.atomic import require_writable, write_text
+from vireid.atomic import require_writable, write_failure, write_text, written_path
 from vireid.errors import DatasetWarning, Interrupted, Terminated, UserError
 from vireid.modality import Modality
+from vireid.ranges import Range
 from vireid.signals import sigterm_as_interrupt
 from vireid.synthetic.writer import DEFAULT_SIZE, synthetic_layouts, write_synthetic_dataset
 
@@ -32,6 +33,29 @@ def _parse_size(text: str) -> tuple[int, int]:
     if not separator or not height.isdigit() or not width.isdigit():
         raise argparse.ArgumentTypeError(f"expected HxW such as 128x64, got {text!r}")
     return int(height), int(width)
+
+
+def _number_in(accepted: Range, kind: type[int] | type[float] = int):
+    """A parser of a flag's number: a ``kind`` within ``accepted`` (NaN and infinity are in no range),
+    else argparse's one-line error naming the flag, the range and the text."""
+
+    def parse(text: str) -> int | float:
+        try:
+            number = kind(text)
+        except ValueError:
+            number = None
+        if number is None or number not in accepted:
+            integer = " (an integer)" if kind is int else ""
+            raise argparse.ArgumentTypeError(f"expected {accepted.describe()}{integer}, got {text!r}")
+        return number
+
+    return parse
+
+
+_COUNT = _number_in(Range(1))
+"""A flag counting things (identities, lists, matches): at least 1."""
+_NON_NEGATIVE = _number_in(Range(0))
+"""A flag that may be 0 (worker processes: 0 works in this process; seeds; trial numbers)."""
 
 
 def _parse_modality(text: str) -> Modality:
@@ -116,12 +140,17 @@ def add_synth_parser(commands: argparse._SubParsersAction) -> None:
         what: ", ".join(f"{getattr(layout, what)} {name}" for name, layout in layouts.items())
         for what in ("identities", "images_per_id")
     }
-    synth.add_argument("--ids", type=int, help=f"number of identities (default: {defaults['identities']})")
+    synth.add_argument("--ids", type=_COUNT, help=f"number of identities (default: {defaults['identities']})")
     synth.add_argument(
-        "--images-per-id", type=int, help=f"images per identity in EACH modality (default: {defaults['images_per_id']})"
+        "--images-per-id",
+        type=_COUNT,
+        help=f"images per identity in EACH modality (default: {defaults['images_per_id']})",
     )
     synth.add_argument(
-        "--seed", type=int, default=SYNTH_SEED, help=f"random seed; same seed, same files (default {SYNTH_SEED})"
+        "--seed",
+        type=_NON_NEGATIVE,
+        default=SYNTH_SEED,
+        help=f"random seed; same seed, same files (default {SYNTH_SEED})",
     )
     synth.add_argument(
         "--size",
@@ -129,7 +158,7 @@ def add_synth_parser(commands: argparse._SubParsersAction) -> None:
         default=DEFAULT_SIZE,
         help=f"image size HxW (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})",
     )
-    synth.add_argument("--workers", type=int, help="worker processes (default: number of cores, at most 8)")
+    synth.add_argument("--workers", type=_NON_NEGATIVE, help="worker processes (default: number of cores, at most 8)")
     synth.add_argument(
         "--force", action="store_true", help="replace the folder if it holds a synthetic dataset of vireid"
     )
@@ -159,10 +188,10 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
         permutations = dataset.official_draws.load(permutation_file)
         options = GalleryOptions(arguments.shot, arguments.draws, permutations, str(permutation_file))
     reranks = [None, _rerank_settings(arguments)] if _reranks(arguments) else [None]
-    results = [
+    results = [  # re-ranked first: it needs the more memory, so a refusal comes before any scoring
         evaluate_protocol(protocol, feature_sets, arguments.trials, options, device=arguments.device, rerank=rerank)
-        for rerank in reranks
-    ]
+        for rerank in reversed(reranks)
+    ][::-1]
     print(results_table(results))
     for result in results if arguments.per_trial else []:
         print(f"\n{result.label}:")
@@ -185,10 +214,21 @@ def _add_rerank_options(parser: argparse.ArgumentParser, also: str = "") -> None
         action="store_true",
         help=f"also score k-reciprocal re-ranked distances, in rows of their own{also}",
     )
-    parser.add_argument("--k1", type=int, help="re-ranking: k-reciprocal neighbourhood (default 20)")
-    parser.add_argument("--k2", type=int, help="re-ranking: local query expansion (default 6)")
+    from vireid.config import VALUE_RANGES
+
     parser.add_argument(
-        "--lambda", dest="rerank_lambda", type=float, help="re-ranking: weight of the original distance (default 0.3)"
+        "--k1",
+        type=_number_in(VALUE_RANGES["test.rerank_k1"]),
+        help="re-ranking: k-reciprocal neighbourhood (default 20)",
+    )
+    parser.add_argument(
+        "--k2", type=_number_in(VALUE_RANGES["test.rerank_k2"]), help="re-ranking: local query expansion (default 6)"
+    )
+    parser.add_argument(
+        "--lambda",
+        dest="rerank_lambda",
+        type=_number_in(VALUE_RANGES["test.rerank_lambda"], float),
+        help="re-ranking: weight of the original distance (default 0.3)",
     )
 
 
@@ -271,6 +311,11 @@ def _train_run(
 ) -> None:
     from vireid.engine.trainer import train
 
+    if config.train.cache_dir:
+        try:
+            require_writable(config.train.cache_dir, "folder")
+        except UserError as error:
+            raise UserError(f"train.cache_dir: {error}") from None
     try:
         last = train(config, run_dir, resume=resume, device=arguments.device, progress=not arguments.quiet)
     except KeyboardInterrupt as stop:
@@ -450,7 +495,9 @@ def add_extract_parser(commands: argparse._SubParsersAction) -> None:
     )
     extract.add_argument("--out", required=True, help="feature file to write (.npz)")
     _add_model_options(extract)
-    extract.add_argument("--workers", type=int, default=0, help="image decoding processes (default 0: in this process)")
+    extract.add_argument(
+        "--workers", type=_NON_NEGATIVE, default=0, help="image decoding processes (default 0: in this process)"
+    )
     extract.set_defaults(handler=command_extract, outputs={"out": "file"})
 
 
@@ -487,8 +534,8 @@ def add_index_parser(commands: argparse._SubParsersAction) -> None:
     index.add_argument(
         "--kind", choices=("flat", "ivf"), default="flat", help="flat: exact; ivf: inverted lists, for large galleries"
     )
-    index.add_argument("--nlist", type=int, help="ivf: number of lists (default: about 4 sqrt(N))")
-    index.add_argument("--nprobe", type=int, default=8, help="ivf: lists visited per query (default 8)")
+    index.add_argument("--nlist", type=_COUNT, help="ivf: number of lists (default: about 4 sqrt(N))")
+    index.add_argument("--nprobe", type=_COUNT, default=8, help="ivf: lists visited per query (default 8)")
     index.add_argument("--root", help="image root, if the images moved since the features were saved")
     index.set_defaults(handler=command_index, outputs={"out": "file"})
 
@@ -533,7 +580,7 @@ def command_search(arguments: argparse.Namespace) -> int:
                 for result in shown
             ],
             arguments.picture,
-            title=f"top {arguments.top_k} of {len(index)} gallery images",
+            title=f"top {min(arguments.top_k, len(index))} of {len(index)} gallery images",
         )
         print(f"rank list picture: {arguments.picture}")
     return 0
@@ -560,11 +607,11 @@ def add_search_parser(commands: argparse._SubParsersAction) -> None:
     search.add_argument(
         "--modality", type=_parse_modality, metavar="{visible,infrared}", help="what camera took the query images"
     )
-    search.add_argument("--top-k", type=int, default=10, help="matches per query (default 10)")
-    search.add_argument("--nprobe", type=int, help="ivf: lists visited per query (default: the index's)")
+    search.add_argument("--top-k", type=_COUNT, default=10, help="matches per query (default 10)")
+    search.add_argument("--nprobe", type=_COUNT, help="ivf: lists visited per query (default: the index's)")
     search.add_argument("--json", help="also write the results to this JSON file")
     search.add_argument("--picture", help="also draw the rank lists into this PNG")
-    search.add_argument("--picture-queries", type=int, default=8, help="queries drawn in --picture (default 8)")
+    search.add_argument("--picture-queries", type=_COUNT, default=8, help="queries drawn in --picture (default 8)")
     search.add_argument("--root", help="gallery image root, if the images moved since the index was built")
     _add_model_options(search)
     search.set_defaults(handler=command_search, outputs={"json": "file", "picture": "file"})
@@ -682,11 +729,13 @@ def add_plot_parser(commands: argparse._SubParsersAction, protocol_names: list[s
     plot.add_argument(
         "--protocol", choices=protocol_names, help="ranks: the protocol whose trial to show; cmc: only its curves"
     )
-    plot.add_argument("--trial", type=int, help="ranks: trial number (default: the features' own, or the first)")
-    plot.add_argument("--queries", type=int, default=6, help="ranks: queries shown (default 6)")
-    plot.add_argument("--top-k", type=int, default=10, help="ranks: gallery images per query (default 10)")
     plot.add_argument(
-        "--identities", type=int, default=8, help="tsne: identities shown, one colour each (default and most: 8)"
+        "--trial", type=_NON_NEGATIVE, help="ranks: trial number (default: the features' own, or the first)"
+    )
+    plot.add_argument("--queries", type=_COUNT, default=6, help="ranks: queries shown (default 6)")
+    plot.add_argument("--top-k", type=_COUNT, default=10, help="ranks: gallery images per query (default 10)")
+    plot.add_argument(
+        "--identities", type=_COUNT, default=8, help="tsne: identities shown, one colour each (default and most: 8)"
     )
     plot.add_argument("--root", help="image root, if the images moved since the features were saved")
     plot.set_defaults(handler=command_plot, outputs={"out": "file"})
@@ -770,7 +819,9 @@ def add_check_parser(commands: argparse._SubParsersAction) -> None:
     )
     check.add_argument("root", help="the dataset's root folder")
     check.add_argument("--dataset", default="sysu", choices=dataset_names(), help="its layout (default sysu)")
-    check.add_argument("--trial", type=int, help="one model per trial (RegDB): only this trial's splits (default: all)")
+    check.add_argument(
+        "--trial", type=_NON_NEGATIVE, help="one model per trial (RegDB): only this trial's splits (default: all)"
+    )
     check.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     check.set_defaults(handler=command_check)
 
@@ -822,7 +873,7 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
         "  vireid demo --out runs/demo2 --workers 2",
     )
     demo.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
-    demo.add_argument("--workers", type=int, help="worker processes for data generation")
+    demo.add_argument("--workers", type=_NON_NEGATIVE, help="worker processes for data generation")
     demo.add_argument(
         "--compare", action="store_true", help="also train and test the tiny AGW baseline and CAJ, and compare them"
     )
@@ -889,13 +940,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (``vireid search ... | head -1``): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as error:  # a write the system refused outside atomic_path (logs, a synthetic dataset)
+        failure = write_failure(error)
+        if failure is None:
+            raise
+        print(
+            f"vireid {arguments.command}: error: {_written(arguments, failure)} ({failure.strerror})", file=sys.stderr
+        )
+        return 2
+
+
+def _written(arguments: argparse.Namespace, failure: OSError) -> str:
+    """What a refused write was writing: the command's outputs as given, else the failing file."""
+    outputs = [str(getattr(arguments, name)) for name in getattr(arguments, "outputs", {}) if getattr(arguments, name)]
+    return f"{', '.join(outputs) or failure.filename or 'a file'}: could not be written"
 
 
 def _check_before_working(arguments: argparse.Namespace) -> None:
-    """The device exists and every output can be written, before any work is done."""
+    """The device exists and every output can be written, before any work is done (a folder given
+    as a symbolic link: its target, the link staying)."""
     for name, kind in getattr(arguments, "outputs", {}).items():
         if getattr(arguments, name, None):
             require_writable(getattr(arguments, name), kind)
+            if kind == "folder":  # a link's target is the folder the command creates and fills
+                setattr(arguments, name, str(written_path(Path(getattr(arguments, name)))))
     if getattr(arguments, "device", None):
         from vireid.engine.distributed import checked_device
 

@@ -23,6 +23,8 @@ import yaml
 
 from vireid.datasets import dataset_names, get_dataset
 from vireid.errors import ConfigError
+from vireid.memory import require_memory
+from vireid.ranges import Range
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -140,56 +142,56 @@ class ExperimentConfig:
     test: InferenceConfig = field(default_factory=InferenceConfig)
 
 
-VALUE_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "data.height": (16, None),
-    "data.width": (8, None),
-    "model.last_stride": (1, 2),
-    "model.gem_p": (1, None),
-    "model.parts": (0, None),
-    "model.part_dim": (1, None),
-    "model.ema_rate": (0, 1),
-    "loss.label_smoothing": (0, 0.99),
-    **{f"loss.{name}": (0, None) for name in ("id_weight", "triplet_weight", "part_id_weight", "part_triplet_weight")},
-    "loss.alpha": (0, None),
-    "loss.beta": (0, None),
-    "loss.adp_alpha": (0, None),
-    "loss.adp_gamma": (0, None),
-    "train.epochs": (1, None),
-    "train.lr": (0, None),
-    "train.backbone_lr": (0, None),
-    "train.momentum": (0, 1),
-    "train.weight_decay": (0, None),
-    "train.warmup_epochs": (0, None),
-    "train.milestones": (1, None),
-    "train.gamma": (0, None),
-    "train.identities_per_batch": (1, None),
-    "train.instances_per_modality": (1, None),
-    "train.steps_per_epoch": (0, None),
-    "train.padding": (0, None),
-    "train.random_erasing": (0, 1),
-    "train.grad_clip": (0, None),
-    "train.precise_bn_batches": (0, None),
-    "train.eval_every": (0, None),
-    "train.eval_trials": (1, None),
-    "train.validation_fraction": (0, 0.5),
-    "train.workers": (0, None),
-    "train.log_every": (1, None),
-    "test.batch_size": (1, None),
-    "test.rerank_k1": (1, None),
-    "test.rerank_k2": (1, None),
-    "test.rerank_lambda": (0, 1),
+VALUE_RANGES: dict[str, Range] = {
+    "data.height": Range(16, 2048),
+    "data.width": Range(8, 2048),
+    "model.last_stride": Range(1, 2),
+    "model.gem_p": Range(0, lowest_excluded=True),
+    "model.parts": Range(0),
+    "model.part_dim": Range(1),
+    "model.ema_rate": Range(0, 1),
+    "loss.label_smoothing": Range(0, 1, highest_excluded=True),
+    **{f"loss.{name}": Range(0) for name in ("id_weight", "triplet_weight", "part_id_weight", "part_triplet_weight")},
+    "loss.alpha": Range(0),
+    "loss.beta": Range(0),
+    "loss.adp_alpha": Range(0),
+    "loss.adp_gamma": Range(0),
+    "train.epochs": Range(1),
+    "train.lr": Range(0, lowest_excluded=True),
+    "train.backbone_lr": Range(0),  # 0: a frozen backbone
+    "train.momentum": Range(0, 1, lowest_excluded=True, highest_excluded=True),  # SGD's Nesterov needs more than 0
+    "train.weight_decay": Range(0),
+    "train.warmup_epochs": Range(0),
+    "train.milestones": Range(1),
+    "train.gamma": Range(0, lowest_excluded=True),
+    "train.identities_per_batch": Range(2),  # the triplet losses need another identity in the batch
+    "train.instances_per_modality": Range(1),
+    "train.steps_per_epoch": Range(0),
+    "train.padding": Range(0),
+    "train.random_erasing": Range(0, 1),
+    "train.grad_clip": Range(0),
+    "train.precise_bn_batches": Range(0),
+    "train.eval_every": Range(0),
+    "train.eval_trials": Range(1),
+    "train.validation_fraction": Range(0, 0.5),
+    "train.seed": Range(0, 2**32 - 1),  # numpy's global seed
+    "train.workers": Range(0),
+    "train.log_every": Range(1),
+    "test.batch_size": Range(1),
+    "test.rerank_k1": Range(1),
+    "test.rerank_k2": Range(1),
+    "test.rerank_lambda": Range(0, 1),
 }
-"""The values each number key may take, both ends included (None: no end); a list key, each element."""
+"""The values each number key may take (vireid.ranges); a list key, each element. NaN and
+infinite values are in no range."""
 
 
 def _check_ranges(config: ExperimentConfig) -> None:
-    for key, (lowest, highest) in VALUE_RANGES.items():
+    for key, accepted in VALUE_RANGES.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
-        for number in value if isinstance(value, list) else [value]:
-            if (lowest is not None and number < lowest) or (highest is not None and number > highest):
-                expected = f"{lowest} to {highest}" if highest is not None else f"at least {lowest}"
-                raise ConfigError(f"{key}: expected {expected}, got {value}")
+        if not all(number in accepted for number in (value if isinstance(value, list) else [value])):
+            raise ConfigError(f"{key}: expected {accepted.describe()}, got {value}")
 
 
 def _describe(annotation: Any) -> str:
@@ -260,7 +262,28 @@ def config_from_dict(values: dict) -> ExperimentConfig:
     _check_dataset(config)
     _check_ranges(config)
     _check_shapes(config)
+    _check_batch_memory(config)
     return config
+
+
+def _check_batch_memory(config: ExperimentConfig) -> None:
+    """Batches whose input tensors alone (float32 images) would not fit into this machine's memory."""
+    image_bytes = 3 * config.data.height * config.data.width * 4
+    size = f"{config.data.height}x{config.data.width} (data.height x data.width)"
+    train = config.train
+    train_images = train.identities_per_batch * train.instances_per_modality
+    train_images *= len(train.visible_views) + len(train.infrared_views)
+    require_memory(
+        train_images * image_bytes,
+        f"train.identities_per_batch x train.instances_per_modality: a training batch of {train_images} images "
+        f"of {size}, its input alone,",
+        error=ConfigError,
+    )
+    require_memory(
+        config.test.batch_size * image_bytes,
+        f"test.batch_size: a batch of {config.test.batch_size} images of {size}, its input alone,",
+        error=ConfigError,
+    )
 
 
 def _check_shapes(config: ExperimentConfig) -> None:

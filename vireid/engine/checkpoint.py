@@ -113,9 +113,10 @@ def _rng_problems(rng: dict) -> list[str]:
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
-    """torch.save to a temporary name in the same folder, then rename: never half-written."""
-    with atomic_path(path) as temporary:
-        torch.save(dict(state, format=FORMAT_NAME, version=FORMAT_VERSION), temporary)
+    """torch.save to a temporary name in the same folder, then rename: never half-written. Through a
+    Python file, whose OSError (a full disk) torch keeps as the context of its own error."""
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        torch.save(dict(state, format=FORMAT_NAME, version=FORMAT_VERSION), handle)
     return Path(path)
 
 

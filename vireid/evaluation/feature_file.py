@@ -167,6 +167,8 @@ def read_feature_set(
         feature_set = FeatureSet(np.asarray(arrays["features"], dtype=np.float32), images, metadata, str(path))
     except ValueError as error:
         raise kind.error(f"{path}: inconsistent arrays ({error})") from error
+    if len(images) == 0:
+        raise kind.error(f"{path}: holds no image (0 feature rows); expected the features of at least one")
     return feature_set, {key: arrays[key] for key in kind.extra_keys}
 
 

@@ -31,11 +31,14 @@ import numpy as np
 import torch
 
 from vireid.datasets import ScoringRule, get_dataset
-from vireid.evaluation.rerank import RerankSettings, k_reciprocal_distances
+from vireid.evaluation.rerank import RerankSettings, k_reciprocal_distances, rerank_memory
 
 ArrayLike = np.ndarray | torch.Tensor | Sequence
 _CHUNK_BYTES = 256 * 2**20
 _BYTES_PER_PAIR = 64  # the (chunk, G) temporaries of one pass, all together
+_PEAK_BYTES_PER_PAIR = 20
+"""What ranking holds at its peak per query-gallery pair beside its chunks: the distances, their gallery
+order and temporaries (21 bytes measured on the CPU at 10000 x 10000)."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,13 @@ def pairwise_distances(query_features: ArrayLike, gallery_features: ArrayLike) -
     query = torch.nn.functional.normalize(_as_tensor(query_features).float(), dim=1)
     gallery = torch.nn.functional.normalize(_as_tensor(gallery_features, query.device).float(), dim=1)
     return -(query @ gallery.T)
+
+
+def scoring_memory(num_query: int, num_gallery: int, rerank: RerankSettings | None = None) -> int:
+    """Bytes, about, that ``evaluate_features`` needs at its peak for ``num_query`` queries and
+    ``num_gallery`` gallery images: the ranking's, or the re-ranking's before it where that is more."""
+    ranking = _PEAK_BYTES_PER_PAIR * num_query * num_gallery + _CHUNK_BYTES
+    return ranking if rerank is None else max(ranking, rerank_memory(num_query, num_gallery, rerank))
 
 
 def evaluate_features(

@@ -38,8 +38,9 @@ from vireid.datasets import (
 )
 from vireid.errors import NonFiniteFeatures, UserError
 from vireid.evaluation.feature_file import FeatureSet
-from vireid.evaluation.metrics import RankMetrics, evaluate_features
+from vireid.evaluation.metrics import RankMetrics, evaluate_features, scoring_memory
 from vireid.evaluation.rerank import RerankSettings
+from vireid.memory import require_memory
 
 REPORTED_RANKS = (1, 5, 10, 20)
 
@@ -229,6 +230,18 @@ def evaluate_protocol(
         if len(feature_sets) != 1:
             raise UserError(f"{protocol.name} takes one feature file of all test images, got {len(feature_sets)}")
         runs = [(trial, 0) for trial in checked_trials(protocol, trials)]
+    trial_images = {}  # each trial's query and gallery rows, all checked before any is scored
+    for trial, position in runs:
+        query_rows, gallery_rows = trial_rows(protocol, feature_sets[position].images, trial, options)
+        if not query_rows or not gallery_rows:
+            raise UserError(f"{protocol.name} trial {trial}: the features hold no query or no gallery image")
+        require_memory(
+            scoring_memory(len(query_rows), len(gallery_rows), rerank),
+            f"{feature_sets[position].name}, {protocol.name} trial {trial}: scoring {len(query_rows)} queries "
+            f"against {len(gallery_rows)} gallery images{', re-ranked,' if rerank else ''}",
+            device=device,
+        )
+        trial_images[trial] = query_rows, gallery_rows
     normalised = [  # (N, D) unit rows, on the scoring device
         torch.nn.functional.normalize(torch.as_tensor(feature_set.features, device=device), dim=1)
         for feature_set in feature_sets
@@ -236,9 +249,7 @@ def evaluate_protocol(
     results = []
     for trial, position in runs:
         images = feature_sets[position].images
-        query_rows, gallery_rows = trial_rows(protocol, images, trial, options)
-        if not query_rows or not gallery_rows:
-            raise UserError(f"{protocol.name} trial {trial}: the features hold no query or no gallery image")
+        query_rows, gallery_rows = trial_images[trial]
         features = normalised[position]
         metrics = evaluate_features(
             features[torch.as_tensor(query_rows, device=features.device)],

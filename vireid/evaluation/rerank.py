@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from vireid.config import VALUE_RANGES
 from vireid.errors import UserError
 
 _CHUNK_BYTES = 256 * 2**20
@@ -49,14 +50,10 @@ class RerankSettings:
     lambda_value: float = 0.3
 
     def __post_init__(self):
-        for name, value, lowest, highest in (
-            ("k1", self.k1, 1, None),
-            ("k2", self.k2, 1, None),
-            ("lambda", self.lambda_value, 0, 1),
-        ):
-            if value < lowest or (highest is not None and value > highest):
-                expected = f"{lowest} to {highest}" if highest is not None else f"at least {lowest}"
-                raise UserError(f"re-ranking {name}: expected {expected}, got {value}")
+        for name, value in (("k1", self.k1), ("k2", self.k2), ("lambda", self.lambda_value)):
+            accepted = VALUE_RANGES[f"test.rerank_{name}"]  # the ranges of the config keys of these settings
+            if value not in accepted:
+                raise UserError(f"re-ranking {name}: expected {accepted.describe()}, got {value}")
 
     @staticmethod
     def from_dict(settings: dict) -> "RerankSettings":
@@ -206,6 +203,19 @@ def _shared_weight(v: Entries, num: int, num_query: int) -> torch.Tensor:
     return shared.view(num_query, num_gallery)
 
 
+_PEAK_BYTES_PER_PAIR = 17
+"""The (Q, G) matrices re-ranking holds at its peak, per query-gallery pair: the shared weights, the
+original distances and their temporaries (measured on the CPU at 10000 x 10000)."""
+
+
+def rerank_memory(num_query: int, num_gallery: int, settings: RerankSettings) -> int:
+    """Bytes, about, that ``k_reciprocal_distances`` needs at its peak: its (Q, G) matrices, the
+    neighbour sets (N x (k1 + 1)^2 int64 indices) and two chunks' temporaries."""
+    num = num_query + num_gallery
+    neighbours = min(num, max(settings.k1 + 1, settings.k2))
+    return _PEAK_BYTES_PER_PAIR * num_query * num_gallery + num * neighbours**2 * 8 + 2 * _CHUNK_BYTES
+
+
 def k_reciprocal_distances(
     query_features: torch.Tensor, gallery_features: torch.Tensor, settings: RerankSettings = RerankSettings()
 ) -> torch.Tensor:
@@ -225,4 +235,4 @@ def k_reciprocal_distances(
     return original.mul_(settings.lambda_value).add_(jaccard, alpha=1 - settings.lambda_value)
 
 
-__all__ = ["RerankSettings", "k_reciprocal_distances"]
+__all__ = ["RerankSettings", "k_reciprocal_distances", "rerank_memory"]

@@ -118,7 +118,7 @@ class GalleryIndex:
             raise GalleryIndexError(f"index kind must be one of {', '.join(INDEX_KINDS)}, got {kind!r}")
         num_images, dimension = gallery_features.shape
         if num_images == 0:
-            raise GalleryIndexError("cannot index an empty gallery: the feature set holds no image")
+            raise GalleryIndexError(f"{gallery.name}: holds no image; an index needs at least one")
         features = _normalised(gallery_features)  # (N, D)
         if kind == "flat":
             faiss_index = faiss.IndexFlatIP(dimension)

@@ -25,10 +25,15 @@ from vireid.atomic import partial_path, remove_stale_partials
 from vireid.data.synthetic_plan import DatasetPlan, ImageJob
 from vireid.datasets import DATASETS, SyntheticLayout
 from vireid.errors import UserError
+from vireid.memory import require_memory
 from vireid.modality import Modality
 from vireid.synthetic.appearance import render_person, sample_appearance
 
 DEFAULT_SIZE = (128, 64)
+PLAN_BYTES_PER_IMAGE = 700
+"""Memory the plan holds per image (its ImageJob, path and id-file text): 250 to 680 bytes, measured."""
+RENDER_BYTES_PER_PIXEL = 80
+"""Memory a worker needs per pixel of the image it renders (float layers): 35 to 77 bytes, measured."""
 MARKER_FILE = "synthetic.json"
 """Written at the dataset root with the generation settings; the readers ignore it."""
 
@@ -120,6 +125,12 @@ def write_synthetic_dataset(
             f"so nothing of yours is deleted: choose a new folder"
         )
     workers = workers if workers is not None else min(8, os.cpu_count() or 1)
+    num_images = identities * images_per_id * len(Modality)
+    require_memory(
+        num_images * PLAN_BYTES_PER_IMAGE + max(1, workers) * height * width * RENDER_BYTES_PER_PIXEL,
+        f"--ids {identities} --images-per-id {images_per_id} --size {height}x{width}: "
+        f"{num_images:,} images, rendered by {max(1, workers)} worker(s),",
+    )
     started = time.perf_counter()
     plan = planner.plan(identities, images_per_id, np.random.default_rng([seed, 2]))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from PIL import Image
 from vireid.data.images import load_image
 from vireid.errors import UserError
 from vireid.modality import Modality
-from vireid.viz.png import save_png
+from vireid.viz.png import require_picture_size, save_png
 
 DPI = 100  # the canvas is drawn one array pixel per PNG pixel at this dpi
 BORDER = 6  # frame thickness in pixels
@@ -275,9 +275,11 @@ def rank_list_figure(
     ]
     shown = {cell.frame for cells in rows for cell in cells}
     frames = [frame for frame in LEGEND_ORDER if frame in shown]
-    canvas_height, columns_width = layout.canvas_size(len(rows), max(len(matches) for matches in ranked))
+    longest = max(len(matches) for matches in ranked)
+    canvas_height, columns_width = layout.canvas_size(len(rows), longest)
     heading_width = max(_legend_width(frames), _text_width(title, TITLE_FONT_SIZE) if title else 0)
     canvas_width = max(columns_width, round(heading_width) + 2 * MARGIN)
+    require_picture_size(canvas_height, canvas_width, f"rank lists of {len(rows)} queries x {longest} matches")
     canvas = np.full((canvas_height, canvas_width, 3), 255, dtype=np.uint8)
     figure = Figure(figsize=(canvas_width / DPI, canvas_height / DPI), dpi=DPI)
     FigureCanvasAgg(figure)
