@@ -38,7 +38,7 @@ from vireid.datasets import (
 )
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet
-from vireid.evaluation.metrics import RankMetrics, evaluate_features
+from vireid.evaluation.metrics import NoValidQueryError, RankMetrics, evaluate_features
 from vireid.evaluation.rerank import RerankSettings
 
 REPORTED_RANKS = (1, 5, 10, 20)
@@ -234,16 +234,23 @@ def evaluate_protocol(
         if not query_rows or not gallery_rows:
             raise UserError(f"{protocol.name} trial {trial}: the features hold no query or no gallery image")
         features = normalised[position]
-        metrics = evaluate_features(
-            features[torch.as_tensor(query_rows, device=features.device)],
-            features[torch.as_tensor(gallery_rows, device=features.device)],
-            images.person_ids[query_rows],
-            images.person_ids[gallery_rows],
-            images.camera_ids[query_rows],
-            images.camera_ids[gallery_rows],
-            dataset.scoring,
-            max_rank=max_rank,
-            rerank=rerank,
-        )
+        try:
+            metrics = evaluate_features(
+                features[torch.as_tensor(query_rows, device=features.device)],
+                features[torch.as_tensor(gallery_rows, device=features.device)],
+                images.person_ids[query_rows],
+                images.person_ids[gallery_rows],
+                images.camera_ids[query_rows],
+                images.camera_ids[gallery_rows],
+                dataset.scoring,
+                max_rank=max_rank,
+                rerank=rerank,
+            )
+        except NoValidQueryError as error:
+            raise UserError(
+                f"{feature_sets[position].name}: {protocol.name} trial {trial}: none of its {len(query_rows)} "
+                f"queries has an image of its identity among the {len(gallery_rows)} gallery images "
+                f"({protocol.query} → {protocol.gallery}); nothing can be scored"
+            ) from error
         results.append(TrialResult(trial, metrics, len(query_rows), len(gallery_rows)))
     return ProtocolResult(protocol, tuple(results), options, feature_sets[0].metadata.get("data"), rerank)
