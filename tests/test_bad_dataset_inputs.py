@@ -4,23 +4,34 @@ pixel formats. Each is read as a person expects or refused in one line naming th
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 from scipy.io import loadmat, savemat
 from test_bad_inputs import _fails_in_one_line
+from torch.utils.data import DataLoader
 
+from vireid.cli import main
+from vireid.config import config_to_dict, load_config
+from vireid.data.dataset import SplitDataset
+from vireid.data.images import load_image
 from vireid.data.sampler import CrossModalityBatchSampler
 from vireid.data.splits import Split
+from vireid.dataset_check import check_image
 from vireid.datasets import GalleryOptions, get_protocol, read_trial_split, trial_rows
 from vireid.datasets.llcm import llcm_train_split
 from vireid.datasets.regdb import regdb_test_images
 from vireid.datasets.sysu import sysu_test_images, sysu_train_split
+from vireid.engine.checkpoint import save_checkpoint
 from vireid.errors import ConfigError, DatasetError, DatasetWarning
-from vireid.evaluation.feature_file import FeatureSet, save_features
+from vireid.evaluation.feature_file import FeatureSet, load_features, save_features
 from vireid.evaluation.protocols import evaluate_protocol
+from vireid.methods.registry import create_model
 
 
 def _copy(root: Path, tmp_path: Path) -> Path:
@@ -296,3 +307,261 @@ def test_a_trial_in_which_no_query_has_a_match_is_one_line(sysu_root, tmp_path, 
         f"error: {features}: sysu-all trial 0: none of its {len(query_rows)} queries has an image of its identity "
         f"among the {len(gallery_rows)} gallery images",
     )
+
+
+# --- images of unusual pixel formats, and files that are no image ---------------------------
+
+PATTERN = (np.arange(8 * 4 * 3).reshape(8, 4, 3) * 7 % 256).astype(np.uint8)  # (8, 4, 3): 8 high, 4 wide
+
+
+def _rgba(folder: Path) -> tuple[Path, np.ndarray]:
+    """Alpha from transparent to opaque: dropped, the colours stored under it kept."""
+    alpha = np.tile(np.array([0, 1, 128, 255], dtype=np.uint8), (8, 1))[..., None]
+    Image.fromarray(np.concatenate([PATTERN, alpha], axis=2)).save(folder / "rgba.png")
+    return folder / "rgba.png", PATTERN
+
+
+def _grey_alpha(folder: Path) -> tuple[Path, np.ndarray]:
+    grey = PATTERN[..., 0]
+    Image.merge("LA", [Image.fromarray(grey), Image.fromarray(255 - grey)]).save(folder / "grey_alpha.png")
+    return folder / "grey_alpha.png", np.repeat(grey[..., None], 3, axis=2)
+
+
+def _palette(folder: Path) -> tuple[Path, np.ndarray]:
+    """Four palette colours, two of them partly transparent (Pillow warns of such a palette if converted directly)."""
+    colours = np.array([[10, 20, 30], [200, 100, 50], [0, 255, 0], [255, 255, 255]], dtype=np.uint8)
+    indices = (np.arange(32).reshape(8, 4) % 4).astype(np.uint8)
+    image = Image.fromarray(indices, mode="L").convert("P")
+    image.putpalette(colours.flatten().tolist())
+    image.save(folder / "palette.png", transparency=bytes([0, 128]))
+    return folder / "palette.png", colours[indices]
+
+
+def _cmyk(folder: Path) -> tuple[Path, np.ndarray]:
+    """Each row one ink combination of 0 and 255: RGB = (255 - C, 255 - M, 255 - Y) scaled by (255 - K) / 255."""
+    inks_and_colours = [
+        ((0, 0, 0, 0), (255, 255, 255)),
+        ((255, 0, 0, 0), (0, 255, 255)),
+        ((0, 255, 0, 0), (255, 0, 255)),
+        ((0, 0, 255, 0), (255, 255, 0)),
+        ((0, 0, 0, 255), (0, 0, 0)),
+        ((0, 255, 255, 0), (255, 0, 0)),
+        ((255, 255, 0, 0), (0, 0, 255)),
+        ((255, 0, 255, 0), (0, 255, 0)),
+    ]
+    inks = np.array([[ink] * 4 for ink, _ in inks_and_colours], dtype=np.uint8)  # (8, 4, 4)
+    Image.frombytes("CMYK", (4, 8), inks.tobytes()).save(folder / "cmyk.tif")
+    return folder / "cmyk.tif", np.array([[colour] * 4 for _, colour in inks_and_colours], dtype=np.uint8)
+
+
+def _one_bit(folder: Path) -> tuple[Path, np.ndarray]:
+    on = (np.add.outer(np.arange(8), np.arange(4)) % 2).astype(bool)
+    Image.fromarray(on).save(folder / "one_bit.png")
+    return folder / "one_bit.png", np.repeat(np.where(on, 255, 0).astype(np.uint8)[..., None], 3, axis=2)
+
+
+DEEP_VALUES = np.tile(np.array([0, 257, 25700, 65535]), (8, 1))  # (8, 4); 65535 = 257 * 255
+DEEP_AS_EIGHT_BIT = np.repeat(np.tile(np.array([0, 1, 100, 255], dtype=np.uint8), (8, 1))[..., None], 3, axis=2)
+
+
+def _sixteen_bit(folder: Path) -> tuple[Path, np.ndarray]:
+    Image.fromarray(DEEP_VALUES.astype(np.uint16)).save(folder / "sixteen_bit.png")  # mode I;16
+    return folder / "sixteen_bit.png", DEEP_AS_EIGHT_BIT
+
+
+def _thirty_two_bit(folder: Path) -> tuple[Path, np.ndarray]:
+    Image.fromarray(DEEP_VALUES.astype(np.int32)).save(folder / "thirty_two_bit.tif")  # mode I
+    return folder / "thirty_two_bit.tif", DEEP_AS_EIGHT_BIT
+
+
+def _floating_point(folder: Path) -> tuple[Path, np.ndarray]:
+    values = np.tile(np.array([0, 0.2, 0.6, 1], dtype=np.float32), (8, 1))  # 0..1: times 255, rounded
+    Image.fromarray(values).save(folder / "floating_point.tif")  # mode F
+    return folder / "floating_point.tif", np.repeat(
+        np.tile(np.array([0, 51, 153, 255], np.uint8), (8, 1))[..., None], 3, 2
+    )
+
+
+def _png_named_jpg(folder: Path) -> tuple[Path, np.ndarray]:
+    Image.fromarray(PATTERN).save(folder / "png_inside.jpg", format="PNG")
+    return folder / "png_inside.jpg", PATTERN
+
+
+DECODED_FORMATS = {
+    "RGBA": _rgba,
+    "LA": _grey_alpha,
+    "P": _palette,
+    "CMYK": _cmyk,
+    "1": _one_bit,
+    "I;16": _sixteen_bit,
+    "I": _thirty_two_bit,
+    "F": _floating_point,
+    "PNG": _png_named_jpg,
+}
+"""Pixel format (as Pillow opens the file) -> a writer of a small image of it and the RGB pixels it must give."""
+
+
+@pytest.mark.filterwarnings("error")  # and without a warning of Pillow's
+@pytest.mark.parametrize("pixel_format", list(DECODED_FORMATS))
+def test_unusual_pixel_formats_decode_to_the_rgb_a_person_expects(tmp_path, pixel_format):
+    path, expected = DECODED_FORMATS[pixel_format](tmp_path)
+    with Image.open(path) as opened:
+        assert opened.mode == pixel_format or opened.format == pixel_format
+    pixels = np.asarray(load_image(str(path)))
+    assert pixels.dtype == np.uint8 and pixels.shape == (8, 4, 3)
+    np.testing.assert_array_equal(pixels, expected)
+
+
+def _exif_jpeg(path: Path, pixels: np.ndarray, orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # the EXIF Orientation tag
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+
+
+HALVES = np.zeros((16, 32, 3), dtype=np.uint8)  # stored 16 high, 32 wide: the left half white
+HALVES[:, :16] = 255
+
+
+@pytest.mark.parametrize(
+    "orientation, shown",
+    [
+        (1, HALVES),
+        (3, HALVES[::-1, ::-1]),  # turned half round
+        (6, np.rot90(HALVES, -1)),  # a quarter turn clockwise: the white half on top
+        (8, np.rot90(HALVES, 1)),  # a quarter turn anticlockwise: the white half below
+    ],
+)
+def test_jpegs_are_turned_as_their_exif_orientation_says(tmp_path, orientation, shown):
+    _exif_jpeg(tmp_path / "photo.jpg", HALVES, orientation)
+    pixels = np.asarray(load_image(str(tmp_path / "photo.jpg"))).astype(int)
+    assert pixels.shape == shown.shape
+    assert np.abs(pixels - shown).max() <= 16  # JPEG's loss at the edge between the halves
+
+
+def test_the_header_check_reads_the_size_as_shown(tmp_path):
+    """A 6-high, 10-wide picture turned a quarter shows 10 high and 6 wide: enough to show a person."""
+    wide = np.zeros((6, 10, 3), dtype=np.uint8)
+    _exif_jpeg(tmp_path / "turned.jpg", wide, 6)
+    _exif_jpeg(tmp_path / "upright.jpg", wide, 1)
+    assert check_image(str(tmp_path / "turned.jpg"), decode=False) == (None, None)
+    assert check_image(str(tmp_path / "upright.jpg"), decode=False) == (
+        "an image of 6x10 pixels is too small to show a person (at least 8x4)",
+        None,
+    )
+
+
+def _no_images(folder: Path) -> dict[str, str]:
+    """Files with image names that cannot be used -> why, as the error says it after the path."""
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "folder.jpg").mkdir()
+    (folder / "text.jpg").write_text("a note, not a picture\n")
+    Image.new("RGB", (1, 1)).save(folder / "dot.png")
+    Image.fromarray(np.zeros((64, 32, 3), dtype=np.uint8)).save(folder / "cut.jpg")
+    (folder / "cut.jpg").write_bytes((folder / "cut.jpg").read_bytes()[:300])  # its header reads, its pixels do not
+    return {
+        "empty.jpg": "expected an image file, but it is empty (0 bytes)",
+        "folder.jpg": "expected an image file, but it is a folder",
+        "text.jpg": "expected a readable image (jpg, png, bmp, ...), could not decode it (cannot identify image file",
+        "dot.png": "an image of 1x1 pixels is too small to show a person (at least 8x4)",
+        "cut.jpg": "expected a readable image (jpg, png, bmp, ...), could not decode it (",
+        "gone.jpg": "expected an image file, but it does not exist",
+    }
+
+
+def test_files_that_are_no_usable_image_are_refused_naming_them(tmp_path):
+    for name, reason in _no_images(tmp_path).items():
+        with pytest.raises(DatasetError) as caught:
+            load_image(str(tmp_path / name))
+        assert str(caught.value).startswith(f"{tmp_path / name}: {reason}")
+        assert "\n" not in str(caught.value)
+
+
+def _as_array(image: Image.Image) -> torch.Tensor:
+    """The decoded image itself, (H, W, 3) uint8, for comparing what a loader worker decoded."""
+    return torch.from_numpy(np.array(image))
+
+
+def test_a_dataset_with_images_of_every_kind_is_checked_and_decoded_in_loader_workers(sysu_root, tmp_path, capsys):
+    root = _copy(sysu_root, tmp_path)
+    folder = Path(sysu_train_split(root).paths[0]).parent
+    expected = dict(builder(folder) for builder in DECODED_FORMATS.values())
+    _exif_jpeg(folder / "turned.jpg", HALVES, 6)
+    unusable = _no_images(folder)
+    del unusable["gone.jpg"]  # a dataset folder lists what is there
+    assert main(["check", str(root), "--quiet"]) == 1
+    printed = capsys.readouterr().out.splitlines()
+    refused = sorted(line for line in printed if line.startswith("cannot be used: "))
+    assert len(refused) == len(unusable)
+    for line, (name, reason) in zip(refused, sorted(unusable.items())):
+        assert line.startswith(f"cannot be used: {folder / name}: {reason}")
+    deep = {"F": "floating_point.tif", "I": "thirty_two_bit.tif", "I;16": "sixteen_bit.png"}
+    assert sorted(line for line in printed if line.startswith("read by its range")) == sorted(
+        f"read by its range ({mode}): {folder / name}" for mode, name in deep.items()
+    )
+    decodable = [*expected, folder / "turned.jpg"]
+    split = Split([str(path) for path in decodable], [1] * len(decodable), [1] * len(decodable), [0] * len(decodable))
+    loader = DataLoader(SplitDataset(split, _as_array), batch_size=None, num_workers=1)
+    decoded = [image.numpy() for image, _, _, _ in loader]
+    for path, pixels in zip(decodable[:-1], decoded):
+        np.testing.assert_array_equal(pixels, expected[path])
+    assert decoded[-1].shape == (32, 16, 3) and decoded[-1][:8].min() > 230 and decoded[-1][-8:].max() < 25
+
+
+@pytest.fixture(scope="module")
+def untrained_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint of the tiny config's network with its initial weights: features without a training run."""
+    config = load_config("tiny", [])
+    torch.manual_seed(0)
+    state = {"config": config_to_dict(config), "num_classes": 4, "epoch": 1}
+    state["model"] = create_model(config.model, 4, load_weights=False).state_dict()
+    return save_checkpoint(tmp_path_factory.mktemp("untrained") / "last.pt", state)
+
+
+def test_own_images_of_every_kind_are_described_or_skipped_with_one_line_each(untrained_checkpoint, tmp_path, capsys):
+    """extract (in a loader worker) and search read each image of an unusual format as its
+    plain RGB twin and skip, naming them in the same lines, the files that are no usable image."""
+    mine, twins = tmp_path / "mine", tmp_path / "twins"
+    mine.mkdir()
+    twins.mkdir()
+    expected = dict(builder(mine) for builder in DECODED_FORMATS.values())
+    _exif_jpeg(mine / "turned.jpg", HALVES, 6)
+    with Image.open(mine / "turned.jpg") as stored:  # as stored, before its orientation is applied
+        expected[mine / "turned.jpg"] = np.rot90(np.asarray(stored.convert("RGB")), -1)
+    for path, pixels in expected.items():
+        Image.fromarray(np.ascontiguousarray(pixels)).save(twins / f"{path.stem}.png")
+    unusable = _no_images(mine)
+    listing = mine / "list.txt"
+    listing.write_text("".join(f"{name}\n" for name in [*(path.name for path in expected), *unusable]))
+    checkpoint = str(untrained_checkpoint)
+    extract = ["extract", checkpoint, "--modality", "visible", "--quiet"]
+    assert main([*extract, "--images", str(twins), "--out", str(tmp_path / "twins.npz")]) == 0
+    capsys.readouterr()
+    arguments = ["--images", str(listing), "--workers", "1", "--out", str(tmp_path / "mine.npz")]
+    assert main([*extract, *arguments]) == 0
+    skipped = [f"skipped {len(unusable)} file(s) that could not be read as images:"] + [
+        f"  {mine / name}: {reason}" for name, reason in unusable.items()
+    ]
+    error_lines = capsys.readouterr().err.splitlines()
+    assert len(error_lines) == len(skipped) and "Traceback" not in "\n".join(error_lines)
+    assert all(line.startswith(start) for line, start in zip(error_lines, skipped))
+    described, twin_features = load_features(tmp_path / "mine.npz"), load_features(tmp_path / "twins.npz")
+    assert [Path(path).name for path in described.images.paths] == [path.name for path in expected]
+    twin_rows = {Path(path).stem: row for row, path in enumerate(twin_features.images.paths)}
+    for row, path in enumerate(described.images.paths):
+        twin_row = twin_rows[Path(path).stem]
+        np.testing.assert_allclose(described.features[row], twin_features.features[twin_row], atol=1e-5)
+    cmyk, one_bit = twin_features.features[twin_rows["cmyk"]], twin_features.features[twin_rows["one_bit"]]
+    assert np.abs(cmyk - one_bit).max() > 1e-3  # other pixels, other features: the comparisons can fail
+    index = tmp_path / "twins_index.npz"
+    assert main(["index", str(tmp_path / "twins.npz"), "--out", str(index)]) == 0
+    capsys.readouterr()
+    search = ["search", str(index), "--images", str(listing), "--checkpoint", checkpoint, "--modality", "visible"]
+    assert main([*search, "--top-k", "1", "--json", str(tmp_path / "hits.json"), "--quiet"]) == 0
+    assert capsys.readouterr().err.splitlines() == error_lines  # the same lines as extract's
+    hits = json.loads((tmp_path / "hits.json").read_text())
+    assert len(hits) == len(expected)
+    for query in hits:  # the best match is the twin (or a twin of the same pixels)
+        (best,) = query["hits"]
+        assert best["score"] == pytest.approx(1, abs=1e-5)
+        twin_pixels = np.asarray(Image.open(best["path"]).convert("RGB"))
+        np.testing.assert_array_equal(twin_pixels, expected[mine / Path(query["query_path"]).name])
