@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from vireid.data.images import load_image
 from vireid.data.sampler import CrossModalityBatchSampler
 from vireid.data.splits import Split
 from vireid.dataset_check import check_image
-from vireid.datasets import GalleryOptions, get_protocol, read_trial_split, trial_rows
+from vireid.datasets import GalleryOptions, dataset_fingerprint, get_protocol, read_trial_split, trial_rows
 from vireid.datasets.llcm import llcm_train_split
 from vireid.datasets.regdb import regdb_test_images
 from vireid.datasets.sysu import sysu_test_images, sysu_train_split
@@ -32,6 +33,7 @@ from vireid.errors import ConfigError, DatasetError, DatasetWarning
 from vireid.evaluation.feature_file import FeatureSet, load_features, save_features
 from vireid.evaluation.protocols import evaluate_protocol
 from vireid.methods.registry import create_model
+from vireid.modality import Modality
 
 
 def _copy(root: Path, tmp_path: Path) -> Path:
@@ -246,6 +248,18 @@ def test_training_data_without_an_identity_in_both_modalities_stop_a_run_in_one_
         f"found none (visible only: {', '.join(map(str, train_ids[1::2][:20]))}",
     )
     assert error.rstrip().endswith(")") and not run.exists()
+
+
+def test_the_data_fingerprint_does_not_repeat_the_readers_warnings(sysu_root, tmp_path):
+    """A run reads its data (and warns) before it fingerprints them, by the resolved path: one warning, not two."""
+    root = _copy(sysu_root, tmp_path)
+    _remove_cameras(root, _ids(root / "exp/test_id.txt")[0], SYSU_VISIBLE_CAMERAS)
+    with pytest.warns(DatasetWarning):
+        visible = sysu_test_images(root).of_modality(Modality.VISIBLE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DatasetWarning)
+        fingerprint = dataset_fingerprint("sysu", str(root))
+    assert fingerprint["images"]["test"]["visible"] == len(visible)
 
 
 def _one_hot_features(images: Split) -> FeatureSet:
