@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from vireid.cli import main
 from vireid.config import config_to_dict, load_config
 from vireid.data.dataset import SplitDataset
+from vireid.data.image_folder import list_images
 from vireid.data.images import load_image
 from vireid.data.sampler import CrossModalityBatchSampler
 from vireid.data.splits import Split
@@ -579,3 +580,11 @@ def test_own_images_of_every_kind_are_described_or_skipped_with_one_line_each(un
         assert best["score"] == pytest.approx(1, abs=1e-5)
         twin_pixels = np.asarray(Image.open(best["path"]).convert("RGB"))
         np.testing.assert_array_equal(twin_pixels, expected[mine / Path(query["query_path"]).name])
+
+
+def test_a_list_of_own_images_saved_by_a_windows_editor_reads_alike(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "b.png").write_bytes(b"x")
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"\xef\xbb\xbfa.jpg\r\n\r\nb.png  \r\n")  # a byte-order mark, CRLF, a blank line
+    assert list_images(listing) == [str(tmp_path / "a.jpg"), str(tmp_path / "b.png")]
