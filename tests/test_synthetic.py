@@ -40,14 +40,17 @@ def test_the_permutation_file_holds_no_time_and_reads_back(tmp_path, monkeypatch
     """scipy writes the time into a .mat file's header; two writes a second apart must still be equal."""
     import time
 
-    permutations = np.empty((1, 1), dtype=object)
-    permutations[0, 0] = np.array([[2.0, 1.0, 3.0]])
+    person = np.empty((1, 1), dtype=object)
+    person[0, 0] = np.array([[2.0, 1.0, 3.0]])
+    permutations = np.empty((6, 1), dtype=object)  # cam1..cam6, one person each
+    for camera in range(6):
+        permutations[camera, 0] = person
     for name, clock in (("a.mat", "Mon Jan  1 00:00:00 2001"), ("b.mat", "Tue Jan  2 00:00:01 2001")):
         monkeypatch.setattr(time, "asctime", lambda *arguments, clock=clock: clock)
         _save_permutations(tmp_path / name, permutations)
     assert (tmp_path / "a.mat").read_bytes() == (tmp_path / "b.mat").read_bytes()
     assert (tmp_path / "a.mat").read_bytes().startswith(b"MATLAB 5.0 MAT-file, written by vireid synth")
-    np.testing.assert_array_equal(load_official_permutations(tmp_path / "a.mat")[0, 0], [[2.0, 1.0, 3.0]])
+    np.testing.assert_array_equal(load_official_permutations(tmp_path / "a.mat")[5, 0][0, 0], [[2.0, 1.0, 3.0]])
 
 
 def test_sysu_layout_is_the_official_one(sysu_root):

@@ -16,9 +16,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from vireid.data.images import load_image, too_small, unreadable
+from vireid.data.images import DECODE_ERRORS, displayed_size, load_image, too_small, unreadable
 from vireid.data.splits import Split
 from vireid.datasets import get_dataset
 from vireid.errors import DatasetError
@@ -52,13 +52,13 @@ def check_image(path: str, decode: bool) -> tuple[str | None, str | None]:
     """(why the image cannot be used or None, its pixel format when not 8-bit or None)."""
     try:
         with Image.open(path) as image:
-            mode, (width, height) = image.mode, image.size
+            mode, (height, width) = image.mode, displayed_size(image)
         if decode:
             load_image(path)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
-        return str(unreadable(path, error)).removeprefix(f"{path}: "), None
     except DatasetError as error:
         return str(error).removeprefix(f"{path}: "), None
+    except DECODE_ERRORS as error:
+        return str(unreadable(path, error)).removeprefix(f"{path}: "), None
     if too_small(height, width):
         return too_small(height, width), None
     return None, (None if mode in EIGHT_BIT_MODES else mode)

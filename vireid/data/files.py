@@ -15,6 +15,7 @@ from vireid.errors import DatasetError, DatasetWarning
 from vireid.modality import Modality
 
 _CAMERA_PART = re.compile(r"^cam(\d+)$")
+_LABEL = re.compile(r"[0-9]+")
 
 
 def require_dir(path: Path, what: str) -> Path:
@@ -64,23 +65,37 @@ def read_id_list(path: Path) -> list[int]:
 def read_index_file(path: Path, root: Path) -> list[tuple[str, int]]:
     """Lines ``relative/path label`` of an index file, as (absolute path, label).
 
-    Every listed image must exist under ``root``; an empty index is an error.
+    Blank lines, spaces or tabs around and between the two fields and Windows line
+    endings are accepted. A line of another number of fields or a label that is not a
+    whole number ≥ 0 is an error naming the line; so is an image that does not exist
+    under ``root`` (the first such line named, the others counted); an empty index too.
     """
-    entries = []
+    entries, missing = [], []
     for line_number, line in enumerate(
         read_text_lines(path, "an index file of lines 'relative/image/path label'"), start=1
     ):
-        if not line.strip():
-            continue
         parts = line.split()
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+        if not parts:
+            continue
+        if len(parts) != 2:
             raise DatasetError(
-                f"{path}, line {line_number}: expected 'relative/image/path label', found {line.strip()!r}"
+                f"{path}, line {line_number}: expected 'relative/image/path label' (two fields), "
+                f"found {len(parts)} field(s): {line.strip()!r}"
+            )
+        if not _LABEL.fullmatch(parts[1]):
+            raise DatasetError(
+                f"{path}, line {line_number}: expected 'relative/image/path label' with a whole-number label, "
+                f"found label {parts[1]!r}"
             )
         image_path = root / parts[0]
         if not image_path.is_file():
-            raise DatasetError(f"{path}, line {line_number}: lists {parts[0]}, but {image_path} does not exist")
+            missing.append((line_number, parts[0], image_path))
         entries.append((str(image_path), int(parts[1])))
+    if missing:
+        line_number, listed, image_path = missing[0]
+        why = "is a folder, not an image file" if image_path.is_dir() else "does not exist"
+        more = f" (and {len(missing) - 1} more of its lines name no image file)" if len(missing) > 1 else ""
+        raise DatasetError(f"{path}, line {line_number}: lists {listed}, but {image_path} {why}{more}")
     if not entries:
         raise DatasetError(f"{path}: expected at least one 'relative/image/path label' line, the file is empty")
     return entries
@@ -106,12 +121,49 @@ def person_folder_name(person_id: int) -> str:
     return f"{person_id:04d}"
 
 
+def _listed(person_ids: list[int]) -> str:
+    """'3, 7, 12' or, beyond 20 ids, the first 20 'and N more'."""
+    more = f" and {len(person_ids) - 20} more" if len(person_ids) > 20 else ""
+    return ", ".join(map(str, person_ids[:20])) + more
+
+
 def warn_of_ids_without_images(id_files: str, listed: Iterable[int], images: Split) -> None:
     """A DatasetWarning naming the ids that ``id_files`` list but ``images`` show no image of."""
     missing = sorted(set(listed) - set(images.person_ids.tolist()))
     if missing:
-        shown = ", ".join(map(str, missing[:20])) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
-        warnings.warn(DatasetWarning(f"{id_files} list {len(missing)} id(s) with no image: {shown}"), stacklevel=2)
+        warnings.warn(
+            DatasetWarning(f"{id_files} list {len(missing)} id(s) with no image: {_listed(missing)}"), stacklevel=2
+        )
+
+
+def check_both_modalities(source: str, images: Split, training: bool) -> None:
+    """A DatasetWarning naming the person ids of ``images`` seen in one modality only, and
+    what becomes of them: left out of training (a batch takes each identity in both
+    modalities), or, in a test set, queries without a match, which count in no average (the
+    protocols' rule). Training images of which no id has both modalities are a DatasetError."""
+    ids = {modality: set(images.person_ids[images.modalities == modality].tolist()) for modality in Modality}
+    only = {
+        modality: sorted(ids[modality] - ids[other])
+        for modality, other in ((Modality.VISIBLE, Modality.INFRARED), (Modality.INFRARED, Modality.VISIBLE))
+    }
+    count = sum(map(len, only.values()))
+    if not count:
+        return
+    found = "; ".join(f"{modality.name.lower()} only: {_listed(only[modality])}" for modality in only if only[modality])
+    if training and count == len(ids[Modality.VISIBLE] | ids[Modality.INFRARED]):
+        raise DatasetError(
+            f"{source}: expected training identities with images of both modalities (visible and infrared), "
+            f"found none ({found})"
+        )
+    consequence = (
+        "they are left out of training, whose batches take each identity in both modalities"
+        if training
+        else "their queries have no match in the other modality and count in no average"
+    )
+    warnings.warn(
+        DatasetWarning(f"{source}: {count} id(s) have images of one modality only ({found}); {consequence}"),
+        stacklevel=2,
+    )
 
 
 def person_folder_images(

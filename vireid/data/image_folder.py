@@ -37,7 +37,7 @@ def list_images(source: str | Path) -> list[str]:
         return paths
     if source.is_file():
         try:
-            lines = source.read_text().splitlines()
+            lines = source.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is no path
         except (OSError, UnicodeDecodeError) as error:
             raise UserError(
                 f"{source}: expected a folder of images or a text file listing image paths ({error})"

@@ -15,10 +15,11 @@ from vireid.modality import Modality
 class CrossModalityBatchSampler(Sampler[list[int]]):
     """Yields batches of row indices: for each of ``identities`` labels, ``instances``
     visible and ``instances`` infrared rows (drawn with replacement only when a
-    label has fewer). One epoch has enough batches to cover max(N_visible,
-    N_infrared) images, as in the reference recipe (or ``num_batches``). Every
-    draw comes from ``seed`` and the epoch (``set_epoch``), so a run is
-    reproducible.
+    label has fewer). Labels with rows of one modality only are never drawn (the
+    dataset readers warn of them, naming their person ids). One epoch has enough
+    batches to cover max(N_visible, N_infrared) images, as in the reference recipe
+    (or ``num_batches``). Every draw comes from ``seed`` and the epoch
+    (``set_epoch``), so a run is reproducible.
 
     Distributed: every rank draws the same sequence of batches and takes every
     ``world_size``-th one from its ``rank``, so the ranks' batches are disjoint
@@ -47,9 +48,11 @@ class CrossModalityBatchSampler(Sampler[list[int]]):
             sorted(label for label in np.unique(labels) if all(self.rows[m][int(label)].size for m in self.rows))
         )
         if self.labels.size < identities:
+            one_modality = np.unique(labels).size - self.labels.size
+            left_out = f" ({one_modality} more have images of one modality only)" if one_modality else ""
             raise ConfigError(
                 f"train.identities_per_batch: a batch needs {identities} identities with images of "
-                f"both modalities, the training data have {self.labels.size}"
+                f"both modalities, the training data have {self.labels.size}{left_out}"
             )
         self.identities, self.instances, self.seed, self.epoch = identities, instances, seed, 0
         largest_modality = max(int((modalities == m).sum()) for m in (Modality.VISIBLE, Modality.INFRARED))

@@ -17,6 +17,7 @@ import numpy as np
 from vireid.data.draws import PersonFolders, all_images, reference_draws
 from vireid.data.files import (
     camera_from_path,
+    check_both_modalities,
     person_folder_images,
     person_folder_name,
     read_id_list,
@@ -73,7 +74,9 @@ def llcm_train_split(root: str | Path) -> Split:
                 modalities=[modality] * len(entries),
             )
         )
-    return relabelled(Split.concatenate(parts))
+    images = Split.concatenate(parts)
+    check_both_modalities(f"{root / 'idx'} (train_vis.txt, train_nir.txt)", images, training=True)
+    return relabelled(images)
 
 
 def llcm_test_images(root: str | Path) -> Split:
@@ -92,6 +95,7 @@ def llcm_test_images(root: str | Path) -> Split:
         parts.append(images)
     images = Split.concatenate(parts)
     warn_of_ids_without_images(str(root / "idx" / "test_id.txt"), person_ids, images)
+    check_both_modalities(str(root), images, training=False)
     return images
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vireid.data.files import read_index_file, require_dir
+from vireid.data.files import check_both_modalities, read_index_file, require_dir
 from vireid.data.splits import Split, relabelled
 from vireid.data.synthetic_plan import DatasetPlan, ImageJob, split_ids
 from vireid.datasets.registry import register_dataset
@@ -47,7 +47,10 @@ def _index_split(root: Path, part: str, trial: int) -> Split:
                 modalities=[modality] * len(entries),
             )
         )
-    return Split.concatenate(parts)
+    images = Split.concatenate(parts)
+    source = f"{root / 'idx'} ({part}_visible_{trial}.txt, {part}_thermal_{trial}.txt)"
+    check_both_modalities(source, images, training=part == "train")
+    return images
 
 
 def regdb_train_split(root: str | Path, trial: int = 1) -> Split:

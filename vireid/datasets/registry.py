@@ -6,12 +6,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import warnings
 from pathlib import Path
 
 from vireid.data.images import IMAGE_SUFFIXES
 from vireid.data.splits import QueryGallery, Split
 from vireid.datasets.spec import DatasetSpec, GalleryOptions, Protocol, TrialRows
-from vireid.errors import UserError
+from vireid.errors import DatasetWarning, UserError
 from vireid.modality import Modality
 
 DATASETS: dict[str, DatasetSpec] = {}
@@ -92,14 +93,18 @@ def dataset_fingerprint(name: str, root: str) -> dict:
     dataset's first trial, where trials differ) and a short hash of the sorted relative
     paths of every image file under ``root``. It describes the whole folder, so RegDB's ten
     trials share it, and it changes when files are added, removed or renamed (LLCM was
-    revised after publication)."""
+    revised after publication). The readers' warnings are not repeated here: they were
+    given when the images were read for use."""
     dataset, folder = get_dataset(name), Path(root).resolve()
     trial = dataset.protocols[0].trials[0]
     counts = {}
-    for split, images in (
-        ("train", dataset.read_training_split(folder, trial)),
-        ("test", dataset.read_test_images(folder, trial)),
-    ):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DatasetWarning)
+        splits = (
+            ("train", dataset.read_training_split(folder, trial)),
+            ("test", dataset.read_test_images(folder, trial)),
+        )
+    for split, images in splits:
         counts[split] = {modality.name.lower(): int((images.modalities == modality).sum()) for modality in Modality}
     relative = sorted(
         path.relative_to(folder).as_posix()

@@ -16,6 +16,7 @@ import numpy as np
 
 from vireid.data.draws import PersonFolders, all_images, official_draws, reference_draws
 from vireid.data.files import (
+    check_both_modalities,
     person_folder_images,
     person_folder_name,
     read_id_list,
@@ -80,6 +81,7 @@ def sysu_train_split(root: str | Path, include_val: bool = True) -> Split:
     images = Split.concatenate([visible, infrared])
     id_files = "exp/train_id.txt and val_id.txt" if include_val else "exp/train_id.txt"
     warn_of_ids_without_images(f"{root / id_files}", person_ids, images)
+    check_both_modalities(str(root), images, training=True)
     return relabelled(images)
 
 
@@ -95,23 +97,74 @@ def sysu_test_images(root: str | Path, id_file: str = "test_id.txt") -> Split:
     _require_images(
         images.of_modality(Modality.VISIBLE), f"visible images (cam1/2/4/5) of the ids in exp/{id_file}", root
     )
+    check_both_modalities(str(root), images, training=False)
     return images
 
 
 def load_official_permutations(path: str | Path) -> np.ndarray:
-    """The ``rand_perm_cam`` cell array of SYSU-MM01's ``exp/rand_perm_cam.mat``."""
+    """The ``rand_perm_cam`` cell array of SYSU-MM01's ``exp/rand_perm_cam.mat``, its layout checked:
+    one cell per camera (cam1..cam6), each a cell per person id of a (trials, images) matrix
+    of 1-based image numbers, or an empty one."""
     from scipy.io import loadmat
 
     path = require_file(Path(path), "SYSU-MM01's rand_perm_cam.mat (needed for draws='official')")
     try:
         content = loadmat(str(path))
-    except Exception as error:  # scipy raises several types for a damaged file
-        raise DatasetError(f"{path}: expected a MATLAB .mat file, could not read it ({error})") from error
+    except Exception as error:  # scipy raises many types (ValueError, OSError, IndexError...) for a damaged file
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise DatasetError(
+            f"{path}: expected a MATLAB .mat file (as SYSU-MM01 ships it), "
+            f"but it is damaged or of another kind ({reason})"
+        ) from error
     if "rand_perm_cam" not in content:
         raise DatasetError(
             f"{path}: expected a variable 'rand_perm_cam', found {sorted(k for k in content if not k.startswith('__'))}"
         )
-    return content["rand_perm_cam"]
+    cameras = content["rand_perm_cam"]
+    _require_cells(cameras, len(VISIBLE_CAMERAS + INFRARED_CAMERAS), path, "'rand_perm_cam'", "cameras (cam1..cam6)")
+    for camera_id, per_person in enumerate(cameras.reshape(-1), start=1):
+        _require_cells(per_person, None, path, f"camera {camera_id}", "person ids")
+        for person_id, numbers in enumerate(per_person.reshape(-1), start=1):
+            _require_image_numbers(numbers, path, f"camera {camera_id}, person {person_id}")
+    return cameras
+
+
+def _describe(value: object) -> str:
+    """What a value loaded from a .mat file is, for messages: 'a 3x4 numeric matrix', 'text', 'a struct'."""
+    if not isinstance(value, np.ndarray):
+        return type(value).__name__
+    shape = "x".join(map(str, value.shape)) or "scalar"
+    if value.dtype == object:
+        return f"a {shape} cell array"
+    if value.dtype.names:
+        return "a struct"
+    if value.dtype.kind in "US":
+        return "text"
+    return f"a {shape} {value.dtype} array"
+
+
+def _require_cells(value: object, count: int | None, path: Path, what: str, entries: str) -> None:
+    """A DatasetError unless ``value`` is a cell vector (of ``count`` entries, when given)."""
+    is_vector = isinstance(value, np.ndarray) and value.dtype == object and sum(size > 1 for size in value.shape) <= 1
+    if not is_vector or (count is not None and value.size != count):
+        expected = f"{count} " if count is not None else ""
+        raise DatasetError(
+            f"{path}: expected {what} to be a cell vector of {expected}{entries}, found {_describe(value)}"
+        )
+
+
+def _require_image_numbers(numbers: object, path: Path, what: str) -> None:
+    """A DatasetError unless ``numbers`` is empty or a (trials, images) matrix of whole numbers from 1."""
+    if isinstance(numbers, np.ndarray) and numbers.dtype.kind in "iuf" and numbers.ndim == 2:
+        wrong = numbers[~(np.isfinite(numbers) & (numbers >= 1) & (numbers == np.round(numbers)))]
+        if wrong.size == 0:
+            return
+        found = f"{_describe(numbers)} holding {float(wrong[0]):g}"
+    else:
+        found = _describe(numbers)
+    raise DatasetError(
+        f"{path}: {what}: expected a (trials, images) matrix of 1-based image numbers (or an empty one), found {found}"
+    )
 
 
 def sysu_trial_rows(

@@ -41,6 +41,10 @@ _PEAK_BYTES_PER_PAIR = 20
 order and temporaries (21 bytes measured on the CPU at 10000 x 10000)."""
 
 
+class NoValidQueryError(ValueError):
+    """No query has an image of its identity left in the gallery: there is nothing to average."""
+
+
 @dataclass(frozen=True)
 class RankMetrics:
     """The scores of one query set against one gallery; averages are over valid queries only."""
@@ -209,7 +213,7 @@ def rank_metrics(
     first_hit_rank, average_precision, inverse_negative_precision, valid = (torch.cat(values) for values in zip(*parts))
     num_valid = int(valid.sum())
     if num_valid == 0:
-        raise ValueError("no valid query: no query identity appears in the gallery")
+        raise NoValidQueryError("no valid query: no query identity appears in the gallery")
     ranks = torch.arange(1, max_rank + 1, device=device, dtype=torch.float64)
     hits = (first_hit_rank[valid][:, None] <= ranks[None, :]).to(torch.float64)  # (valid Q, max_rank)
     return RankMetrics(

@@ -38,7 +38,7 @@ from vireid.datasets import (
 )
 from vireid.errors import NonFiniteFeatures, UserError
 from vireid.evaluation.feature_file import FeatureSet
-from vireid.evaluation.metrics import RankMetrics, evaluate_features, scoring_memory
+from vireid.evaluation.metrics import NoValidQueryError, RankMetrics, evaluate_features, scoring_memory
 from vireid.evaluation.rerank import RerankSettings
 from vireid.memory import require_memory
 
@@ -251,16 +251,23 @@ def evaluate_protocol(
         images = feature_sets[position].images
         query_rows, gallery_rows = trial_images[trial]
         features = normalised[position]
-        metrics = evaluate_features(
-            features[torch.as_tensor(query_rows, device=features.device)],
-            features[torch.as_tensor(gallery_rows, device=features.device)],
-            images.person_ids[query_rows],
-            images.person_ids[gallery_rows],
-            images.camera_ids[query_rows],
-            images.camera_ids[gallery_rows],
-            dataset.scoring,
-            max_rank=max_rank,
-            rerank=rerank,
-        )
+        try:
+            metrics = evaluate_features(
+                features[torch.as_tensor(query_rows, device=features.device)],
+                features[torch.as_tensor(gallery_rows, device=features.device)],
+                images.person_ids[query_rows],
+                images.person_ids[gallery_rows],
+                images.camera_ids[query_rows],
+                images.camera_ids[gallery_rows],
+                dataset.scoring,
+                max_rank=max_rank,
+                rerank=rerank,
+            )
+        except NoValidQueryError as error:
+            raise UserError(
+                f"{feature_sets[position].name}: {protocol.name} trial {trial}: none of its {len(query_rows)} "
+                f"queries has an image of its identity among the {len(gallery_rows)} gallery images "
+                f"({protocol.query} → {protocol.gallery}); nothing can be scored"
+            ) from error
         results.append(TrialResult(trial, metrics, len(query_rows), len(gallery_rows)))
     return ProtocolResult(protocol, tuple(results), options, feature_sets[0].metadata.get("data"), rerank)
