@@ -98,8 +98,28 @@ def sysu_test_images(root: str | Path, id_file: str = "test_id.txt") -> Split:
     return images
 
 
+def _permutation_problem(value: object, depth: int = 0) -> str | None:
+    """What in ``rand_perm_cam`` is not what the authors' file holds: cell arrays (plain object
+    arrays, two levels: cameras, then persons) of matrices of image numbers (finite whole
+    numbers); None when nothing is. MATLAB objects, structs, function handles and text are named."""
+    if type(value) is not np.ndarray:  # scipy's MatlabObject, MatlabFunction, MatlabOpaque are subclasses
+        return f"a {type(value).__name__}"
+    if value.dtype == object and depth < 2:
+        return next(filter(None, (_permutation_problem(item, depth + 1) for item in value.flat)), None)
+    if value.dtype == object:
+        return "cells nested deeper"
+    if value.dtype.names:
+        return "a struct"
+    if depth == 0 or value.dtype.kind not in "iuf":
+        return "text" if value.dtype.kind in "US" else f"values of type {value.dtype}"
+    if not np.all(np.isfinite(value) & (value == np.round(value))):
+        return "numbers that are not whole"
+    return None
+
+
 def load_official_permutations(path: str | Path) -> np.ndarray:
-    """The ``rand_perm_cam`` cell array of SYSU-MM01's ``exp/rand_perm_cam.mat``."""
+    """The ``rand_perm_cam`` cell array of SYSU-MM01's ``exp/rand_perm_cam.mat``, checked to hold
+    only cells of image numbers (a .mat file is read as data: nothing in it runs)."""
     from scipy.io import loadmat
 
     path = require_file(Path(path), "SYSU-MM01's rand_perm_cam.mat (needed for draws='official')")
@@ -110,6 +130,11 @@ def load_official_permutations(path: str | Path) -> np.ndarray:
     if "rand_perm_cam" not in content:
         raise DatasetError(
             f"{path}: expected a variable 'rand_perm_cam', found {sorted(k for k in content if not k.startswith('__'))}"
+        )
+    problem = _permutation_problem(content["rand_perm_cam"])
+    if problem:
+        raise DatasetError(
+            f"{path}: expected rand_perm_cam to be cells of cells of image-number matrices, found {problem} in it"
         )
     return content["rand_perm_cam"]
 
