@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from vireid.data.images import load_image, too_small, unreadable
+from vireid.data.images import load_image, open_image, too_small, unreadable
 from vireid.data.splits import Split
 from vireid.datasets import get_dataset
 from vireid.errors import DatasetError
@@ -51,7 +51,7 @@ class DatasetReport:
 def check_image(path: str, decode: bool) -> tuple[str | None, str | None]:
     """(why the image cannot be used or None, its pixel format when not 8-bit or None)."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             mode, (width, height) = image.mode, image.size
         if decode:
             load_image(path)

@@ -17,6 +17,9 @@ from vireid.errors import DatasetError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 """What a file must end with (any case) to be taken for an image, in dataset folders and a user's own."""
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "PPM")
+"""The formats Pillow may read a file as, whatever its name: those of IMAGE_SUFFIXES (PPM reads .pgm too).
+Pillow knows 40 more by their content, some of which hand the file to other programs (EPS to Ghostscript)."""
 
 MIN_HEIGHT, MIN_WIDTH = 8, 4
 """Smaller images cannot show a person: they are refused (skipped, where a user's own images are read)."""
@@ -25,10 +28,15 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 DECODER_VERSION = 2  # 2: deep images scaled by their range (1 clipped them); caches of decoded images name it
 
 
+def open_image(path: str) -> Image.Image:
+    """The image file at ``path``, opened (header read) by Pillow as one of IMAGE_FORMATS."""
+    return Image.open(path, formats=IMAGE_FORMATS)
+
+
 def load_image(path: str) -> Image.Image:
     """The image at ``path`` as 8-bit RGB (one-channel images get three equal channels)."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             image.load()
             eight_bit = _to_eight_bit(image)
     except (FileNotFoundError, UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
