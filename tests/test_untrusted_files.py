@@ -107,6 +107,7 @@ def test_a_version_1_checkpoint_loads_with_its_numpy_state_allowed_and_converted
     ]
     with pytest.raises(pickle.UnpicklingError, match="numpy"):
         torch.load(VERSION_1, weights_only=True)  # without the allowlist: numpy's objects are refused
+    assert load_checkpoint(VERSION_1, mmap=True)["config"]["train"]["seed"] == 0  # as `vireid test` groups seeds
     record = load_checkpoint(VERSION_1, needs=TRAINING_KEYS)
     assert (record["format"], record["version"], record["epoch"], record["step"]) == (FORMAT_NAME, 1, 1, 1)
     assert record["num_classes"] == 6 and record["selected_on"] == "test rank-1 (reference habit)"
