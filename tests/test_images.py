@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import EpsImagePlugin, Image
 
 from vireid.data import DatasetError
 from vireid.data.images import load_image
@@ -22,6 +22,18 @@ def test_undecodable_file_is_named(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.raises(DatasetError, match="broken.jpg: expected a readable image"):
         load_image(str(tmp_path / "broken.jpg"))
+
+
+def test_only_the_listed_image_formats_are_read_whatever_the_name(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((20, 10), dtype=np.uint8), mode="L").save(tmp_path / "frame.png", format="GIF")
+    assert Image.open(tmp_path / "frame.png").format == "GIF"  # Pillow alone reads it by its content
+    with pytest.raises(DatasetError, match="frame.png: expected a readable image .*cannot identify"):
+        load_image(str(tmp_path / "frame.png"))
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *_, **__: pytest.fail("Ghostscript was run"))
+    (tmp_path / "page.jpg").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 20\nshowpage\n")
+    assert Image.open(tmp_path / "page.jpg").format == "EPS"
+    with pytest.raises(DatasetError, match="page.jpg: expected a readable image .*cannot identify"):
+        load_image(str(tmp_path / "page.jpg"))
 
 
 def test_missing_file_is_named(tmp_path):

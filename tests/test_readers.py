@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.io import loadmat
+from scipy.io import loadmat, savemat
+from scipy.io.matlab import MatlabObject
 
 from vireid.data import DatasetError
 from vireid.datasets import GalleryOptions, read_trial_split
@@ -144,6 +145,33 @@ def test_sysu_official_draws_need_the_permutation_file(sysu_root, tmp_path):
         read_trial_split("sysu-all", root, 0, GalleryOptions(draws="official"))
 
 
+def _struct_of(value) -> np.ndarray:
+    struct = np.zeros((1, 1), dtype=[("numbers", object)])
+    struct[0, 0]["numbers"] = value
+    return struct
+
+
+@pytest.mark.parametrize(
+    "entry, found",
+    [
+        (np.array(["0001"]), "text"),
+        (_struct_of(np.ones((10, 1))), "a struct"),
+        (MatlabObject(_struct_of(np.ones((10, 1))), "containers.Map"), "a MatlabObject"),
+        (np.full((10, 1), np.nan), "numbers that are not whole"),
+    ],
+)
+def test_sysu_permutations_of_anything_but_image_numbers_are_refused(sysu_root, tmp_path, entry, found):
+    root = _copy(sysu_root, tmp_path)
+    cells = loadmat(str(root / "exp/rand_perm_cam.mat"))["rand_perm_cam"]
+    per_person = cells[0][0]  # camera 1
+    for person in range(len(per_person)):
+        per_person[person][0] = entry
+    savemat(str(root / "exp/rand_perm_cam.mat"), {"rand_perm_cam": cells})
+    expected = f"rand_perm_cam.mat: expected rand_perm_cam to be cells of cells of image-number matrices, found {found}"
+    with pytest.raises(DatasetError, match=expected):
+        read_trial_split("sysu-all", root, 0, GalleryOptions(draws="official"))
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [
@@ -224,6 +252,16 @@ def test_regdb_broken_layouts_are_reported_by_path(regdb_root, tmp_path, damage,
     with pytest.raises(DatasetError, match=message) as caught:
         read_trial_split("regdb-v2t", root, 1)
     assert str(root) in str(caught.value)
+
+
+def test_index_files_list_only_images_inside_the_dataset_folder(regdb_root, tmp_path):
+    root = _copy(regdb_root, tmp_path)
+    index_file = root / "idx/test_visible_1.txt"
+    outside = shutil.copy(root / _index_lines(index_file)[0][0], tmp_path / "outside.bmp")
+    for listed in ("../outside.bmp", str(outside)):
+        index_file.write_text(f"{listed} 0\n")
+        with pytest.raises(DatasetError, match=f"line 1: lists {listed}, expected a path inside the dataset folder"):
+            read_trial_split("regdb-v2t", root, 1)
 
 
 def test_regdb_rejects_trials_outside_1_to_10(regdb_root):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import faiss
 import numpy as np
 import pytest
 from near_ties import assert_no_near_ties, cosine_distances
@@ -12,6 +13,7 @@ from vireid.data import Split
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet, load_features, save_features
 from vireid.evaluation.metrics import gallery_order, pairwise_distances
+from vireid.retrieval.faiss_layout import check_faiss_layout
 from vireid.retrieval.index import GalleryIndex, GalleryIndexError, IndexFileError, default_nlist, ensure_same_model
 from vireid.retrieval.search import hits_table, hits_to_json, search_gallery
 
@@ -120,6 +122,59 @@ def test_ivf_places_it_cannot_fill_come_last_and_give_no_hits(tmp_path):
     assert [len(result.hits) for result in hits] == found.sum(1).tolist()
 
 
+def _with_index_array(path, serialized, out):
+    """The index file at ``path`` written again to ``out`` with ``serialized`` as its 'index' array."""
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    np.savez(out, **dict(arrays, index=np.frombuffer(bytes(serialized), dtype=np.uint8)))
+    return out
+
+
+def test_an_index_naming_a_file_of_its_inverted_lists_is_refused_before_faiss_reads_it(tmp_path, monkeypatch):
+    features = _random(60, 4, seed=16)
+    index_path = GalleryIndex.build(_feature_set(features, str(tmp_path)), kind="ivf", nlist=2).save(tmp_path / "i.npz")
+    on_disk = faiss.IndexIVFFlat(faiss.IndexFlatIP(4), 4, 2, faiss.METRIC_INNER_PRODUCT)
+    on_disk.train(features)
+    elsewhere = tmp_path / "elsewhere" / "lists.ivfdata"
+    elsewhere.parent.mkdir()
+    lists = faiss.OnDiskInvertedLists(2, on_disk.code_size, str(elsewhere))
+    on_disk.replace_invlists(lists, False)  # the index does not own them: Python frees them once
+    on_disk.add(features)
+    serialized = faiss.serialize_index(on_disk)
+    assert str(elsewhere).encode() in bytes(serialized)  # FAISS would open this file (read-write) to read the index
+    crafted = _with_index_array(index_path, serialized, tmp_path / "crafted.npz")
+    monkeypatch.setattr(faiss, "deserialize_index", lambda _: pytest.fail("FAISS read the crafted index"))
+    with pytest.raises(IndexFileError, match=r"crafted.npz: .*'ivf'.*expected inverted lists held in memory .*ilod"):
+        GalleryIndex.load(crafted)
+    hnsw = faiss.IndexHNSWFlat(4, 8, faiss.METRIC_INNER_PRODUCT)
+    hnsw.add(features)
+    with pytest.raises(IndexFileError, match=r"hnsw.npz: .*expected an IndexIVFFlat \(tag IwFl\), found tag b'IHNf'"):
+        GalleryIndex.load(_with_index_array(index_path, faiss.serialize_index(hnsw), tmp_path / "hnsw.npz"))
+    with pytest.raises(
+        IndexFileError, match=r"short.npz: .*it ends at byte 90, before the 8 bytes expected from byte 90"
+    ):
+        GalleryIndex.load(_with_index_array(index_path, bytes(serialized)[:90], tmp_path / "short.npz"))
+
+
+def test_the_layout_check_passes_what_faiss_writes_for_full_and_sparse_inverted_lists():
+    features = _random(40, 8, seed=17)
+    flat = faiss.IndexFlatIP(8)
+    flat.add(features)
+    check_faiss_layout(faiss.serialize_index(flat), "flat", 40, 8)
+    for added, sizes_tag in ((40, b"full"), (3, b"sprs")):  # FAISS stores sparse sizes when most lists are empty
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(8), 8, 30, faiss.METRIC_INNER_PRODUCT)
+        ivf.cp.min_points_per_centroid = 1
+        ivf.train(features)
+        ivf.add(features[:added])
+        serialized = bytes(faiss.serialize_index(ivf))
+        assert sizes_tag in serialized
+        check_faiss_layout(serialized, "ivf", added, 8)
+        with pytest.raises(ValueError, match="bytes follow the index"):
+            check_faiss_layout(serialized + b"\0", "ivf", added, 8)
+        with pytest.raises(ValueError, match=f"expected {added + 1} inner-product vectors of dimension 8"):
+            check_faiss_layout(serialized, "ivf", added + 1, 8)
+
+
 def test_default_nlist():
     assert default_nlist(1) == 1 and default_nlist(100) == 2
     assert default_nlist(3803) == 97  # 3803 // 39
@@ -175,7 +230,7 @@ def test_corrupt_index_files(tmp_path):
         GalleryIndex.load(tmp_path / "garbage.npz")
     image_arrays = ("features", "paths", "person_ids", "camera_ids", "modalities")
     np.savez(tmp_path / "short.npz", **dict(arrays, **{key: arrays[key][:19] for key in image_arrays}))
-    with pytest.raises(IndexFileError, match="short.npz: the index holds 20 4-dimensional vectors, expected .*: 19 4-"):
+    with pytest.raises(IndexFileError, match="short.npz: .*expected 19 inner-product vectors of dimension 4, found 20"):
         GalleryIndex.load(tmp_path / "short.npz")
 
 

@@ -132,10 +132,11 @@ def test_sigterm_while_a_checkpoint_is_written_keeps_the_last_complete_one(sysu_
     complete = (run / "last.pt").read_bytes()
     real_save = torch.save
 
-    def save_half_then_terminate(state, path, *rest, **options):
-        Path(path).write_bytes(complete[: len(complete) // 2])
+    def save_half_then_terminate(state, file, *rest, **options):
+        file.write(complete[: len(complete) // 2])  # save_checkpoint writes through an open file
+        file.flush()
         os.kill(os.getpid(), signal.SIGTERM)
-        real_save(state, path, *rest, **options)
+        real_save(state, file, *rest, **options)
 
     monkeypatch.setattr(torch, "save", save_half_then_terminate)
     capsys.readouterr()

@@ -16,9 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
-from vireid.data.images import DECODE_ERRORS, displayed_size, load_image, too_small, unreadable
+from vireid.data.images import DECODE_ERRORS, displayed_size, load_image, open_image, too_small, unreadable
 from vireid.data.splits import Split
 from vireid.datasets import get_dataset
 from vireid.errors import DatasetError
@@ -51,7 +49,7 @@ class DatasetReport:
 def check_image(path: str, decode: bool) -> tuple[str | None, str | None]:
     """(why the image cannot be used or None, its pixel format when not 8-bit or None)."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             mode, (height, width) = image.mode, displayed_size(image)
         if decode:
             load_image(path)

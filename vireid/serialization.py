@@ -29,7 +29,7 @@ def _global_name(allowed: AllowedGlobal) -> str:
     return f"{allowed.__module__}.{allowed.__qualname__}"
 
 
-def globals_named(path: Path) -> set[str] | None:
+def _globals_named(path: Path) -> set[str] | None:
     """The classes and functions the file's pickle names beyond tensors, numbers, strings, lists,
     tuples and dicts, as ``module.name``; read from the pickle's opcodes, so nothing runs. None when
     the file cannot be scanned (not a torch.save zip file, or opcodes torch.save never writes)."""
@@ -75,7 +75,7 @@ def read_torch_file(
     path = Path(path)
     if not path.is_file():
         raise error(f"{path}: expected {what}, but the file does not exist")
-    named = globals_named(path)
+    named = _globals_named(path)
     allowed = {_global_name(entry) for entry in allowed_globals}
     if named and not named <= allowed:
         raise _refused(path, ", ".join(sorted(named - allowed)), what, error)

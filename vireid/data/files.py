@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Callable, Iterable
 
 from vireid.data.images import IMAGE_SUFFIXES
@@ -87,7 +87,13 @@ def read_index_file(path: Path, root: Path) -> list[tuple[str, int]]:
                 f"{path}, line {line_number}: expected 'relative/image/path label' with a whole-number label, "
                 f"found label {parts[1]!r}"
             )
-        image_path = root / parts[0]
+        listed = PurePath(parts[0])
+        if listed.is_absolute() or ".." in listed.parts:
+            raise DatasetError(
+                f"{path}, line {line_number}: lists {parts[0]}, expected a path inside the dataset folder {root} "
+                "(relative, without ..)"
+            )
+        image_path = root / listed
         if not image_path.is_file():
             missing.append((line_number, parts[0], image_path))
         entries.append((str(image_path), int(parts[1])))

@@ -26,6 +26,9 @@ from vireid.errors import DatasetError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 """What a file must end with (any case) to be taken for an image, in dataset folders and a user's own."""
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "PPM")
+"""The formats Pillow may read a file as, whatever its name: those of IMAGE_SUFFIXES (PPM reads .pgm too).
+Pillow knows 40 more by their content, some of which hand the file to other programs (EPS to Ghostscript)."""
 
 MIN_HEIGHT, MIN_WIDTH = 8, 4
 """Smaller images cannot show a person: they are refused (skipped, where a user's own images are read)."""
@@ -53,10 +56,15 @@ _TURNED_ORIENTATIONS = (5, 6, 7, 8)
 """EXIF orientations that swap an image's width and height (a quarter turn, with or without a mirror)."""
 
 
+def open_image(path: str) -> Image.Image:
+    """The image file at ``path``, opened (header read) by Pillow as one of IMAGE_FORMATS."""
+    return Image.open(path, formats=IMAGE_FORMATS)
+
+
 def load_image(path: str) -> Image.Image:
     """The image at ``path`` as 8-bit RGB, turned as its EXIF orientation says (module docstring)."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             image.load()
             ImageOps.exif_transpose(image, in_place=True)
             eight_bit = _to_eight_bit(image)

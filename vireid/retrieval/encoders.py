@@ -58,17 +58,49 @@ def checkpoint_encoder(
     )
 
 
+def _tensors_kept_elsewhere(message) -> list[str]:
+    """Names of the tensors in ``message`` (an ONNX protobuf: model, graph, node, ...) whose values
+    an ONNX file keeps in other files (``external_data``: a path the file names)."""
+    import onnx
+    from google.protobuf.message import Message
+
+    if isinstance(message, onnx.TensorProto):
+        external = message.data_location == onnx.TensorProto.EXTERNAL or len(message.external_data) > 0
+        return [message.name] if external else []
+    found = []
+    for field, value in message.ListFields():
+        if field.message_type is not None:  # a message, or repeated messages; not numbers, text or bytes
+            for item in [value] if isinstance(value, Message) else value:
+                found += _tensors_kept_elsewhere(item)
+    return found
+
+
 def onnx_encoder(path: str | Path, modality: Modality, threads: int | None = None) -> ImageEncoder:
-    """ONNX Runtime on the CPU with the file's recorded input size; the file must be of ``modality``."""
+    """ONNX Runtime on the CPU with the file's recorded input size; the file must be of ``modality``
+    and hold all its values itself (as `vireid export` writes it): ONNX Runtime reads no other file."""
+    import onnx
     import onnxruntime
+    from google.protobuf.message import DecodeError
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: expected an ONNX file written by `vireid export`, but it does not exist")
+    contents = path.read_bytes()
+    try:
+        elsewhere = _tensors_kept_elsewhere(onnx.ModelProto.FromString(contents))
+    except DecodeError as error:
+        raise UserError(
+            f"{path}: expected an ONNX file written by `vireid export`, could not read it ({error})"
+        ) from None
+    if elsewhere:
+        raise UserError(
+            f"{path}: keeps the values of {len(elsewhere)} tensors (e.g. {elsewhere[0]!r}) in other files, "
+            "which `vireid export` never does; refused, no other file was read"
+        )
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     try:
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(contents, options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own exception types for unreadable models
         raise UserError(
             f"{path}: expected an ONNX file written by `vireid export`, could not load it ({error})"

@@ -48,9 +48,9 @@ import numpy as np
 from vireid.data.splits import Split
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet, FileKind, read_feature_set, write_feature_set
+from vireid.retrieval.faiss_layout import check_faiss_layout
 
 INDEX_KINDS = ("flat", "ivf")
-_FAISS_CLASSES = {"flat": faiss.IndexFlatIP, "ivf": faiss.IndexIVFFlat}
 _KMEANS_SEED = 1234
 _MIN_IMAGES_PER_LIST = 39  # FAISS k-means warns below this many training points per centroid
 _RESCORED_VALUES = 2**22  # gallery feature values gathered at a time to rescore candidates
@@ -215,22 +215,19 @@ class GalleryIndex:
     def load(cls, path: str | Path, root: str | Path | None = None) -> GalleryIndex:
         """Read an index file; relative image paths are joined to ``root`` (default: the stored root)."""
         gallery, arrays = read_feature_set(path, root, INDEX_FILE)
+        kind = gallery.metadata.get("kind")
+        serialized = np.ascontiguousarray(arrays["index"], dtype=np.uint8)
         try:
-            faiss_index = faiss.deserialize_index(np.ascontiguousarray(arrays["index"], dtype=np.uint8))
+            check_faiss_layout(serialized.tobytes(), kind, *gallery.features.shape)
+        except ValueError as error:
+            raise IndexFileError(
+                f"{path}: the 'index' array is not a FAISS index as vireid writes them (kind {kind!r}): {error}; "
+                "FAISS did not read it"
+            ) from None
+        try:
+            faiss_index = faiss.deserialize_index(serialized)
         except RuntimeError as error:
             raise IndexFileError(f"{path}: the 'index' array is not a FAISS index (the file is damaged)") from error
-        kind = gallery.metadata.get("kind")
-        if not isinstance(faiss_index, _FAISS_CLASSES.get(kind, ())):
-            raise IndexFileError(
-                f"{path}: expected kind 'flat' with a FAISS IndexFlatIP or 'ivf' with an IndexIVFFlat, "
-                f"found kind {kind!r} with a {type(faiss_index).__name__}"
-            )
-        num_images, dimension = gallery.features.shape
-        if faiss_index.ntotal != num_images or faiss_index.d != dimension:
-            raise IndexFileError(
-                f"{path}: the index holds {faiss_index.ntotal} {faiss_index.d}-dimensional vectors, "
-                f"expected one per image: {num_images} {dimension}-dimensional"
-            )
         index = cls(faiss_index, gallery.features, gallery.images, gallery.metadata)
         if kind == "ivf":
             nprobe = gallery.metadata.get("nprobe")

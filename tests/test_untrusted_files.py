@@ -1,6 +1,7 @@
-"""Checkpoints as untrusted files: what vireid writes holds only plain values, version-1 files still
-load, a file that would run code while it is read is refused by every command before anything of it
-runs, and a record lacking an entry vireid needs is refused in one line."""
+"""Checkpoints and model files as untrusted input: what vireid writes holds only plain values,
+version-1 checkpoints still load, a file that would run code while it is read is refused by every
+command before anything of it runs, a record lacking an entry vireid needs is refused in one line,
+and an ONNX file that names other files is refused before ONNX Runtime reads them."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnx.numpy_helper
 import pytest
 import torch
 import torchvision
@@ -104,6 +107,7 @@ def test_a_version_1_checkpoint_loads_with_its_numpy_state_allowed_and_converted
     ]
     with pytest.raises(pickle.UnpicklingError, match="numpy"):
         torch.load(VERSION_1, weights_only=True)  # without the allowlist: numpy's objects are refused
+    assert load_checkpoint(VERSION_1, mmap=True)["config"]["train"]["seed"] == 0  # as `vireid test` groups seeds
     record = load_checkpoint(VERSION_1, needs=TRAINING_KEYS)
     assert (record["format"], record["version"], record["epoch"], record["step"]) == (FORMAT_NAME, 1, 1, 1)
     assert record["num_classes"] == 6 and record["selected_on"] == "test rank-1 (reference habit)"
@@ -249,3 +253,40 @@ def test_resuming_needs_the_training_state_and_a_restorable_rng_record(tmp_path)
     with pytest.raises(CheckpointError, match=r"bad_rng.pt: .*rng.numpy: expected numpy's MT19937 state"):
         load_checkpoint(_without(tmp_path / "bad_rng.pt", rng=short_key), needs=TRAINING_KEYS)
     assert load_checkpoint(_without(tmp_path / "bad_rng.pt", rng=short_key))["epoch"] == 1  # testing needs no rng
+
+
+def _onnx_with_values_in(location: str, folder: Path) -> Path:
+    """An ONNX file (y = x + w) whose weight w is kept in the file ``location`` names, relative to ``folder``."""
+    weight = onnx.numpy_helper.from_array(np.zeros(2, dtype=np.float32), "w")
+    weight.ClearField("raw_data")
+    weight.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", location), ("length", "8")):
+        weight.external_data.add(key=key, value=value)
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Add", ["x", "w"], ["y"])],
+        "add",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])],
+        [weight],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    model.metadata_props.add(key="vireid.modality", value="visible")
+    path = folder / "model.onnx"
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_an_onnx_file_that_keeps_values_in_other_files_is_refused(sysu_root, tmp_path, capsys):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    np.zeros(2, dtype=np.float32).tofile(folder / "weights.bin")
+    np.zeros(2, dtype=np.float32).tofile(tmp_path / "elsewhere.bin")
+    for location in ("weights.bin", "../elsewhere.bin", str(tmp_path / "elsewhere.bin")):
+        path = _onnx_with_values_in(location, folder)
+        arguments = ["extract", str(path), "--images", f"{sysu_root}/cam1", "--modality", "visible"]
+        assert main([*arguments, "--out", str(tmp_path / "features.npz")]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"vireid extract: error: {path}: keeps the values of 1 tensors (e.g. 'w') in other files, "
+            "which `vireid export` never does; refused, no other file was read"
+        )
+    assert not (tmp_path / "features.npz").exists()
