@@ -38,6 +38,9 @@ class DataConfig:
     trial: int = 1  # RegDB: the trial whose train/test files are used
     height: int = 288
     width: int = 144
+    # PIL's filter resizing every training and test image to height x width (vireid.data.transforms):
+    # "bilinear", or "lanczos" as the reference code does it (its Image.ANTIALIAS)
+    resize_filter: Literal["bilinear", "lanczos"] = "bilinear"
 
 
 @dataclass
@@ -84,7 +87,10 @@ class TrainConfig:
     gamma: float = 0.1
     identities_per_batch: int = 8
     instances_per_modality: int = 4  # a batch is P identities x (K visible + K infrared)
-    steps_per_epoch: int = 0  # 0: enough batches to cover the larger modality once
+    steps_per_epoch: int = 0  # 0: the sampler's own count over the larger modality (vireid.data.sampler)
+    # vireid.data.sampler: "balanced" (identities from successive permutations, images without replacement)
+    # or "independent" (the reference's: identities drawn afresh for every batch, images with replacement)
+    sampler: Literal["balanced", "independent"] = "balanced"
     padding: int = 10
     cache_dir: str = ""  # decode and resize every training image once into a memory-mapped file here; "" = off
     # "device": crop/flip/normalise whole batches on the training device (needs cache_dir)
@@ -102,7 +108,12 @@ class TrainConfig:
     channels_last: Literal["auto", "always", "never"] = "auto"  # auto: on GPU only
     grad_clip: float = 0.0  # max gradient norm; 0 turns clipping off
     sync_bn: bool = False  # under DDP
-    eval_every: int = 2  # epochs between evaluations (the reference's 2); 0: only at the end
+    # the evaluations during training (vireid.engine.selection.evaluation_due): after epochs (counted from 1)
+    # eval_offset + eval_every, eval_offset + 2 x eval_every, ..., and after the last one when eval_last
+    eval_every: int = 2  # epochs between evaluations (the reference's 2); 0: none but the last
+    eval_offset: int = 0  # 1 with eval_every 2: after epochs 3, 5, ..., the reference's `epoch > 0 and epoch % 2 == 0`
+    eval_last: bool = True
+    eval_flip: bool = False  # their test feature: test.* with this flip (the reference tests unflipped during training)
     eval_protocol: str = ""  # default: the dataset's first protocol (sysu-all, regdb-v2t, llcm-ir2vis)
     eval_trials: int = 1  # test trials scored during training (all of them in `vireid test`)
     # which evaluation picks best.pt (vireid.engine.selection): "test-rank1" (the reference's habit),
@@ -165,6 +176,7 @@ VALUE_RANGES: dict[str, tuple[float | None, float | None]] = {
     "train.random_erasing": (0, 1),
     "train.grad_clip": (0, None),
     "train.eval_every": (0, None),
+    "train.eval_offset": (0, None),
     "train.eval_trials": (1, None),
     "train.validation_fraction": (0, 0.5),
     "train.workers": (0, None),
@@ -255,7 +267,21 @@ def config_from_dict(values: dict) -> ExperimentConfig:
     _check_dataset(config)
     _check_ranges(config)
     _check_shapes(config)
+    _check_evaluations(config)
     return config
+
+
+def _check_evaluations(config: ExperimentConfig) -> None:
+    """A rule that selects on evaluations has at least one to select from."""
+    from vireid.engine.selection import evaluated_epochs  # here: the engine imports this module
+
+    train = config.train
+    if train.select_on != "last" and not evaluated_epochs(train):
+        raise ConfigError(
+            f"train.eval_every: every {train.eval_every} epochs after {train.eval_offset}, without the last "
+            f"(train.eval_last false), evaluates none of the {train.epochs} epochs, yet train.select_on "
+            f"{train.select_on!r} selects on the evaluations; evaluate some epochs or use train.select_on=last"
+        )
 
 
 def _check_shapes(config: ExperimentConfig) -> None:
