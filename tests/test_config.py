@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 
-from vireid.config import ConfigError, config_to_dict, find_config, load_config, shipped_configs
+from vireid.config import ConfigError, TrainConfig, config_to_dict, find_config, load_config, shipped_configs
+from vireid.data.sampler import Draw
+from vireid.engine.trainer import learning_rate_factor
 from vireid.models.network import build_model, parameter_counts
 
 CONFIGS = sorted(shipped_configs())
@@ -39,6 +43,10 @@ def test_overrides_apply_in_order_with_yaml_types(tmp_path):
         ("train.lr=fast", "train.lr: expected float, got 'fast'"),
         ("train.lr=nan", "train.lr: expected a finite float, got 'nan'"),
         ("train.lr=.inf", "train.lr: expected a finite float, got inf"),
+        ("train.sampler=random", "train.sampler: expected one of 'balanced', 'independent', got 'random'"),
+        ("data.resize_filter=bicubic", "data.resize_filter: expected one of 'bilinear', 'lanczos', got 'bicubic'"),
+        ("train.eval_offset=-1", "train.eval_offset: expected at least 0, got -1"),
+        ("train.eval_flip=1", "train.eval_flip: expected bool, got 1"),
     ],
 )
 def test_bad_keys_and_values_are_named(override, message):
@@ -121,3 +129,37 @@ def test_paper_configs_say_how_to_train_in_fp32_as_the_reference():
             text = find_config(f"{dataset}_{variant}").read_text()
             assert "the reference trains in fp32: train.amp=fp32 matches it" in text
             assert load_config(f"{dataset}_{variant}").train.select_on == "test-rank1"
+
+
+def _reference_learning_rate(epoch: int, lr: float = 0.1) -> float:
+    """adjust_learning_rate of the references (AGW train.py, ICCV21_CAJ train_ext.py), epochs from 0."""
+    if epoch < 10:
+        return lr * (epoch + 1) / 10
+    if epoch < 20:
+        return lr
+    if epoch < 50:
+        return lr * 0.1
+    return lr * 0.01
+
+
+REPRODUCTIONS = [f"{dataset}_{variant}" for dataset in ("sysu", "regdb", "llcm") for variant in ("agw", "fgfl", "full")]
+CAJ_REPRODUCTIONS = [f"{dataset}_{variant}" for dataset in ("sysu", "regdb", "llcm") for variant in ("caj", "full_caj")]
+
+
+def test_reproduction_configs_run_the_references_epochs_sampler_resize_and_learning_rates():
+    """AGW's train.py runs range(0, 81), ICCV21_CAJ's train_ext.py range(0, 100); both draw with
+    utils.py's IdentitySampler and resize with LANCZOS; their adjust_learning_rate at each epoch."""
+    for name, epochs in [(name, 81) for name in REPRODUCTIONS] + [(name, 100) for name in CAJ_REPRODUCTIONS]:
+        config = load_config(name)
+        train = config.train
+        assert (train.epochs, train.sampler, config.data.resize_filter) == (epochs, "independent", "lanczos"), name
+        for epoch in range(epochs):
+            new_layers = train.lr * learning_rate_factor(epoch, train)
+            backbone = train.backbone_lr * learning_rate_factor(epoch, train)
+            assert new_layers == pytest.approx(_reference_learning_rate(epoch), rel=1e-12), (name, epoch)
+            assert backbone == pytest.approx(0.1 * _reference_learning_rate(epoch), rel=1e-12), (name, epoch)
+    tiny = load_config("tiny").train  # the demo's CPU recipe keeps vireid's own choices
+    assert (tiny.sampler, load_config("tiny").data.resize_filter) == ("balanced", "bilinear")
+    defaults = load_config()
+    assert (defaults.train.sampler, defaults.data.resize_filter, defaults.train.epochs) == ("balanced", "bilinear", 80)
+    assert typing.get_args(typing.get_type_hints(TrainConfig)["sampler"]) == typing.get_args(Draw)

@@ -16,6 +16,7 @@ import yaml
 import vireid.progress
 from vireid.cli import main
 from vireid.config import TrainConfig, load_config
+from vireid.data.cache import cache_file
 from vireid.datasets import dataset_fingerprint, describe_fingerprint
 from vireid.datasets.sysu import sysu_test_images, sysu_train_split
 from vireid.engine.checkpoint import CheckpointError, load_checkpoint
@@ -42,10 +43,19 @@ def _config(root, *overrides):
     )
 
 
-def test_resume_continues_exactly(small_sysu, tmp_path):
-    straight = train(_config(small_sysu, "train.epochs=2"), tmp_path / "straight", progress=False)
-    halfway = train(_config(small_sysu, "train.epochs=1"), tmp_path / "split", progress=False)
-    resumed = train(_config(small_sysu, "train.epochs=2"), tmp_path / "split", resume=halfway, progress=False)
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        [],  # vireid's sampler, bilinear resize, images decoded in the loader
+        ["train.sampler=independent", "data.resize_filter=lanczos", "train.cache_dir=CACHE"],  # the references'
+    ],
+)
+def test_resume_continues_exactly(small_sysu, tmp_path, recipe):
+    recipe = [setting.replace("CACHE", str(tmp_path / "cache")) for setting in recipe]
+    recipe += ["train.eval_last=false", "train.select_on=last"]  # no evaluation: training alone is compared
+    straight = train(_config(small_sysu, "train.epochs=2", *recipe), tmp_path / "straight", progress=False)
+    halfway = train(_config(small_sysu, "train.epochs=1", *recipe), tmp_path / "split", progress=False)
+    resumed = train(_config(small_sysu, "train.epochs=2", *recipe), tmp_path / "split", resume=halfway, progress=False)
     first, second = load_checkpoint(straight), load_checkpoint(resumed)
     assert first["epoch"] == second["epoch"] == 2
     for name, tensor in first["model"].items():
@@ -54,6 +64,9 @@ def test_resume_continues_exactly(small_sysu, tmp_path):
     assert all(
         torch.equal(first_moments[k]["exp_avg"], second["optimizer"]["state"][k]["exp_avg"]) for k in first_moments
     )
+    if "data.resize_filter=lanczos" in recipe:  # the runs shared one cache, of LANCZOS-resized images
+        lanczos = cache_file(tmp_path / "cache", sysu_train_split(small_sysu), 64, 32, "lanczos")
+        assert [path.name for path in (tmp_path / "cache").iterdir()] == [lanczos.name]
 
 
 def test_run_folder_holds_config_logs_events_and_checkpoints(small_sysu, tmp_path):

@@ -1,5 +1,6 @@
-"""Model selection (train.select_on) and the validation split of held-out identities; runs of
-several seeds (--seeds) and their mean ± std over seeds."""
+"""Model selection (train.select_on), the epochs it chooses from (the in-training evaluations)
+and the validation split of held-out identities; runs of several seeds (--seeds) and their
+mean ± std over seeds."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import pytest
 
 import vireid.engine.trainer as trainer_module
 from vireid.cli import main
-from vireid.config import load_config
+from vireid.config import ConfigError, TrainConfig, load_config
 from vireid.data.files import read_id_list
 from vireid.datasets.regdb import regdb_train_split
 from vireid.datasets.sysu import sysu_train_split
 from vireid.engine.checkpoint import load_checkpoint, save_checkpoint
-from vireid.engine.selection import held_out_ids, split_off_validation, validation_rows
+from vireid.engine.selection import evaluated_epochs, held_out_ids, split_off_validation, validation_rows
 from vireid.engine.tester import find_checkpoints
 from vireid.engine.trainer import train
 from vireid.errors import UserError
@@ -167,3 +168,55 @@ def test_seeds_continue_an_interrupted_run(small_sysu, tmp_path, capsys):
     assert main([*base, "--set", "train.epochs=2", "--seeds", "4", "--out", str(out)]) == 0
     assert "epochs 2 to 2 (resumed)" in capsys.readouterr().out
     assert load_checkpoint(out / "seed4/last.pt")["epoch"] == 2
+
+
+def _reference_test_epochs(epochs: int) -> list[int]:
+    """The epochs after which the reference tests, as vireid counts them (from 1): its loop
+    ``for epoch in range(0, epochs)`` tests after ``if epoch > 0 and epoch % 2 == 0``."""
+    return [epoch + 1 for epoch in range(0, epochs) if epoch > 0 and epoch % 2 == 0]
+
+
+def test_reproduction_configs_evaluate_after_the_references_test_epochs():
+    """AGW (train.py: range(0, 81)) tests after its epochs 2, ..., 80; CAJ (train_ext.py:
+    range(0, 100)) after 2, ..., 98, not after its last, 99; neither after its first."""
+    assert _reference_test_epochs(81) == list(range(3, 82, 2)) and _reference_test_epochs(100) == list(range(3, 100, 2))
+    for dataset in ("sysu", "regdb", "llcm"):
+        for variant, epochs in (("agw", 81), ("fgfl", 81), ("full", 81), ("caj", 100), ("full_caj", 100)):
+            config = load_config(f"{dataset}_{variant}")
+            assert evaluated_epochs(config.train) == _reference_test_epochs(epochs), config.name
+            assert config.train.select_on == "test-rank1" and not config.train.eval_flip, config.name
+    assert evaluated_epochs(load_config("tiny").train) == [4, 8, 12]
+
+
+def test_the_evaluation_schedule_and_a_schedule_without_evaluations():
+    assert evaluated_epochs(TrainConfig(epochs=10, eval_every=4)) == [4, 8, 10]  # and after the last
+    assert evaluated_epochs(TrainConfig(epochs=10, eval_every=4, eval_last=False)) == [4, 8]
+    assert evaluated_epochs(TrainConfig(epochs=10, eval_every=3, eval_offset=2)) == [5, 8, 10]
+    assert evaluated_epochs(TrainConfig(epochs=10, eval_every=0)) == [10]
+    with pytest.raises(
+        ConfigError, match=r"^train.eval_every: every 0 epochs after 0, without the last .* none of the"
+    ):
+        load_config("tiny", ["train.eval_every=0", "train.eval_last=false"])
+    with pytest.raises(ConfigError, match="evaluates none of the 12 epochs, yet train.select_on 'test-map'"):
+        load_config("tiny", ["train.eval_offset=12", "train.eval_last=false", "train.select_on=test-map"])
+    assert load_config("tiny", ["train.eval_every=0", "train.eval_last=false", "train.select_on=last"])
+
+
+def test_a_run_evaluates_after_the_scheduled_epochs_alone_and_unflipped(small_sysu, tmp_path, monkeypatch):
+    """The reference's rule at 4 epochs: evaluations after epoch 3 alone (its 0-based epoch 2; not
+    after epoch 1, nor after the last); the feature unflipped though test.flip is on."""
+    flips = []
+
+    def recording(model, config, device, progress):
+        flips.append(config.test.flip)
+        return extract(model, config, device, progress)
+
+    extract = trainer_module.extract_test_features
+    monkeypatch.setattr(trainer_module, "extract_test_features", recording)
+    schedule = ["train.epochs=4", "train.eval_every=2", "train.eval_offset=1", "train.eval_last=false"]
+    config = _config(small_sysu, *schedule, "test.flip=true")
+    train(config, tmp_path / "run", progress=False)
+    records = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    evaluated = [record["epoch"] for record in records if record["kind"] == "epoch" and "sysu-all/rank1" in record]
+    assert evaluated == [3] and flips == [False]
+    assert load_checkpoint(tmp_path / "run/best.pt")["epoch"] == 3

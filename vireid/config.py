@@ -40,6 +40,9 @@ class DataConfig:
     trial: int = 1  # RegDB: the trial whose train/test files are used
     height: int = 288
     width: int = 144
+    # PIL's filter resizing every training and test image to height x width (vireid.data.transforms):
+    # "bilinear", or "lanczos" as the reference code does it (its Image.ANTIALIAS)
+    resize_filter: Literal["bilinear", "lanczos"] = "bilinear"
 
 
 @dataclass
@@ -86,7 +89,10 @@ class TrainConfig:
     gamma: float = 0.1
     identities_per_batch: int = 8
     instances_per_modality: int = 4  # a batch is P identities x (K visible + K infrared)
-    steps_per_epoch: int = 0  # 0: enough batches to cover the larger modality once
+    steps_per_epoch: int = 0  # 0: the sampler's own count over the larger modality (vireid.data.sampler)
+    # vireid.data.sampler: "balanced" (identities from successive permutations, images without replacement)
+    # or "independent" (the reference's: identities drawn afresh for every batch, images with replacement)
+    sampler: Literal["balanced", "independent"] = "balanced"
     padding: int = 10
     cache_dir: str = ""  # decode and resize every training image once into a memory-mapped file here; "" = off
     # "device": crop/flip/normalise whole batches on the training device (needs cache_dir)
@@ -108,7 +114,12 @@ class TrainConfig:
     # batches of training images (at most an epoch's), unaugmented, with the current weights (vireid.engine.
     # batch_norm: precise BN); 0 keeps the running averages, as the references evaluate
     precise_bn_batches: int = 16
-    eval_every: int = 2  # epochs between evaluations (the reference's 2); 0: only at the end
+    # the evaluations during training (vireid.engine.selection.evaluation_due): after epochs (counted from 1)
+    # eval_offset + eval_every, eval_offset + 2 x eval_every, ..., and after the last one when eval_last
+    eval_every: int = 2  # epochs between evaluations (the reference's 2); 0: none but the last
+    eval_offset: int = 0  # 1 with eval_every 2: after epochs 3, 5, ..., the reference's `epoch > 0 and epoch % 2 == 0`
+    eval_last: bool = True
+    eval_flip: bool = False  # their test feature: test.* with this flip (the reference tests unflipped during training)
     eval_protocol: str = ""  # default: the dataset's first protocol (sysu-all, regdb-v2t, llcm-ir2vis)
     eval_trials: int = 1  # test trials scored during training (all of them in `vireid test`)
     # which evaluation picks best.pt (vireid.engine.selection): "test-rank1" (the reference's habit),
@@ -172,6 +183,7 @@ VALUE_RANGES: dict[str, Range] = {
     "train.grad_clip": Range(0),
     "train.precise_bn_batches": Range(0),
     "train.eval_every": Range(0),
+    "train.eval_offset": Range(0),
     "train.eval_trials": Range(1),
     "train.validation_fraction": Range(0, 0.5),
     "train.seed": Range(0, 2**32 - 1),  # numpy's global seed
@@ -263,6 +275,7 @@ def config_from_dict(values: dict) -> ExperimentConfig:
     _check_ranges(config)
     _check_shapes(config)
     _check_batch_memory(config)
+    _check_evaluations(config)
     return config
 
 
@@ -284,6 +297,19 @@ def _check_batch_memory(config: ExperimentConfig) -> None:
         f"test.batch_size: a batch of {config.test.batch_size} images of {size}, its input alone,",
         error=ConfigError,
     )
+
+
+def _check_evaluations(config: ExperimentConfig) -> None:
+    """A rule that selects on evaluations has at least one to select from."""
+    from vireid.engine.selection import evaluated_epochs  # here: the engine imports this module
+
+    train = config.train
+    if train.select_on != "last" and not evaluated_epochs(train):
+        raise ConfigError(
+            f"train.eval_every: every {train.eval_every} epochs after {train.eval_offset}, without the last "
+            f"(train.eval_last false), evaluates none of the {train.epochs} epochs, yet train.select_on "
+            f"{train.select_on!r} selects on the evaluations; evaluate some epochs or use train.select_on=last"
+        )
 
 
 def _check_shapes(config: ExperimentConfig) -> None:

@@ -1,9 +1,25 @@
-"""Identity-balanced cross-modality batches: P identities x (K visible + K infrared) images."""
+"""Identity-balanced cross-modality batches: P identities x (K visible + K infrared) images.
+
+Two draws (``train.sampler``):
+
+``balanced``     vireid's: the identities are taken from successive random permutations, so
+                 every identity appears equally often in an epoch; an identity's images are
+                 drawn without replacement (with replacement only when it has fewer than K).
+                 ceil(N / (P x K)) batches an epoch.
+``independent``  the reference's (mangye16/Cross-Modal-Re-ID-baseline ``utils.py`` IdentitySampler,
+                 lines 73-78 at commit e817a26; the same in ``ICCV21_CAJ/utils.py`` and ZYK100/LLCM
+                 ``AGW/utils.py``): every batch draws its P identities afresh, without replacement
+                 within the batch, and each identity's K images per modality with replacement.
+                 int(N / (P x K)) + 1 batches an epoch (its line 74).
+
+N is the image count of the larger modality (the reference's ``np.maximum(len(train_color_label),
+len(train_thermal_label))``, line 73).
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Iterator, Literal
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -11,15 +27,16 @@ from torch.utils.data import Sampler
 from vireid.errors import ConfigError
 from vireid.modality import Modality
 
+Draw = Literal["balanced", "independent"]
+
 
 class CrossModalityBatchSampler(Sampler[list[int]]):
     """Yields batches of row indices: for each of ``identities`` labels, ``instances``
-    visible and ``instances`` infrared rows (drawn with replacement only when a
-    label has fewer). Labels with rows of one modality only are never drawn (the
-    dataset readers warn of them, naming their person ids). One epoch has enough
-    batches to cover max(N_visible, N_infrared) images, as in the reference recipe
-    (or ``num_batches``). Every draw comes from ``seed`` and the epoch
-    (``set_epoch``), so a run is reproducible.
+    visible and ``instances`` infrared rows, drawn as ``draw`` says (module docstring).
+    Labels with rows of one modality only are never drawn (the dataset readers warn of them,
+    naming their person ids). One epoch has the draw's number of batches (or ``num_batches``). Every draw comes
+    from ``seed`` and the epoch (``set_epoch``), so a run is reproducible and a resumed
+    one draws what the uninterrupted one would have.
 
     Distributed: every rank draws the same sequence of batches and takes every
     ``world_size``-th one from its ``rank``, so the ranks' batches are disjoint
@@ -36,6 +53,7 @@ class CrossModalityBatchSampler(Sampler[list[int]]):
         num_batches: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        draw: Draw = "balanced",
     ):
         labels, modalities = np.asarray(labels), np.asarray(modalities)
         self.rows = {
@@ -54,9 +72,9 @@ class CrossModalityBatchSampler(Sampler[list[int]]):
                 f"train.identities_per_batch: a batch needs {identities} identities with images of "
                 f"both modalities, the training data have {self.labels.size}{left_out}"
             )
-        self.identities, self.instances, self.seed, self.epoch = identities, instances, seed, 0
+        self.identities, self.instances, self.seed, self.epoch, self.draw = identities, instances, seed, 0, draw
         largest_modality = max(int((modalities == m).sum()) for m in (Modality.VISIBLE, Modality.INFRARED))
-        total = num_batches or math.ceil(largest_modality / (identities * instances))
+        total = num_batches or batches_per_epoch(largest_modality, identities * instances, draw)
         self.rank, self.world_size = rank, world_size
         self.total_batches = math.ceil(total / world_size) * world_size
 
@@ -68,18 +86,38 @@ class CrossModalityBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = self.labels[:0]
+        chosen_identities = self._identities(rng)
         for position in range(self.total_batches):
-            if order.size < self.identities:  # a fresh permutation: no identity twice in a batch
-                order = rng.permutation(self.labels)
-            chosen, order = order[: self.identities], order[self.identities :]
+            chosen = next(chosen_identities)
             batch = []
             for modality in (Modality.VISIBLE, Modality.INFRARED):
                 for label in chosen:
                     rows = self.rows[modality][int(label)]
-                    batch += rng.choice(rows, self.instances, replace=rows.size < self.instances).tolist()
+                    replace = self.draw == "independent" or rows.size < self.instances
+                    batch += rng.choice(rows, self.instances, replace=replace).tolist()
             if position % self.world_size == self.rank:
                 yield batch
+
+    def _identities(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        """The labels of each batch in turn, never one twice in a batch."""
+        if self.draw == "independent":
+            while True:
+                yield rng.choice(self.labels, self.identities, replace=False)
+        order = self.labels[:0]
+        while True:
+            if order.size < self.identities:  # a fresh permutation
+                order = rng.permutation(self.labels)
+            chosen, order = order[: self.identities], order[self.identities :]
+            yield chosen
+
+
+def batches_per_epoch(images: int, images_per_batch: int, draw: Draw) -> int:
+    """Batches in an epoch over ``images`` (the larger modality's count) with ``draw``:
+    enough to cover them (balanced), or the reference's int(N / (P x K)) + 1 (independent),
+    one more than that whenever N is a multiple of P x K."""
+    if draw == "independent":
+        return images // images_per_batch + 1
+    return math.ceil(images / images_per_batch)
 
 
 class ViewBatchSampler(Sampler[list[tuple[int, int]]]):

@@ -1,13 +1,19 @@
 """Image transforms (torchvision.transforms.v2): the reference recipe's resize, pad-and-crop,
 flip and ImageNet normalisation, random erasing after it, and the views of each modality
-(CAJ's channel augmentations, vireid.data.channel, after that)."""
+(CAJ's channel augmentations, vireid.data.channel, after that).
+
+The resize runs PIL's filter of ``data.resize_filter`` on the decoded image: ``bilinear``
+(vireid's default), or ``lanczos``, the references' ``img.resize((144, 288), Image.ANTIALIAS)``
+(PIL's old name of LANCZOS) of every training and test image (mangye16/Cross-Modal-Re-ID-baseline
+``pre_process_sysu.py`` line 56, ``data_loader.py`` lines 52, 60 and 96 at commit e817a26; the same
+in ``ICCV21_CAJ/data_loader.py`` and ZYK100/LLCM ``AGW/data_loader.py``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 
 from vireid.data.channel import CHANNEL_AUGMENTATIONS
 from vireid.data.erasing import ReIDRandomErasing
@@ -18,6 +24,13 @@ if TYPE_CHECKING:
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+ResizeFilter = Literal["bilinear", "lanczos"]
+RESIZE_FILTERS: dict[str, InterpolationMode] = {
+    "bilinear": InterpolationMode.BILINEAR,
+    "lanczos": InterpolationMode.LANCZOS,
+}
+"""``data.resize_filter``'s values: the PIL filter each names (torchvision resizes a PIL image with PIL)."""
 
 
 def _to_normalised_tensor() -> list[v2.Transform]:
@@ -30,16 +43,21 @@ def _to_normalised_tensor() -> list[v2.Transform]:
     ]
 
 
-def inference_transform(height: int, width: int) -> v2.Compose:
+def resize(height: int, width: int, resize_filter: ResizeFilter = "bilinear") -> v2.Resize:
+    """A PIL image resized to (height, width) with ``resize_filter`` (left as it is when it has that size)."""
+    return v2.Resize((height, width), interpolation=RESIZE_FILTERS[resize_filter])
+
+
+def inference_transform(height: int, width: int, resize_filter: ResizeFilter = "bilinear") -> v2.Compose:
     """Resize to (height, width), to tensor, ImageNet mean/std."""
-    return v2.Compose([v2.Resize((height, width)), *_to_normalised_tensor()])
+    return v2.Compose([resize(height, width, resize_filter), *_to_normalised_tensor()])
 
 
-def train_transform(height: int, width: int, padding: int = 10) -> v2.Compose:
+def train_transform(height: int, width: int, padding: int = 10, resize_filter: ResizeFilter = "bilinear") -> v2.Compose:
     """Resize, pad ``padding`` pixels, random crop back, random horizontal flip, normalise."""
     return v2.Compose(
         [
-            v2.Resize((height, width)),
+            resize(height, width, resize_filter),
             v2.Pad(padding),
             v2.RandomCrop((height, width)),
             v2.RandomHorizontalFlip(),
@@ -75,7 +93,7 @@ def training_views(config: ExperimentConfig) -> dict[int, tuple[v2.Compose, ...]
     for modality, names_per_view in modality_views(train).items():
         transforms = []
         for names in names_per_view:
-            steps = [train_transform(config.data.height, config.data.width, train.padding)]
+            steps = [train_transform(config.data.height, config.data.width, train.padding, config.data.resize_filter)]
             steps += [random_erasing(train)] if train.random_erasing > 0 else []
             steps += [CHANNEL_AUGMENTATIONS[name]() for name in names]
             transforms.append(v2.Compose(steps))

@@ -15,7 +15,7 @@ from vireid.config import ConfigError, ExperimentConfig, InferenceConfig, ModelC
 from vireid.data.dataset import SplitDataset
 from vireid.data.image_folder import ImageFiles, collate_readable
 from vireid.data.splits import Split
-from vireid.data.transforms import inference_transform
+from vireid.data.transforms import ResizeFilter, inference_transform
 from vireid.datasets import dataset_fingerprint, get_dataset
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.models.network import CrossModalityNet, ModelOutput
@@ -64,11 +64,12 @@ def extract_features(
     device: str | torch.device = "cpu",
     workers: int = 0,
     progress: bool = False,
+    resize_filter: ResizeFilter = "bilinear",
 ) -> np.ndarray:
-    """(N, D) float32 features of every image of ``split``, in order."""
-    loader = DataLoader(
-        SplitDataset(split, inference_transform(height, width)), batch_size=config.batch_size, num_workers=workers
-    )
+    """(N, D) float32 features of every image of ``split``, in order, each resized to (height, width)
+    with ``resize_filter`` (``data.resize_filter``)."""
+    transform = inference_transform(height, width, resize_filter)
+    loader = DataLoader(SplitDataset(split, transform), batch_size=config.batch_size, num_workers=workers)
     model = model.to(device)
     chunks = [
         batch_features(model, images.to(device), modalities.to(device), config).float().cpu()
@@ -151,8 +152,9 @@ def extract_test_features(
     """Features of every test image of ``config.data``, with the metadata the feature file records."""
     dataset = get_dataset(config.data.dataset)
     images = dataset.read_test_images(Path(config.data.root), config.data.trial)
+    data = config.data
     features = extract_features(
-        model, images, config.test, config.data.height, config.data.width, device, config.train.workers, progress
+        model, images, config.test, data.height, data.width, device, config.train.workers, progress, data.resize_filter
     )
     metadata = {
         "dataset": config.data.dataset,

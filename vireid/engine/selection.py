@@ -1,24 +1,36 @@
-"""Which checkpoint a run keeps as best.pt: the rule (``train.select_on``), and the
-validation split of held-out identities that the honest rule scores.
+"""Which checkpoint a run keeps as best.pt: the rule (``train.select_on``), the epochs it
+chooses from (the in-training evaluations), and the validation split of held-out identities
+that the honest rule scores.
 
 ``test-rank1``   rank-1 on the test protocol's first trial: the reference code's habit
-                 (every 2 epochs, keep the best), behind most published numbers.
-``test-map``     mAP on the test protocol's first ``train.eval_trials`` trials.
+                 (test every 2 epochs, keep the best), behind most published numbers.
+                 It selects the epoch on the test set itself.
+``test-map``     mAP on the test protocol's first ``train.eval_trials`` trials (the test set too).
 ``validation-map``  mAP on identities held out of training (SYSU-MM01's exp/val_id.txt,
                  a seeded ``train.validation_fraction`` of the training identities
                  elsewhere), scored with the dataset's own query → gallery rule: the test
                  data never influence training.
 ``last``         no selection: the last epoch is the model (no best.pt).
+
+The evaluations run after the epochs ``evaluation_due`` names. The reference's loop
+(mangye16/Cross-Modal-Re-ID-baseline ``train.py`` lines 362 and 384 at commit e817a26,
+``ICCV21_CAJ/train_ext.py`` lines 417 and 439) counts epochs from 0 and tests after
+``epoch > 0 and epoch % 2 == 0``: after its epochs 2, 4, ..., that is after vireid's epochs
+3, 5, ... (counted from 1), never after the first, and after the last only when it is one of
+them (AGW's 81: yes; CAJ's 100: no, its last test follows epoch 99). ``train.eval_every: 2``,
+``train.eval_offset: 1``, ``train.eval_last: false`` say this. Its in-training test scores
+unflipped features (its ``test()``), whatever the final test does: ``train.eval_flip``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vireid.config import ExperimentConfig
+from vireid.config import ExperimentConfig, TrainConfig
 from vireid.data.splits import Split, relabelled
 from vireid.datasets import GalleryOptions, get_dataset, get_protocol
 from vireid.engine.extract import extract_features
@@ -37,6 +49,26 @@ SELECTION_MEASURES = {
 
 VALIDATION_SEED = 0
 """The held-out identities are the same for every run and seed of a dataset folder."""
+
+
+def evaluation_due(train: TrainConfig, epoch: int) -> bool:
+    """Whether the model is evaluated after ``epoch`` (counted from 1): after epochs
+    eval_offset + eval_every, eval_offset + 2 x eval_every, ... (none when eval_every is 0),
+    and after the last epoch when ``train.eval_last``."""
+    scheduled = (
+        train.eval_every > 0 and epoch > train.eval_offset and (epoch - train.eval_offset) % train.eval_every == 0
+    )
+    return scheduled or (train.eval_last and epoch == train.epochs)
+
+
+def evaluated_epochs(train: TrainConfig) -> list[int]:
+    """The epochs (counted from 1) after which a run of ``train`` evaluates: the candidates for best.pt."""
+    return [epoch for epoch in range(1, train.epochs + 1) if evaluation_due(train, epoch)]
+
+
+def in_training_config(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` as the in-training evaluations extract features: test.* with ``train.eval_flip``."""
+    return dataclasses.replace(config, test=dataclasses.replace(config.test, flip=config.train.eval_flip))
 
 
 def held_out_ids(person_ids: list[int], fraction: float) -> list[int]:
@@ -82,10 +114,13 @@ def validation_rows(config: ExperimentConfig, images: Split) -> tuple[list[int],
 def evaluate_validation(
     model: CrossModalityNet, config: ExperimentConfig, images: Split, device: torch.device, progress: bool
 ) -> RankMetrics:
-    """The model's rank metrics on the validation images (NonFiniteFeatures if its features overflow)."""
+    """The model's rank metrics on the validation images (features as in_training_config extracts
+    them; NonFiniteFeatures if they overflow)."""
     query_rows, gallery_rows = validation_rows(config, images)
-    data, workers = config.data, config.train.workers
-    features = extract_features(model, images, config.test, data.height, data.width, device, workers, progress)
+    data, workers, test = config.data, config.train.workers, in_training_config(config).test
+    features = extract_features(
+        model, images, test, data.height, data.width, device, workers, progress, data.resize_filter
+    )
     require_finite_features(features, images.paths, "the validation features")
     return evaluate_features(
         features[query_rows],
@@ -102,8 +137,11 @@ __all__ = [
     "SELECTION_MEASURES",
     "VALIDATION_SEED",
     "evaluate_validation",
+    "evaluated_epochs",
+    "evaluation_due",
     "evaluation_protocol",
     "held_out_ids",
+    "in_training_config",
     "split_off_validation",
     "validation_rows",
 ]

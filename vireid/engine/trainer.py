@@ -49,7 +49,9 @@ from vireid.engine.run_log import RunLog
 from vireid.engine.selection import (
     SELECTION_MEASURES,
     evaluate_validation,
+    evaluation_due,
     evaluation_protocol,
+    in_training_config,
     split_off_validation,
 )
 from vireid.errors import NonFiniteFeatures, UserError
@@ -214,6 +216,7 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
         train_config.steps_per_epoch * environment.world_size,
         environment.rank,
         environment.world_size,
+        train_config.sampler,
     )
     statistics_batches = CrossModalityBatchSampler(
         split.labels,
@@ -336,7 +339,12 @@ def _training_loader(
     """The loader of the training split: augmentations per image (and view) in its workers, or on
     the device for whole batches (``train.augment_on=device``, fed by the decoded-image cache)."""
     train_config, height, width = config.train, config.data.height, config.data.width
-    decoded = image_cache(split, height, width, train_config.cache_dir, progress) if train_config.cache_dir else None
+    resize_filter = config.data.resize_filter
+    decoded = (
+        image_cache(split, height, width, train_config.cache_dir, progress, resize_filter)
+        if train_config.cache_dir
+        else None
+    )
     device_augment = None
     if train_config.augment_on == "device":
         if decoded is None or train_config.random_erasing > 0 or has_channel_views(train_config):
@@ -417,14 +425,14 @@ def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
 
 
 def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) -> None:
-    """On rank 0: write last.pt, then score the model when due (every ``train.eval_every``
-    epochs and at the end), track the best, log the record, print the epoch line, and write
+    """On rank 0: write last.pt, then score the model when due (vireid.engine.selection.
+    evaluation_due), track the best, log the record, print the epoch line, and write
     last.pt again with the scores (and best.pt). The epoch's training is on disk before the
     evaluation runs, so a failing evaluation costs no training."""
     config = run.config
     if not run.environment.is_main:
         return
-    due = (config.train.eval_every and (epoch + 1) % config.train.eval_every == 0) or epoch + 1 == config.train.epochs
+    due = evaluation_due(config.train, epoch + 1)
     if config.train.precise_bn_batches and run.start_epoch <= epoch:  # a resumed pending evaluation has them
         _recompute_batch_norm_statistics(run, epoch, progress)
     stop_if_terminated()
@@ -478,7 +486,7 @@ def _recompute_batch_norm_statistics(run: Run, epoch: int, progress: bool) -> No
     config, device = run.config, run.environment.device
     run.statistics_batches.set_epoch(epoch)
     loader = DataLoader(
-        SplitDataset(run.split, inference_transform(config.data.height, config.data.width)),
+        SplitDataset(run.split, inference_transform(config.data.height, config.data.width, config.data.resize_filter)),
         batch_sampler=run.statistics_batches,
         num_workers=config.train.workers,
         generator=torch.Generator().manual_seed(config.train.seed),  # the global RNG stays as training left it
@@ -503,7 +511,7 @@ def _evaluate(run: Run, protocol_name: str, progress: bool) -> ProtocolResult:
     protocol = get_protocol(protocol_name)
     one_model_per_trial = get_dataset(protocol.dataset).one_model_per_trial
     trials = None if one_model_per_trial else protocol.trials[: run.config.train.eval_trials]
-    features = extract_test_features(run.model, run.config, run.environment.device, progress)
+    features = extract_test_features(run.model, in_training_config(run.config), run.environment.device, progress)
     return evaluate_protocol(protocol, [features], trials)
 
 
