@@ -309,6 +309,8 @@ def end_to_end(folder: Path, device: torch.device, quick: bool, checks: Checks) 
             "--set",
             "train.eval_every=1",
             "--set",
+            "train.eval_offset=0",
+            "--set",
             "train.augment_on=device",
             "--out",
             str(straight),

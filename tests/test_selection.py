@@ -192,14 +192,15 @@ def test_the_evaluation_schedule_and_a_schedule_without_evaluations():
     assert evaluated_epochs(TrainConfig(epochs=10, eval_every=4)) == [4, 8, 10]  # and after the last
     assert evaluated_epochs(TrainConfig(epochs=10, eval_every=4, eval_last=False)) == [4, 8]
     assert evaluated_epochs(TrainConfig(epochs=10, eval_every=3, eval_offset=2)) == [5, 8, 10]
-    assert evaluated_epochs(TrainConfig(epochs=10, eval_every=0)) == [10]
+    assert evaluated_epochs(TrainConfig(epochs=10, eval_every=0, eval_last=False)) == [10]  # 0: the last alone
     with pytest.raises(
-        ConfigError, match=r"^train.eval_every: every 0 epochs after 0, without the last .* none of the"
+        ConfigError, match=r"^train.eval_every: every 2 epochs after 1, without the last .* none of the 2"
     ):
-        load_config("tiny", ["train.eval_every=0", "train.eval_last=false"])
+        load_config("sysu_agw", ["train.epochs=2"])  # the reference's first test follows epoch 3
     with pytest.raises(ConfigError, match="evaluates none of the 12 epochs, yet train.select_on 'test-map'"):
         load_config("tiny", ["train.eval_offset=12", "train.eval_last=false", "train.select_on=test-map"])
-    assert load_config("tiny", ["train.eval_every=0", "train.eval_last=false", "train.select_on=last"])
+    assert evaluated_epochs(load_config("sysu_agw", ["train.epochs=2", "train.eval_every=0"]).train) == [2]
+    assert evaluated_epochs(load_config("sysu_agw", ["train.epochs=2", "train.select_on=last"]).train) == []
 
 
 def test_a_run_evaluates_after_the_scheduled_epochs_alone_and_unflipped(small_sysu, tmp_path, monkeypatch):

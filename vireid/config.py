@@ -116,9 +116,9 @@ class TrainConfig:
     precise_bn_batches: int = 16
     # the evaluations during training (vireid.engine.selection.evaluation_due): after epochs (counted from 1)
     # eval_offset + eval_every, eval_offset + 2 x eval_every, ..., and after the last one when eval_last
-    eval_every: int = 2  # epochs between evaluations (the reference's 2); 0: none but the last
+    eval_every: int = 2  # epochs between evaluations (the reference's 2); 0: after the last epoch alone
     eval_offset: int = 0  # 1 with eval_every 2: after epochs 3, 5, ..., the reference's `epoch > 0 and epoch % 2 == 0`
-    eval_last: bool = True
+    eval_last: bool = True  # false: only the epochs of the schedule, as the reference
     eval_flip: bool = False  # their test feature: test.* with this flip (the reference tests unflipped during training)
     eval_protocol: str = ""  # default: the dataset's first protocol (sysu-all, regdb-v2t, llcm-ir2vis)
     eval_trials: int = 1  # test trials scored during training (all of them in `vireid test`)
@@ -308,7 +308,8 @@ def _check_evaluations(config: ExperimentConfig) -> None:
         raise ConfigError(
             f"train.eval_every: every {train.eval_every} epochs after {train.eval_offset}, without the last "
             f"(train.eval_last false), evaluates none of the {train.epochs} epochs, yet train.select_on "
-            f"{train.select_on!r} selects on the evaluations; evaluate some epochs or use train.select_on=last"
+            f"{train.select_on!r} selects on the evaluations; set train.eval_every=0 (the last epoch alone), "
+            "train.eval_last=true or train.select_on=last"
         )
 
 

@@ -53,11 +53,11 @@ VALIDATION_SEED = 0
 
 def evaluation_due(train: TrainConfig, epoch: int) -> bool:
     """Whether the model is evaluated after ``epoch`` (counted from 1): after epochs
-    eval_offset + eval_every, eval_offset + 2 x eval_every, ... (none when eval_every is 0),
-    and after the last epoch when ``train.eval_last``."""
-    scheduled = (
-        train.eval_every > 0 and epoch > train.eval_offset and (epoch - train.eval_offset) % train.eval_every == 0
-    )
+    eval_offset + eval_every, eval_offset + 2 x eval_every, ..., and after the last epoch when
+    ``train.eval_last``; with eval_every 0, after the last epoch alone."""
+    if train.eval_every == 0:
+        return epoch == train.epochs
+    scheduled = epoch > train.eval_offset and (epoch - train.eval_offset) % train.eval_every == 0
     return scheduled or (train.eval_last and epoch == train.epochs)
 
 
