@@ -378,6 +378,7 @@ def test_partials_of_killed_processes_are_removed_and_live_ones_kept(tmp_path):
     assert not stale_checkpoint.exists() and fresh.exists()
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_test_into_another_runs_folder_needs_force(sysu_root, tmp_path, capsys):
     first, second = tmp_path / "first", tmp_path / "second"
     for run in (first, second):
@@ -412,6 +413,7 @@ def test_a_new_demo_removes_only_what_the_last_one_wrote(tmp_path):
     assert sorted(path.name for path in run.iterdir()) == ["last.visible.onnx", "notes.txt"]
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_logs_hold_each_step_once_after_a_dead_run_and_a_resume(sysu_root, tmp_path):
     def steps(run):
         return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]

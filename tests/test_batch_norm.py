@@ -95,6 +95,7 @@ def test_the_paper_model_from_random_weights_overflows_on_running_averages_and_n
     assert torch.isfinite(batch_features(run.model, images, modalities, config.test)).all()
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_an_evaluation_meeting_non_finite_features_is_counted_failed_and_the_run_goes_on(
     sysu_root, tmp_path, monkeypatch, capsys
 ):

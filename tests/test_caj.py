@@ -208,6 +208,7 @@ def test_views_name_known_channel_augmentations_and_parts_features_need_parts():
         load_config("tiny", ["model.parts=0"])  # said when the config is read, not after training
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_a_caj_training_batch_holds_three_views_and_trains(sysu_root, tmp_path):
     overrides = [f"data.root={sysu_root}", "data.height=32", "data.width=16", "train.identities_per_batch=3"]
     overrides += ["model.method=caj", "train.instances_per_modality=2", "train.steps_per_epoch=2", "train.epochs=1"]

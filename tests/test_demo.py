@@ -21,6 +21,7 @@ def _rows(report: str) -> list[list[str]]:
     return [line.split(" | ")[:2] for line in report.splitlines() if line.startswith("| ") and "±" in line]
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_demo_trains_tests_and_reports(tmp_path, capsys):
     out = tmp_path / "demo"
     results = run_demo(out, **SETTINGS)

@@ -47,7 +47,9 @@ def _config(root, *overrides):
     "recipe",
     [
         [],  # vireid's sampler, bilinear resize, images decoded in the loader
-        ["train.sampler=independent", "data.resize_filter=lanczos", "train.cache_dir=CACHE"],  # the references'
+        pytest.param(  # the references' (slow: make test-slow)
+            ["train.sampler=independent", "data.resize_filter=lanczos", "train.cache_dir=CACHE"], marks=pytest.mark.slow
+        ),
     ],
 )
 def test_resume_continues_exactly(small_sysu, tmp_path, recipe):
@@ -69,6 +71,7 @@ def test_resume_continues_exactly(small_sysu, tmp_path, recipe):
         assert [path.name for path in (tmp_path / "cache").iterdir()] == [lanczos.name]
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_run_folder_holds_config_logs_events_and_checkpoints(small_sysu, tmp_path):
     config = _config(small_sysu, "train.epochs=2", "train.eval_every=1")
     train(config, tmp_path / "run", progress=False)
@@ -125,6 +128,7 @@ def test_backbone_and_new_layers_have_their_own_learning_rates():
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["nesterov"]
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_sysu, tmp_path, monkeypatch):
     calls = {"count": 0}
     original = ReIDLoss.__call__
@@ -244,6 +248,7 @@ def test_cli_config_errors_name_the_key(tmp_path, capsys):
         load_checkpoint(tmp_path / "bad.pt")
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_regdb_is_tested_from_a_folder_of_per_trial_checkpoints(tmp_path, capsys):
     root = tmp_path / "RegDB"
     write_synthetic_dataset("regdb", root, identities=16, images_per_id=3, size=(64, 32), seed=2, workers=1)
@@ -308,6 +313,7 @@ def test_two_processes_with_gloo_stay_in_sync(small_sysu, tmp_path):
     assert completed.stdout.count("run folder:") == 1  # rank 0 alone reports
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_bf16_autocast_channels_last_and_clipping_train_on_cpu(small_sysu, tmp_path):
     config = _config(
         small_sysu,
