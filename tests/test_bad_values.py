@@ -309,6 +309,7 @@ print(peak() - before, scoring_memory(count, count, rerank))
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak memory from /proc (Linux)")
 @pytest.mark.parametrize("kind", ["plain", "rerank"])
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_the_scoring_estimate_is_near_what_scoring_takes(kind):
     completed = subprocess.run([sys.executable, "-c", _MEASURE, kind], capture_output=True, text=True, check=True)
     measured, estimated = map(int, completed.stdout.split())
@@ -527,6 +528,7 @@ def test_a_write_that_fails_half_way_leaves_the_previous_file(feature_files, tmp
     _refused_write(_with_file_size_limit(100, [command, *arguments]), command, out, before)
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_a_feature_file_and_a_checkpoint_that_fail_half_way_leave_the_previous_ones(sysu_root, tiny_run, tmp_path):
     link, folder = tiny_run
     out = tmp_path / "day.npz"

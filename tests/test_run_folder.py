@@ -58,6 +58,7 @@ def test_a_second_writer_is_refused_and_the_lock_of_an_ended_process_is_no_obsta
         assert (tmp_path / LOCK_NAME).read_text().startswith(f"pid {os.getpid()} ")
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_resume_writes_only_into_its_own_folder_or_a_new_one(sysu_root, tmp_path, capsys):
     first, second = tmp_path / "first", tmp_path / "second"
     assert main(_train_arguments(sysu_root, first, "train.epochs=1")) == 0
@@ -100,6 +101,7 @@ def test_a_folder_given_for_a_config_is_named_as_a_folder(sysu_root, tmp_path, c
     _one_line(capsys, main(["train", str(run)]), 2, f"(a run folder: continue its run with --resume {run / 'last.pt'})")
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_sigterm_during_training_stops_like_ctrl_c_and_resume_continues_exactly(sysu_root, tmp_path):
     run, straight = tmp_path / "run", tmp_path / "straight"
     arguments = _train_arguments(sysu_root, run, "train.epochs=100", "train.workers=2")
@@ -126,6 +128,7 @@ def test_sigterm_during_training_stops_like_ctrl_c_and_resume_continues_exactly(
         assert torch.equal(tensor, resumed["model"][name]), name  # one computation repeated on one machine
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_sigterm_while_a_checkpoint_is_written_keeps_the_last_complete_one(sysu_root, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     assert main(_train_arguments(sysu_root, run, "train.epochs=1")) == 0

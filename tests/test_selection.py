@@ -77,6 +77,7 @@ def test_regdb_validation_is_a_fraction_of_the_trials_training_ids(regdb_root):
     assert len(training) + len(validation) == len(split)
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_validation_selection_never_touches_the_test_data(small_sysu, tmp_path, monkeypatch):
     def no_test_data(*arguments, **keywords):
         raise AssertionError("the test images were read during training")
@@ -92,6 +93,7 @@ def test_validation_selection_never_touches_the_test_data(small_sysu, tmp_path, 
     assert training["num_classes"] == len(read_id_list(small_sysu / "exp/train_id.txt"))
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_test_map_selection_keeps_the_best_map(small_sysu, tmp_path):
     train(_config(small_sysu, "train.select_on=test-map"), tmp_path / "run", progress=False)
     records = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
@@ -100,6 +102,7 @@ def test_test_map_selection_keeps_the_best_map(small_sysu, tmp_path):
     assert best["selected_on"] == "test mAP" and best["epoch"] == 1 + scores.index(max(scores))
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_last_epoch_selection_writes_no_best_and_results_say_so(small_sysu, tmp_path, capsys):
     run = tmp_path / "run"
     train(_config(small_sysu, "train.select_on=last"), run, progress=False)
@@ -110,6 +113,7 @@ def test_last_epoch_selection_writes_no_best_and_results_say_so(small_sysu, tmp_
     assert saved[0]["selected_on"] == "last epoch (2 of 2)" and saved[0]["seed"] == 0
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_a_run_folder_is_tested_with_its_selected_checkpoint(small_sysu, tmp_path, capsys):
     run = tmp_path / "run"
     train(_config(small_sysu), run, progress=False)
@@ -119,6 +123,7 @@ def test_a_run_folder_is_tested_with_its_selected_checkpoint(small_sysu, tmp_pat
     assert f"Selected on: test rank-1 (reference habit), epoch {epoch}\n" in (run / "results.md").read_text()
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_seeds_train_into_sub_folders_and_test_reports_mean_and_std_over_seeds(small_sysu, tmp_path, capsys):
     out = tmp_path / "seeds"
     arguments = ["train", "tiny", "--set", f"data.root={small_sysu}", "--set", "train.epochs=1", "--quiet"]
@@ -156,6 +161,7 @@ def test_seeds_refuse_a_folder_of_another_config_and_resume(small_sysu, tmp_path
     assert "--seeds starts (or continues) every seed's run from CONFIG" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_seeds_continue_an_interrupted_run(small_sysu, tmp_path, capsys):
     """A seed's run stopped after epoch 1 of 2 (written here as its last.pt) is continued, not restarted."""
     out = tmp_path / "seeds"
@@ -203,6 +209,7 @@ def test_the_evaluation_schedule_and_a_schedule_without_evaluations():
     assert evaluated_epochs(load_config("sysu_agw", ["train.epochs=2", "train.select_on=last"]).train) == []
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_a_run_evaluates_after_the_scheduled_epochs_alone_and_unflipped(small_sysu, tmp_path, monkeypatch):
     """The reference's rule at 4 epochs: evaluations after epoch 3 alone (its 0-based epoch 2; not
     after epoch 1, nor after the last); the feature unflipped though test.flip is on."""
