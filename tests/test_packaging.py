@@ -10,6 +10,8 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+import pytest
+
 PROJECT = Path(__file__).resolve().parents[1]
 
 
@@ -57,6 +59,7 @@ def _fresh_environment(tmp_path: Path) -> Path:
     return environment
 
 
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_the_installed_wheel_finds_its_shipped_configs_from_another_folder(tmp_path, sysu_root):
     wheel = _build_wheel(tmp_path)
     assert {"vireid/configs/tiny.yaml", "vireid/configs/sysu_full.yaml"} <= set(zipfile.ZipFile(wheel).namelist())

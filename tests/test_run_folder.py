@@ -82,6 +82,7 @@ def test_resume_writes_only_into_its_own_folder_or_a_new_one(sysu_root, tmp_path
         ("train.lr=0.5", "train.lr: the run of {last} trained with 0.001"),
     ],
 )
+@pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_resume_refuses_overrides_that_change_the_network_or_the_method(sysu_root, tmp_path, capsys, override, message):
     run = tmp_path / "run"
     assert main(_train_arguments(sysu_root, run, "train.epochs=1")) == 0
