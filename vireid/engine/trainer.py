@@ -301,7 +301,8 @@ def check_resumed_config(saved: ExperimentConfig, config: ExperimentConfig, resu
     """A ConfigError naming the first key that ``config`` changes of the resumed run's and may not change."""
     for key in changed_keys(saved, config):
         if not any(key == allowed or (allowed.endswith(".") and key.startswith(allowed)) for allowed in RESUMABLE_KEYS):
-            before = dict(config_to_dict(saved).get(key.split(".")[0], {})).get(key.split(".", 1)[1])
+            section, name = key.split(".", 1)
+            before = getattr(getattr(saved, section), name)
             raise ConfigError(
                 f"{key}: the run of {resume} trained with {before!r}; it cannot change on --resume (only "
                 f"{', '.join(name.rstrip('.') + ('.*' if name.endswith('.') else '') for name in RESUMABLE_KEYS)} "
