@@ -21,12 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import append_section  # noqa: E402
 
-from vireid.config import load_config  # noqa: E402
 from vireid.data.cache import image_cache  # noqa: E402
 from vireid.data.dataset import SplitDataset  # noqa: E402
 from vireid.data.sampler import CrossModalityBatchSampler, ViewBatchSampler  # noqa: E402
 from vireid.data.transforms import modality_views, training_views  # noqa: E402
 from vireid.datasets.sysu import sysu_train_split  # noqa: E402
+from vireid.recipe import load_config  # noqa: E402
 from vireid.synthetic.writer import write_synthetic_dataset  # noqa: E402
 
 

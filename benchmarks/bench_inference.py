@@ -25,9 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import append_section  # noqa: E402
 
-from vireid.config import load_config  # noqa: E402
-from vireid.methods import create_model  # noqa: E402
 from vireid.modality import Modality  # noqa: E402
+from vireid.recipe import (
+    build_model,  # noqa: E402
+    load_config,  # noqa: E402
+)
 from vireid.retrieval.encoders import onnx_encoder  # noqa: E402
 from vireid.retrieval.export import FeatureModel, export_onnx  # noqa: E402
 
@@ -52,9 +54,9 @@ def main() -> None:
     parser.add_argument("--append-to")
     arguments = parser.parse_args()
     config = load_config(arguments.config, ["model.pretrained=none", *arguments.set])
-    model = create_model(config.model, 395, load_weights=False).eval()
+    model = build_model(config, 395, load_weights=False).eval()
     device = torch.device(arguments.device)
-    feature_model = FeatureModel(model, Modality.INFRARED, config.test).eval()
+    feature_model = FeatureModel(model, Modality.INFRARED, config).eval()
     with tempfile.TemporaryDirectory() as folder:
         path = export_onnx(model, config, Modality.INFRARED, Path(folder) / "model.onnx")
         encoder = onnx_encoder(path, Modality.INFRARED)  # ONNX Runtime, as many threads as PyTorch

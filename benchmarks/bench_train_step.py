@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import add_model_options, append_section, memory_batch, synchronize  # noqa: E402
 
-from vireid.config import load_config  # noqa: E402
 from vireid.data.cache import image_cache  # noqa: E402
 from vireid.data.dataset import SplitDataset  # noqa: E402
 from vireid.data.device_augment import BatchAugment  # noqa: E402
@@ -33,7 +32,11 @@ from vireid.data.sampler import CrossModalityBatchSampler  # noqa: E402
 from vireid.data.transforms import train_transform  # noqa: E402
 from vireid.datasets.sysu import sysu_train_split  # noqa: E402
 from vireid.engine.trainer import Precision, build_optimizer, train_step  # noqa: E402
-from vireid.methods import create_loss, create_model  # noqa: E402
+from vireid.recipe import (  # noqa: E402
+    build_loss,
+    build_model,
+    load_config,  # noqa: E402
+)
 
 
 def matmul_ceiling(device: torch.device, dtype: torch.dtype, size: int) -> float:
@@ -75,14 +78,14 @@ def main() -> None:
     height, width = config.data.height, config.data.width
     images, labels, modalities = memory_batch(config, device)
     batch = len(images)
-    loss_function = create_loss(config.model, config.loss)
 
     def fresh_model():
         torch.manual_seed(0)
-        model = create_model(config.model, arguments.classes, load_weights=False).to(device).train()
-        return model, build_optimizer(model, config.train)
+        model = build_model(config, arguments.classes, load_weights=False).to(device).train()
+        return model, build_optimizer(model, build_loss(config, arguments.classes, model), config)
 
     model, _ = fresh_model()
+    loss_function = build_loss(config, arguments.classes, model)
     with FlopCounterMode(display=False) as counter:
         loss_function(model(images, modalities), labels, modalities)["total"].backward()
     step_flops = counter.get_total_flops()

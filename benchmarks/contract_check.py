@@ -41,8 +41,8 @@ PARTS_AT_64 = ["model.parts=4", "model.part_dim=128"]  # 64x32 images give 4 row
 
 def stand_in_run(name: str, data_root: str, folder: Path) -> dict:
     """The loss terms of every step of the stand-in run of config ``name`` and its final scores, as hex floats."""
-    from vireid.config import load_config
     from vireid.engine.trainer import train
+    from vireid.recipe import load_config
 
     overrides = [*STAND_IN, f"data.root={data_root}"]
     config = load_config(name, overrides)
@@ -63,12 +63,12 @@ def stand_in_run(name: str, data_root: str, folder: Path) -> dict:
 
 def parameter_counts(name: str) -> dict[str, int]:
     """Total, trainable and frozen parameters of the full-size network of config ``name`` (395 classes)."""
-    from vireid.config import load_config
-    from vireid.methods import create_model
-    from vireid.models.network import parameter_counts as count
+    from vireid.method import method_of
+    from vireid.method import parameter_counts as count
+    from vireid.recipe import load_config
 
     config = load_config(name, ["model.pretrained=none"])
-    return count(create_model(config.model, 395, load_weights=False))
+    return count(method_of(config).build_model(config, 395, load_weights=False))
 
 
 def main() -> None:

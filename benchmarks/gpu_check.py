@@ -120,9 +120,8 @@ def step_matrix(config_name: str, device: torch.device, steps: int, variants: li
     from bench_train_step import matmul_ceiling
     from torch.utils.flop_counter import FlopCounterMode
 
-    from vireid.config import load_config
     from vireid.engine.trainer import Precision, build_optimizer, train_step
-    from vireid.methods import create_loss, create_model
+    from vireid.recipe import build_loss, build_model, load_config
 
     config = load_config(config_name, ["model.pretrained=none"])
     images, labels, modalities = memory_batch(config, device)
@@ -142,14 +141,14 @@ def step_matrix(config_name: str, device: torch.device, steps: int, variants: li
         def run():
             dtype, channels_last, compiled = settings[variant]
             torch.manual_seed(0)
-            model = create_model(config.model, 395, load_weights=False).to(device).train()
+            model = build_model(config, 395, load_weights=False).to(device).train()
             if channels_last:
                 model = model.to(memory_format=torch.channels_last)
-            optimizer = build_optimizer(model, config.train)
+            loss = build_loss(config, 395, model)
+            optimizer = build_optimizer(model, loss, config)
             scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
             stepped = torch.compile(model) if compiled else model
             precision = Precision(dtype, channels_last)
-            loss = create_loss(config.model, config.loss)
             totals = [train_step(stepped, loss, optimizer, scaler, images, labels, modalities, precision)["total"]]
             with FlopCounterMode(display=False) as counter:
                 train_step(model, loss, optimizer, scaler, images, labels, modalities, precision)
@@ -186,17 +185,16 @@ def _name(dtype: torch.dtype | None) -> str:
 
 def feature_agreement(config_name: str, device: torch.device):
     """Check 2: fp32 and bf16-autocast test features of one model."""
-    from vireid.config import load_config
     from vireid.engine.extract import batch_features
-    from vireid.methods import create_model
+    from vireid.recipe import build_model, load_config
 
     config = load_config(config_name, ["model.pretrained=none"])
     torch.manual_seed(0)
-    model = create_model(config.model, 395, load_weights=False).to(device).eval()
+    model = build_model(config, 395, load_weights=False).to(device).eval()
     images, _, modalities = memory_batch(config, device)
-    plain = batch_features(model, images, modalities, config.test)
+    plain = batch_features(model, images, modalities, config)
     with torch.autocast(device.type, dtype=torch.bfloat16):
-        low = batch_features(model, images, modalities, config.test).float()
+        low = batch_features(model, images, modalities, config).float()
     cosine = (plain * torch.nn.functional.normalize(low, dim=1)).sum(1)
     return bool(
         cosine.min() >= FEATURE_AGREEMENT
@@ -206,14 +204,14 @@ def feature_agreement(config_name: str, device: torch.device):
 def step_phases(config_name: str, device: torch.device, steps: int):
     """Check 9: where a bf16 (on a CPU: fp32) step of the paper's model goes, phase by phase, each
     phase timed between device synchronisations: forward with the loss, backward, optimizer."""
-    from vireid.config import load_config
     from vireid.engine.trainer import build_optimizer
-    from vireid.methods import create_loss, create_model
+    from vireid.recipe import build_loss, build_model, load_config
 
     config = load_config(config_name, ["model.pretrained=none"])
     images, labels, modalities = memory_batch(config, device)
-    model = create_model(config.model, 395, load_weights=False).to(device).train()
-    optimizer, loss_function = build_optimizer(model, config.train), create_loss(config.model, config.loss)
+    model = build_model(config, 395, load_weights=False).to(device).train()
+    loss_function = build_loss(config, 395, model)
+    (optimizer,) = build_optimizer(model, loss_function, config)
     dtype = torch.bfloat16 if device.type == "cuda" else None
     seconds = {"forward and loss": 0.0, "backward": 0.0, "optimizer": 0.0}
     for step in range(steps + 1):  # the first step warms up and is not counted

@@ -20,9 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import add_model_options, append_section, memory_batch  # noqa: E402
 
-from vireid.config import load_config  # noqa: E402
 from vireid.engine.trainer import Precision, build_optimizer, train_step  # noqa: E402
-from vireid.methods import create_loss, create_model  # noqa: E402
+from vireid.recipe import (  # noqa: E402
+    build_loss,
+    build_model,
+    load_config,  # noqa: E402
+)
 
 
 def main() -> None:
@@ -39,12 +42,13 @@ def main() -> None:
     images, labels, modalities = memory_batch(config, device)
     batch = len(images)
     torch.manual_seed(0)
-    model = create_model(config.model, arguments.classes, load_weights=False).to(device).train()
+    model = build_model(config, arguments.classes, load_weights=False).to(device).train()
     precision = Precision(torch.bfloat16 if arguments.precision == "bf16" else None, arguments.channels_last)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
-    optimizer, loss_function = build_optimizer(model, config.train), create_loss(config.model, config.loss)
+    loss_function = build_loss(config, 395, model)
+    optimizer = build_optimizer(model, loss_function, config)
 
     scaler = torch.amp.GradScaler(device.type, enabled=False)
 

@@ -43,13 +43,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import append_section  # noqa: E402
 
-from vireid.config import load_config  # noqa: E402
 from vireid.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from vireid.datasets.sysu import sysu_train_split  # noqa: E402
 from vireid.engine.trainer import build_optimizer, build_run, train_one_epoch  # noqa: E402
 from vireid.losses import weighted_regularized_triplet  # noqa: E402
-from vireid.methods import create_model  # noqa: E402
 from vireid.modality import Modality  # noqa: E402
+from vireid.recipe import (  # noqa: E402
+    build_loss,
+    build_model,
+    load_config,  # noqa: E402
+)
 from vireid.synthetic.writer import write_synthetic_dataset  # noqa: E402
 
 FP32 = ["train.amp=fp32", "train.channels_last=never"]  # the reference's precision and memory format
@@ -141,8 +144,10 @@ def reference_epoch(config, arrays, steps: int, workers: int, device: torch.devi
     """One epoch of the reference loop, ``steps`` steps long: images/s and the share spent waiting for data."""
     benchmark_before, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, True
     num_classes = int(max(labels.max() for _, labels in arrays.values())) + 1
-    model = create_model(config.model, num_classes, load_weights=False).to(device).train()
-    optimizer = build_optimizer(model, config.train)  # the reference's groups: backbone 0.1 lr, the rest lr
+    model = build_model(config, num_classes, load_weights=False).to(device).train()
+    optimizer, *_ = build_optimizer(
+        model, build_loss(config, num_classes, model), config
+    )  # backbone 0.1 lr, the rest lr
     pairs = config.train.identities_per_batch * config.train.instances_per_modality
     started = time.perf_counter()
     sampler = IdentitySampler(arrays[Modality.VISIBLE][1], arrays[Modality.INFRARED][1], 4, 8, steps)

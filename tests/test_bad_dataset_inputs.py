@@ -18,7 +18,7 @@ from test_bad_inputs import _fails_in_one_line
 from torch.utils.data import DataLoader
 
 from vireid.cli import main
-from vireid.config import config_to_dict, load_config
+from vireid.config import config_to_dict
 from vireid.data.dataset import SplitDataset
 from vireid.data.image_folder import list_images
 from vireid.data.images import load_image
@@ -33,8 +33,8 @@ from vireid.engine.checkpoint import save_checkpoint
 from vireid.errors import ConfigError, DatasetError, DatasetWarning
 from vireid.evaluation.feature_file import FeatureSet, load_features, save_features
 from vireid.evaluation.protocols import evaluate_protocol
-from vireid.methods.registry import create_model
 from vireid.modality import Modality
+from vireid.recipe import build_model, load_config
 
 
 def _copy(root: Path, tmp_path: Path) -> Path:
@@ -528,7 +528,7 @@ def untrained_checkpoint(tmp_path_factory) -> Path:
     config = load_config("tiny", [])
     torch.manual_seed(0)
     state = {"config": config_to_dict(config), "num_classes": 4, "epoch": 1}
-    state["model"] = create_model(config.model, 4, load_weights=False).state_dict()
+    state["model"] = build_model(config, 4, load_weights=False).state_dict()
     return save_checkpoint(tmp_path_factory.mktemp("untrained") / "last.pt", state)
 
 

@@ -21,13 +21,14 @@ from PIL import Image
 import vireid.engine.trainer as trainer
 from vireid.atomic import write_text
 from vireid.cli import _first_cause, main
-from vireid.config import ConfigError, config_to_dict, load_config
+from vireid.config import ConfigError, config_to_dict
 from vireid.datasets.regdb import regdb_test_images
 from vireid.datasets.sysu import sysu_test_images, sysu_train_split
 from vireid.demo import remove_demo_outputs
 from vireid.engine.checkpoint import load_checkpoint
 from vireid.errors import DatasetError, DatasetWarning
 from vireid.evaluation.feature_file import FeatureSet, save_features
+from vireid.recipe import load_config
 from vireid.synthetic.writer import write_synthetic_dataset
 
 

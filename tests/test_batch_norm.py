@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 import vireid.engine.trainer as trainer_module
-from vireid.config import load_config
 from vireid.engine.batch_norm import recompute_batch_norm_statistics
 from vireid.engine.checkpoint import load_checkpoint
 from vireid.engine.extract import batch_features
 from vireid.engine.trainer import build_run, train, train_one_epoch
 from vireid.models.network import build_model
+from vireid.recipe import load_config
 
 
 class _Probe(nn.Module):
@@ -89,10 +89,10 @@ def test_the_paper_model_from_random_weights_overflows_on_running_averages_and_n
     for epoch in range(2):
         train_one_epoch(run, epoch, False)
     images, _, modalities, _ = next(iter(run.loader))
-    stale = batch_features(run.model, images, modalities, config.test)
+    stale = batch_features(run.model, images, modalities, config)
     assert not torch.isfinite(stale).all()
     recompute_batch_norm_statistics(run.model, [(images, modalities)])
-    assert torch.isfinite(batch_features(run.model, images, modalities, config.test)).all()
+    assert torch.isfinite(batch_features(run.model, images, modalities, config)).all()
 
 
 @pytest.mark.slow  # long: make test-slow (and CI) runs it

@@ -4,19 +4,21 @@ loader, each checked against PIL's own resize of the file."""
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 
 import numpy as np
 import torch
 from PIL import Image
 
-from vireid.config import DataConfig, load_config
+from vireid.config import DataConfig
 from vireid.data.cache import cache_file, image_cache
 from vireid.data.dataset import SplitDataset
 from vireid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, RESIZE_FILTERS, inference_transform, training_views
 from vireid.datasets.sysu import sysu_train_split
 from vireid.engine.extract import extract_features, extract_test_features
 from vireid.models.network import ModelOutput
+from vireid.recipe import load_config
 
 
 def test_cache_holds_the_resized_images_and_is_built_once(sysu_root, tmp_path):
@@ -121,6 +123,7 @@ def test_the_test_loader_resizes_with_the_configs_filter(sysu_root):
         )
     split = feature_set.images.subset(range(4))
     default = _RecordingModel()
-    extract_features(default, split, config.test, 24, 12)  # vireid's default: bilinear
+    bilinear = dataclasses.replace(config, data=dataclasses.replace(config.data, resize_filter="bilinear"))
+    extract_features(default, split, bilinear)  # vireid's default
     for row, path in enumerate(split.paths):
         np.testing.assert_array_equal(_unnormalised(default.batches[0][row]), _pil_resized(path, 24, 12, "bilinear"))

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from vireid.config import ConfigError, find_config, load_config
+from vireid.config import ConfigError, find_config
 from vireid.data.channel import AdaptiveChannelGray, RandomChannelReplication
 from vireid.data.dataset import SplitDataset
 from vireid.data.erasing import ReIDRandomErasing
@@ -22,6 +22,7 @@ from vireid.datasets.sysu import sysu_train_split
 from vireid.engine.trainer import build_run, train
 from vireid.losses import adaptive_weighted_triplet, weighted_regularized_triplet
 from vireid.modality import Modality
+from vireid.recipe import load_config
 
 RED, GREEN, BLUE = 1.0, 2.0, 3.0
 

@@ -6,10 +6,12 @@ import typing
 
 import pytest
 
-from vireid.config import ConfigError, TrainConfig, config_to_dict, find_config, load_config, shipped_configs
+from vireid.config import ConfigError, TrainConfig, config_to_dict, find_config, shipped_configs
 from vireid.data.sampler import Draw
 from vireid.engine.trainer import learning_rate_factor
-from vireid.models.network import build_model, parameter_counts
+from vireid.method import parameter_counts
+from vireid.models.network import build_model
+from vireid.recipe import load_config
 
 CONFIGS = sorted(shipped_configs())
 
@@ -35,7 +37,7 @@ def test_overrides_apply_in_order_with_yaml_types(tmp_path):
     "override, message",
     [
         ("model.partz=3", "model.partz: unknown config key; valid keys here: model.method, model.backbone"),
-        ("modle.parts=3", "modle: unknown config key; valid keys here: name, data, model, loss, train, test"),
+        ("modle.parts=3", "modle: unknown config key; valid keys here: name, plugins, data, model, loss, train, test"),
         ("loss.cross_loss=kl", "loss.cross_loss: expected one of 'hard', 'soft', 'ce', 'both', got 'kl'"),
         ("model.parts=six", "model.parts: expected int, got 'six'"),
         ("model.cmimpl=3", "model.cmimpl: expected bool, got 3"),

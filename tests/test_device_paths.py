@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from vireid.config import load_config
 from vireid.engine.distributed import setup_environment
 from vireid.engine.trainer import Precision, build_optimizer, train_step
 from vireid.errors import UserError
-from vireid.methods import create_loss, create_model
 from vireid.models.pooling import GeM
+from vireid.recipe import build_loss, build_model, load_config
 
 GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
@@ -24,7 +23,7 @@ GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 def _tiny_step_parts(*overrides: str):
     config = load_config("tiny", ["data.height=32", "data.width=16", "model.part_dim=16", *overrides])
     torch.manual_seed(0)
-    model = create_model(config.model, 4, load_weights=False).train()
+    model = build_model(config, 4, load_weights=False).train()
     images = torch.randn(8, 3, 32, 16)
     labels, modalities = torch.tensor([0, 0, 1, 1] * 2), torch.tensor([0] * 4 + [1] * 4)
     return config, model, images, labels, modalities
@@ -47,7 +46,8 @@ def test_fp16_autocast_with_the_grad_scaler_trains_on_the_cpu():
     """A step whose scaled gradients overflow fp16 is skipped and lowers the scale; the next updates."""
     config, model, images, labels, modalities = _tiny_step_parts()
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**24, backoff_factor=2.0**-12)  # 2^24: sure to overflow
-    optimizer, loss = build_optimizer(model, config.train), create_loss(config.model, config.loss)
+    loss = build_loss(config, 4, model)
+    optimizer = build_optimizer(model, loss, config)
     for expected_update, expected_scale in ((False, 2.0**12), (True, 2.0**12)):
         before = [parameter.detach().clone() for parameter in model.parameters()]
         losses = train_step(
@@ -90,7 +90,8 @@ def test_gpu_check_without_cuda_says_so_in_one_line_and_writes_nothing(tmp_path)
 def test_torch_compile_trains_a_tiny_model_on_the_cpu():
     config, model, images, labels, modalities = _tiny_step_parts("model.backbone=resnet18")
     compiled = torch.compile(model)
-    optimizer, loss = build_optimizer(model, config.train), create_loss(config.model, config.loss)
+    loss = build_loss(config, 4, model)
+    optimizer = build_optimizer(model, loss, config)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     eager_loss = loss(model(images, modalities), labels, modalities)["total"]
     losses = train_step(compiled, loss, optimizer, scaler, images, labels, modalities)

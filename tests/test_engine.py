@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ import yaml
 
 import vireid.progress
 from vireid.cli import main
-from vireid.config import TrainConfig, load_config
+from vireid.config import TrainConfig
 from vireid.data.cache import cache_file
 from vireid.datasets import dataset_fingerprint, describe_fingerprint
 from vireid.datasets.sysu import sysu_test_images, sysu_train_split
@@ -24,7 +25,9 @@ from vireid.engine.trainer import TrainingDiverged, build_optimizer, learning_ra
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import load_features
 from vireid.losses import ReIDLoss
-from vireid.models.network import build_model, parameter_counts
+from vireid.method import parameter_counts
+from vireid.models.network import build_model
+from vireid.recipe import load_config
 from vireid.synthetic.writer import write_synthetic_dataset
 
 TINY = "tiny"  # the shipped config
@@ -119,8 +122,9 @@ def test_schedule_is_warm_up_then_steps():
 
 
 def test_backbone_and_new_layers_have_their_own_learning_rates():
-    model = build_model(load_config(TINY).model, num_classes=5, load_weights=False)
-    optimizer = build_optimizer(model, TrainConfig())
+    config = dataclasses.replace(load_config(TINY), train=TrainConfig())
+    model = build_model(config.model, num_classes=5, load_weights=False)
+    (optimizer,) = build_optimizer(model, ReIDLoss(config.loss), config)
     backbone, heads = optimizer.param_groups
     assert (backbone["lr"], heads["lr"]) == (0.01, 0.1)
     assert sum(p.numel() for p in backbone["params"]) == sum(p.numel() for p in model.backbone.parameters())

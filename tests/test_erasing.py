@@ -7,9 +7,10 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from vireid.config import ConfigError, load_config
+from vireid.config import ConfigError
 from vireid.data.erasing import REFERENCE_FILL, ReIDRandomErasing
 from vireid.data.transforms import random_erasing
+from vireid.recipe import load_config
 
 
 def _erased_box(before: torch.Tensor, after: torch.Tensor) -> tuple[int, int, int, int]:

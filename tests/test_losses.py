@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 
-from vireid.config import LossConfig, ModelConfig
 from vireid.losses import (
     ReIDLoss,
     cross_modality_loss,
@@ -16,6 +15,8 @@ from vireid.losses import (
     modality_specific_identity_loss,
     weighted_regularized_triplet,
 )
+from vireid.methods.agw import AGWLossConfig as LossConfig
+from vireid.methods.agw import AGWModelConfig as ModelConfig
 from vireid.models.heads import ModalityClassifiers
 from vireid.models.network import build_model
 

@@ -7,11 +7,14 @@ import pytest
 import torch
 import torchvision
 
-from vireid.config import InferenceConfig, LossConfig, ModelConfig
+from vireid.config import ExperimentConfig, InferenceConfig
 from vireid.engine.extract import batch_features
 from vireid.losses import ReIDLoss
+from vireid.method import parameter_counts
+from vireid.methods.agw import AGWLossConfig as LossConfig
+from vireid.methods.agw import AGWModelConfig as ModelConfig
 from vireid.models.backbone import TwoStreamResNet, WeightsError
-from vireid.models.network import build_model, parameter_counts
+from vireid.models.network import build_model
 from vireid.models.non_local import NonLocalBlock
 from vireid.models.pooling import GeM
 
@@ -156,7 +159,7 @@ def test_test_features_are_normalised_blocks_and_flip_averages():
     model = _small("fgfl").eval()
     images, modalities = torch.randn(3, 3, 64, 32), torch.tensor([0, 1, 0])
     output = model(images, modalities)
-    both = batch_features(model, images, modalities, InferenceConfig(feature="both"))
+    both = batch_features(model, images, modalities, _testing(model, feature="both"))
     assert both.shape == (3, 512 + 4 * 32)
     torch.testing.assert_close(both.norm(dim=1), torch.ones(3))
     expected = torch.cat(
@@ -167,14 +170,17 @@ def test_test_features_are_normalised_blocks_and_flip_averages():
         dim=1,
     )
     torch.testing.assert_close(both, torch.nn.functional.normalize(expected, dim=1))
-    before_bn = batch_features(model, images, modalities, InferenceConfig(feature="global", after_bn=False))
+    before_bn = batch_features(model, images, modalities, _testing(model, feature="global", after_bn=False))
     torch.testing.assert_close(before_bn, torch.nn.functional.normalize(output.pooled, dim=1))
-    flipped = batch_features(model, images.flip(3), modalities, InferenceConfig())
-    plain = batch_features(model, images, modalities, InferenceConfig())
-    averaged = batch_features(model, images, modalities, InferenceConfig(flip=True))
+    flipped = batch_features(model, images.flip(3), modalities, _testing(model, feature="global"))
+    plain = batch_features(model, images, modalities, _testing(model, feature="global"))
+    averaged = batch_features(model, images, modalities, _testing(model, feature="global", flip=True))
     torch.testing.assert_close(averaged, torch.nn.functional.normalize(plain + flipped, dim=1))
-    with pytest.raises(ValueError, match="model.parts"):
-        batch_features(_small("baseline"), images, modalities, InferenceConfig(feature="parts"))
+
+
+def _testing(model, **test) -> ExperimentConfig:
+    """A config of ``model``'s network with the test-time keys ``test``."""
+    return ExperimentConfig(model=model.config, test=InferenceConfig(**test))
 
 
 # --- pretrained weights from a local file (tests never download) --------------------------------

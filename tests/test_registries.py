@@ -18,16 +18,17 @@ from near_ties import assert_no_near_ties, cosine_distances
 
 import vireid.datasets
 from vireid.cli import main
-from vireid.config import ConfigError, load_config
+from vireid.config import ConfigError
 from vireid.datasets import DATASETS, Protocol, ScoringRule, get_dataset, get_protocol, register_dataset
 from vireid.datasets.sysu import sysu_test_images, sysu_train_split
 from vireid.discovery import import_submodules
 from vireid.evaluation.feature_file import FeatureSet, load_features
 from vireid.evaluation.metrics import rank_metrics
 from vireid.evaluation.protocols import evaluate_protocol
-from vireid.methods import METHODS, Method, create_loss, create_model, get_method, register_method
+from vireid.method import METHODS, get_method, register_method
+from vireid.methods.agw import CrossModalityMethod
 from vireid.modality import Modality
-from vireid.models.network import build_model
+from vireid.recipe import build_loss, build_model, load_config
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -142,7 +143,7 @@ def test_registration_refuses_a_taken_name_or_protocol(restored_registries):
         register_dataset(stray)
     with pytest.raises(ValueError, match="a method named 'agw' is registered already"):
         register_method(get_method("agw"))
-    register_method(Method("odd", build_model, create_loss, {"model": {"partz": 3}}))
+    register_method(CrossModalityMethod("odd", "a recipe with a key no network has", {"model": {"partz": 3}}))
     with pytest.raises(ConfigError, match=r"model.method: 'odd' sets unknown model keys \['partz'\]"):
         load_config(None, ["model.method=odd"])
 
@@ -167,22 +168,22 @@ def test_config_keys_pick_from_the_registries():
 def test_the_method_builds_the_network_and_the_loss(restored_registries):
     built = []
 
-    def build_logged(config, num_classes, load_weights):
-        built.append(config.parts)
-        return build_model(config, num_classes, load_weights)
+    class Logged(CrossModalityMethod):
+        def build_model(self, config, num_classes, load_weights=True):
+            built.append(config.model.parts)
+            return super().build_model(config, num_classes, load_weights)
 
-    register_method(Method("logged", build_logged, get_method("agw").build_loss, {"model": {"parts": 2}}))
+    register_method(Logged("logged", "parts without CMIMPL, logged", {"model": {"parts": 2}}))
     config = load_config(
         None, ["model.method=logged", "model.backbone=resnet18", "model.pretrained=none", "model.part_dim=16"]
     )
-    model = create_model(config.model, num_classes=4, load_weights=False)
+    model = build_model(config, num_classes=4, load_weights=False)
     assert built == [2] and model.part_head is not None and model.modality_classifiers is None
     model.train()
     images, modalities = torch.randn(8, 3, 64, 32), torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
-    losses = create_loss(config.model, config.loss)(
-        model(images, modalities), torch.tensor([0, 1, 2, 3] * 2), modalities
-    )
+    losses = build_loss(config, 4, model)(model(images, modalities), torch.tensor([0, 1, 2, 3] * 2), modalities)
     assert set(losses) == {"id", "triplet", "part_id", "part_triplet", "total"}
+    assert get_method("logged").loss_terms(config) == ("id", "triplet", "part_id", "part_triplet")
 
 
 def test_a_scoring_rule_given_by_name_or_spelled_out_scores_alike():

@@ -11,7 +11,7 @@ import pytest
 
 import vireid.engine.trainer as trainer_module
 from vireid.cli import main
-from vireid.config import ConfigError, TrainConfig, load_config
+from vireid.config import ConfigError, TrainConfig
 from vireid.data.files import read_id_list
 from vireid.datasets.regdb import regdb_train_split
 from vireid.datasets.sysu import sysu_train_split
@@ -20,6 +20,7 @@ from vireid.engine.selection import evaluated_epochs, held_out_ids, split_off_va
 from vireid.engine.tester import find_checkpoints
 from vireid.engine.trainer import train
 from vireid.errors import UserError
+from vireid.recipe import load_config
 from vireid.synthetic.writer import write_synthetic_dataset
 
 

@@ -20,7 +20,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from vireid.config import load_config
 from vireid.data.dataset import SplitDataset
 from vireid.data.sampler import CrossModalityBatchSampler
 from vireid.data.transforms import train_transform
@@ -29,7 +28,7 @@ from vireid.engine.extract import extract_features
 from vireid.engine.trainer import train_step
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.protocols import evaluate_protocol
-from vireid.methods import create_loss, create_model
+from vireid.recipe import build_loss, build_model, load_config
 from vireid.synthetic.writer import write_synthetic_dataset
 
 STEPS = 120
@@ -67,10 +66,10 @@ def _train_tiny_model(root, learning_rate: float) -> Outcome:
     config = load_config("tiny", [f"data.height={HEIGHT}", f"data.width={WIDTH}"])
     torch.manual_seed(0)
     train, test_images = sysu_train_split(root), sysu_test_images(root)
-    model = create_model(config.model, num_classes=int(train.labels.max()) + 1)
+    model = build_model(config, num_classes=int(train.labels.max()) + 1)
 
     def sysu_all_map() -> float:
-        features = extract_features(model, test_images, config.test, HEIGHT, WIDTH)
+        features = extract_features(model, test_images, config)
         return evaluate_protocol("sysu-all", [FeatureSet(features, test_images)]).mean()["mAP"]
 
     untrained_map = sysu_all_map()
@@ -85,14 +84,14 @@ def _train_tiny_model(root, learning_rate: float) -> Outcome:
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=learning_rate, weight_decay=5e-4
     )
-    loss_function, scaler = create_loss(config.model, config.loss), torch.amp.GradScaler("cpu", enabled=False)
+    loss_function, scaler = build_loss(config, 0, model), torch.amp.GradScaler("cpu", enabled=False)
     history: list[dict[str, float]] = []
     epoch = 0
     while len(history) < STEPS:
         sampler.set_epoch(epoch)
         epoch += 1
         for images, labels, modalities, _ in loader:
-            losses = train_step(model, loss_function, optimizer, scaler, images, labels, modalities)
+            losses = train_step(model, loss_function, [optimizer], scaler, images, labels, modalities)
             history.append({name: value.item() for name, value in losses.items()})
             if len(history) == STEPS:
                 break

@@ -21,7 +21,6 @@ import torch
 import torchvision
 
 from vireid.cli import main
-from vireid.config import load_config
 from vireid.datasets.sysu import sysu_test_images
 from vireid.engine.checkpoint import (
     FORMAT_NAME,
@@ -37,6 +36,7 @@ from vireid.engine.checkpoint import (
 from vireid.engine.trainer import train
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.models.backbone import TwoStreamResNet, WeightsError
+from vireid.recipe import load_config
 from vireid.retrieval.index import GalleryIndex
 
 VERSION_1 = Path(__file__).parent / "data" / "checkpoint_v1.pt"  # how it was made: tests/data/README.md

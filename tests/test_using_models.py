@@ -367,8 +367,8 @@ def test_onnx_export_matches_pytorch_for_each_modality(trained, tmp_path):
         images = torch.randn(
             batch, 3, config.data.height, config.data.width, generator=torch.Generator().manual_seed(batch)
         )
-        infrared = FeatureModel(model, Modality.INFRARED, config.test)(images).numpy()
-        visible = FeatureModel(model, Modality.VISIBLE, config.test)(images).numpy()
+        infrared = FeatureModel(model, Modality.INFRARED, config)(images).numpy()
+        visible = FeatureModel(model, Modality.VISIBLE, config)(images).numpy()
         exported = onnx_encoder(path, Modality.INFRARED).encode(images)
         assert exported.shape == infrared.shape
         assert np.abs(exported - infrared).max() < 1e-4
@@ -420,13 +420,16 @@ def test_cli_test_writes_pictures_and_plot_draws_them_again(trained, tmp_path, c
 
 
 def test_a_parts_feature_of_a_model_without_parts_is_a_config_error():
-    from vireid.config import ConfigError, InferenceConfig, ModelConfig
-    from vireid.engine.extract import batch_features
-    from vireid.models.network import build_model
+    from vireid.config import ConfigError
+    from vireid.recipe import load_config
 
-    model = build_model(ModelConfig(backbone="resnet18", pretrained="none", parts=0), 5, load_weights=False)
-    with pytest.raises(ConfigError, match="test.feature='parts' needs a model with parts"):
-        batch_features(model, torch.zeros(2, 3, 64, 32), int(Modality.VISIBLE), InferenceConfig(feature="parts"))
+    for feature in ("parts", "both"):
+        with pytest.raises(ConfigError, match=f"test.feature: '{feature}' needs a model with parts"):
+            load_config("tiny", ["model.parts=0", f"test.feature={feature}"])
+    with pytest.raises(
+        ConfigError, match="test.feature: expected one of 'global' .the test embeddings of agw., got 'x'"
+    ):
+        load_config("sysu_agw", ["test.feature=x"])
 
 
 def test_extract_and_search_with_the_exported_onnx_file_match_the_checkpoint(

@@ -214,20 +214,20 @@ def _add_rerank_options(parser: argparse.ArgumentParser, also: str = "") -> None
         action="store_true",
         help=f"also score k-reciprocal re-ranked distances, in rows of their own{also}",
     )
-    from vireid.config import VALUE_RANGES
+    from vireid.config import value_range
 
     parser.add_argument(
         "--k1",
-        type=_number_in(VALUE_RANGES["test.rerank_k1"]),
+        type=_number_in(value_range("test.rerank_k1")),
         help="re-ranking: k-reciprocal neighbourhood (default 20)",
     )
     parser.add_argument(
-        "--k2", type=_number_in(VALUE_RANGES["test.rerank_k2"]), help="re-ranking: local query expansion (default 6)"
+        "--k2", type=_number_in(value_range("test.rerank_k2")), help="re-ranking: local query expansion (default 6)"
     )
     parser.add_argument(
         "--lambda",
         dest="rerank_lambda",
-        type=_number_in(VALUE_RANGES["test.rerank_lambda"], float),
+        type=_number_in(value_range("test.rerank_lambda"), float),
         help="re-ranking: weight of the original distance (default 0.3)",
     )
 
@@ -277,8 +277,8 @@ def add_evaluate_parser(commands: argparse._SubParsersAction, protocol_names: li
 
 
 def command_train(arguments: argparse.Namespace) -> int:
-    from vireid.config import load_config
     from vireid.engine.checkpoint import load_checkpoint
+    from vireid.recipe import load_config
 
     if arguments.pretrained:
         arguments.set.append(f"model.pretrained={arguments.pretrained}")
@@ -333,8 +333,8 @@ def _train_run(
 def _unfinished_run(run_dir: Path, config: ExperimentConfig) -> Path | None | bool:
     """Where a seed's run of ``--seeds`` stands: None (not started), its last.pt (to continue), or
     False (finished, skipped). A run folder of another config is refused."""
-    from vireid.config import load_config
     from vireid.engine.checkpoint import load_checkpoint
+    from vireid.recipe import load_config
 
     last = run_dir / "last.pt"
     if not last.exists():

@@ -17,11 +17,10 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Protocol, get_args, get_origin
 
 import yaml
 
-from vireid.datasets import dataset_names, get_dataset
 from vireid.errors import ConfigError
 from vireid.memory import require_memory
 from vireid.ranges import Range
@@ -44,42 +43,25 @@ class DataConfig:
     # "bilinear", or "lanczos" as the reference code does it (its Image.ANTIALIAS)
     resize_filter: Literal["bilinear", "lanczos"] = "bilinear"
 
+    RANGES: ClassVar[dict[str, Range]] = {"height": Range(16, 2048), "width": Range(8, 2048)}
+
 
 @dataclass
 class ModelConfig:
-    method: str = "agw"  # a registered method (vireid.methods); it sets parts and cmimpl unless given here
-    backbone: Literal["resnet50", "resnet18"] = "resnet50"
-    pretrained: str = "imagenet"  # "imagenet" (torchvision weights API), "none", or a path to a state-dict file
-    last_stride: int = 1
-    non_local: bool = True
-    non_local_inter_channels: Literal["one", "half"] = "one"  # "one": the reference AGW quirk; "half": C/2
-    gem_p: float = 3.0
-    parts: int = 0  # FGFL horizontal stripes; 0 turns the local branch off
-    part_dim: int = 512
-    cmimpl: bool = False  # modality-specific classifiers with cross-modality mutual prediction
-    ema_rate: float = 0.2  # update rate of the classifiers' slow copies
+    """The ``model:`` section every method's own extends (vireid.method): which method, then its keys."""
+
+    method: str = "agw"  # a registered method (vireid methods lists them); its recipe fills the keys a config omits
 
 
 @dataclass
 class LossConfig:
-    label_smoothing: float = 0.0
-    id_weight: float = 1.0  # global identity loss
-    triplet_weight: float = 1.0  # global weighted regularised triplet
-    part_id_weight: float = 1.0
-    part_triplet_weight: float = 1.0
-    alpha: float = 1.2  # weight of L_msid (modality-specific identity loss)
-    beta: float = 0.4  # weight of L_cmp (cross-modality mutual prediction)
-    cross_loss: Literal["hard", "soft", "ce", "both"] = "hard"  # see vireid.losses.mutual
-    triplet: Literal["wrt", "adp"] = "wrt"  # AGW's weighted regularised triplet, or CAJ's adaptive form
-    adp_alpha: float = 1.0  # adp: sharpness of the softmax weights of the distances
-    adp_gamma: float = 1.0  # adp: scale of the squared difference
-    adp_square: bool = True  # adp: the "enhanced squared difference" (False: softplus of the plain difference)
+    """The ``loss:`` section every method's own extends; a method without loss keys uses this one."""
 
 
 @dataclass
 class TrainConfig:
     epochs: int = 80
-    optimizer: Literal["sgd", "adamw"] = "sgd"
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"  # sgd: with Nesterov momentum
     lr: float = 0.1  # new layers (heads, classifiers, parts)
     backbone_lr: float = 0.01  # the pretrained backbone
     momentum: float = 0.9
@@ -130,11 +112,36 @@ class TrainConfig:
     workers: int = 2
     log_every: int = 20  # steps between JSONL lines
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "epochs": Range(1),
+        "lr": Range(0, lowest_excluded=True),
+        "backbone_lr": Range(0),  # 0: a frozen backbone
+        "momentum": Range(0, 1, lowest_excluded=True, highest_excluded=True),  # SGD's Nesterov needs more than 0
+        "weight_decay": Range(0),
+        "warmup_epochs": Range(0),
+        "milestones": Range(1),
+        "gamma": Range(0, lowest_excluded=True),
+        "identities_per_batch": Range(2),  # the triplet losses need another identity in the batch
+        "instances_per_modality": Range(1),
+        "steps_per_epoch": Range(0),
+        "padding": Range(0),
+        "random_erasing": Range(0, 1),
+        "grad_clip": Range(0),
+        "precise_bn_batches": Range(0),
+        "eval_every": Range(0),
+        "eval_offset": Range(0),
+        "eval_trials": Range(1),
+        "validation_fraction": Range(0, 0.5),
+        "seed": Range(0, 2**32 - 1),  # numpy's global seed
+        "workers": Range(0),
+        "log_every": Range(1),
+    }
+
 
 @dataclass
 class InferenceConfig:
-    feature: Literal["global", "parts", "both"] = "global"
-    after_bn: bool = True  # global feature after the BNNeck (AGW's headline) or before it
+    feature: str = ""  # one of the method's test embeddings (vireid methods lists them); "": its default
+    after_bn: bool = True  # the embedding after the method's BNNeck (AGW's headline) or before it, where it has one
     flip: bool = False  # average with the horizontally flipped image
     batch_size: int = 64
     rerank: bool = False  # vireid test: also score k-reciprocal re-ranked distances, in rows of their own
@@ -142,64 +149,60 @@ class InferenceConfig:
     rerank_k2: int = 6  # its local query expansion
     rerank_lambda: float = 0.3  # weight of the original distance beside the Jaccard distance
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "batch_size": Range(1),
+        "rerank_k1": Range(1),
+        "rerank_k2": Range(1),
+        "rerank_lambda": Range(0, 1),
+    }
+
 
 @dataclass
 class ExperimentConfig:
     name: str = "experiment"
+    # Python files that register methods or datasets (vireid.plugins), imported before the config is read;
+    # relative paths are read from the config file's folder, and kept absolute in a run's saved config
+    plugins: list[str] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)  # the method's own section (vireid.method)
+    loss: LossConfig = field(default_factory=LossConfig)  # the method's own section
     train: TrainConfig = field(default_factory=TrainConfig)
     test: InferenceConfig = field(default_factory=InferenceConfig)
 
 
-VALUE_RANGES: dict[str, Range] = {
-    "data.height": Range(16, 2048),
-    "data.width": Range(8, 2048),
-    "model.last_stride": Range(1, 2),
-    "model.gem_p": Range(0, lowest_excluded=True),
-    "model.parts": Range(0),
-    "model.part_dim": Range(1),
-    "model.ema_rate": Range(0, 1),
-    "loss.label_smoothing": Range(0, 1, highest_excluded=True),
-    **{f"loss.{name}": Range(0) for name in ("id_weight", "triplet_weight", "part_id_weight", "part_triplet_weight")},
-    "loss.alpha": Range(0),
-    "loss.beta": Range(0),
-    "loss.adp_alpha": Range(0),
-    "loss.adp_gamma": Range(0),
-    "train.epochs": Range(1),
-    "train.lr": Range(0, lowest_excluded=True),
-    "train.backbone_lr": Range(0),  # 0: a frozen backbone
-    "train.momentum": Range(0, 1, lowest_excluded=True, highest_excluded=True),  # SGD's Nesterov needs more than 0
-    "train.weight_decay": Range(0),
-    "train.warmup_epochs": Range(0),
-    "train.milestones": Range(1),
-    "train.gamma": Range(0, lowest_excluded=True),
-    "train.identities_per_batch": Range(2),  # the triplet losses need another identity in the batch
-    "train.instances_per_modality": Range(1),
-    "train.steps_per_epoch": Range(0),
-    "train.padding": Range(0),
-    "train.random_erasing": Range(0, 1),
-    "train.grad_clip": Range(0),
-    "train.precise_bn_batches": Range(0),
-    "train.eval_every": Range(0),
-    "train.eval_offset": Range(0),
-    "train.eval_trials": Range(1),
-    "train.validation_fraction": Range(0, 0.5),
-    "train.seed": Range(0, 2**32 - 1),  # numpy's global seed
-    "train.workers": Range(0),
-    "train.log_every": Range(1),
-    "test.batch_size": Range(1),
-    "test.rerank_k1": Range(1),
-    "test.rerank_k2": Range(1),
-    "test.rerank_lambda": Range(0, 1),
-}
-"""The values each number key may take (vireid.ranges); a list key, each element. NaN and
-infinite values are in no range."""
+SECTIONS = ("data", "model", "loss", "train", "test")
+"""The sections of a config; ``model`` and ``loss`` are of the type its method declares."""
+
+
+class MethodSections(Protocol):
+    """What the config reader needs of a method (vireid.method.Method has it): the types of its
+    ``model:`` and ``loss:`` sections, and its recipe (keys by section that a config may leave out)."""
+
+    name: str
+    model_config: type
+    loss_config: type
+    defaults: dict[str, dict[str, Any]]
+
+
+def value_ranges(config: ExperimentConfig) -> dict[str, Range]:
+    """The values each number key of ``config`` may take (vireid.ranges, declared by each section's
+    ``RANGES``, the method's sections' included); a list key, each element. NaN and infinite values
+    are in no range."""
+    return {
+        f"{section}.{name}": accepted
+        for section in SECTIONS
+        for name, accepted in getattr(getattr(config, section), "RANGES", {}).items()
+    }
+
+
+def value_range(key: str) -> Range:
+    """The range of a data, train or test key (``test.rerank_k1``), which every config shares."""
+    section, name = key.split(".")
+    return typing.get_type_hints(ExperimentConfig)[section].RANGES[name]
 
 
 def _check_ranges(config: ExperimentConfig) -> None:
-    for key, accepted in VALUE_RANGES.items():
+    for key, accepted in value_ranges(config).items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
         if not all(number in accepted for number in (value if isinstance(value, list) else [value])):
@@ -249,33 +252,45 @@ def _float_spelling(text: str) -> float | str:
         return text
 
 
+def _keys(section_type: type) -> dict[str, Any]:
+    """A section's keys and their types: its dataclass fields (class constants such as RANGES are none)."""
+    hints = typing.get_type_hints(section_type)
+    return {field.name: hints[field.name] for field in dataclasses.fields(section_type)}
+
+
 def _apply(section: Any, values: dict, prefix: str) -> None:
-    hints = typing.get_type_hints(type(section))
+    keys = _keys(type(section))
     for name, value in values.items():
         key = f"{prefix}{name}"
-        if name not in hints:
-            valid = ", ".join(f"{prefix}{choice}" for choice in hints)
+        if name not in keys:
+            valid = ", ".join(f"{prefix}{choice}" for choice in keys)
             raise ConfigError(f"{key}: unknown config key; valid keys here: {valid}")
-        annotation = hints[name]
+        annotation = keys[name]
         if dataclasses.is_dataclass(annotation):
+            own = getattr(section, name)
             if not isinstance(value, dict):
-                raise ConfigError(
-                    f"{key}: expected a section of keys ({', '.join(typing.get_type_hints(annotation))}), got {value!r}"
-                )
-            _apply(getattr(section, name), value, f"{key}.")
+                raise ConfigError(f"{key}: expected a section of keys ({', '.join(_keys(type(own)))}), got {value!r}")
+            _apply(own, value, f"{key}.")
         else:
             setattr(section, name, _coerce(key, value, annotation))
 
 
-def config_from_dict(values: dict) -> ExperimentConfig:
-    """The config of nested ``values`` (keys a config file would hold), its method's model keys filled in."""
-    config = ExperimentConfig()
-    _apply(config, _with_method_defaults(values), "")
-    _check_dataset(config)
+def config_from_dict(values: dict, find_method: Callable[[str], MethodSections]) -> ExperimentConfig:
+    """The config of nested ``values`` (keys a config file would hold): its ``model`` and ``loss``
+    sections of the types its method (``find_method(model.method)``) declares, the keys its recipe
+    sets filled in where ``values`` leave them out. Types, ranges and sizes are checked here; what
+    needs the datasets and the methods, by vireid.recipe."""
+    model = values.get("model", {})
+    name = model.get("method", ModelConfig.method) if isinstance(model, dict) else ModelConfig.method
+    if not isinstance(name, str):
+        raise ConfigError(f"model.method: expected the name of a method, got {name!r}")
+    method = find_method(name)
+    config = ExperimentConfig(model=method.model_config(method=method.name), loss=method.loss_config())
+    _apply(config, _with_method_defaults(values, method), "")
     _check_ranges(config)
-    _check_shapes(config)
+    if len(config.train.erasing_fill) != 3:
+        raise ConfigError(f"train.erasing_fill: expected 3 values (one per channel), got {config.train.erasing_fill}")
     _check_batch_memory(config)
-    _check_evaluations(config)
     return config
 
 
@@ -297,59 +312,6 @@ def _check_batch_memory(config: ExperimentConfig) -> None:
         f"test.batch_size: a batch of {config.test.batch_size} images of {size}, its input alone,",
         error=ConfigError,
     )
-
-
-def _check_evaluations(config: ExperimentConfig) -> None:
-    """A rule that selects on evaluations has at least one to select from."""
-    from vireid.engine.selection import evaluated_epochs  # here: the engine imports this module
-
-    train = config.train
-    if train.select_on != "last" and not evaluated_epochs(train):
-        raise ConfigError(
-            f"train.eval_every: every {train.eval_every} epochs after {train.eval_offset}, without the last "
-            f"(train.eval_last false), evaluates none of the {train.epochs} epochs, yet train.select_on "
-            f"{train.select_on!r} selects on the evaluations; set train.eval_every=0 (the last epoch alone), "
-            "train.eval_last=true or train.select_on=last"
-        )
-
-
-def _check_shapes(config: ExperimentConfig) -> None:
-    if len(config.train.erasing_fill) != 3:
-        raise ConfigError(f"train.erasing_fill: expected 3 values (one per channel), got {config.train.erasing_fill}")
-    if config.test.feature != "global" and config.model.parts == 0:
-        raise ConfigError(
-            f"test.feature: {config.test.feature!r} needs a model with parts (model.parts > 0); "
-            "this one has none, use test.feature=global"
-        )
-    from vireid.data.channel import CHANNEL_AUGMENTATIONS  # here: it imports torchvision
-
-    for key in ("visible_views", "infrared_views"):
-        views = getattr(config.train, key)
-        unknown = sorted({name for names in views for name in names} - set(CHANNEL_AUGMENTATIONS))
-        if not views or unknown:
-            raise ConfigError(
-                f"train.{key}: expected one or more views, each a list of channel augmentations "
-                f"({', '.join(CHANNEL_AUGMENTATIONS)}; [] for none), got {views}"
-            )
-
-
-def _check_dataset(config: ExperimentConfig) -> None:
-    """The dataset is registered; its trial and the evaluation protocol are its own."""
-    data = config.data
-    if data.dataset not in dataset_names():
-        raise ConfigError(
-            f"data.dataset: expected one of {', '.join(map(repr, dataset_names()))}, got {data.dataset!r}"
-        )
-    dataset = get_dataset(data.dataset)
-    if dataset.one_model_per_trial and data.trial not in dataset.protocols[0].trials:
-        trials = dataset.protocols[0].trials
-        raise ConfigError(f"data.trial: {dataset.title} has trials {trials[0]} to {trials[-1]}, got {data.trial}")
-    protocol = config.train.eval_protocol
-    if protocol and protocol not in dataset.protocol_names:
-        raise ConfigError(
-            f"train.eval_protocol: expected a protocol of {dataset.title} "
-            f"({', '.join(dataset.protocol_names)}), got {protocol!r}"
-        )
 
 
 def changed_keys(before: ExperimentConfig, after: ExperimentConfig) -> list[str]:
@@ -399,11 +361,12 @@ def find_config(name_or_path: str | Path) -> Path | Traversable:
     )
 
 
-def load_config(
+def read_config_values(
     path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base: dict | None = None
-) -> ExperimentConfig:
-    """The config of a YAML file or shipped config name (or of ``base``, a saved
-    config dict, or the defaults), then ``key=value`` overrides applied in order."""
+) -> dict:
+    """The nested values of a YAML file or shipped config name (or of ``base``, a saved config dict,
+    or none), then ``key=value`` overrides applied in order. The file's ``plugins`` are made absolute
+    (read from its folder); vireid.recipe.load_config turns the values into a checked config."""
     values: dict = copy.deepcopy(base) if base is not None else {}
     if path is not None:
         path = find_config(path)
@@ -413,6 +376,9 @@ def load_config(
             raise ConfigError(f"{path}: not valid YAML ({error})") from error
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping of config sections, got {type(values).__name__}")
+        if isinstance(path, Path) and isinstance(values.get("plugins"), list):
+            folder = path.resolve().parent
+            values["plugins"] = [str(folder / item) if isinstance(item, str) else item for item in values["plugins"]]
     for override in overrides:
         keys, value = _parse_override(override)
         section = values
@@ -421,22 +387,18 @@ def load_config(
             if not isinstance(section, dict):
                 raise ConfigError(f"override {override!r}: {key} is a value, not a section")
         section[keys[-1]] = value
-    return config_from_dict(values)
+    return values
 
 
-def _with_method_defaults(values: dict) -> dict:
-    """``values`` with the keys its ``model.method`` sets (vireid.methods: the model's switches,
-    and a recipe's loss, train and test keys) filled in where the config leaves them out."""
-    from vireid.methods import get_method  # here, not with this module: the methods build networks (torch)
-
-    model = values.get("model", {})
-    if not isinstance(model, dict):
-        return values  # _apply names the error
-    method = get_method(model.get("method", ModelConfig.method))
+def _with_method_defaults(values: dict, method: MethodSections) -> dict:
+    """``values`` with the keys ``method``'s recipe sets (its model's switches, and its loss, train,
+    test and data keys) filled in where the config leaves them out."""
     merged = dict(values)
+    sections = _keys(ExperimentConfig)
+    sections.update(model=method.model_config, loss=method.loss_config)
     for section, defaults in method.defaults.items():
-        section_type = typing.get_type_hints(ExperimentConfig).get(section)
-        known = section_type.__dataclass_fields__ if dataclasses.is_dataclass(section_type) else {}
+        section_type = sections.get(section)
+        known = _keys(section_type) if dataclasses.is_dataclass(section_type) else {}
         unknown = sorted(set(defaults) - set(known))
         if unknown:
             raise ConfigError(f"model.method: {method.name!r} sets unknown {section} keys {unknown}")
@@ -451,16 +413,21 @@ def config_to_dict(config: ExperimentConfig) -> dict:
 
 
 __all__ = [
+    "SECTIONS",
     "ConfigError",
     "DataConfig",
     "ExperimentConfig",
-    "LossConfig",
     "InferenceConfig",
+    "LossConfig",
+    "MethodSections",
     "ModelConfig",
     "TrainConfig",
+    "changed_keys",
     "config_from_dict",
     "config_to_dict",
     "find_config",
-    "load_config",
+    "read_config_values",
     "shipped_configs",
+    "value_range",
+    "value_ranges",
 ]

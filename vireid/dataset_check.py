@@ -68,12 +68,8 @@ def check_dataset(
     """Check every image of the training split and the test images of dataset ``name`` at ``root``:
     of ``trial``'s splits where the dataset has one model per trial (``None``: every trial's)."""
     dataset, root = get_dataset(name), Path(root)
-    if trial is not None:
-        trials = (trial,)
-    else:  # every trial's splits differ only where the dataset has one model per trial
-        trials = dataset.protocols[0].trials if dataset.one_model_per_trial else dataset.protocols[0].trials[:1]
     splits: list[tuple[str, Split]] = []
-    for trial in trials:
+    for trial in dataset.split_trials(trial):
         splits += [("train", dataset.read_training_split(root, trial)), ("test", dataset.read_test_images(root, trial))]
     report = DatasetReport()
     seen: set[str] = set()

@@ -16,8 +16,8 @@ import shutil
 from pathlib import Path
 
 from vireid.atomic import write_text
-from vireid.config import load_config
 from vireid.data.images import load_image
+from vireid.datasets import get_dataset
 from vireid.datasets.sysu import sysu_test_images
 from vireid.engine.tester import score_checkpoints
 from vireid.engine.trainer import train
@@ -27,6 +27,7 @@ from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol
 from vireid.evaluation.results_file import read_results
 from vireid.models.handcrafted import describe_images
 from vireid.progress import track
+from vireid.recipe import load_config
 from vireid.synthetic.writer import write_synthetic_dataset
 from vireid.viz.cmc import draw_cmc_curves, protocol_cmc_curves
 from vireid.viz.tsne import draw_tsne
@@ -106,7 +107,9 @@ def run_demo(
     test_images = sysu_test_images(data_root)
     paths = track(test_images.paths, "describe", "img", progress)
     floor = FeatureSet(describe_images(load_image(path) for path in paths), test_images)
-    floor_results = [evaluate_protocol(name, [floor]) for name in ("sysu-all", "sysu-indoor")]
+    floor_results = [
+        evaluate_protocol(protocol, [floor]) for protocol in get_dataset("sysu").protocols if protocol.by_default
+    ]
     floor_folder = out / DESCRIPTOR_FOLDER
     floor_folder.mkdir(parents=True, exist_ok=True)
     floor_records = json.dumps([result.to_dict() for result in floor_results], indent=2) + "\n"

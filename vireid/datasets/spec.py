@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from vireid.data.splits import Split
+from vireid.errors import ConfigError, UserError
 
 if TYPE_CHECKING:
     from vireid.data.synthetic_plan import DatasetPlan
@@ -68,6 +69,19 @@ class Protocol:
     by_default: bool = True  # scored by `vireid test` without --protocol (False: an alternative reading)
     dataset: str = ""  # the dataset's name, filled in when the dataset is registered
 
+    def checked_trials(self, trials: Sequence[int] | None, option: str = "--trials") -> list[int]:
+        """``trials`` (default: all of the protocol's), each one of the protocol's, none twice;
+        else a UserError naming ``option``."""
+        trials = list(self.trials if trials is None else trials)
+        unknown = sorted({trial for trial in trials if trial not in self.trials})
+        if not trials or unknown or len(set(trials)) != len(trials):
+            not_among = f" ({', '.join(map(str, unknown))} not among them)" if unknown else ""
+            raise UserError(
+                f"{option}: {self.name} has trials {self.trials[0]} to {self.trials[-1]}, "
+                f"each once; got {trials or 'none'}{not_among}"
+            )
+        return trials
+
 
 @dataclass(frozen=True)
 class SyntheticLayout:
@@ -109,6 +123,54 @@ class DatasetSpec:
     @property
     def protocol_names(self) -> tuple[str, ...]:
         return tuple(protocol.name for protocol in self.protocols)
+
+    @property
+    def default_protocol(self) -> Protocol:
+        """The protocol training evaluates and selects on unless ``train.eval_protocol`` names another."""
+        return self.protocols[0]
+
+    def check_trial(self, trial: int) -> None:
+        """A ConfigError unless ``data.trial`` = ``trial`` names a split this dataset has (any trial
+        where one model serves every trial: they share one split)."""
+        trials = self.default_protocol.trials
+        if self.one_model_per_trial and trial not in trials:
+            raise ConfigError(f"data.trial: {self.title} has trials {trials[0]} to {trials[-1]}, got {trial}")
+
+    def model_trial(self, trial: int) -> int | None:
+        """The one trial that a model trained with ``data.trial`` = ``trial`` is tested on; None where
+        one model is tested on every trial (the trials are gallery draws from one test set)."""
+        return trial if self.one_model_per_trial else None
+
+    def split_trials(self, trial: int | None = None) -> tuple[int, ...]:
+        """The trials whose training and test splits to read: ``trial``'s, or every distinct split
+        (every trial where each trains its own model, else the first trial's: they all share it)."""
+        if trial is not None:
+            return (trial,)
+        trials = self.default_protocol.trials
+        return trials if self.one_model_per_trial else trials[:1]
+
+    def scored_trials(
+        self, protocol: Protocol, model_trials: Sequence[int | None], names: Sequence[str], trials: Sequence[int] | None
+    ) -> list[tuple[int, int]]:
+        """Which trials of ``protocol`` each of the feature sets ``names`` is scored on, as (trial, index
+        of the set) pairs. ``model_trials``: the trial each set's model was trained for (None: unknown).
+        One model per trial: each set on its model's trial (in order, where unknown), each trial once,
+        and ``trials`` is refused. One model for every trial: one set, on ``trials`` (default: all)."""
+        if not self.one_model_per_trial:
+            if len(names) != 1:
+                raise UserError(f"{protocol.name} takes one feature file of all test images, got {len(names)}")
+            return [(trial, 0) for trial in protocol.checked_trials(trials)]
+        if trials is not None:
+            raise UserError(f"{self.title} trials are the feature files given (one per trial), not --trials")
+        runs = [(position + 1 if trial is None else trial, position) for position, trial in enumerate(model_trials)]
+        first_of_trial: dict[int, int] = {}
+        for trial, position in runs:
+            if trial in first_of_trial:
+                earlier = names[first_of_trial[trial]]
+                raise UserError(f"{names[position]}: trial {trial} again (also {earlier}); give each trial once")
+            first_of_trial[trial] = position
+        protocol.checked_trials([trial for trial, _ in runs])
+        return runs
 
 
 __all__ = ["DatasetSpec", "GalleryOptions", "OfficialDraws", "Protocol", "ScoringRule", "SyntheticLayout", "TrialRows"]

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from vireid.atomic import atomic_path
-from vireid.config import ExperimentConfig, load_config
+from vireid.config import ExperimentConfig
 from vireid.errors import UserError
-from vireid.methods import create_model
-from vireid.models.network import CrossModalityNet
+from vireid.method import method_of
+from vireid.recipe import load_config
 from vireid.serialization import read_torch_file
 
 FORMAT_NAME = "vireid-checkpoint"
@@ -159,9 +160,11 @@ def load_checkpoint(path: str | Path, mmap: bool = False, needs: tuple[str, ...]
     return state
 
 
-def load_model_weights(model: CrossModalityNet, state: dict[str, torch.Tensor], path: str | Path) -> None:
-    """Load a checkpoint's weights into ``model``, or say which tensors do not fit
-    (another backbone, number of parts, part size, classifier...)."""
+def load_model_weights(
+    model: nn.Module, state: dict[str, torch.Tensor], path: str | Path, config: ExperimentConfig
+) -> None:
+    """Load a checkpoint's weights into ``model`` (the network of ``config``), or say which tensors
+    do not fit (another backbone, number of parts, part size, classifier...)."""
     own = model.state_dict()
     missing = [name for name in own if name not in state]
     unexpected = [name for name in state if name not in own]
@@ -176,18 +179,19 @@ def load_model_weights(model: CrossModalityNet, state: dict[str, torch.Tensor], 
             for names, what in ((missing, "missing"), (unexpected, "unexpected"), (wrong_shape, "of another shape"))
             if names
         ]
-        raise CheckpointError(f"{path}: its weights do not fit the network {model.describe()}: " + ", ".join(details))
+        network = method_of(config).describe(model, config)
+        raise CheckpointError(f"{path}: its weights do not fit the network {network}: " + ", ".join(details))
     model.load_state_dict(state)
 
 
 def model_from_checkpoint(
     path: str | Path, device: str | torch.device = "cpu", overrides: list[str] | tuple[str, ...] = ()
-) -> tuple[CrossModalityNet, ExperimentConfig, dict]:
+) -> tuple[nn.Module, ExperimentConfig, dict]:
     """The trained network, its config (with ``key=value`` overrides, e.g. of the
     test-time feature) and the checkpoint's contents. Weights that do not fit the
     network the config describes are a CheckpointError naming what differs."""
     checkpoint = load_checkpoint(path)
     config = load_config(None, overrides, base=checkpoint["config"])
-    model = create_model(config.model, checkpoint["num_classes"], load_weights=False)
-    load_model_weights(model, checkpoint["model"], path)
+    model = method_of(config).build_model(config, checkpoint["num_classes"], load_weights=False)
+    load_model_weights(model, checkpoint["model"], path, config)
     return model.to(device).eval(), config, checkpoint

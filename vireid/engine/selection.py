@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from vireid.config import ExperimentConfig, TrainConfig
 from vireid.data.splits import Split, relabelled
@@ -37,7 +38,6 @@ from vireid.engine.extract import extract_features
 from vireid.errors import UserError
 from vireid.evaluation.metrics import RankMetrics, evaluate_features
 from vireid.evaluation.protocols import require_finite_features
-from vireid.models.network import CrossModalityNet
 
 SELECTION_MEASURES = {
     "test-rank1": "test rank-1 (reference habit)",
@@ -98,7 +98,7 @@ def split_off_validation(config: ExperimentConfig, split: Split) -> tuple[Split,
 
 def evaluation_protocol(config: ExperimentConfig) -> str:
     """``train.eval_protocol``, or the dataset's first protocol."""
-    return config.train.eval_protocol or get_dataset(config.data.dataset).protocols[0].name
+    return config.train.eval_protocol or get_dataset(config.data.dataset).default_protocol.name
 
 
 def validation_rows(config: ExperimentConfig, images: Split) -> tuple[list[int], list[int]]:
@@ -112,15 +112,12 @@ def validation_rows(config: ExperimentConfig, images: Split) -> tuple[list[int],
 
 
 def evaluate_validation(
-    model: CrossModalityNet, config: ExperimentConfig, images: Split, device: torch.device, progress: bool
+    model: nn.Module, config: ExperimentConfig, images: Split, device: torch.device, progress: bool
 ) -> RankMetrics:
     """The model's rank metrics on the validation images (features as in_training_config extracts
     them; NonFiniteFeatures if they overflow)."""
     query_rows, gallery_rows = validation_rows(config, images)
-    data, workers, test = config.data, config.train.workers, in_training_config(config).test
-    features = extract_features(
-        model, images, test, data.height, data.width, device, workers, progress, data.resize_filter
-    )
+    features = extract_features(model, images, in_training_config(config), device, config.train.workers, progress)
     require_finite_features(features, images.paths, "the validation features")
     return evaluate_features(
         features[query_rows],

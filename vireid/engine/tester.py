@@ -15,7 +15,7 @@ from vireid.evaluation.feature_file import FeatureSet, save_features
 from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, results_table
 from vireid.evaluation.rerank import RerankSettings
 from vireid.evaluation.seeds import SeedResults, seeds_table
-from vireid.models.network import parameter_counts
+from vireid.method import parameter_counts
 from vireid.viz.cmc import draw_cmc_curves, protocol_cmc_curves
 from vireid.viz.rank_list import draw_rank_list
 from vireid.viz.trial_ranks import trial_rank_lists
@@ -103,7 +103,8 @@ def score_checkpoints(
             f"the checkpoints were trained on different datasets ({', '.join(sorted(datasets))}); test them separately"
         )
     dataset = get_dataset(datasets.pop())
-    if not dataset.one_model_per_trial and len(loaded) > 1:
+    own_trials = [dataset.model_trial(config.data.trial) for _, _, config in loaded]  # None: one model, every trial
+    if own_trials[0] is None and len(loaded) > 1:
         raise UserError(
             f"{dataset.name} is tested with ONE checkpoint (its trials are gallery draws), got {len(loaded)}"
         )
@@ -115,20 +116,18 @@ def score_checkpoints(
     out = Path(out) if out else own_folder
     sources = ", ".join(str(path) for path in checkpoint_paths)
     _refuse_results_of_others(out, own_folder, sources, force)
-    print(_start_line(loaded, dataset, protocols, trials, device, out), flush=True)
+    print(_start_line(loaded, own_trials, dataset, protocols, trials, device, out), flush=True)
     out.mkdir(parents=True, exist_ok=True)
     feature_sets, written = [], []
-    for path, model, config in loaded:
+    for (path, model, config), own_trial in zip(loaded, own_trials):
         feature_set = extract_test_features(model, config, device, progress)
         feature_set.metadata["checkpoint"] = str(path)
-        suffix = f"_trial{config.data.trial}" if dataset.one_model_per_trial else ""
+        suffix = "" if own_trial is None else f"_trial{own_trial}"
         written.append(save_features(out / f"features{suffix}.npz", feature_set))
         feature_sets.append(feature_set)
     rerank = rerank_settings(loaded[0][2].test)
     results = [
-        evaluate_protocol(
-            name, feature_sets, None if dataset.one_model_per_trial else trials, device=device, rerank=settings
-        )
+        evaluate_protocol(name, feature_sets, trials if own_trials[0] is None else None, device=device, rerank=settings)
         for name in protocols
         for settings in ([None, rerank] if rerank else [None])
     ]
@@ -209,18 +208,24 @@ def _results_of_others(out: Path, sources: str) -> bool:
 
 
 def _start_line(
-    loaded: list, dataset: DatasetSpec, protocols: list[str], trials: list[int] | None, device: str, out: Path
+    loaded: list,
+    own_trials: list[int | None],
+    dataset: DatasetSpec,
+    protocols: list[str],
+    trials: list[int] | None,
+    device: str,
+    out: Path,
 ) -> str:
     """What is about to be scored, in one line: checkpoints, data, model size, device, protocols, output folder."""
     path, model, config = loaded[0]
     checkpoints = str(path) if len(loaded) == 1 else f"{len(loaded)} checkpoints ({path}, ...)"
     images = dataset.read_test_images(Path(config.data.root), config.data.trial)
-    trial_count = "one per trial model" if dataset.one_model_per_trial else f"{len(trials) if trials else 'all'} trials"
+    trial_count = f"{len(trials) if trials else 'all'} trials" if own_trials[0] is None else "one per trial model"
     rerank = rerank_settings(config.test)
     trial_count += f"; plain and {rerank.describe()}" if rerank else ""
     return (
         f"testing {checkpoints} on {images.summary()} ({config.data.dataset} at {config.data.root}"
-        f"{f', trial {config.data.trial}' if len(loaded) == 1 and dataset.one_model_per_trial else ''}); "
+        f"{f', trial {own_trials[0]}' if len(loaded) == 1 and own_trials[0] is not None else ''}); "
         f"{parameter_counts(model)['total']:,} parameters; {device}, fp32; "
         f"{', '.join(protocols)} ({trial_count}); results into {out}"
     )

@@ -24,7 +24,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from vireid.atomic import write_text
-from vireid.config import ConfigError, ExperimentConfig, TrainConfig, changed_keys, config_to_dict, load_config
+from vireid.config import ConfigError, ExperimentConfig, TrainConfig, changed_keys, config_from_dict, config_to_dict
 from vireid.data.cache import image_cache
 from vireid.data.dataset import SplitDataset
 from vireid.data.device_augment import BatchAugment
@@ -56,13 +56,9 @@ from vireid.engine.selection import (
 )
 from vireid.errors import NonFiniteFeatures, UserError
 from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol
-from vireid.methods import create_loss, create_model
-from vireid.models.network import CrossModalityNet, parameter_counts
+from vireid.method import Method, ParameterGroup, get_method, method_of, parameter_counts
 from vireid.progress import track
 from vireid.signals import stop_if_terminated
-
-LOSS_TERMS = ("id", "triplet", "part_id", "part_triplet", "msid", "cmp")
-"""The terms an epoch line prints, in this order, where the method has them."""
 
 
 class TrainingDiverged(UserError):
@@ -104,21 +100,38 @@ def learning_rate_factor(epoch: int, config: TrainConfig) -> float:
     return config.gamma ** sum(epoch >= milestone for milestone in config.milestones)
 
 
-def build_optimizer(model: CrossModalityNet, config: TrainConfig) -> torch.optim.Optimizer:
-    """Two parameter groups: the backbone at ``backbone_lr``, every new layer at ``lr``."""
-    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
-    backbone_ids = {id(p) for p in backbone}
-    new_layers = [p for p in model.parameters() if p.requires_grad and id(p) not in backbone_ids]
-    groups = [{"params": backbone, "lr": config.backbone_lr}, {"params": new_layers, "lr": config.lr}]
+def build_optimizers(groups: list[ParameterGroup], config: TrainConfig) -> list[torch.optim.Optimizer]:
+    """The optimizers of a method's parameter groups: ``train.optimizer`` over the groups it trains (the
+    first optimizer: the schedule's), then plain SGD over those that ask for their own (``own_sgd``)."""
+    scheduled = [
+        {"params": group.parameters, "lr": group.lr}
+        | ({} if group.weight_decay is None else {"weight_decay": group.weight_decay})
+        for group in groups
+        if not group.own_sgd
+    ]
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    return torch.optim.SGD(groups, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay)
+        optimizers = [torch.optim.AdamW(scheduled, weight_decay=config.weight_decay)]
+    elif config.optimizer == "adam":
+        optimizers = [torch.optim.Adam(scheduled, weight_decay=config.weight_decay)]
+    else:
+        optimizers = [
+            torch.optim.SGD(scheduled, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay)
+        ]
+    own = [{"params": group.parameters, "lr": group.lr} for group in groups if group.own_sgd]
+    return optimizers + ([torch.optim.SGD(own, momentum=0.0, weight_decay=0.0)] if own else [])
+
+
+def build_optimizer(
+    model: torch.nn.Module, loss: torch.nn.Module, config: ExperimentConfig
+) -> list[torch.optim.Optimizer]:
+    """The optimizers of ``config``'s method for ``model`` and its ``loss``: build_optimizers of its groups."""
+    return build_optimizers(method_of(config).parameter_groups(model, loss, config.train), config.train)
 
 
 def train_step(
     model: torch.nn.Module,
     loss_function: Callable[..., dict[str, torch.Tensor]],
-    optimizer: torch.optim.Optimizer,
+    optimizers: list[torch.optim.Optimizer],
     scaler: torch.amp.GradScaler,
     images: torch.Tensor,  # (B, 3, H, W) on the model's device
     labels: torch.Tensor,  # (B,)
@@ -136,12 +149,15 @@ def train_step(
         losses = loss_function(model(images, modalities), labels, modalities)
     if not torch.isfinite(losses["total"]):
         raise NonFiniteLoss(losses)
-    optimizer.zero_grad(set_to_none=True)
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
     scaler.scale(losses["total"]).backward()
     if precision.grad_clip > 0:
-        scaler.unscale_(optimizer)
+        for optimizer in optimizers:
+            scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), precision.grad_clip)
-    scaler.step(optimizer)
+    for optimizer in optimizers:
+        scaler.step(optimizer)
     scaler.update()
     return {name: value.detach() for name, value in losses.items()}
 
@@ -155,10 +171,13 @@ class Run:
     run_dir: Path
     split: Split
     validation: Split | None  # images of the held-out identities (train.select_on=validation-map)
-    model: CrossModalityNet  # the network itself (checkpoints, evaluation)
+    method: Method
+    num_classes: int  # the training identities, the classifiers' size
+    model: torch.nn.Module  # the network itself (checkpoints, evaluation)
     trained_model: torch.nn.Module  # what the steps call: the network, or its DDP wrapper
-    loss_function: Callable[..., dict[str, torch.Tensor]]
-    optimizer: torch.optim.Optimizer
+    loss_function: torch.nn.Module  # the method's loss: (output, labels, modalities) -> its terms and total
+    loss_terms: tuple[str, ...]  # the terms the method declares, in the order epoch lines show them
+    optimizers: list[torch.optim.Optimizer]  # the scheduled one first (build_optimizers)
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     precision: Precision
@@ -189,7 +208,7 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
     check_run_folder(run_dir, resume)
     checkpoint = load_checkpoint(resume, needs=TRAINING_KEYS) if resume else None
     if checkpoint is not None:
-        check_resumed_config(load_config(None, base=checkpoint["config"]), config, resume)
+        check_resumed_config(config_from_dict(checkpoint["config"], get_method), config, resume)
     train_config = config.train
     torch.manual_seed(train_config.seed)
     np.random.seed(train_config.seed)
@@ -200,12 +219,16 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
     if train_config.select_on == "validation-map":
         split, validation = split_off_validation(config, split)
     num_classes = int(split.labels.max()) + 1
-    model = create_model(config.model, num_classes, load_weights=checkpoint is None).to(environment.device)
+    method = method_of(config)
+    model = method.build_model(config, num_classes, load_weights=checkpoint is None).to(environment.device)
+    loss_function = method.build_loss(config, num_classes, model).to(environment.device)
     precision = Precision.of(train_config, environment.device)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, train_config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: learning_rate_factor(epoch, train_config))
+    optimizers = build_optimizers(method.parameter_groups(model, loss_function, train_config), train_config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizers[0], lambda epoch: learning_rate_factor(epoch, train_config)
+    )
     scaler = torch.amp.GradScaler(environment.device.type, enabled=precision.dtype == torch.float16)
     identity_batches = CrossModalityBatchSampler(
         split.labels,
@@ -230,7 +253,9 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
     sampler = ViewBatchSampler(identity_batches, split.modalities, views)
     start_epoch, best = 0, {"metric": -1.0, "epoch": -1}
     if checkpoint is not None:
-        start_epoch, best = _restore(checkpoint, resume, num_classes, model, optimizer, scheduler, scaler)
+        start_epoch, best = _restore(
+            checkpoint, resume, config, num_classes, model, loss_function, optimizers[0], scheduler, scaler
+        )
     if environment.is_main:
         resumed = " (resumed)" if start_epoch else ""
         held_out = f" ({validation.num_identities} identities held out to validate)" if validation else ""
@@ -255,10 +280,13 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
         run_dir=run_dir,
         split=split,
         validation=validation,
+        method=method,
+        num_classes=num_classes,
         model=model,
         trained_model=_distributed(model, environment, train_config.sync_bn),
-        loss_function=create_loss(config.model, config.loss),
-        optimizer=optimizer,
+        loss_function=loss_function,
+        loss_terms=method.loss_terms(config),
+        optimizers=optimizers,
         scheduler=scheduler,
         scaler=scaler,
         precision=precision,
@@ -310,7 +338,7 @@ def check_resumed_config(saved: ExperimentConfig, config: ExperimentConfig, resu
             )
 
 
-def _distributed(model: CrossModalityNet, environment: Environment, sync_bn: bool) -> torch.nn.Module:
+def _distributed(model: torch.nn.Module, environment: Environment, sync_bn: bool) -> torch.nn.Module:
     if not environment.distributed:
         return model
     if sync_bn:
@@ -319,15 +347,17 @@ def _distributed(model: CrossModalityNet, environment: Environment, sync_bn: boo
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
-def _restore(checkpoint: dict, resume: str | Path, num_classes: int, *stateful) -> tuple[int, dict]:
-    """Load the model, optimizer, scheduler and scaler (``stateful``, in that order) and the RNG
+def _restore(
+    checkpoint: dict, resume: str | Path, config: ExperimentConfig, num_classes: int, *stateful
+) -> tuple[int, dict]:
+    """Load the model, loss, optimizer, scheduler and scaler (``stateful``, in that order) and the RNG
     states of ``checkpoint``; returns the epoch to start at and the best evaluation so far."""
     if checkpoint["num_classes"] != num_classes:
         raise UserError(f"{resume}: trained for {checkpoint['num_classes']} identities, the data have {num_classes}")
     model, *rest = stateful
-    load_model_weights(model, checkpoint["model"], resume)  # names the tensors a changed --set no longer fits
-    for state_object, key in zip(rest, ("optimizer", "scheduler", "scaler")):
-        state_object.load_state_dict(checkpoint[key])
+    load_model_weights(model, checkpoint["model"], resume, config)  # names the tensors a changed --set no longer fits
+    for state_object, key in zip(rest, ("loss", "optimizer", "scheduler", "scaler")):
+        state_object.load_state_dict(checkpoint.get(key, {}) if key == "loss" else checkpoint[key])  # loss: since 3
     set_rng_state(checkpoint["rng"])
     return checkpoint["epoch"], checkpoint["best"]
 
@@ -375,7 +405,7 @@ def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
     train_config, device = run.config.train, run.environment.device
     run.sampler.set_epoch(epoch)
     run.worker_seeds.manual_seed(train_config.seed * 1_000_003 + epoch)
-    learning_rate = run.optimizer.param_groups[1]["lr"]
+    learning_rate = train_config.lr * learning_rate_factor(epoch, train_config)  # what the schedule makes of train.lr
     run.trained_model.train()
     sums: dict[str, float] = {}
     started = time.perf_counter()
@@ -390,7 +420,7 @@ def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
             losses = train_step(
                 run.trained_model,
                 run.loss_function,
-                run.optimizer,
+                run.optimizers,
                 run.scaler,
                 images,
                 labels.to(device),
@@ -442,9 +472,10 @@ def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) 
     stop_if_terminated()
     state = {
         "config": config_to_dict(config),
-        "num_classes": run.model.num_classes,
+        "num_classes": run.num_classes,
         "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
+        "loss": run.loss_function.state_dict(),
+        "optimizer": run.optimizers[0].state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "scaler": run.scaler.state_dict(),
         "epoch": epoch + 1,
@@ -481,7 +512,7 @@ def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) 
         if record.get("best"):
             save_checkpoint(run.run_dir / "best.pt", {**state, "selected_on": run.best["measure"]})
     run.log.write(record, run.step)
-    print(_epoch_line(record, scope), flush=True)
+    print(_epoch_line(record, scope, run.loss_terms), flush=True)
 
 
 def _recompute_batch_norm_statistics(run: Run, epoch: int, progress: bool) -> None:
@@ -513,8 +544,8 @@ def _scores(run: Run, scope: str, progress: bool) -> dict[str, float]:
 def _evaluate(run: Run, protocol_name: str, progress: bool) -> ProtocolResult:
     """The protocol's first ``train.eval_trials`` trials (one model per trial: the run's own trial)."""
     protocol = get_protocol(protocol_name)
-    one_model_per_trial = get_dataset(protocol.dataset).one_model_per_trial
-    trials = None if one_model_per_trial else protocol.trials[: run.config.train.eval_trials]
+    own_trial = get_dataset(protocol.dataset).model_trial(run.config.data.trial)
+    trials = None if own_trial is not None else protocol.trials[: run.config.train.eval_trials]
     features = extract_test_features(run.model, in_training_config(run.config), run.environment.device, progress)
     return evaluate_protocol(protocol, [features], trials)
 
@@ -554,11 +585,12 @@ def _train(config: ExperimentConfig, run_dir: Path, resume: str | Path | None, d
     return run.last_path
 
 
-def _epoch_line(record: dict, scope: str) -> str:
-    """The epoch's losses, lr and speed, and the scores of ``scope`` (a protocol, or validation) when evaluated."""
+def _epoch_line(record: dict, scope: str, loss_terms: tuple[str, ...]) -> str:
+    """The epoch's losses (``loss_terms``, in order), lr and speed, and the scores of ``scope`` (a
+    protocol, or validation) when evaluated."""
     line = (
         f"epoch {record['epoch']:>3}  loss {record.get('total', float('nan')):.4f}  "
-        + "  ".join(f"{name} {record[name]:.3f}" for name in LOSS_TERMS if name in record)
+        + "  ".join(f"{name} {record[name]:.3f}" for name in loss_terms if name in record)
         + f"  lr {record['lr']:.2e}  {record['images_per_second']:.0f} img/s"
     )
     if f"{scope}/rank1" in record:
@@ -576,6 +608,7 @@ __all__ = [
     "Run",
     "TrainingDiverged",
     "build_optimizer",
+    "build_optimizers",
     "build_run",
     "check_resumed_config",
     "evaluate_and_checkpoint",

@@ -33,14 +33,15 @@ def _cell(values: np.ndarray) -> str:
 def method_label(config: dict | None) -> str:
     """The run's ``model.method``, with the keys the run changed from the method's own values
     (any section the method sets: its model switches, a recipe's loss, train and test keys)."""
-    from vireid.methods import METHODS  # here: the method registry imports the networks
+    from vireid.method import registered_methods  # here: the methods import the networks
 
+    methods = registered_methods()
     model = (config or {}).get("model")
     if not isinstance(model, dict) or "method" not in model:
         return "–"
     method = str(model["method"])
     changed = []
-    for section, defaults in (METHODS[method].defaults if method in METHODS else {}).items():
+    for section, defaults in (methods[method].defaults if method in methods else {}).items():
         values = config.get(section, {})
         for key, value in defaults.items():
             if isinstance(values, dict) and key in values and values[key] != value:

@@ -126,18 +126,6 @@ def _refuse_mixed_data(feature_sets: Sequence[FeatureSet]) -> None:
             )
 
 
-def _refuse_repeated_trials(runs: list[tuple[int, int]], feature_sets: Sequence[FeatureSet]) -> None:
-    """One feature set per trial: two sets of one trial would count it twice."""
-    first_of_trial: dict[int, int] = {}
-    for trial, position in runs:
-        if trial in first_of_trial:
-            earlier = feature_sets[first_of_trial[trial]].name
-            raise UserError(
-                f"{feature_sets[position].name}: trial {trial} again (also {earlier}); give each trial once"
-            )
-        first_of_trial[trial] = position
-
-
 def results_table(results: Sequence[ProtocolResult]) -> str:
     """The standard Markdown table: mean ± std over trials, in percent."""
     metric_names = [f"rank{rank}" for rank in REPORTED_RANKS] + ["mAP", "mINP"]
@@ -179,20 +167,6 @@ def require_finite_features(features: np.ndarray, paths: Sequence[str], name: st
         )
 
 
-def checked_trials(protocol: Protocol, trials: Sequence[int] | None, option: str = "--trials") -> list[int]:
-    """``trials`` (default: all of the protocol's), each one of the protocol's, none twice;
-    else a UserError naming ``option``."""
-    trials = list(protocol.trials if trials is None else trials)
-    unknown = sorted({trial for trial in trials if trial not in protocol.trials})
-    if not trials or unknown or len(set(trials)) != len(trials):
-        not_among = f" ({', '.join(map(str, unknown))} not among them)" if unknown else ""
-        raise UserError(
-            f"{option}: {protocol.name} has trials {protocol.trials[0]} to {protocol.trials[-1]}, "
-            f"each once; got {trials or 'none'}{not_among}"
-        )
-    return trials
-
-
 def evaluate_protocol(
     protocol: Protocol | str,
     feature_sets: Sequence[FeatureSet],
@@ -217,19 +191,11 @@ def evaluate_protocol(
     for feature_set in feature_sets:
         check_features_for(protocol, feature_set)
     _refuse_mixed_data(feature_sets)
-    if dataset.one_model_per_trial:
-        if trials is not None:
-            raise UserError(f"{dataset.title} trials are the feature files given (one per trial), not --trials")
-        runs = [
-            (int(feature_set.metadata.get("trial", position + 1)), position)
-            for position, feature_set in enumerate(feature_sets)
-        ]
-        _refuse_repeated_trials(runs, feature_sets)
-        checked_trials(protocol, [trial for trial, _ in runs])
-    else:
-        if len(feature_sets) != 1:
-            raise UserError(f"{protocol.name} takes one feature file of all test images, got {len(feature_sets)}")
-        runs = [(trial, 0) for trial in checked_trials(protocol, trials)]
+    model_trials = [feature_set.metadata.get("trial") for feature_set in feature_sets]
+    names = [feature_set.name for feature_set in feature_sets]
+    runs = dataset.scored_trials(
+        protocol, [None if trial is None else int(trial) for trial in model_trials], names, trials
+    )
     trial_images = {}  # each trial's query and gallery rows, all checked before any is scored
     for trial, position in runs:
         query_rows, gallery_rows = trial_rows(protocol, feature_sets[position].images, trial, options)

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from vireid.config import VALUE_RANGES
+from vireid.config import value_range
 from vireid.errors import UserError
 
 _CHUNK_BYTES = 256 * 2**20
@@ -51,7 +51,7 @@ class RerankSettings:
 
     def __post_init__(self):
         for name, value in (("k1", self.k1), ("k2", self.k2), ("lambda", self.lambda_value)):
-            accepted = VALUE_RANGES[f"test.rerank_{name}"]  # the ranges of the config keys of these settings
+            accepted = value_range(f"test.rerank_{name}")  # the ranges of the config keys of these settings
             if value not in accepted:
                 raise UserError(f"re-ranking {name}: expected {accepted.describe()}, got {value}")
 

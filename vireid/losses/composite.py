@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from vireid.losses.identity import identity_loss
 from vireid.losses.mutual import cross_modality_loss, modality_specific_identity_loss
@@ -12,10 +13,10 @@ from vireid.losses.triplet import adaptive_weighted_triplet, weighted_regularize
 from vireid.models.network import ModelOutput
 
 if TYPE_CHECKING:
-    from vireid.config import LossConfig  # annotations only: the losses do not depend on the config module
+    from vireid.methods.agw import AGWLossConfig as LossConfig  # annotations only
 
 
-class ReIDLoss:
+class ReIDLoss(nn.Module):
     """Computes each loss term the model's outputs allow, and their weighted sum.
 
     Returns a dict: one entry per term (unweighted, for logging) and ``total``,
@@ -26,6 +27,7 @@ class ReIDLoss:
     """
 
     def __init__(self, config: LossConfig):
+        super().__init__()
         self.config = config
 
     def weights(self) -> dict[str, float]:
@@ -45,7 +47,7 @@ class ReIDLoss:
             return adaptive_weighted_triplet(features, labels, config.adp_alpha, config.adp_gamma, config.adp_square)
         return weighted_regularized_triplet(features, labels)
 
-    def __call__(self, output: ModelOutput, labels: torch.Tensor, modalities: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, output: ModelOutput, labels: torch.Tensor, modalities: torch.Tensor) -> dict[str, torch.Tensor]:
         smoothing = self.config.label_smoothing
         terms = {
             "id": identity_loss(output.global_logits, labels, smoothing),

@@ -1,19 +1,10 @@
-"""The methods a config can pick (``model.method``), one module per family, found by name.
+"""The built-in methods a config can pick (``model.method``), one module per family.
 
-Each module of this package registers its methods when imported; importing the
-package imports them all, so a new method is one new file here.
+Each module of this package registers its methods (vireid.method.register_method) when imported;
+importing the package imports them all. A method from outside the package is a plugin
+(vireid.plugins): one file, the same calls.
 """
 
 from vireid.discovery import import_submodules
-from vireid.methods.registry import (
-    METHODS,
-    Method,
-    create_loss,
-    create_model,
-    get_method,
-    register_method,
-)
 
-import_submodules(__path__, __name__)
-
-__all__ = ["METHODS", "Method", "create_loss", "create_model", "get_method", "register_method"]
+import_submodules(__path__, __name__, first=("agw",))  # the order `vireid methods` lists them in

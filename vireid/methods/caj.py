@@ -19,9 +19,8 @@ computed with weight 0 and is left out.
 
 from __future__ import annotations
 
-from vireid.losses import ReIDLoss
-from vireid.methods.registry import Method, register_method
-from vireid.models.network import build_model
+from vireid.method import register_method
+from vireid.methods.agw import CrossModalityMethod
 
 CAJ_RECIPE = {
     "model": {"parts": 0, "cmimpl": False},
@@ -36,4 +35,8 @@ CAJ_RECIPE = {
     "test": {"flip": True},
 }
 
-register_method(Method("caj", build_model, ReIDLoss, CAJ_RECIPE))
+register_method(
+    CrossModalityMethod(
+        "caj", "CAJ: AGW's network with channel-augmented views, erasing and the ADP triplet (ICCV 2021)", CAJ_RECIPE
+    )
+)

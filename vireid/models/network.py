@@ -21,7 +21,7 @@ from vireid.models.backbone import TwoStreamResNet
 from vireid.models.heads import GlobalHead, ModalityClassifiers, PartHead
 
 if TYPE_CHECKING:
-    from vireid.config import ModelConfig  # annotations only: the models do not depend on the config module
+    from vireid.methods.agw import AGWModelConfig as ModelConfig  # annotations only
 
 
 @dataclass
@@ -95,10 +95,3 @@ def build_model(config: ModelConfig, num_classes: int, load_weights: bool = True
     if load_weights:
         model.backbone.load_pretrained(config.pretrained)
     return model
-
-
-def parameter_counts(model: nn.Module) -> dict[str, int]:
-    """Total, trainable and frozen parameters (buffers such as EMA copies excluded)."""
-    total = sum(parameter.numel() for parameter in model.parameters())
-    trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
-    return {"total": total, "trainable": trainable, "frozen": total - trainable}

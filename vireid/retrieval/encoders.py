@@ -51,7 +51,7 @@ def checkpoint_encoder(
     height, width = config.data.height, config.data.width
 
     def encode(images: torch.Tensor) -> np.ndarray:
-        return batch_features(model, images.to(device), int(modality), config.test).float().cpu().numpy()
+        return batch_features(model, images.to(device), int(modality), config).float().cpu().numpy()
 
     return ImageEncoder(
         encode, Modality(modality), height, width, config.test.batch_size, model_signature(model, config), str(path)

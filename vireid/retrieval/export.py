@@ -20,18 +20,17 @@ import torch
 from torch import nn
 
 from vireid.atomic import atomic_path
-from vireid.config import ExperimentConfig, InferenceConfig
+from vireid.config import ExperimentConfig
 from vireid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vireid.engine.extract import batch_features, model_signature
 from vireid.modality import Modality
-from vireid.models.network import CrossModalityNet
 from vireid.retrieval.encoders import INPUT_NAME, OUTPUT_NAME, onnx_encoder
 
 
 class FeatureModel(nn.Module):
     """(B, 3, H, W) normalised images of one modality -> (B, D) L2-normalised test features."""
 
-    def __init__(self, model: CrossModalityNet, modality: Modality, config: InferenceConfig):
+    def __init__(self, model: nn.Module, modality: Modality, config: ExperimentConfig):
         super().__init__()
         self.model = model.eval()
         self.modality = int(modality)
@@ -41,9 +40,9 @@ class FeatureModel(nn.Module):
         return batch_features(self.model, images, self.modality, self.config)
 
 
-def export_onnx(model: CrossModalityNet, config: ExperimentConfig, modality: Modality, out: str | Path) -> Path:
+def export_onnx(model: nn.Module, config: ExperimentConfig, modality: Modality, out: str | Path) -> Path:
     """Write the ONNX file of ``modality``'s test feature to ``out`` (atomically)."""
-    feature_model = FeatureModel(model.cpu(), modality, config.test).eval()
+    feature_model = FeatureModel(model.cpu(), modality, config).eval()
     example = torch.randn(2, 3, config.data.height, config.data.width)
     exporter_log = io.StringIO()
     with contextlib.redirect_stdout(exporter_log):
@@ -73,7 +72,7 @@ def export_onnx(model: CrossModalityNet, config: ExperimentConfig, modality: Mod
 
 def max_abs_difference(
     path: str | Path,
-    model: CrossModalityNet,
+    model: nn.Module,
     config: ExperimentConfig,
     modality: Modality,
     batch: int = 3,
@@ -82,5 +81,5 @@ def max_abs_difference(
     """Largest |ONNX Runtime - PyTorch| over the features of a batch of random images."""
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(batch, 3, config.data.height, config.data.width, generator=generator)
-    expected = batch_features(model.cpu(), images, int(modality), config.test).numpy()
+    expected = batch_features(model.cpu(), images, int(modality), config).numpy()
     return float(np.abs(onnx_encoder(path, modality).encode(images) - expected).max())

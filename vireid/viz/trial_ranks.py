@@ -9,7 +9,7 @@ from vireid.datasets import Protocol, get_dataset, get_protocol, trial_rows
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.metrics import pairwise_distances, ranked_gallery
-from vireid.evaluation.protocols import check_features_for, checked_trials
+from vireid.evaluation.protocols import check_features_for
 from vireid.viz.rank_list import RankedImage
 
 
@@ -22,10 +22,11 @@ def trial_rank_lists(
     their top-``k`` gallery images as the metrics rank them (excluded images left out)."""
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     check_features_for(protocol, feature_set)
-    own_trial = feature_set.metadata.get("trial") if get_dataset(protocol.dataset).one_model_per_trial else None
+    saved_trial = feature_set.metadata.get("trial")
+    own_trial = None if saved_trial is None else get_dataset(protocol.dataset).model_trial(int(saved_trial))
     if trial is None:
         trial = own_trial if own_trial is not None else protocol.trials[0]
-    checked_trials(protocol, [trial], "--trial")
+    protocol.checked_trials([trial], "--trial")
     if own_trial is not None and trial != own_trial:
         raise UserError(
             f"{feature_set.name}: features of trial {own_trial}'s model; --trial {trial} needs that model's"

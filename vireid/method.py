@@ -1,0 +1,160 @@
+"""The method contract: all that the engine, evaluation, export and search know of a network.
+
+A method is one named way to build and train a network. It declares the config keys it reads
+(its own ``model:`` and ``loss:`` dataclasses, checked with the same exact errors as every other
+key), and it answers the engine's questions:
+
+- ``build_model(config, num_classes, load_weights)``: the network. Called as
+  ``model(images, modalities)`` with (B, 3, H, W) images and their (B,) modality values (or one
+  int when every image is of that modality: evaluation and export), it returns whatever the
+  method's loss and ``embed`` take;
+- ``build_loss(config, num_classes, model)``: the training loss, an ``nn.Module`` called as
+  ``loss(output, labels, modalities)`` that returns the terms ``loss_terms`` declares and
+  ``total``, the weighted sum to back-propagate. Its own parameters (class centres, ...) are
+  trained and saved with the run;
+- ``parameter_groups(model, loss, train)``: which parameters train at which learning rate;
+- ``embeddings(config)``: the test embeddings by name, the first the default;
+  ``embed(output, name, test)``: one of them, (B, D), for a batch. The engine averages it with
+  the flipped images (``test.flip``) and L2-normalises it, one way for every method.
+
+A method registers itself with ``register_method``, from a module of ``vireid.methods``, a plugin
+file or an installed distribution (vireid.plugins); the recipe (``model.method``) names it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from vireid.config import ExperimentConfig, InferenceConfig, LossConfig, ModelConfig, TrainConfig
+from vireid.errors import ConfigError
+from vireid.plugins import load_installed_plugins, registration_source
+
+
+@dataclass
+class ParameterGroup:
+    """Parameters that train alike: at ``lr`` (scaled by the schedule's warm-up and milestones) with
+    ``train.optimizer``, and ``weight_decay`` (None: ``train.weight_decay``). With ``own_sgd`` they
+    are updated by plain SGD at the constant ``lr`` instead, without momentum, decay or schedule,
+    whatever ``train.optimizer`` is (a centre loss's centres, as the strong baseline trains them)."""
+
+    name: str
+    parameters: list[nn.Parameter]
+    lr: float
+    weight_decay: float | None = None
+    own_sgd: bool = False
+
+
+class Method:
+    """The base of every method; a subclass sets the class attributes and overrides the builders.
+
+    ``defaults`` is the method's recipe: config keys by section (``{"model": {...}, "train":
+    {"epochs": 120}, "test": {...}}``) that a config's own values override. ``source`` is where it
+    was registered from (filled in by ``register_method``).
+    """
+
+    name: str = ""
+    description: str = ""  # one line, for `vireid methods`
+    model_config: type[ModelConfig] = ModelConfig
+    loss_config: type[LossConfig] = LossConfig
+    defaults: dict[str, dict[str, Any]] = {}
+    source: str = ""
+
+    def build_model(self, config: ExperimentConfig, num_classes: int, load_weights: bool = True) -> nn.Module:
+        """The network for ``num_classes`` training identities; ``load_weights``: its pretrained
+        initialisation (False when a checkpoint's weights replace them)."""
+        raise NotImplementedError
+
+    def build_loss(self, config: ExperimentConfig, num_classes: int, model: nn.Module) -> nn.Module:
+        """The training loss: ``loss(output, labels, modalities)`` -> {term: value, ..., "total": ...}."""
+        raise NotImplementedError
+
+    def loss_terms(self, config: ExperimentConfig) -> tuple[str, ...]:
+        """The terms the loss returns besides ``total``, in the order progress lines show them."""
+        raise NotImplementedError
+
+    def parameter_groups(self, model: nn.Module, loss: nn.Module, train: TrainConfig) -> list[ParameterGroup]:
+        """Every trainable parameter of the network and the loss, in groups. By default one group at
+        ``train.lr``: the network's and the loss's parameters that require gradients."""
+        parameters = [p for module in (model, loss) for p in module.parameters() if p.requires_grad]
+        return [ParameterGroup("all", parameters, train.lr)]
+
+    def embeddings(self, config: ExperimentConfig) -> dict[str, str]:
+        """The test embeddings of the network ``config`` describes: name -> one line; the first is the default."""
+        raise NotImplementedError
+
+    def embed(self, output: Any, name: str, test: InferenceConfig) -> torch.Tensor:
+        """(B, D) embedding ``name`` of a batch's network output (in eval mode); the engine L2-normalises it."""
+        raise NotImplementedError
+
+    def check(self, config: ExperimentConfig) -> None:
+        """A ConfigError naming the key, where ``config``'s keys do not fit together for this method."""
+
+    def signature(self, config: ExperimentConfig) -> dict[str, Any]:
+        """What, besides the test-time options, makes two models' features comparable (feature files,
+        indexes and ONNX files record it): by default the method and its model keys but the weights' source."""
+        model = {key: value for key, value in vars(config.model).items() if key not in ("method", "pretrained")}
+        return {"method": self.name, **model}
+
+    def describe(self, model: nn.Module, config: ExperimentConfig) -> str:
+        """The network in words, for messages: '(resnet50, no parts, ...)'."""
+        parameters = sum(parameter.numel() for parameter in model.parameters())
+        return f"({self.name}, {parameters:,} parameters)"
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """Total, trainable and frozen parameters of a network (buffers such as slow copies excluded)."""
+    total = sum(parameter.numel() for parameter in model.parameters())
+    trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+    return {"total": total, "trainable": trainable, "frozen": total - trainable}
+
+
+METHODS: dict[str, Method] = {}
+"""Every registered method; filled by register_method as method modules and plugins are imported."""
+
+
+def register_method(method: Method) -> Method:
+    """Add ``method`` under its name, noting where it comes from; a name taken already is an error."""
+    if not method.name:
+        raise ValueError(f"{type(method).__name__}: a method needs a name")
+    if method.name in METHODS:
+        raise ValueError(f"a method named {method.name!r} is registered already ({METHODS[method.name].source})")
+    method.source = registration_source()
+    METHODS[method.name] = method
+    return method
+
+
+def registered_methods() -> dict[str, Method]:
+    """Every method: the built-in ones (vireid.methods), those of installed distributions, and those
+    of the plugin files imported so far."""
+    importlib.import_module("vireid.methods")  # the built-in methods register themselves when imported
+    load_installed_plugins()
+    return METHODS
+
+
+def get_method(name: str) -> Method:
+    methods = registered_methods()
+    if name not in methods:
+        raise ConfigError(f"model.method: expected one of {', '.join(map(repr, methods))}, got {name!r}")
+    return methods[name]
+
+
+def method_of(config: ExperimentConfig) -> Method:
+    """The method of a config (``model.method``)."""
+    return get_method(config.model.method)
+
+
+__all__ = [
+    "METHODS",
+    "Method",
+    "ParameterGroup",
+    "get_method",
+    "method_of",
+    "parameter_counts",
+    "register_method",
+    "registered_methods",
+]
