@@ -328,10 +328,8 @@ def end_to_end(folder: Path, device: torch.device, quick: bool, checks: Checks) 
         first, second = load_checkpoint(straight / "last.pt"), load_checkpoint(halfway / "last.pt")
         records = [json.loads(line) for line in (halfway / "metrics.jsonl").read_text().splitlines()]
         finite = all(np.isfinite(record["total"]) for record in records if "total" in record)
-        same_place = (first["epoch"], first["step"]) == (second["epoch"], second["step"]) and first["epoch"] == 2
-        difference = max(
-            float((first["model"][k].float() - second["model"][k].float()).abs().max()) for k in first["model"]
-        )
+        same_place = (first.epoch, first.step) == (second.epoch, second.step) and first.epoch == 2
+        difference = max(float((first.model[k].float() - second.model[k].float()).abs().max()) for k in first.model)
         evaluations = [
             record
             for record in map(json.loads, (straight / "metrics.jsonl").read_text().splitlines())

@@ -29,7 +29,7 @@ from vireid.datasets import GalleryOptions, dataset_fingerprint, get_protocol, r
 from vireid.datasets.llcm import llcm_train_split
 from vireid.datasets.regdb import regdb_test_images
 from vireid.datasets.sysu import sysu_test_images, sysu_train_split
-from vireid.engine.checkpoint import save_checkpoint
+from vireid.engine.checkpoint import Checkpoint, save_checkpoint
 from vireid.errors import ConfigError, DatasetError, DatasetWarning
 from vireid.evaluation.feature_file import FeatureSet, load_features, save_features
 from vireid.evaluation.protocols import evaluate_protocol
@@ -527,8 +527,8 @@ def untrained_checkpoint(tmp_path_factory) -> Path:
     """A checkpoint of the tiny config's network with its initial weights: features without a training run."""
     config = load_config("tiny", [])
     torch.manual_seed(0)
-    state = {"config": config_to_dict(config), "num_classes": 4, "epoch": 1}
-    state["model"] = build_model(config, 4, load_weights=False).state_dict()
+    model = build_model(config, 4, load_weights=False)
+    state = Checkpoint(config=config_to_dict(config), num_classes=4, model=model.state_dict(), epoch=1)
     return save_checkpoint(tmp_path_factory.mktemp("untrained") / "last.pt", state)
 
 

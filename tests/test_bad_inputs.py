@@ -206,7 +206,7 @@ def test_the_epoch_is_on_disk_before_its_evaluation_runs(sysu_root, tmp_path, mo
     with pytest.raises(RuntimeError, match="evaluation broke"):
         trainer.train(load_config(None, ["train.steps_per_epoch=1", "train.workers=0"], base=config_to_dict(config)),
                       tmp_path / "run", progress=False)  # fmt: skip
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "run" / "last.pt").epoch == 1
 
 
 def _small_training(root, out) -> list[str]:
@@ -277,7 +277,7 @@ def test_ctrl_c_says_how_to_resume(sysu_root, tmp_path, capsys, monkeypatch):
         code == 130
         and error == f"vireid train: error: interrupted; continue with vireid train --resume {run / 'last.pt'}\n"
     )
-    assert load_checkpoint(run / "last.pt")["epoch"] == 1
+    assert load_checkpoint(run / "last.pt").epoch == 1
 
 
 def test_resume_with_another_architecture_is_refused_before_any_tensor_is_loaded(sysu_root, tmp_path, capsys):
@@ -295,7 +295,7 @@ def test_resume_with_another_architecture_is_refused_before_any_tensor_is_loaded
         "--quiet",
     ]
     _fails_in_one_line(capsys, arguments, "model.parts: the run of ")
-    assert load_checkpoint(run / "last.pt")["epoch"] == 1
+    assert load_checkpoint(run / "last.pt").epoch == 1
 
 
 def test_a_binary_id_file_is_named(sysu_root, tmp_path, capsys):
@@ -454,7 +454,7 @@ def test_a_run_stopped_during_its_evaluation_evaluates_on_resume(sysu_root, tmp_
     assert "continue with vireid train --resume" in capsys.readouterr().err and not (run / "best.pt").exists()
     monkeypatch.setattr(trainer, "_evaluate", original)
     assert main(["train", "--resume", str(run / "last.pt"), "--quiet"]) == 0
-    assert load_checkpoint(run / "best.pt")["best"]["epoch"] == 1 and load_checkpoint(run / "last.pt")["evaluated"]
+    assert load_checkpoint(run / "best.pt").best["epoch"] == 1 and load_checkpoint(run / "last.pt").evaluated
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [record["kind"] for record in records] == ["epoch"] and "sysu-all/mAP" in records[0]
 

@@ -119,6 +119,6 @@ def test_an_evaluation_meeting_non_finite_features_is_counted_failed_and_the_run
     assert all("sysu-all/rank1" not in record and not record.get("best") for record in epochs)
     assert not (tmp_path / "run" / "best.pt").exists()
     checkpoint = load_checkpoint(last)
-    assert checkpoint["epoch"] == 2 and checkpoint["best"]["epoch"] == -1
+    assert checkpoint.epoch == 2 and checkpoint.best["epoch"] == -1
     printed = capsys.readouterr().out
     assert printed.count("sysu-all evaluation failed, never best: the features: 1 of ") == 2

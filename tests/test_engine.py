@@ -14,13 +14,14 @@ import pytest
 import torch
 import yaml
 
+import vireid
 import vireid.progress
 from vireid.cli import main
 from vireid.config import TrainConfig
 from vireid.data.cache import cache_file
 from vireid.datasets import dataset_fingerprint, describe_fingerprint
 from vireid.datasets.sysu import sysu_test_images, sysu_train_split
-from vireid.engine.checkpoint import CheckpointError, load_checkpoint
+from vireid.engine.checkpoint import TRAINING_KEYS, CheckpointError, load_checkpoint
 from vireid.engine.trainer import TrainingDiverged, build_optimizer, learning_rate_factor, train
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import load_features
@@ -62,13 +63,11 @@ def test_resume_continues_exactly(small_sysu, tmp_path, recipe):
     halfway = train(_config(small_sysu, "train.epochs=1", *recipe), tmp_path / "split", progress=False)
     resumed = train(_config(small_sysu, "train.epochs=2", *recipe), tmp_path / "split", resume=halfway, progress=False)
     first, second = load_checkpoint(straight), load_checkpoint(resumed)
-    assert first["epoch"] == second["epoch"] == 2
-    for name, tensor in first["model"].items():
-        assert torch.equal(tensor, second["model"][name]), name
-    first_moments = first["optimizer"]["state"]
-    assert all(
-        torch.equal(first_moments[k]["exp_avg"], second["optimizer"]["state"][k]["exp_avg"]) for k in first_moments
-    )
+    assert first.epoch == second.epoch == 2
+    for name, tensor in first.model.items():
+        assert torch.equal(tensor, second.model[name]), name
+    first_moments = first.optimizer["state"]
+    assert all(torch.equal(first_moments[k]["exp_avg"], second.optimizer["state"][k]["exp_avg"]) for k in first_moments)
     if "data.resize_filter=lanczos" in recipe:  # the runs shared one cache, of LANCZOS-resized images
         lanczos = cache_file(tmp_path / "cache", sysu_train_split(small_sysu), 64, 32, "lanczos")
         assert [path.name for path in (tmp_path / "cache").iterdir()] == [lanczos.name]
@@ -100,18 +99,12 @@ def test_run_folder_holds_config_logs_events_and_checkpoints(small_sysu, tmp_pat
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     best = load_checkpoint(run / "best.pt")
     ranks = [record["sysu-all/rank1"] for record in records if record["kind"] == "epoch"]
-    assert best["best"]["measure"] == best["selected_on"] == "test rank-1 (reference habit)"
-    assert best["best"]["epoch"] == best["epoch"] == 1 + ranks.index(max(ranks))  # the first best, as the reference
-    assert set(load_checkpoint(run / "last.pt")) >= {
-        "model",
-        "optimizer",
-        "scheduler",
-        "scaler",
-        "rng",
-        "epoch",
-        "config",
-        "metrics",
-    }
+    assert best.best["measure"] == best.selected_on == "test rank-1 (reference habit)"
+    assert best.best["epoch"] == best.epoch == 1 + ranks.index(max(ranks))  # the first best, as the reference
+    last = load_checkpoint(run / "last.pt", needs=TRAINING_KEYS)
+    assert (last.method, last.dataset, last.version, last.epoch) == ("agw_fgfl_cmimpl", "sysu", 3, 2)
+    assert last.provenance["vireid"] == vireid.__version__ and last.provenance["torch"] == torch.__version__
+    assert last.provenance["data"]["dataset"] == "sysu" and last.provenance["data"]["image_files"] > 0
     assert not list(run.glob(".*partial*"))
 
 
@@ -147,7 +140,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_sysu, tmp_path,
     monkeypatch.setattr(ReIDLoss, "__call__", poisoned)
     with pytest.raises(TrainingDiverged, match=r"became nan at epoch 2, step 3 .* last good checkpoint is .*last.pt"):
         train(_config(small_sysu, "train.epochs=3"), tmp_path / "run", progress=False)
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "run" / "last.pt").epoch == 1
 
 
 def test_cli_train_then_test_writes_the_results(small_sysu, tmp_path, capsys, monkeypatch):
@@ -328,7 +321,7 @@ def test_bf16_autocast_channels_last_and_clipping_train_on_cpu(small_sysu, tmp_p
         "train.grad_clip=1.0",
     )
     last = train(config, tmp_path / "run", progress=False)
-    record = load_checkpoint(last)["metrics"]
+    record = load_checkpoint(last).metrics
     assert all(torch.isfinite(torch.tensor(record[name])) for name in ("id", "triplet", "total"))
 
 
@@ -340,7 +333,7 @@ def test_augmentation_on_the_device_trains_and_resumes_exactly(small_sysu, tmp_p
     resumed = train(
         _config(small_sysu, "train.epochs=2", *settings), tmp_path / "split", resume=halfway, progress=False
     )
-    first, second = load_checkpoint(straight)["model"], load_checkpoint(resumed)["model"]
+    first, second = load_checkpoint(straight).model, load_checkpoint(resumed).model
     assert all(torch.equal(first[name], second[name]) for name in first)
     with pytest.raises(UserError, match="train.augment_on=device pads, crops and flips only: it needs train.cache_dir"):
         train(_config(small_sysu, "train.augment_on=device"), tmp_path / "no-cache", progress=False)

@@ -70,7 +70,7 @@ def test_resume_writes_only_into_its_own_folder_or_a_new_one(sysu_root, tmp_path
     assert {name: (second / name).read_bytes() for name in kept} == kept
     fresh = tmp_path / "fresh"
     assert main(["train", "--resume", str(first / "last.pt"), "--set", "train.epochs=2", "--out", str(fresh)]) == 0
-    assert load_checkpoint(fresh / "last.pt")["epoch"] == 2 and load_checkpoint(first / "last.pt")["epoch"] == 1
+    assert load_checkpoint(fresh / "last.pt").epoch == 2 and load_checkpoint(first / "last.pt").epoch == 1
 
 
 @pytest.mark.parametrize(
@@ -119,14 +119,14 @@ def test_sigterm_during_training_stops_like_ctrl_c_and_resume_continues_exactly(
         f"vireid train: error: terminated (SIGTERM); continue with vireid train --resume {run / 'last.pt'}"
     )
     assert _leftovers(run) == []
-    stopped_at = load_checkpoint(run / "last.pt")["epoch"]
+    stopped_at = load_checkpoint(run / "last.pt").epoch
     epochs = f"train.epochs={stopped_at + 1}"
     assert main(["train", "--resume", str(run / "last.pt"), "--set", epochs, "--quiet"]) == 0
     assert main(_train_arguments(sysu_root, straight, epochs, "train.workers=2")) == 0
     resumed, whole = load_checkpoint(run / "last.pt"), load_checkpoint(straight / "last.pt")
-    assert resumed["epoch"] == whole["epoch"] == stopped_at + 1
-    for name, tensor in whole["model"].items():
-        assert torch.equal(tensor, resumed["model"][name]), name  # one computation repeated on one machine
+    assert resumed.epoch == whole.epoch == stopped_at + 1
+    for name, tensor in whole.model.items():
+        assert torch.equal(tensor, resumed.model[name]), name  # one computation repeated on one machine
 
 
 @pytest.mark.slow  # long: make test-slow (and CI) runs it
@@ -149,7 +149,7 @@ def test_sigterm_while_a_checkpoint_is_written_keeps_the_last_complete_one(sysu_
     assert (run / "last.pt").read_bytes() == complete and _leftovers(run) == []
     monkeypatch.setattr(torch, "save", real_save)
     assert main(["train", "--resume", str(run / "last.pt"), "--set", "train.epochs=2", "--quiet"]) == 0
-    assert load_checkpoint(run / "last.pt")["epoch"] == 2
+    assert load_checkpoint(run / "last.pt").epoch == 2
 
 
 def test_sigterm_during_an_evaluation_leaves_it_due_and_resume_runs_it(sysu_root, tmp_path, monkeypatch, capsys):
@@ -164,11 +164,11 @@ def test_sigterm_during_an_evaluation_leaves_it_due_and_resume_runs_it(sysu_root
     code = main(_train_arguments(sysu_root, run, "train.epochs=1"))
     _one_line(capsys, code, 143, "terminated (SIGTERM); continue with vireid train --resume")
     checkpoint = load_checkpoint(run / "last.pt")
-    assert checkpoint["epoch"] == 1 and checkpoint["evaluated"] is False and _leftovers(run) == []
+    assert checkpoint.epoch == 1 and checkpoint.evaluated is False and _leftovers(run) == []
     monkeypatch.setattr(trainer_module, "extract_test_features", real_extract)
     assert main(["train", "--resume", str(run / "last.pt"), "--quiet"]) == 0
     finished = load_checkpoint(run / "last.pt")
-    assert finished["evaluated"] is True and "sysu-all/rank1" in finished["metrics"]
+    assert finished.evaluated is True and "sysu-all/rank1" in finished.metrics
 
 
 def test_the_lock_is_refused_in_one_line_naming_the_folder(tmp_path):

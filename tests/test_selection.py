@@ -89,9 +89,9 @@ def test_validation_selection_never_touches_the_test_data(small_sysu, tmp_path, 
     scores = [record["validation/mAP"] for record in records if record["kind"] == "epoch"]
     assert len(scores) == 2 and not any(key.startswith("sysu-") for record in records for key in record)
     best = load_checkpoint(tmp_path / "run/best.pt")
-    assert best["selected_on"] == "validation mAP" and best["epoch"] == 1 + scores.index(max(scores))
+    assert best.selected_on == "validation mAP" and best.epoch == 1 + scores.index(max(scores))
     training = load_checkpoint(tmp_path / "run/last.pt")
-    assert training["num_classes"] == len(read_id_list(small_sysu / "exp/train_id.txt"))
+    assert training.num_classes == len(read_id_list(small_sysu / "exp/train_id.txt"))
 
 
 @pytest.mark.slow  # long: make test-slow (and CI) runs it
@@ -100,7 +100,7 @@ def test_test_map_selection_keeps_the_best_map(small_sysu, tmp_path):
     records = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     scores = [record["sysu-all/mAP"] for record in records if record["kind"] == "epoch"]
     best = load_checkpoint(tmp_path / "run/best.pt")
-    assert best["selected_on"] == "test mAP" and best["epoch"] == 1 + scores.index(max(scores))
+    assert best.selected_on == "test mAP" and best.epoch == 1 + scores.index(max(scores))
 
 
 @pytest.mark.slow  # long: make test-slow (and CI) runs it
@@ -119,7 +119,7 @@ def test_a_run_folder_is_tested_with_its_selected_checkpoint(small_sysu, tmp_pat
     run = tmp_path / "run"
     train(_config(small_sysu), run, progress=False)
     assert find_checkpoints(run) == [run / "best.pt"]
-    epoch = load_checkpoint(run / "best.pt")["epoch"]
+    epoch = load_checkpoint(run / "best.pt").epoch
     assert main(["test", str(run), "--trials", "0", "--quiet", "--protocol", "sysu-all"]) == 0
     assert f"Selected on: test rank-1 (reference habit), epoch {epoch}\n" in (run / "results.md").read_text()
 
@@ -130,7 +130,7 @@ def test_seeds_train_into_sub_folders_and_test_reports_mean_and_std_over_seeds(s
     arguments = ["train", "tiny", "--set", f"data.root={small_sysu}", "--set", "train.epochs=1", "--quiet"]
     arguments += ["--set", "train.steps_per_epoch=1", "--seeds", "0,1", "--out", str(out)]
     assert main(arguments) == 0
-    assert [load_checkpoint(out / f"seed{seed}/last.pt")["config"]["train"]["seed"] for seed in (0, 1)] == [0, 1]
+    assert [load_checkpoint(out / f"seed{seed}/last.pt").config["train"]["seed"] for seed in (0, 1)] == [0, 1]
     assert f"seeds 0, 1 in {out}; score them together: vireid test {out}" in capsys.readouterr().out
     assert main(arguments) == 0  # finished runs are skipped, not refused or retrained
     assert f"{out / 'seed1'}: finished (1 epochs), skipped" in capsys.readouterr().out
@@ -169,12 +169,12 @@ def test_seeds_continue_an_interrupted_run(small_sysu, tmp_path, capsys):
     base = ["train", "tiny", "--set", f"data.root={small_sysu}", "--set", "train.steps_per_epoch=1", "--quiet"]
     assert main([*base, "--set", "train.epochs=1", "--seeds", "4", "--out", str(out)]) == 0
     stopped = load_checkpoint(out / "seed4/last.pt")
-    stopped["config"]["train"]["epochs"] = 2
+    stopped.config["train"]["epochs"] = 2
     save_checkpoint(out / "seed4/last.pt", stopped)
     capsys.readouterr()
     assert main([*base, "--set", "train.epochs=2", "--seeds", "4", "--out", str(out)]) == 0
     assert "epochs 2 to 2 (resumed)" in capsys.readouterr().out
-    assert load_checkpoint(out / "seed4/last.pt")["epoch"] == 2
+    assert load_checkpoint(out / "seed4/last.pt").epoch == 2
 
 
 def _reference_test_epochs(epochs: int) -> list[int]:
@@ -228,4 +228,4 @@ def test_a_run_evaluates_after_the_scheduled_epochs_alone_and_unflipped(small_sy
     records = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     evaluated = [record["epoch"] for record in records if record["kind"] == "epoch" and "sysu-all/rank1" in record]
     assert evaluated == [3] and flips == [False]
-    assert load_checkpoint(tmp_path / "run/best.pt")["epoch"] == 3
+    assert load_checkpoint(tmp_path / "run/best.pt").epoch == 3

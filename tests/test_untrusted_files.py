@@ -26,6 +26,7 @@ from vireid.engine.checkpoint import (
     FORMAT_NAME,
     FORMAT_VERSION,
     TRAINING_KEYS,
+    Checkpoint,
     CheckpointError,
     load_checkpoint,
     model_from_checkpoint,
@@ -39,7 +40,8 @@ from vireid.models.backbone import TwoStreamResNet, WeightsError
 from vireid.recipe import load_config
 from vireid.retrieval.index import GalleryIndex
 
-VERSION_1 = Path(__file__).parent / "data" / "checkpoint_v1.pt"  # how it was made: tests/data/README.md
+DATA = Path(__file__).parent / "data"  # how its checkpoints were made: tests/data/README.md
+VERSION_1 = DATA / "checkpoint_v1.pt"
 PLAIN_TYPES = (torch.Tensor, int, float, str, bool, type(None), list, tuple, dict, OrderedDict)
 
 
@@ -78,24 +80,25 @@ def test_a_trained_checkpoint_holds_only_plain_values(sysu_root, tmp_path):
     for path in (train(config, tmp_path / "run", progress=False), tmp_path / "run" / "best.pt"):
         assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == []
         record = torch.load(path, weights_only=True)  # no allowlist: what weights_only builds by default
-        assert (record["format"], record["version"]) == (FORMAT_NAME, FORMAT_VERSION) == ("vireid-checkpoint", 2)
-        assert set(record) >= set(TRAINING_KEYS)
+        assert (record["format"], record["version"]) == (FORMAT_NAME, FORMAT_VERSION) == ("vireid-checkpoint", 3)
+        assert set(record) >= {*TRAINING_KEYS, "method", "dataset", "loss", "provenance"}
+        assert (record["method"], record["dataset"]) == ("agw_fgfl_cmimpl", "sysu")
         assert _leaf_types(record) <= set(PLAIN_TYPES), _leaf_types(record) - set(PLAIN_TYPES)
         numpy_state = record["rng"]["numpy"]
         assert sorted(numpy_state) == ["gauss", "has_gauss", "key", "pos"]
         assert len(numpy_state["key"]) == 624 and {type(number) for number in numpy_state["key"]} == {int}
-        assert load_checkpoint(path, needs=TRAINING_KEYS)["epoch"] == 1
+        assert load_checkpoint(path, needs=TRAINING_KEYS).epoch == 1
 
 
 def test_the_rng_record_restores_every_generator_exactly_through_a_file(tmp_path):
     np.random.normal()  # numpy now caches the second gaussian of a pair: has_gauss 1
     random.gauss(0, 1)  # Python caches one too
-    save_checkpoint(tmp_path / "rng.pt", {"rng": rng_state()})
+    save_checkpoint(tmp_path / "rng.pt", Checkpoint(config={}, num_classes=0, model={}, epoch=0, rng=rng_state()))
     expected = _draws()
     _draws()  # the generators move on
     record = load_checkpoint(tmp_path / "rng.pt", needs=())
-    assert record["rng"]["numpy"]["has_gauss"] == 1
-    set_rng_state(record["rng"])
+    assert record.rng["numpy"]["has_gauss"] == 1
+    set_rng_state(record.rng)
     assert _draws() == expected
 
 
@@ -107,15 +110,21 @@ def test_a_version_1_checkpoint_loads_with_its_numpy_state_allowed_and_converted
     ]
     with pytest.raises(pickle.UnpicklingError, match="numpy"):
         torch.load(VERSION_1, weights_only=True)  # without the allowlist: numpy's objects are refused
-    assert load_checkpoint(VERSION_1, mmap=True)["config"]["train"]["seed"] == 0  # as `vireid test` groups seeds
+    assert load_checkpoint(VERSION_1, mmap=True).config["train"]["seed"] == 0  # as `vireid test` groups seeds
     record = load_checkpoint(VERSION_1, needs=TRAINING_KEYS)
-    assert (record["format"], record["version"], record["epoch"], record["step"]) == (FORMAT_NAME, 1, 1, 1)
-    assert record["num_classes"] == 6 and record["selected_on"] == "test rank-1 (reference habit)"
-    assert record["config"]["name"] == "tiny" and record["config"]["data"]["root"] == "SYSU-MM01"
-    assert record["best"] == {"metric": 0.375, "epoch": 1, "scope": "sysu-all", "measure": record["selected_on"]}
-    numpy_state = record["rng"]["numpy"]
+    assert (record.version, record.epoch, record.step, record.method, record.provenance) == (
+        1,
+        1,
+        1,
+        "agw_fgfl_cmimpl",
+        {},
+    )
+    assert record.num_classes == 6 and record.selected_on == "test rank-1 (reference habit)"
+    assert record.config["name"] == "tiny" and record.config["data"]["root"] == "SYSU-MM01"
+    assert record.best == {"metric": 0.375, "epoch": 1, "scope": "sysu-all", "measure": record.selected_on}
+    numpy_state = record.rng["numpy"]
     assert isinstance(numpy_state, dict) and len(numpy_state["key"]) == 624 and numpy_state["pos"] == 624
-    set_rng_state(record["rng"])
+    set_rng_state(record.rng)
     # drawn after restoring the file's record with the code that wrote it (tests/data/README.md)
     assert [random.getrandbits(32) for _ in range(3)] == [886303861, 3313327420, 3655880909]
     assert np.random.randint(0, 2**31 - 1, size=3).tolist() == [209652396, 398764591, 924231285]
@@ -124,6 +133,40 @@ def test_a_version_1_checkpoint_loads_with_its_numpy_state_allowed_and_converted
     assert model.describe() == "(resnet18, 2 parts of 1, cmimpl on, non-local on, 6 classes)"
     stem = model.state_dict()["backbone.stems.0.conv1.weight"]  # stored as one value, broadcast
     assert stem.shape == (64, 3, 7, 7) and torch.equal(stem, torch.full_like(stem, stem.reshape(-1)[0].item()))
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_checkpoints_of_earlier_releases_load_with_what_they_hold(version):
+    record = load_checkpoint(DATA / f"checkpoint_v{version}.pt", needs=TRAINING_KEYS)
+    assert (record.version, record.epoch, record.step, record.num_classes) == (version, 1, 1, 6)
+    assert (record.method, record.dataset, record.selected_on) == (
+        "agw_fgfl_cmimpl",
+        "sysu",
+        "test rank-1 (reference habit)",
+    )
+    assert record.best == {"metric": 0.375, "epoch": 1, "scope": "sysu-all", "measure": record.selected_on}
+    assert record.metrics["sysu-all/rank1"] == 0.375 and record.evaluated is True
+    if version == 3:  # provenance and the loss's state came with version 3
+        assert record.provenance["vireid"] == "0.1.0" and record.provenance["torch"].startswith("2.14.1")
+        assert record.provenance["data"]["images"]["train"] == {"visible": 24, "infrared": 24}
+        assert len(record.provenance["git_commit"]) == 40 and record.loss == {}
+    else:
+        assert record.provenance == {} and record.loss == {}
+    model, config, _ = model_from_checkpoint(DATA / f"checkpoint_v{version}.pt")
+    assert model.describe() == "(resnet18, 2 parts of 1, cmimpl on, non-local on, 6 classes)"
+    assert config.test.feature == "global" and config.plugins == []
+
+
+def test_a_checkpoint_of_an_unknown_version_is_refused_in_one_line(tmp_path, capsys):
+    record = load_checkpoint(DATA / "checkpoint_v3.pt").to_state()
+    for version, advice in ((4, "; it was written by a newer vireid: upgrade vireid to read it"), (0, "")):
+        path = tmp_path / f"v{version}.pt"
+        torch.save({**record, "version": version}, path)
+        with pytest.raises(CheckpointError) as refused:
+            load_checkpoint(path)
+        assert str(refused.value) == f"{path}: checkpoint version {version}, this vireid reads versions 1, 2, 3{advice}"
+    assert main(["test", str(tmp_path / "v4.pt")]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"vireid test: error: {tmp_path / 'v4.pt'}: checkpoint version 4")
 
 
 class RunsCode:
@@ -223,8 +266,9 @@ def test_cached_imagenet_weights_that_would_run_code_are_refused(tmp_path, monke
 
 def _without(path: Path, *keys: str, **replaced) -> Path:
     """The version-1 checkpoint written again (as this version) without ``keys`` and with ``replaced`` entries."""
-    record = {key: value for key, value in load_checkpoint(VERSION_1).items() if key not in keys}
-    return save_checkpoint(path, {**record, **replaced})
+    record = {key: value for key, value in load_checkpoint(VERSION_1).to_state().items() if key not in keys}
+    torch.save({**record, **replaced}, path)
+    return path
 
 
 @pytest.mark.parametrize("command", ["test", "extract"])
@@ -249,10 +293,10 @@ def test_resuming_needs_the_training_state_and_a_restorable_rng_record(tmp_path)
     with pytest.raises(CheckpointError, match=r"partial.pt: expected .*; it lacks optimizer, rng$"):
         load_checkpoint(_without(tmp_path / "partial.pt", "optimizer", "rng"), needs=TRAINING_KEYS)
     record = load_checkpoint(VERSION_1)
-    short_key = {**record["rng"], "numpy": {**record["rng"]["numpy"], "key": record["rng"]["numpy"]["key"][:5]}}
+    short_key = {**record.rng, "numpy": {**record.rng["numpy"], "key": record.rng["numpy"]["key"][:5]}}
     with pytest.raises(CheckpointError, match=r"bad_rng.pt: .*rng.numpy: expected numpy's MT19937 state"):
         load_checkpoint(_without(tmp_path / "bad_rng.pt", rng=short_key), needs=TRAINING_KEYS)
-    assert load_checkpoint(_without(tmp_path / "bad_rng.pt", rng=short_key))["epoch"] == 1  # testing needs no rng
+    assert load_checkpoint(_without(tmp_path / "bad_rng.pt", rng=short_key)).epoch == 1  # testing needs no rng
 
 
 def _onnx_with_values_in(location: str, folder: Path) -> Path:

@@ -334,10 +334,10 @@ def test_search_with_images_prints_writes_json_and_a_picture(trained, dataset_fe
 def test_search_refuses_queries_of_another_model_of_the_same_shape(trained, dataset_features, tmp_path, capsys):
     checkpoint, root = trained
     state = load_checkpoint(checkpoint)
-    state["model"] = {
-        name: tensor + 0.01 if tensor.is_floating_point() else tensor for name, tensor in state["model"].items()
+    state.model = {
+        name: tensor + 0.01 if tensor.is_floating_point() else tensor for name, tensor in state.model.items()
     }
-    state["config"]["name"] = "another_run"
+    state.config["name"] = "another_run"
     other = save_checkpoint(tmp_path / "other.pt", state)
     save_features(tmp_path / "gallery.npz", dataset_features)
     assert (

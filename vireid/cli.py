@@ -287,7 +287,7 @@ def command_train(arguments: argparse.Namespace) -> int:
     if arguments.resume:
         if arguments.seeds:
             raise UserError("--seeds starts (or continues) every seed's run from CONFIG; give CONFIG, not --resume")
-        config = load_config(None, arguments.set, base=load_checkpoint(arguments.resume)["config"])
+        config = load_config(None, arguments.set, base=load_checkpoint(arguments.resume).config)
         run_dir = Path(arguments.out) if arguments.out else Path(arguments.resume).parent
     else:
         config = load_config(arguments.config, arguments.set)
@@ -340,10 +340,10 @@ def _unfinished_run(run_dir: Path, config: ExperimentConfig) -> Path | None | bo
     if not last.exists():
         return None
     checkpoint = load_checkpoint(last, mmap=True)  # its config and epoch; the weights stay on disk
-    if load_config(None, base=checkpoint["config"]) != config:
+    if load_config(None, base=checkpoint.config) != config:
         raise UserError(f"{run_dir}: holds a run of another config; choose another --out")
-    if checkpoint["epoch"] >= config.train.epochs and checkpoint.get("evaluated", True):
-        print(f"{run_dir}: finished ({checkpoint['epoch']} epochs), skipped")
+    if checkpoint.epoch >= config.train.epochs and checkpoint.evaluated:
+        print(f"{run_dir}: finished ({checkpoint.epoch} epochs), skipped")
         return False
     return last
 

@@ -1,23 +1,40 @@
-"""Checkpoints: everything a run needs to continue exactly, written atomically."""
+"""Checkpoints: one typed record of everything a run needs to be tested and to continue exactly,
+written atomically and read without running anything in the file.
+
+The file is a dict of plain values (tensors, numbers, strings, lists, dicts: what
+``torch.load(weights_only=True)`` builds), tagged ``format: vireid-checkpoint`` and ``version``.
+Versions: 3 adds the method and dataset by name, the loss's own state (a centre loss's centres)
+and provenance (vireid and torch versions, git commit, dataset fingerprint); 2 holds the RNG
+states as lists, numbers and tensors; 1 held numpy's as numpy objects. All three are read; a
+file of another version, or not a vireid checkpoint, is a CheckpointError in one line.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import random
+import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+import vireid
 from vireid.atomic import atomic_path
 from vireid.config import ExperimentConfig
+from vireid.datasets import dataset_fingerprint
 from vireid.errors import UserError
 from vireid.method import method_of
 from vireid.recipe import load_config
 from vireid.serialization import read_torch_file
 
 FORMAT_NAME = "vireid-checkpoint"
-FORMAT_VERSION = 2  # 2: the RNG states as lists, numbers and tensors; 1 held numpy's as numpy objects
+FORMAT_VERSION = 3
+READ_VERSIONS = (1, 2, 3)
 MODEL_KEYS = ("config", "num_classes", "model", "epoch")
 """What every reader of a checkpoint uses: the network's config, its classifier's size, its weights, its epoch."""
 TRAINING_KEYS = (*MODEL_KEYS, "optimizer", "scheduler", "scaler", "step", "rng", "metrics", "best")
@@ -25,7 +42,77 @@ TRAINING_KEYS = (*MODEL_KEYS, "optimizer", "scheduler", "scaler", "step", "rng",
 _KEY_TYPES = {
     **{"config": dict, "num_classes": int, "model": dict, "epoch": int, "optimizer": dict, "scheduler": dict},
     **{"scaler": dict, "step": int, "rng": dict, "metrics": dict, "best": dict},
+    **{"loss": dict, "provenance": dict, "evaluated": bool, "selected_on": str},
 }
+
+
+@dataclass
+class Checkpoint:
+    """A vireid checkpoint. ``config`` is the run's whole config as a dict (its ``model:`` and
+    ``loss:`` sections are the method's own); the method and the dataset are read from it. The
+    sampler needs no state of its own: it draws each epoch's batches from the seed and the epoch."""
+
+    config: dict[str, Any]
+    num_classes: int
+    model: dict[str, torch.Tensor]
+    epoch: int
+    step: int = 0
+    loss: dict[str, Any] = field(default_factory=dict)  # the loss module's state (a centre loss's centres)
+    optimizer: dict[str, Any] | None = None
+    scheduler: dict[str, Any] | None = None
+    scaler: dict[str, Any] | None = None
+    rng: dict[str, Any] | None = None  # of rng_state
+    metrics: dict[str, Any] = field(default_factory=dict)  # the epoch's record, as metrics.jsonl holds it
+    best: dict[str, Any] = field(default_factory=dict)  # the best evaluation so far
+    evaluated: bool = True  # False while the epoch's due evaluation is not in: a resume runs it first
+    selected_on: str = ""  # best.pt: the measure it was selected on
+    provenance: dict[str, Any] = field(default_factory=dict)  # of provenance(); empty in files before version 3
+    version: int = FORMAT_VERSION  # the format version of the file it was read from
+
+    @property
+    def method(self) -> str:
+        return self.config.get("model", {}).get("method", "agw")
+
+    @property
+    def dataset(self) -> str:
+        return self.config.get("data", {}).get("dataset", "sysu")
+
+    def to_state(self) -> dict[str, Any]:
+        """The plain dict written to the file, in the current format version."""
+        fields = {item.name: getattr(self, item.name) for item in dataclasses.fields(self) if item.name != "version"}
+        written = {key: value for key, value in fields.items() if value is not None}
+        return {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "method": self.method,
+            "dataset": self.dataset,
+            **written,
+        }
+
+
+@functools.lru_cache(maxsize=1)
+def _git_commit() -> str | None:
+    """The commit of the checkout vireid runs from, or None (an installed release, no git)."""
+    folder = Path(vireid.__file__).resolve().parent
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+def provenance(config: ExperimentConfig) -> dict[str, Any]:
+    """Where a checkpoint comes from: vireid's and torch's versions, the git commit of vireid's
+    checkout (None where it is not one) and the fingerprint of the training data."""
+    return {
+        "vireid": vireid.__version__,
+        "git_commit": _git_commit(),
+        "torch": str(torch.__version__),  # a str subclass that weights_only loading refuses
+        "data": dataset_fingerprint(config.data.dataset, str(config.data.root)),
+    }
+
 
 _NUMPY_RECONSTRUCT = np.zeros(1).__reduce__()[0]  # what unpickles an ndarray (numpy.core or numpy._core)
 VERSION_1_GLOBALS = (
@@ -113,39 +200,43 @@ def _rng_problems(rng: dict) -> list[str]:
     return problems
 
 
-def save_checkpoint(path: str | Path, state: dict) -> Path:
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
     """torch.save to a temporary name in the same folder, then rename: never half-written. Through a
     Python file, whose OSError (a full disk) torch keeps as the context of its own error."""
     with atomic_path(path) as temporary, open(temporary, "wb") as handle:
-        torch.save(dict(state, format=FORMAT_NAME, version=FORMAT_VERSION), handle)
+        torch.save(checkpoint.to_state(), handle)
     return Path(path)
 
 
-def load_checkpoint(path: str | Path, mmap: bool = False, needs: tuple[str, ...] = MODEL_KEYS) -> dict:
-    """A checkpoint's contents, read without running anything in the file (``mmap``: its tensors
-    mapped from the file, not read: for its config and counters). Version 1 is read too, its RNG
-    record converted to version 2's. The entries ``needs`` names (``MODEL_KEYS``, or
-    ``TRAINING_KEYS`` to resume) must be there with their types, or a CheckpointError names them."""
+def load_checkpoint(path: str | Path, mmap: bool = False, needs: tuple[str, ...] = MODEL_KEYS) -> Checkpoint:
+    """A checkpoint, read without running anything in the file (``mmap``: its tensors mapped from
+    the file, not read: for its config and counters). Versions 1 and 2 are read too, version 1's RNG
+    record converted. The entries ``needs`` names (``MODEL_KEYS``, or ``TRAINING_KEYS`` to resume)
+    must be there with their types, as must any other entry present, or a CheckpointError names them."""
     state = read_torch_file(
         path, "a vireid checkpoint (.pt)", CheckpointError, mmap=mmap, allowed_globals=VERSION_1_GLOBALS
     )
     if not isinstance(state, dict) or state.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path}: not a vireid checkpoint (expected format {FORMAT_NAME!r})")
-    if state.get("version") not in (1, FORMAT_VERSION):
+    version = state.get("version")
+    if version not in READ_VERSIONS:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        advice = "; it was written by a newer vireid: upgrade vireid to read it" if newer else ""
         raise CheckpointError(
-            f"{path}: checkpoint version {state.get('version')!r}, this vireid reads versions 1 and {FORMAT_VERSION}"
+            f"{path}: checkpoint version {version!r}, this vireid reads versions "
+            f"{', '.join(map(str, READ_VERSIONS))}{advice}"
         )
     missing = [key for key in needs if key not in state]
     if missing:
         raise CheckpointError(
             f"{path}: expected a vireid checkpoint with {', '.join(needs)}; it lacks {', '.join(missing)}"
         )
-    if state["version"] == 1 and "rng" in state:
+    if version == 1 and "rng" in state:
         state["rng"] = _plain_rng(state["rng"])
     problems = [
         f"{key}: expected a {_KEY_TYPES[key].__name__}, found {type(state[key]).__name__}"
-        for key in needs
-        if not isinstance(state[key], _KEY_TYPES[key])
+        for key in _KEY_TYPES
+        if key in state and (key in needs or state[key] is not None) and not isinstance(state[key], _KEY_TYPES[key])
     ]
     if not problems and "model" in needs:
         not_tensor = next((name for name, value in state["model"].items() if not isinstance(value, torch.Tensor)), None)
@@ -157,7 +248,9 @@ def load_checkpoint(path: str | Path, mmap: bool = False, needs: tuple[str, ...]
         problems += _rng_problems(state["rng"])
     if problems:
         raise CheckpointError(f"{path}: not a checkpoint as vireid writes them: {'; '.join(problems)}")
-    return state
+    names = {item.name for item in dataclasses.fields(Checkpoint)} - {"version"}
+    defaults = {"config": {}, "num_classes": 0, "model": {}, "epoch": 0}  # for readers that need less (needs=())
+    return Checkpoint(**{**defaults, **{key: state[key] for key in names if key in state}}, version=version)
 
 
 def load_model_weights(
@@ -186,12 +279,12 @@ def load_model_weights(
 
 def model_from_checkpoint(
     path: str | Path, device: str | torch.device = "cpu", overrides: list[str] | tuple[str, ...] = ()
-) -> tuple[nn.Module, ExperimentConfig, dict]:
+) -> tuple[nn.Module, ExperimentConfig, Checkpoint]:
     """The trained network, its config (with ``key=value`` overrides, e.g. of the
     test-time feature) and the checkpoint's contents. Weights that do not fit the
     network the config describes are a CheckpointError naming what differs."""
     checkpoint = load_checkpoint(path)
-    config = load_config(None, overrides, base=checkpoint["config"])
-    model = method_of(config).build_model(config, checkpoint["num_classes"], load_weights=False)
-    load_model_weights(model, checkpoint["model"], path, config)
+    config = load_config(None, overrides, base=checkpoint.config)
+    model = method_of(config).build_model(config, checkpoint.num_classes, load_weights=False)
+    load_model_weights(model, checkpoint.model, path, config)
     return model.to(device).eval(), config, checkpoint

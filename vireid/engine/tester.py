@@ -62,7 +62,7 @@ def group_by_seed(checkpoint_paths: list[Path]) -> dict[int, list[Path]]:
         return {-1: checkpoint_paths}
     groups: dict[int, list[Path]] = {}
     for path in checkpoint_paths:
-        seed = load_checkpoint(path, mmap=True)["config"]["train"].get("seed", 0)  # the weights stay on disk
+        seed = load_checkpoint(path, mmap=True).config["train"].get("seed", 0)  # the weights stay on disk
         groups.setdefault(int(seed), []).append(path)
     return dict(sorted(groups.items()))
 
@@ -96,7 +96,7 @@ def score_checkpoints(
         if root is not None:
             config.data.root = root
         loaded.append((path, model, config))
-        selections.append((checkpoint.get("selected_on", "last epoch"), checkpoint["epoch"], config.train.epochs))
+        selections.append((checkpoint.selected_on or "last epoch", checkpoint.epoch, config.train.epochs))
     datasets = {config.data.dataset for _, _, config in loaded}
     if len(datasets) != 1:
         raise UserError(

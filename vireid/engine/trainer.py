@@ -12,6 +12,7 @@ DistributedDataParallel and rank 0 alone writes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -36,8 +37,10 @@ from vireid.datasets import get_dataset, get_protocol
 from vireid.engine.batch_norm import recompute_batch_norm_statistics
 from vireid.engine.checkpoint import (
     TRAINING_KEYS,
+    Checkpoint,
     load_checkpoint,
     load_model_weights,
+    provenance,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -189,6 +192,7 @@ class Run:
     log: RunLog
     start_epoch: int
     best: dict  # {"metric", "epoch", "measure", ...} of the best evaluation so far
+    provenance: dict  # what every checkpoint records of where it comes from (vireid.engine.checkpoint.provenance)
     step: int = 0
     pending_evaluation: dict | None = None  # the record of a resumed epoch whose due evaluation never ran
 
@@ -208,10 +212,11 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
     check_run_folder(run_dir, resume)
     checkpoint = load_checkpoint(resume, needs=TRAINING_KEYS) if resume else None
     if checkpoint is not None:
-        check_resumed_config(config_from_dict(checkpoint["config"], get_method), config, resume)
+        check_resumed_config(config_from_dict(checkpoint.config, get_method), config, resume)
     train_config = config.train
     torch.manual_seed(train_config.seed)
     np.random.seed(train_config.seed)
+    origin = provenance(config) if environment.is_main else {}  # before the reads below: it silences their warnings
     if environment.is_main:  # one rank reads the headers; its error ends the job
         require_usable_images(config.data.dataset, config.data.root, config.data.trial, progress)
     split = get_dataset(config.data.dataset).read_training_split(Path(config.data.root), config.data.trial)
@@ -295,11 +300,12 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
         worker_seeds=worker_seeds,
         device_augment=device_augment,
         statistics_batches=statistics_batches,
-        log=RunLog(run_dir, environment.is_main, checkpoint["step"] if checkpoint else 0),
+        log=RunLog(run_dir, environment.is_main, checkpoint.step if checkpoint else 0),
         start_epoch=start_epoch,
         best=best,
-        step=checkpoint["step"] if checkpoint else 0,
-        pending_evaluation=checkpoint["metrics"] if checkpoint and not checkpoint.get("evaluated", True) else None,
+        provenance=origin,
+        step=checkpoint.step if checkpoint else 0,
+        pending_evaluation=checkpoint.metrics if checkpoint and not checkpoint.evaluated else None,
     )
 
 
@@ -348,18 +354,20 @@ def _distributed(model: torch.nn.Module, environment: Environment, sync_bn: bool
 
 
 def _restore(
-    checkpoint: dict, resume: str | Path, config: ExperimentConfig, num_classes: int, *stateful
+    checkpoint: Checkpoint, resume: str | Path, config: ExperimentConfig, num_classes: int, *stateful
 ) -> tuple[int, dict]:
     """Load the model, loss, optimizer, scheduler and scaler (``stateful``, in that order) and the RNG
     states of ``checkpoint``; returns the epoch to start at and the best evaluation so far."""
-    if checkpoint["num_classes"] != num_classes:
-        raise UserError(f"{resume}: trained for {checkpoint['num_classes']} identities, the data have {num_classes}")
-    model, *rest = stateful
-    load_model_weights(model, checkpoint["model"], resume, config)  # names the tensors a changed --set no longer fits
-    for state_object, key in zip(rest, ("loss", "optimizer", "scheduler", "scaler")):
-        state_object.load_state_dict(checkpoint.get(key, {}) if key == "loss" else checkpoint[key])  # loss: since 3
-    set_rng_state(checkpoint["rng"])
-    return checkpoint["epoch"], checkpoint["best"]
+    if checkpoint.num_classes != num_classes:
+        raise UserError(f"{resume}: trained for {checkpoint.num_classes} identities, the data have {num_classes}")
+    model, loss, optimizer, scheduler, scaler = stateful
+    load_model_weights(model, checkpoint.model, resume, config)  # names the tensors a changed --set no longer fits
+    loss.load_state_dict(checkpoint.loss)  # empty before version 3, as the built-in methods' losses hold nothing
+    optimizer.load_state_dict(checkpoint.optimizer)
+    scheduler.load_state_dict(checkpoint.scheduler)
+    scaler.load_state_dict(checkpoint.scaler)
+    set_rng_state(checkpoint.rng)
+    return checkpoint.epoch, checkpoint.best
 
 
 def _training_loader(
@@ -470,21 +478,22 @@ def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) 
     if config.train.precise_bn_batches and run.start_epoch <= epoch:  # a resumed pending evaluation has them
         _recompute_batch_norm_statistics(run, epoch, progress)
     stop_if_terminated()
-    state = {
-        "config": config_to_dict(config),
-        "num_classes": run.num_classes,
-        "model": run.model.state_dict(),
-        "loss": run.loss_function.state_dict(),
-        "optimizer": run.optimizers[0].state_dict(),
-        "scheduler": run.scheduler.state_dict(),
-        "scaler": run.scaler.state_dict(),
-        "epoch": epoch + 1,
-        "step": run.step,
-        "rng": rng_state(),
-        "metrics": record,
-        "best": run.best,
-        "evaluated": not due,  # False until the due evaluation is in: a resume then runs it first
-    }
+    state = Checkpoint(
+        config=config_to_dict(config),
+        num_classes=run.num_classes,
+        model=run.model.state_dict(),
+        epoch=epoch + 1,
+        step=run.step,
+        loss=run.loss_function.state_dict(),
+        optimizer=run.optimizers[0].state_dict(),  # an own-SGD group's plain SGD keeps no state
+        scheduler=run.scheduler.state_dict(),
+        scaler=run.scaler.state_dict(),
+        rng=rng_state(),
+        metrics=record,
+        best=run.best,
+        evaluated=not due,  # False until the due evaluation is in: a resume then runs it first
+        provenance=run.provenance,
+    )
     save_checkpoint(run.last_path, state)
     select_on = config.train.select_on
     scope = "validation" if select_on == "validation-map" else evaluation_protocol(config)
@@ -494,7 +503,7 @@ def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) 
         except NonFiniteFeatures as error:  # counted as a failed evaluation, never best; training goes on
             scores = None
             record[f"{scope}/failed"] = str(error)
-        set_rng_state(state["rng"])  # evaluation must not change what training draws next
+        set_rng_state(state.rng)  # evaluation must not change what training draws next
         stop_if_terminated()
         if scores is not None:
             record.update({f"{scope}/{name}": float(value) for name, value in scores.items()})
@@ -507,10 +516,10 @@ def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) 
                     "measure": SELECTION_MEASURES[select_on],
                 }
                 record["best"] = True
-        state.update(metrics=record, best=run.best, evaluated=True)
+        state = dataclasses.replace(state, metrics=record, best=run.best, evaluated=True)
         save_checkpoint(run.last_path, state)
         if record.get("best"):
-            save_checkpoint(run.run_dir / "best.pt", {**state, "selected_on": run.best["measure"]})
+            save_checkpoint(run.run_dir / "best.pt", dataclasses.replace(state, selected_on=run.best["measure"]))
     run.log.write(record, run.step)
     print(_epoch_line(record, scope, run.loss_terms), flush=True)
 
