@@ -118,27 +118,7 @@ class TwoStreamResNet(nn.Module):
         downloads when online), ``"none"``, or the path of a torchvision state-dict file."""
         if source == "none":
             return
-        if source == "imagenet":
-            weights = torchvision.models.get_model_weights(self.depth).IMAGENET1K_V1
-            try:
-                state = weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
-            except pickle.UnpicklingError:  # a file in torch's download cache that would run code: nothing ran
-                raise WeightsError(
-                    f"model.pretrained=imagenet: refused the cached ImageNet weights of {self.depth} in "
-                    f"{Path(torch.hub.get_dir()) / 'checkpoints'}: the file holds more than tensors (reading it "
-                    f"could run any code); delete it to download it again"
-                ) from None
-            except OSError as error:  # URLError, connection and SSL errors: no network, or a blocked one
-                raise WeightsError(
-                    f"model.pretrained=imagenet: the ImageNet weights of {self.depth} could not be downloaded "
-                    f"({error}); give a local copy with --pretrained FILE (made where the network is reachable: "
-                    f"torch.save(torchvision.models.{self.depth}(weights='IMAGENET1K_V1').state_dict(), FILE)) "
-                    f"or train from scratch with --set model.pretrained=none"
-                ) from error
-            origin = f"torchvision {self.depth} {weights}"
-        else:
-            state = _read_state_dict(Path(source))
-            origin = source
+        state, origin = imagenet_state_dict(self.depth, source)
         own = self.state_dict()
         names = self.torchvision_names()
         missing = sorted({theirs for theirs in names.values() if theirs not in state})
@@ -155,6 +135,32 @@ class TwoStreamResNet(nn.Module):
                 details.append(f"{len(wrong_shape)} of another shape (e.g. {'; '.join(wrong_shape[:2])})")
             raise WeightsError(f"{origin}: expected a torchvision {self.depth} state dict; " + ", ".join(details))
         self.load_state_dict({ours: state[theirs] for ours, theirs in names.items()}, strict=False)
+
+
+def imagenet_state_dict(depth: str, source: str) -> tuple[dict[str, torch.Tensor], str]:
+    """The torchvision ResNet ``depth``'s ImageNet state dict and where it was read: ``source``
+    ``"imagenet"`` (torchvision's weights API, downloading when online; a cached file that would run
+    code is refused) or the path of a state-dict file. Read without running code; a WeightsError says
+    what went wrong. For every network built on a torchvision ResNet, plugins' included."""
+    if source != "imagenet":
+        return _read_state_dict(Path(source)), source
+    weights = torchvision.models.get_model_weights(depth).IMAGENET1K_V1
+    try:
+        state = weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
+    except pickle.UnpicklingError:  # a file in torch's download cache that would run code: nothing ran
+        raise WeightsError(
+            f"model.pretrained=imagenet: refused the cached ImageNet weights of {depth} in "
+            f"{Path(torch.hub.get_dir()) / 'checkpoints'}: the file holds more than tensors (reading it "
+            f"could run any code); delete it to download it again"
+        ) from None
+    except OSError as error:  # URLError, connection and SSL errors: no network, or a blocked one
+        raise WeightsError(
+            f"model.pretrained=imagenet: the ImageNet weights of {depth} could not be downloaded "
+            f"({error}); give a local copy with --pretrained FILE (made where the network is reachable: "
+            f"torch.save(torchvision.models.{depth}(weights='IMAGENET1K_V1').state_dict(), FILE)) "
+            f"or train from scratch with --set model.pretrained=none"
+        ) from error
+    return state, f"torchvision {depth} {weights}"
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
