@@ -13,6 +13,7 @@ from typing import Sequence
 
 from vireid import __version__
 from vireid.atomic import require_writable, write_failure, written_path
+from vireid.cli.common import add_plugin_option
 from vireid.cli.data import add_check_parser, add_synth_parser
 from vireid.cli.listing import add_configs_parser
 from vireid.cli.retrieval import add_export_parser, add_extract_parser, add_index_parser, add_search_parser
@@ -54,7 +55,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_configs_parser(commands)
     add_check_parser(commands)
     add_demo_parser(commands)
+    for command in commands.choices.values():
+        add_plugin_option(command)
     return parser
+
+
+def named_plugin_files(argv: Sequence[str]) -> list[str]:
+    """The files of ``--plugin FILE`` and ``--plugin=FILE`` in ``argv`` (up to a ``--``), read before
+    the parser is built."""
+    files = []
+    for position, argument in enumerate(argv):
+        if argument == "--":
+            break
+        if argument == "--plugin" and position + 1 < len(argv):
+            files.append(argv[position + 1])
+        elif argument.startswith("--plugin="):
+            files.append(argument.removeprefix("--plugin="))
+    return files
+
+
+def load_plugins(files: Sequence[str]) -> None:
+    """The installed distributions' plugins and ``files``, registered (each once)."""
+    from vireid.plugins import load_installed_plugins, load_plugin_files
+
+    load_installed_plugins()
+    load_plugin_files(list(files))
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -67,9 +92,16 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; a user error, an interruption or a closed pipe ends in one line, never a traceback."""
     warnings.formatwarning = _one_line_warning
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:  # before the parser: its choices of protocols, datasets and layouts include the plugins'
+        load_plugins(named_plugin_files(argv))
+    except UserError as error:
+        print(f"vireid: error: {error}", file=sys.stderr)
+        return 2
     arguments = build_parser().parse_args(argv)
     try:
         with sigterm_as_interrupt():
+            load_plugins(arguments.plugin)  # loaded already, unless --plugin was abbreviated (--plug)
             _check_before_working(arguments)
             code = arguments.handler(arguments)
             sys.stdout.flush()  # a closed pipe shows here, not at exit

@@ -88,6 +88,19 @@ def add_command(commands, name: str, summary: str, description: str, examples: s
     )
 
 
+def add_plugin_option(parser: argparse.ArgumentParser) -> None:
+    """--plugin FILE.py, repeatable. main has imported the files before the parser was built (the
+    choices of --protocol, --dataset and --layout come from the registries), so a command finds
+    them in ``arguments.plugin`` only to keep them (vireid train writes them into the run's config)."""
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="FILE.py",
+        help="a Python file that registers methods or datasets (repeatable)",
+    )
+
+
 def add_rerank_options(parser: argparse.ArgumentParser, also: str = "") -> None:
     """--rerank and its settings (each of which asks for re-ranking too)."""
     parser.add_argument(

@@ -30,13 +30,13 @@ def command_train(arguments: argparse.Namespace) -> int:
         config = load_config(None, arguments.set, base=load_checkpoint(arguments.resume)["config"])
         run_dir = Path(arguments.out) if arguments.out else Path(arguments.resume).parent
     else:
-        config = load_config(arguments.config, arguments.set)
+        config = load_config(arguments.config, arguments.set, plugins=arguments.plugin)
         run_dir = Path(arguments.out) if arguments.out else Path("runs") / config.name
     if not arguments.seeds:
         _train_run(config, run_dir, arguments.resume, arguments)
         return 0
     for seed in dict.fromkeys(arguments.seeds):  # each seed once
-        seed_config = load_config(arguments.config, [*arguments.set, f"train.seed={seed}"])
+        seed_config = load_config(arguments.config, [*arguments.set, f"train.seed={seed}"], plugins=arguments.plugin)
         seed_dir = run_dir / f"seed{seed}"
         resume = _unfinished_run(seed_dir, seed_config)
         if resume is not False:
