@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -157,3 +158,79 @@ def test_a_plugin_that_takes_a_built_in_name_is_refused_in_a_new_process(tmp_pat
         f"vireid: error: {plugin}: the plugin could not be imported "
         "(ValueError: a method named 'agw' is registered already (built in))"
     )
+
+
+LISTED_PLUGIN = """
+import dataclasses
+
+from vireid.datasets import get_dataset, register_dataset
+from vireid.method import register_method
+from vireid.methods.agw import CrossModalityMethod
+
+register_method(CrossModalityMethod("listed_method", "AGW under another name", {}))
+regdb = get_dataset("regdb")
+protocols = tuple(
+    dataclasses.replace(protocol, name=protocol.name.replace("regdb", "listed"), dataset="")
+    for protocol in regdb.protocols
+)
+register_dataset(
+    dataclasses.replace(regdb, name="listed", description="RegDB's files under another name", protocols=protocols)
+)
+"""
+
+
+def _listed(printed: str) -> dict[str, tuple[str, str]]:
+    """Name -> (description, source) of the rows of vireid methods or vireid datasets, whose columns
+    are aligned: every source starts at the same place."""
+    lines = printed.splitlines()
+    sources = {len(line) - len(line.rsplit("  ", 1)[1]) for line in lines}
+    assert len(sources) == 1, printed
+    rows = [re.split(r"\s{2,}", line) for line in lines]
+    return {name: (description, source) for name, description, source in rows}
+
+
+def test_methods_and_datasets_list_the_built_in_ones(capsys, fresh_plugins):
+    assert main(["methods"]) == 0
+    methods = _listed(capsys.readouterr().out)
+    assert list(methods)[:4] == ["agw", "agw_fgfl", "agw_fgfl_cmimpl", "caj"]
+    assert methods["agw_fgfl_cmimpl"] == (METHODS["agw_fgfl_cmimpl"].description, "built in")
+    assert all(methods[name][1] == "built in" for name in ("agw", "agw_fgfl", "caj"))
+    assert main(["datasets"]) == 0
+    datasets = _listed(capsys.readouterr().out)
+    assert list(datasets)[:3] == ["sysu", "regdb", "llcm"]
+    assert datasets["sysu"] == (
+        "SYSU-MM01: 4 visible and 2 infrared cameras, indoor and outdoor; all-search and indoor-search",
+        "built in",
+    )
+    assert datasets["regdb"][0].startswith("RegDB: ") and datasets["llcm"][0].startswith("LLCM: ")
+    assert {datasets[name][1] for name in ("regdb", "llcm")} == {"built in"}
+
+
+def test_a_plugin_files_method_and_dataset_are_listed_with_the_file(tmp_path, capsys, fresh_plugins):
+    plugin = _write(tmp_path / "listed.py", LISTED_PLUGIN)
+    assert main(["methods", "--plugin", str(plugin)]) == 0
+    assert _listed(capsys.readouterr().out)["listed_method"] == ("AGW under another name", f"plugin {plugin}")
+    assert main(["datasets", f"--plugin={plugin}"]) == 0
+    assert _listed(capsys.readouterr().out)["listed"] == ("RegDB's files under another name", f"plugin {plugin}")
+    # the plugin's protocols are choices of --protocol: the file was imported before the parser was built
+    features = str(tmp_path / "missing.npz")
+    assert main(["evaluate", "--plugin", str(plugin), "--features", features, "--protocol", "listed-v2t"]) == 2
+    assert "missing.npz: expected a vireid feature file" in capsys.readouterr().err
+
+
+def test_an_installed_distributions_method_is_listed_with_its_name(tmp_path):
+    site = tmp_path / "site"
+    _write(site / "throwaway-1.0.dist-info" / "METADATA", "Metadata-Version: 2.1\nName: throwaway\nVersion: 1.0\n")
+    _write(site / "throwaway-1.0.dist-info" / "entry_points.txt", "[vireid.methods]\nthrowaway = throwaway_method\n")
+    _write(site / "throwaway_method.py", METHOD_PLUGIN.format(name="throwaway", description="AGW, installed"))
+    path = os.pathsep.join([str(REPOSITORY), str(site), os.environ.get("PYTHONPATH", "")])
+    completed = subprocess.run(
+        [sys.executable, "-m", "vireid.cli", "methods"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+    assert completed.returncode == 0, completed.stderr
+    methods = _listed(completed.stdout)
+    assert methods["throwaway"] == ("AGW, installed", "distribution throwaway")
+    assert methods["agw"][1] == "built in"

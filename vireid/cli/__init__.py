@@ -15,7 +15,7 @@ from vireid import __version__
 from vireid.atomic import require_writable, write_failure, written_path
 from vireid.cli.common import add_plugin_option
 from vireid.cli.data import add_check_parser, add_synth_parser
-from vireid.cli.listing import add_configs_parser
+from vireid.cli.listing import add_configs_parser, add_datasets_parser, add_methods_parser
 from vireid.cli.retrieval import add_export_parser, add_extract_parser, add_index_parser, add_search_parser
 from vireid.cli.scoring import add_compare_parser, add_evaluate_parser, add_plot_parser, add_test_parser
 from vireid.cli.training import add_demo_parser, add_train_parser
@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_plot_parser(commands, protocol_names)
     add_compare_parser(commands)
     add_configs_parser(commands)
+    add_methods_parser(commands)
+    add_datasets_parser(commands)
     add_check_parser(commands)
     add_demo_parser(commands)
     for command in commands.choices.values():
