@@ -28,6 +28,7 @@ from vireid.recipe import load_config
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PLUGIN = EXAMPLES / "bot_method.py"
+pytestmark = pytest.mark.usefixtures("plugins_of_the_module")  # the other modules never see `bot`
 SHORT = ["train.epochs=1", "train.steps_per_epoch=2", "train.eval_every=0", "train.workers=0"]
 
 
@@ -43,18 +44,18 @@ def _settings(root: Path, *overrides: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def bot_run(sysu_root, tmp_path_factory) -> Path:
-    """The example trained for two steps through `vireid train` of a config naming it in ``plugins:``."""
-    run = tmp_path_factory.mktemp("bot") / "run"
-    arguments = [
-        "train",
-        str(EXAMPLES / "bot_tiny.yaml"),
-        *_settings(sysu_root, "train.log_every=1"),
-        "--out",
-        str(run),
-        "--quiet",
-    ]
-    assert main(arguments) == 0
-    return run
+    """The example trained for two steps through `vireid train CONFIG --plugin examples/bot_method.py`."""
+    folder = tmp_path_factory.mktemp("bot")
+    config = folder / "bot.yaml"  # bot_tiny.yaml without its plugins: line, which --plugin replaces
+    config.write_text("".join(line for line in (EXAMPLES / "bot_tiny.yaml").open() if not line.startswith("plugins:")))
+    arguments = ["train", str(config), "--plugin", str(PLUGIN), *_settings(sysu_root, "train.log_every=1")]
+    assert main([*arguments, "--out", str(folder / "run"), "--quiet"]) == 0
+    return folder / "run"
+
+
+def test_a_config_names_the_plugin_relative_to_its_own_folder():
+    config = load_config(EXAMPLES / "bot_tiny.yaml")
+    assert config.plugins == [str(PLUGIN)] and config.model.method == "bot" and config.test.feature == "bnneck"
 
 
 def test_the_run_records_the_plugin_the_method_and_its_own_loss_terms_and_parameters(bot_run):

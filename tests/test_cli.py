@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vireid.cli import _parse_trials, build_parser, main
+from vireid.cli import build_parser, main
+from vireid.cli.common import parse_trials
 from vireid.config import shipped_configs
 from vireid.data import Split
 from vireid.datasets.regdb import regdb_test_images
@@ -176,5 +177,5 @@ def test_configs_lists_the_shipped_configs_and_prints_one(capsys):
 
 
 def test_trial_lists_parse():
-    assert _parse_trials("0-9") == list(range(10))
-    assert _parse_trials("1,3-4") == [1, 3, 4]
+    assert parse_trials("0-9") == list(range(10))
+    assert parse_trials("1,3-4") == [1, 3, 4]

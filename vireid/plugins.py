@@ -53,6 +53,14 @@ def _registering_from(source: str) -> Iterator[None]:
         _source = previous
 
 
+def _register_built_ins() -> None:
+    """The built-in datasets and methods, registered before any plugin's: a plugin that registers one
+    of their names is then the plugin's error (naming its file), not an error of the built-in module.
+    Imported here, when a plugin is about to be, as vireid.method and the registries import this module."""
+    for package in ("vireid.datasets", "vireid.methods"):
+        importlib.import_module(package)
+
+
 def load_plugin_file(path: str | Path) -> None:
     """Import the plugin file at ``path`` (once), registering its methods and datasets."""
     resolved = Path(path).expanduser().resolve()
@@ -60,6 +68,7 @@ def load_plugin_file(path: str | Path) -> None:
         return
     if not resolved.is_file():
         raise PluginError(f"{path}: expected a plugin file (.py), but it does not exist")
+    _register_built_ins()
     digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
     module_name = f"vireid_plugin_{resolved.stem}_{digest}"
     specification = importlib.util.spec_from_file_location(module_name, resolved)
@@ -87,17 +96,21 @@ def load_installed_plugins() -> None:
     if _installed_loaded:
         return
     _installed_loaded = True
-    for group in ENTRY_POINT_GROUPS:
-        for entry_point in importlib.metadata.entry_points(group=group):
-            distribution = entry_point.dist.name if entry_point.dist is not None else "an unnamed distribution"
-            with _registering_from(f"distribution {distribution}"):
-                try:
-                    entry_point.load()
-                except Exception as error:
-                    raise PluginError(
-                        f"entry point {entry_point.name} = {entry_point.value} of {distribution} (group {group}): "
-                        f"could not be imported ({type(error).__name__}: {error})"
-                    ) from None
+    entry_points = [
+        (group, point) for group in ENTRY_POINT_GROUPS for point in importlib.metadata.entry_points(group=group)
+    ]
+    if entry_points:
+        _register_built_ins()
+    for group, entry_point in entry_points:
+        distribution = entry_point.dist.name if entry_point.dist is not None else "an unnamed distribution"
+        with _registering_from(f"distribution {distribution}"):
+            try:
+                entry_point.load()
+            except Exception as error:
+                raise PluginError(
+                    f"entry point {entry_point.name} = {entry_point.value} of {distribution} (group {group}): "
+                    f"could not be imported ({type(error).__name__}: {error})"
+                ) from None
 
 
 __all__ = [

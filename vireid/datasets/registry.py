@@ -14,14 +14,15 @@ from vireid.data.splits import QueryGallery, Split
 from vireid.datasets.spec import DatasetSpec, GalleryOptions, Protocol, TrialRows
 from vireid.errors import DatasetWarning, UserError
 from vireid.modality import Modality
+from vireid.plugins import registration_source
 
 DATASETS: dict[str, DatasetSpec] = {}
 """Every registered dataset; filled by register_dataset as the dataset modules are imported."""
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
-    """Add ``spec`` under its name, its protocols marked as its own; returns the registered spec.
-    A name or a protocol name taken by another dataset is an error."""
+    """Add ``spec`` under its name, its protocols marked as its own, noting where it comes from
+    (``source``); returns the registered spec. A name or a protocol name taken by another dataset is an error."""
     if spec.name in DATASETS:
         raise ValueError(f"a dataset named {spec.name!r} is registered already")
     taken = {name for other in DATASETS.values() for name in other.protocol_names}
@@ -32,7 +33,7 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
         if protocol.dataset not in ("", spec.name):
             raise ValueError(f"protocol {protocol.name!r} names dataset {protocol.dataset!r}, not {spec.name!r}")
     protocols = tuple(dataclasses.replace(protocol, dataset=spec.name) for protocol in spec.protocols)
-    DATASETS[spec.name] = dataclasses.replace(spec, protocols=protocols)
+    DATASETS[spec.name] = dataclasses.replace(spec, protocols=protocols, source=registration_source())
     return DATASETS[spec.name]
 
 

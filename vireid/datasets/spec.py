@@ -119,6 +119,8 @@ class DatasetSpec:
     official_draws: OfficialDraws | None = None
     synthetic: SyntheticLayout | None = None
     validation_ids: Callable[[Path], list[int]] | None = None  # the dataset's own held-out ids, if it has them
+    description: str = ""  # one line, for `vireid datasets`
+    source: str = ""  # where it was registered from: 'built in', 'plugin FILE', 'distribution NAME' (register_dataset)
 
     @property
     def protocol_names(self) -> tuple[str, ...]:
