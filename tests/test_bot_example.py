@@ -215,3 +215,22 @@ def test_a_resumed_bot_run_continues_exactly_with_its_centres(sysu_root, tmp_pat
     assert torch.equal(straight.loss["centers"], resumed.loss["centers"])  # one computation repeated on one machine
     for name, tensor in straight.model.items():
         assert torch.equal(tensor, resumed.model[name]), name
+
+
+@pytest.mark.slow  # a torchrun of two processes
+def test_two_processes_keep_the_centres_in_sync(sysu_root, tmp_path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    command = [str(torchrun), "--nproc_per_node=2", "--master_port=29518", "-m", "vireid.cli", "train"]
+    command += [str(EXAMPLES / "bot_tiny.yaml"), *_settings(sysu_root, "data.height=32", "data.width=16")]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [*command, "--out", str(tmp_path / "ddp"), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    checksums = [record for record in records if record["kind"] == "distributed"][0]["parameter_checksums"]
+    assert len(checksums) == 2 and checksums[0] == checksums[1]  # the network's and the centres' values

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 import torch.distributed as dist
@@ -77,9 +78,26 @@ def setup_environment(device: str = "auto") -> Environment:
     return Environment(torch.device(device))
 
 
-def parameter_checksums(model: torch.nn.Module) -> list[float]:
-    """Every rank's sum of all parameter values: equal when the ranks are in sync."""
-    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+def average_gradients_over_ranks(parameters: Iterable[torch.nn.Parameter]) -> None:
+    """Under DDP: each of ``parameters`` has its gradient averaged over the ranks as backward computes
+    it, as DDP does for the network it wraps. For a method's loss parameters (class centres...),
+    which that wrapper never sees: without it each rank's copy would drift apart."""
+    world_size = dist.get_world_size()
+
+    def averaged(gradient: torch.Tensor) -> torch.Tensor:
+        gradient = gradient.clone()
+        dist.all_reduce(gradient)  # every rank backpropagates the same graph: the hooks run in one order
+        return gradient / world_size
+
+    for parameter in parameters:
+        if parameter.requires_grad:
+            parameter.register_hook(averaged)
+
+
+def parameter_checksums(*modules: torch.nn.Module) -> list[float]:
+    """Every rank's sum of all parameter values of ``modules``: equal when the ranks are in sync."""
+    values = [p.detach().double().sum() for module in modules for p in module.parameters()]
+    checksum = torch.stack(values).sum().reshape(1)
     gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, checksum)
     return [float(value) for value in gathered]
@@ -90,4 +108,11 @@ def barrier(environment: Environment) -> None:
         dist.barrier()
 
 
-__all__ = ["Environment", "barrier", "checked_device", "parameter_checksums", "setup_environment"]
+__all__ = [
+    "Environment",
+    "average_gradients_over_ranks",
+    "barrier",
+    "checked_device",
+    "parameter_checksums",
+    "setup_environment",
+]

@@ -45,7 +45,13 @@ from vireid.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from vireid.engine.distributed import Environment, barrier, parameter_checksums, setup_environment
+from vireid.engine.distributed import (
+    Environment,
+    average_gradients_over_ranks,
+    barrier,
+    parameter_checksums,
+    setup_environment,
+)
 from vireid.engine.extract import extract_test_features
 from vireid.engine.run_folder import check_run_folder, claimed_run_folder
 from vireid.engine.run_log import RunLog
@@ -227,6 +233,8 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
     method = method_of(config)
     model = method.build_model(config, num_classes, load_weights=checkpoint is None).to(environment.device)
     loss_function = method.build_loss(config, num_classes, model).to(environment.device)
+    if environment.distributed:
+        average_gradients_over_ranks(loss_function.parameters())
     precision = Precision.of(train_config, environment.device)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -586,7 +594,11 @@ def _train(config: ExperimentConfig, run_dir: Path, resume: str | Path | None, d
             barrier(run.environment)
         if run.environment.distributed:
             run.log.write(
-                {"kind": "distributed", "step": run.step, "parameter_checksums": parameter_checksums(run.model)},
+                {
+                    "kind": "distributed",
+                    "step": run.step,
+                    "parameter_checksums": parameter_checksums(run.model, run.loss_function),
+                },
                 run.step,
             )
     finally:
