@@ -5,8 +5,8 @@ Use it with ``--plugin examples/bot_method.py`` on any command, with ``plugins:`
 (``examples/bot_sysu.yaml``), or from an installed distribution's entry point in the group
 ``vireid.methods``. Then ``model.method: bot`` names it:
 
-    vireid train examples/bot_sysu.yaml
-    vireid train tiny --plugin examples/bot_method.py --set model.method=bot
+    vireid train examples/bot_sysu.yaml --set data.root=/data/SYSU-MM01
+    vireid train my_bot.yaml --plugin examples/bot_method.py  # a config of your own with model.method: bot
 
 What it is, as the public code michuanhaohao/reid-strong-baseline builds it (``configs/
 softmax_triplet_with_center.yml``):

@@ -15,9 +15,9 @@ from vireid.losses import (
     modality_specific_identity_loss,
     weighted_regularized_triplet,
 )
-from vireid.methods.agw import AGWLossConfig as LossConfig
-from vireid.methods.agw import AGWModelConfig as ModelConfig
+from vireid.losses.composite import AGWLossConfig as LossConfig
 from vireid.models.heads import ModalityClassifiers
+from vireid.models.network import AGWModelConfig as ModelConfig
 from vireid.models.network import build_model
 
 

@@ -10,10 +10,10 @@ import torchvision
 from vireid.config import ExperimentConfig, InferenceConfig
 from vireid.engine.extract import batch_features
 from vireid.losses import ReIDLoss
+from vireid.losses.composite import AGWLossConfig as LossConfig
 from vireid.method import parameter_counts
-from vireid.methods.agw import AGWLossConfig as LossConfig
-from vireid.methods.agw import AGWModelConfig as ModelConfig
 from vireid.models.backbone import TwoStreamResNet, WeightsError
+from vireid.models.network import AGWModelConfig as ModelConfig
 from vireid.models.network import build_model
 from vireid.models.non_local import NonLocalBlock
 from vireid.models.pooling import GeM

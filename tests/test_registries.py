@@ -22,6 +22,7 @@ from vireid.config import ConfigError
 from vireid.datasets import DATASETS, Protocol, ScoringRule, get_dataset, get_protocol, register_dataset
 from vireid.datasets.sysu import sysu_test_images, sysu_train_split
 from vireid.discovery import import_submodules
+from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet, load_features
 from vireid.evaluation.metrics import rank_metrics
 from vireid.evaluation.protocols import evaluate_protocol
@@ -197,3 +198,23 @@ def test_a_scoring_rule_given_by_name_or_spelled_out_scores_alike():
     nothing_removed = rank_metrics(distances, query_ids, gallery_ids, query_cameras, gallery_cameras, ScoringRule())
     assert (by_name.mAP, list(by_name.cmc)) == (explicit.mAP, list(explicit.cmc))
     assert nothing_removed.mAP != by_name.mAP  # camera-2 images of camera-3 queries were removed
+
+
+def test_which_trials_a_model_serves_is_the_datasets_own_behaviour():
+    sysu, regdb = get_dataset("sysu"), get_dataset("regdb")
+    assert sysu.model_trial(3) is None and regdb.model_trial(3) == 3  # one model for all draws / one per trial
+    assert sysu.split_trials() == (0,) and regdb.split_trials() == tuple(range(1, 11)) and regdb.split_trials(4) == (4,)
+    sysu.check_trial(11)  # SYSU-MM01's trials share one split: any data.trial trains the same model
+    with pytest.raises(ConfigError, match=r"^data.trial: RegDB has trials 1 to 10, got 11$"):
+        regdb.check_trial(11)
+    all_search, visible_to_thermal = sysu.default_protocol, regdb.default_protocol
+    assert (all_search.name, visible_to_thermal.name) == ("sysu-all", "regdb-v2t")
+    assert sysu.scored_trials(all_search, [None], ["f.npz"], [2, 5]) == [(2, 0), (5, 0)]
+    assert sysu.scored_trials(all_search, [None], ["f.npz"], None) == [(trial, 0) for trial in range(10)]
+    with pytest.raises(UserError, match=r"^sysu-all takes one feature file of all test images, got 2$"):
+        sysu.scored_trials(all_search, [None, None], ["a.npz", "b.npz"], None)
+    assert regdb.scored_trials(visible_to_thermal, [3, None], ["a.npz", "b.npz"], None) == [(3, 0), (2, 1)]
+    with pytest.raises(UserError, match=r"^b.npz: trial 3 again \(also a.npz\); give each trial once$"):
+        regdb.scored_trials(visible_to_thermal, [3, 3], ["a.npz", "b.npz"], None)
+    with pytest.raises(UserError, match=r"^RegDB trials are the feature files given \(one per trial\), not --trials$"):
+        regdb.scored_trials(visible_to_thermal, [3], ["a.npz"], [3])

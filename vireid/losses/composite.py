@@ -2,18 +2,45 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
+from vireid.config import LossConfig
 from vireid.losses.identity import identity_loss
 from vireid.losses.mutual import cross_modality_loss, modality_specific_identity_loss
 from vireid.losses.triplet import adaptive_weighted_triplet, weighted_regularized_triplet
 from vireid.models.network import ModelOutput
+from vireid.ranges import Range
 
-if TYPE_CHECKING:
-    from vireid.methods.agw import AGWLossConfig as LossConfig  # annotations only
+
+@dataclass
+class AGWLossConfig(LossConfig):
+    """The ``loss:`` keys of vireid.losses.ReIDLoss."""
+
+    label_smoothing: float = 0.0
+    id_weight: float = 1.0  # global identity loss
+    triplet_weight: float = 1.0  # global weighted regularised triplet
+    part_id_weight: float = 1.0
+    part_triplet_weight: float = 1.0
+    alpha: float = 1.2  # weight of L_msid (modality-specific identity loss)
+    beta: float = 0.4  # weight of L_cmp (cross-modality mutual prediction)
+    cross_loss: Literal["hard", "soft", "ce", "both"] = "hard"  # see vireid.losses.mutual
+    triplet: Literal["wrt", "adp"] = "wrt"  # AGW's weighted regularised triplet, or CAJ's adaptive form
+    adp_alpha: float = 1.0  # adp: sharpness of the softmax weights of the distances
+    adp_gamma: float = 1.0  # adp: scale of the squared difference
+    adp_square: bool = True  # adp: the "enhanced squared difference" (False: softplus of the plain difference)
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "label_smoothing": Range(0, 1, highest_excluded=True),
+        **{name: Range(0) for name in ("id_weight", "triplet_weight", "part_id_weight", "part_triplet_weight")},
+        "alpha": Range(0),
+        "beta": Range(0),
+        "adp_alpha": Range(0),
+        "adp_gamma": Range(0),
+    }
 
 
 class ReIDLoss(nn.Module):
@@ -26,7 +53,7 @@ class ReIDLoss(nn.Module):
     terms take ``loss.triplet``'s form: AGW's WRT, or CAJ's ADP.
     """
 
-    def __init__(self, config: LossConfig):
+    def __init__(self, config: AGWLossConfig):
         super().__init__()
         self.config = config
 

@@ -8,7 +8,8 @@
 
 All three are one network (vireid.models.network) and one loss (vireid.losses.ReIDLoss) with
 different switches; ``model.parts`` and ``model.cmimpl`` set in a config win over the method's
-values. CAJ (vireid.methods.caj) trains the same network with its own recipe.
+values. Their keys: AGWModelConfig (vireid.models.network) and AGWLossConfig
+(vireid.losses.composite). CAJ (vireid.methods.caj) trains the same network with its own recipe.
 
 Test embeddings: ``global`` (the BNNeck feature, or the GeM feature before it with
 ``test.after_bn: false``), ``parts`` (the part features, each L2-normalised, concatenated) and
@@ -17,69 +18,17 @@ Test embeddings: ``global`` (the BNNeck feature, or the GeM feature before it wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vireid.config import ConfigError, ExperimentConfig, InferenceConfig, LossConfig, ModelConfig, TrainConfig
+from vireid.config import ConfigError, ExperimentConfig, InferenceConfig, TrainConfig
 from vireid.losses import ReIDLoss
+from vireid.losses.composite import AGWLossConfig
 from vireid.method import Method, ParameterGroup, register_method
-from vireid.models.network import CrossModalityNet, ModelOutput, build_model
-from vireid.ranges import Range
-
-
-@dataclass
-class AGWModelConfig(ModelConfig):
-    """The ``model:`` keys of the two-stream network (vireid.models.network.CrossModalityNet)."""
-
-    backbone: Literal["resnet50", "resnet18"] = "resnet50"
-    pretrained: str = "imagenet"  # "imagenet" (torchvision weights API), "none", or a path to a state-dict file
-    last_stride: int = 1
-    non_local: bool = True
-    non_local_inter_channels: Literal["one", "half"] = "one"  # "one": the reference AGW quirk; "half": C/2
-    gem_p: float = 3.0
-    parts: int = 0  # FGFL horizontal stripes; 0 turns the local branch off
-    part_dim: int = 512
-    cmimpl: bool = False  # modality-specific classifiers with cross-modality mutual prediction
-    ema_rate: float = 0.2  # update rate of the classifiers' slow copies
-
-    RANGES: ClassVar[dict[str, Range]] = {
-        "last_stride": Range(1, 2),
-        "gem_p": Range(0, lowest_excluded=True),
-        "parts": Range(0),
-        "part_dim": Range(1),
-        "ema_rate": Range(0, 1),
-    }
-
-
-@dataclass
-class AGWLossConfig(LossConfig):
-    """The ``loss:`` keys of vireid.losses.ReIDLoss."""
-
-    label_smoothing: float = 0.0
-    id_weight: float = 1.0  # global identity loss
-    triplet_weight: float = 1.0  # global weighted regularised triplet
-    part_id_weight: float = 1.0
-    part_triplet_weight: float = 1.0
-    alpha: float = 1.2  # weight of L_msid (modality-specific identity loss)
-    beta: float = 0.4  # weight of L_cmp (cross-modality mutual prediction)
-    cross_loss: Literal["hard", "soft", "ce", "both"] = "hard"  # see vireid.losses.mutual
-    triplet: Literal["wrt", "adp"] = "wrt"  # AGW's weighted regularised triplet, or CAJ's adaptive form
-    adp_alpha: float = 1.0  # adp: sharpness of the softmax weights of the distances
-    adp_gamma: float = 1.0  # adp: scale of the squared difference
-    adp_square: bool = True  # adp: the "enhanced squared difference" (False: softplus of the plain difference)
-
-    RANGES: ClassVar[dict[str, Range]] = {
-        "label_smoothing": Range(0, 1, highest_excluded=True),
-        **{name: Range(0) for name in ("id_weight", "triplet_weight", "part_id_weight", "part_triplet_weight")},
-        "alpha": Range(0),
-        "beta": Range(0),
-        "adp_alpha": Range(0),
-        "adp_gamma": Range(0),
-    }
+from vireid.models.network import AGWModelConfig, CrossModalityNet, ModelOutput, build_model
 
 
 class CrossModalityMethod(Method):

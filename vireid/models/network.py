@@ -1,4 +1,4 @@
-"""The cross-modality re-identification network, built from a ModelConfig.
+"""The cross-modality re-identification network, built from its AGWModelConfig (the ``model:`` keys of the AGW methods).
 
 Variants (each an ablation row of the paper):
 
@@ -12,16 +12,39 @@ Variants (each an ablation row of the paper):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
+from vireid.config import ModelConfig
 from vireid.models.backbone import TwoStreamResNet
 from vireid.models.heads import GlobalHead, ModalityClassifiers, PartHead
+from vireid.ranges import Range
 
-if TYPE_CHECKING:
-    from vireid.methods.agw import AGWModelConfig as ModelConfig  # annotations only
+
+@dataclass
+class AGWModelConfig(ModelConfig):
+    """The ``model:`` keys of the two-stream network (vireid.models.network.CrossModalityNet)."""
+
+    backbone: Literal["resnet50", "resnet18"] = "resnet50"
+    pretrained: str = "imagenet"  # "imagenet" (torchvision weights API), "none", or a path to a state-dict file
+    last_stride: int = 1
+    non_local: bool = True
+    non_local_inter_channels: Literal["one", "half"] = "one"  # "one": the reference AGW quirk; "half": C/2
+    gem_p: float = 3.0
+    parts: int = 0  # FGFL horizontal stripes; 0 turns the local branch off
+    part_dim: int = 512
+    cmimpl: bool = False  # modality-specific classifiers with cross-modality mutual prediction
+    ema_rate: float = 0.2  # update rate of the classifiers' slow copies
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "last_stride": Range(1, 2),
+        "gem_p": Range(0, lowest_excluded=True),
+        "parts": Range(0),
+        "part_dim": Range(1),
+        "ema_rate": Range(0, 1),
+    }
 
 
 @dataclass
@@ -43,7 +66,7 @@ class ModelOutput:
 
 
 class CrossModalityNet(nn.Module):
-    def __init__(self, config: ModelConfig, num_classes: int):
+    def __init__(self, config: AGWModelConfig, num_classes: int):
         super().__init__()
         self.config = config
         self.num_classes = num_classes
@@ -89,7 +112,7 @@ class CrossModalityNet(nn.Module):
         return output
 
 
-def build_model(config: ModelConfig, num_classes: int, load_weights: bool = True) -> CrossModalityNet:
+def build_model(config: AGWModelConfig, num_classes: int, load_weights: bool = True) -> CrossModalityNet:
     """The network of ``config``, its backbone initialised as ``config.pretrained`` says."""
     model = CrossModalityNet(config, num_classes)
     if load_weights:
