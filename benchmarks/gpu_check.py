@@ -340,7 +340,7 @@ def end_to_end(folder: Path, device: torch.device, quick: bool, checks: Checks) 
         evaluated = len(scores) == 2 and not failed
         return (
             finite and same_place and evaluated,
-            f"epoch 2, step {first['step']} both; largest parameter difference straight vs resumed "
+            f"epoch 2, step {first.step} both; largest parameter difference straight vs resumed "
             f"{difference:.2e}; sysu-all R1 after epochs 1 and 2: {', '.join(scores) or 'none'}"
             + (f"; evaluation failed: {failed[0]}" if failed else ""),
         )

@@ -17,7 +17,8 @@ import vireid.engine.trainer as trainer_module
 from vireid.cli import main
 from vireid.engine.checkpoint import load_checkpoint
 from vireid.engine.run_folder import LOCK_NAME, claimed_run_folder
-from vireid.errors import UserError
+from vireid.errors import Terminated, UserError
+from vireid.signals import sigterm_as_interrupt, stop_if_terminated
 
 
 def _train_arguments(root, out, *overrides):
@@ -176,3 +177,18 @@ def test_the_lock_is_refused_in_one_line_naming_the_folder(tmp_path):
         with pytest.raises(UserError, match="another vireid train"):
             with claimed_run_folder(tmp_path):
                 pass
+
+
+def test_a_sigterm_while_a_loader_iterator_is_built_is_kept_for_the_next_batch():
+    # A function whose code claims torch's dataloader module: the handler sees the signal land in a
+    # loader iterator's constructor, where an exception would leave a half-built iterator behind.
+    namespace = {}
+    source = "def __init__(send):\n    send()\n    return 'built'\n"
+    exec(compile(source, os.path.join("torch", "utils", "data", "dataloader.py"), "exec"), namespace)
+    with sigterm_as_interrupt():
+        assert namespace["__init__"](lambda: os.kill(os.getpid(), signal.SIGTERM)) == "built"  # not raised there
+        with pytest.raises(Terminated):
+            stop_if_terminated()  # but kept: the next batch stops
+        with pytest.raises(Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)  # anywhere else it is raised where it lands
+            time.sleep(1)

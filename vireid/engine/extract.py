@@ -21,6 +21,7 @@ from vireid.datasets import dataset_fingerprint, get_dataset
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.method import method_of
 from vireid.progress import track
+from vireid.signals import stop_if_terminated
 
 
 @torch.no_grad()
@@ -52,10 +53,10 @@ def extract_features(
     transform = inference_transform(data.height, data.width, data.resize_filter)
     loader = DataLoader(SplitDataset(split, transform), batch_size=config.test.batch_size, num_workers=workers)
     model = model.to(device)
-    chunks = [
-        batch_features(model, images.to(device), modalities.to(device), config).float().cpu()
-        for images, _, modalities, _ in track(loader, "extract", "batch", progress)
-    ]
+    chunks = []
+    for images, _, modalities, _ in track(loader, "extract", "batch", progress):
+        stop_if_terminated()  # a SIGTERM kept while the loader started its workers
+        chunks.append(batch_features(model, images.to(device), modalities.to(device), config).float().cpu())
     return torch.cat(chunks).numpy()
 
 
@@ -79,6 +80,7 @@ def extract_image_features(
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_readable)
     chunks, readable, skipped = [], [], []
     for images, indices, reasons in track(loader, "extract", "batch", progress):
+        stop_if_terminated()
         skipped += reasons
         if images is not None:
             chunks.append(np.asarray(encode(images), dtype=np.float32))
