@@ -171,7 +171,9 @@ def test_configs_lists_the_shipped_configs_and_prints_one(capsys):
     assert main(["configs"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == sorted(shipped_configs())
-    assert "sysu_full    The paper's model on sysu" in "\n".join(lines)
+    width = max(len(name) for name in shipped_configs())  # the descriptions start in one column
+    assert {line.index(line.split()[1], len(line.split()[0])) for line in lines} == {width + 2}
+    assert f"{'sysu_full':<{width}}  The paper's model on sysu" in "\n".join(lines)
     assert main(["configs", "tiny.yaml"]) == 0
     assert capsys.readouterr().out == shipped_configs()["tiny"].read_text()
 

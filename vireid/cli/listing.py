@@ -19,9 +19,10 @@ def command_configs(arguments: argparse.Namespace) -> int:
             raise UserError(f"{arguments.name}: not a shipped config; expected one of {', '.join(sorted(shipped))}")
         print(shipped[name].read_text(), end="")
         return 0
+    width = max(len(name) for name in shipped)
     for name in sorted(shipped):
         first_line = shipped[name].read_text().splitlines()[0]
-        print(f"{name:<12} {first_line.removeprefix('#').strip()}")
+        print(f"{name:<{width}}  {first_line.removeprefix('#').strip()}")
     return 0
 
 
