@@ -80,12 +80,13 @@ def main() -> None:
     batch = len(images)
 
     def fresh_model():
+        """The network, its loss (whose parameters, if any, the optimizer trains) and the optimizer."""
         torch.manual_seed(0)
         model = build_model(config, arguments.classes, load_weights=False).to(device).train()
-        return model, build_optimizer(model, build_loss(config, arguments.classes, model), config)
+        loss_function = build_loss(config, arguments.classes, model).to(device)
+        return model, loss_function, build_optimizer(model, loss_function, config)
 
-    model, _ = fresh_model()
-    loss_function = build_loss(config, arguments.classes, model)
+    model, loss_function, _ = fresh_model()
     with FlopCounterMode(display=False) as counter:
         loss_function(model(images, modalities), labels, modalities)["total"].backward()
     step_flops = counter.get_total_flops()
@@ -94,7 +95,7 @@ def main() -> None:
         ceilings["bf16"] = matmul_ceiling(device, torch.bfloat16, 8192)
 
     def time_steps(variant: str, batches) -> tuple[float, float]:
-        model, optimizer = fresh_model()
+        model, loss_function, optimizer = fresh_model()
         precision = Precision(torch.bfloat16 if "bf16" in variant else None, "channels_last" in variant)
         if precision.channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -47,7 +47,7 @@ def main() -> None:
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
-    loss_function = build_loss(config, 395, model)
+    loss_function = build_loss(config, arguments.classes, model)
     optimizer = build_optimizer(model, loss_function, config)
 
     scaler = torch.amp.GradScaler(device.type, enabled=False)

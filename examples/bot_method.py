@@ -215,10 +215,10 @@ class BagOfTricks(Method):
         ]
 
     def embeddings(self, config: ExperimentConfig) -> dict[str, str]:
-        return {"bnneck": "the feature after the BNNeck (the reference's test feature)", "pooled": "before the BNNeck"}
+        return {"global": "after the BNNeck (the reference's test feature); before it with test.after_bn=false"}
 
     def embed(self, output: BoTOutput, name: str, test: InferenceConfig) -> torch.Tensor:
-        return output.feature if name == "bnneck" else output.pooled
+        return output.feature if test.after_bn else output.pooled
 
 
 register_method(BagOfTricks())

@@ -16,9 +16,10 @@ import onnxruntime
 import pytest
 import torch
 
+import vireid.engine.trainer as trainer_module
 from vireid.cli import main
 from vireid.datasets.sysu import sysu_test_images
-from vireid.engine.checkpoint import load_checkpoint
+from vireid.engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from vireid.engine.trainer import build_optimizers, train_step
 from vireid.errors import ConfigError
 from vireid.method import get_method
@@ -55,13 +56,13 @@ def bot_run(sysu_root, tmp_path_factory) -> Path:
 
 def test_a_config_names_the_plugin_relative_to_its_own_folder():
     config = load_config(EXAMPLES / "bot_tiny.yaml")
-    assert config.plugins == [str(PLUGIN)] and config.model.method == "bot" and config.test.feature == "bnneck"
+    assert config.plugins == [str(PLUGIN)] and config.model.method == "bot" and config.test.feature == "global"
 
 
 def test_the_run_records_the_plugin_the_method_and_its_own_loss_terms_and_parameters(bot_run):
     saved = load_config(bot_run / "config.yaml")
     assert saved.plugins == [str(PLUGIN)] and saved.model.method == "bot"
-    assert (saved.data.height, saved.train.optimizer, saved.test.feature) == (64, "adam", "bnneck")
+    assert (saved.data.height, saved.train.optimizer, saved.test.feature) == (64, "adam", "global")
     steps = [json.loads(line) for line in (bot_run / "metrics.jsonl").read_text().splitlines()]
     terms = {key for record in steps if record["kind"] == "step" for key in record} - {"kind", "epoch", "step", "lr"}
     assert terms == {"id", "triplet", "center", "total"}
@@ -234,3 +235,28 @@ def test_two_processes_keep_the_centres_in_sync(sysu_root, tmp_path):
     records = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     checksums = [record for record in records if record["kind"] == "distributed"][0]["parameter_checksums"]
     assert len(checksums) == 2 and checksums[0] == checksums[1]  # the network's and the centres' values
+
+
+def test_the_test_embedding_follows_test_after_bn():
+    bot = _bot_module()
+    method, output = get_method("bot"), bot.BoTOutput(torch.zeros(2, 4), torch.ones(2, 4), torch.zeros(2, 3))
+    after, before = (
+        load_config(EXAMPLES / "bot_tiny.yaml"),
+        load_config(EXAMPLES / "bot_tiny.yaml", ["test.after_bn=false"]),
+    )
+    assert torch.equal(method.embed(output, "global", after.test), output.feature)
+    assert torch.equal(method.embed(output, "global", before.test), output.pooled)
+
+
+def test_a_saved_loss_state_that_does_not_fit_is_refused_in_one_line():
+    config = load_config(EXAMPLES / "bot_tiny.yaml")
+    method = get_method("bot")
+    model = method.build_model(config, 3, load_weights=False)
+    loss = method.build_loss(config, 3, model)
+    checkpoint = Checkpoint(
+        config={}, num_classes=3, model=model.state_dict(), epoch=1, loss={"centers": torch.zeros(4, 512)}
+    )
+    with pytest.raises(
+        CheckpointError, match=r"^x.pt: its loss state does not fit bot's loss \(.*size mismatch for centers"
+    ):
+        trainer_module._restore(checkpoint, "x.pt", config, 3, model, loss, None, None, None)

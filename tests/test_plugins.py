@@ -5,6 +5,7 @@ as one line naming its file."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import subprocess
@@ -16,6 +17,8 @@ import pytest
 import yaml
 
 from vireid.cli import build_parser, main, named_plugin_files
+from vireid.config import ConfigError
+from vireid.engine.trainer import check_resumed_config
 from vireid.method import METHODS
 from vireid.recipe import load_config
 
@@ -214,3 +217,52 @@ def test_an_installed_distributions_method_is_listed_with_its_name(tmp_path):
     methods = _listed(completed.stdout)
     assert methods["throwaway"] == ("AGW, installed", "distribution throwaway")
     assert methods["agw"][1] == "built in"
+
+
+def test_plugin_paths_are_kept_once_and_absolute_however_they_are_named(tmp_path, monkeypatch, fresh_plugins):
+    plugin = _write(tmp_path / "plugins" / "p.py", METHOD_PLUGIN.format(name="path_agw", description="paths"))
+    config_file = _write(tmp_path / "configs" / "c.yaml", "plugins: [../plugins/p.py]\nmodel:\n  method: path_agw\n")
+    monkeypatch.chdir(tmp_path)
+    expected = [str(plugin.resolve())]
+    assert load_config(config_file, plugins=["plugins/p.py"]).plugins == expected  # the config's and the flag's
+    assert load_config(None, ["plugins=[plugins/p.py]", "model.method=path_agw"]).plugins == expected  # --set
+
+
+def test_resume_refuses_a_changed_top_level_key_in_one_line(tmp_path):
+    saved = load_config(None)
+    changes = (
+        (load_config(None, ["name=another"]), "name", "'experiment'"),
+        (dataclasses.replace(saved, plugins=[str(tmp_path / "none.py")]), "plugins", "[]"),
+    )
+    for changed, key, before in changes:
+        with pytest.raises(ConfigError, match=rf"^{key}: the run of x.pt trained with {re.escape(before)}; it cannot"):
+            check_resumed_config(saved, changed, "x.pt")
+
+
+LYING_PLUGIN = """
+from vireid.method import register_method
+from vireid.methods.agw import CrossModalityMethod
+
+
+class Lying(CrossModalityMethod):
+    def loss_terms(self, config):
+        return ("id",)  # its loss returns the triplet too
+
+
+register_method(Lying(name="lying_agw", description="declares fewer terms", defaults={"model": {"parts": 0}}))
+"""
+
+
+def test_a_loss_that_returns_terms_its_method_does_not_declare_stops_in_one_line(
+    sysu_root, tmp_path, capsys, fresh_plugins
+):
+    plugin = _write(tmp_path / "lying.py", LYING_PLUGIN)
+    small = [f"data.root={sysu_root}", "data.height=32", "data.width=16", "train.epochs=1", "train.steps_per_epoch=1"]
+    settings = [argument for setting in [*small, "train.workers=0"] for argument in ("--set", setting)]
+    command = ["train", "tiny", "--plugin", str(plugin), "--set", "model.method=lying_agw", *settings]
+    assert main([*command, "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "vireid train: error: model.method lying_agw: its loss returned id, part_id, part_triplet, total, triplet; "
+        "it declares id "
+        "(loss_terms) and total"
+    )

@@ -378,7 +378,9 @@ def read_config_values(
             raise ConfigError(f"{path}: expected a mapping of config sections, got {type(values).__name__}")
         if isinstance(path, Path) and isinstance(values.get("plugins"), list):
             folder = path.resolve().parent
-            values["plugins"] = [str(folder / item) if isinstance(item, str) else item for item in values["plugins"]]
+            values["plugins"] = [
+                str(folder / Path(item).expanduser()) if isinstance(item, str) else item for item in values["plugins"]
+            ]
     for override in overrides:
         keys, value = _parse_override(override)
         section = values

@@ -28,12 +28,13 @@ def load_config(
 ) -> ExperimentConfig:
     """The checked config of a YAML file or shipped config name (or of ``base``, a saved config
     dict, or the defaults), then ``key=value`` overrides applied in order. ``plugins`` (files given
-    on the command line) join the config's own ``plugins``, as absolute paths."""
+    on the command line) join the config's own ``plugins``; each is kept once, as an absolute path (a
+    relative one in a config file is read from its folder, one given otherwise from the current folder)."""
     values = read_config_values(path, overrides, base)
     named = values.get("plugins", [])
     if not isinstance(named, list) or not all(isinstance(item, str) for item in named):
         raise ConfigError(f"plugins: expected a list of plugin files (.py), got {named!r}")
-    values["plugins"] = list(dict.fromkeys([*named, *(str(Path(item).resolve()) for item in plugins)]))
+    values["plugins"] = list(dict.fromkeys(str(Path(item).expanduser().resolve()) for item in [*named, *plugins]))
     load_installed_plugins()
     load_plugin_files(values["plugins"])
     config = config_from_dict(values, get_method)

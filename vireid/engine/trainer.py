@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from vireid.engine.batch_norm import recompute_batch_norm_statistics
 from vireid.engine.checkpoint import (
     TRAINING_KEYS,
     Checkpoint,
+    CheckpointError,
     load_checkpoint,
     load_model_weights,
     provenance,
@@ -343,8 +345,7 @@ def check_resumed_config(saved: ExperimentConfig, config: ExperimentConfig, resu
     """A ConfigError naming the first key that ``config`` changes of the resumed run's and may not change."""
     for key in changed_keys(saved, config):
         if not any(key == allowed or (allowed.endswith(".") and key.startswith(allowed)) for allowed in RESUMABLE_KEYS):
-            section, name = key.split(".", 1)
-            before = getattr(getattr(saved, section), name)
+            before = functools.reduce(getattr, key.split("."), saved)  # a section's key, or a top-level one
             raise ConfigError(
                 f"{key}: the run of {resume} trained with {before!r}; it cannot change on --resume (only "
                 f"{', '.join(name.rstrip('.') + ('.*' if name.endswith('.') else '') for name in RESUMABLE_KEYS)} "
@@ -370,7 +371,12 @@ def _restore(
         raise UserError(f"{resume}: trained for {checkpoint.num_classes} identities, the data have {num_classes}")
     model, loss, optimizer, scheduler, scaler = stateful
     load_model_weights(model, checkpoint.model, resume, config)  # names the tensors a changed --set no longer fits
-    loss.load_state_dict(checkpoint.loss)  # empty before version 3, as the built-in methods' losses hold nothing
+    try:
+        loss.load_state_dict(checkpoint.loss)  # empty before version 3, as the built-in methods' losses hold nothing
+    except RuntimeError as error:  # a loss whose parameters changed shape or name since the run was saved
+        first_line = str(error).splitlines()[-1].strip()
+        method = config.model.method
+        raise CheckpointError(f"{resume}: its loss state does not fit {method}'s loss ({first_line})") from None
     optimizer.load_state_dict(checkpoint.optimizer)
     scheduler.load_state_dict(checkpoint.scheduler)
     scaler.load_state_dict(checkpoint.scaler)
@@ -449,6 +455,11 @@ def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
                 f"the loss became {error.losses['total'].item()} at epoch {epoch + 1}, step {run.step + 1} ({error}); "
                 f"the last good checkpoint is {last}"
             ) from None
+        if set(losses) != {*run.loss_terms, "total"}:  # the method's declaration is what every record shows
+            raise UserError(
+                f"model.method {run.method.name}: its loss returned {', '.join(sorted(losses))}; it declares "
+                f"{', '.join(run.loss_terms)} (loss_terms) and total"
+            )
         run.step += 1
         stop_if_terminated()
         values = {name: value.item() for name, value in losses.items()}
