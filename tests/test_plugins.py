@@ -20,6 +20,7 @@ from vireid.cli import build_parser, main, named_plugin_files
 from vireid.config import ConfigError
 from vireid.engine.trainer import check_resumed_config
 from vireid.method import METHODS
+from vireid.plugins import PluginError, load_plugin_file
 from vireid.recipe import load_config
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -266,3 +267,13 @@ def test_a_loss_that_returns_terms_its_method_does_not_declare_stops_in_one_line
         "it declares id "
         "(loss_terms) and total"
     )
+
+
+def test_a_plugin_that_fails_halfway_leaves_nothing_registered(tmp_path, fresh_plugins):
+    source = METHOD_PLUGIN.format(name="half_agw", description="half") + "raise ImportError('needs mylib')\n"
+    plugin = _write(tmp_path / "half.py", source)
+    for _ in range(2):  # the second attempt gives the same reason, not "registered already"
+        refusal = r"half.py: the plugin could not be imported \(ImportError: needs mylib\)$"
+        with pytest.raises(PluginError, match=refusal):
+            load_plugin_file(plugin)
+        assert "half_agw" not in METHODS

@@ -61,6 +61,14 @@ def _register_built_ins() -> None:
         importlib.import_module(package)
 
 
+def _registries() -> tuple[dict, dict]:
+    """The registries a plugin adds to (imported here: they import this module)."""
+    from vireid.datasets import DATASETS
+    from vireid.method import METHODS
+
+    return METHODS, DATASETS
+
+
 def load_plugin_file(path: str | Path) -> None:
     """Import the plugin file at ``path`` (once), registering its methods and datasets."""
     resolved = Path(path).expanduser().resolve()
@@ -76,11 +84,16 @@ def load_plugin_file(path: str | Path) -> None:
         raise PluginError(f"{path}: expected a plugin file (.py), cannot import it")
     module = importlib.util.module_from_spec(specification)
     sys.modules[module_name] = module  # dataclasses and pickling look a class's module up by name
+    registries = _registries()
+    kept = [dict(registry) for registry in registries]
     with _registering_from(f"plugin {resolved}"):
         try:
             specification.loader.exec_module(module)
         except Exception as error:
             del sys.modules[module_name]
+            for registry, before in zip(registries, kept):  # nothing of a plugin that failed halfway stays
+                registry.clear()
+                registry.update(before)
             raise PluginError(f"{path}: the plugin could not be imported ({type(error).__name__}: {error})") from None
     _loaded_files[resolved] = module_name
 
