@@ -21,8 +21,8 @@ from vireid.cli import main
 from vireid.datasets.sysu import sysu_test_images
 from vireid.engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from vireid.engine.trainer import build_optimizers, train_step
-from vireid.errors import ConfigError
-from vireid.method import get_method
+from vireid.errors import ConfigError, UserError
+from vireid.method import ParameterGroup, get_method
 from vireid.modality import Modality
 from vireid.plugins import load_plugin_file
 from vireid.recipe import load_config
@@ -260,3 +260,10 @@ def test_a_saved_loss_state_that_does_not_fit_is_refused_in_one_line():
         CheckpointError, match=r"^x.pt: its loss state does not fit bot's loss \(.*size mismatch for centers"
     ):
         trainer_module._restore(checkpoint, "x.pt", config, 3, model, loss, None, None, None)
+
+
+def test_parameter_groups_that_all_train_on_their_own_sgd_are_refused_in_one_line():
+    config = load_config(EXAMPLES / "bot_tiny.yaml")
+    groups = [ParameterGroup("centers", [torch.nn.Parameter(torch.zeros(2))], 0.5, own_sgd=True)]
+    with pytest.raises(UserError, match=r"^parameter groups \(centers\): every one trains on its own SGD"):
+        build_optimizers(groups, config.train)

@@ -114,6 +114,12 @@ def learning_rate_factor(epoch: int, config: TrainConfig) -> float:
 def build_optimizers(groups: list[ParameterGroup], config: TrainConfig) -> list[torch.optim.Optimizer]:
     """The optimizers of a method's parameter groups: ``train.optimizer`` over the groups it trains (the
     first optimizer: the schedule's), then plain SGD over those that ask for their own (``own_sgd``)."""
+    if all(group.own_sgd for group in groups):
+        names = ", ".join(group.name for group in groups) or "none"
+        raise UserError(
+            f"parameter groups ({names}): every one trains on its own SGD (own_sgd); at least one must train with "
+            "train.optimizer, whose learning rate the schedule drives"
+        )
     scheduled = [
         {"params": group.parameters, "lr": group.lr}
         | ({} if group.weight_decay is None else {"weight_decay": group.weight_decay})
