@@ -142,7 +142,10 @@ class TrainConfig:
 class InferenceConfig:
     feature: str = ""  # one of the method's test embeddings (vireid methods lists them); "": its default
     after_bn: bool = True  # the embedding after the method's BNNeck (AGW's headline) or before it, where it has one
-    flip: bool = False  # average with the horizontally flipped image
+    flip: bool = False  # add the feature of the horizontally flipped image
+    # how features are compared (vireid.evaluation.metrics.DISTANCES): "cosine" (L2-normalised features), or
+    # "dot": the dot product of the features as the method's embedding gives them (DEEN's test.py)
+    distance: Literal["cosine", "dot"] = "cosine"
     batch_size: int = 64
     rerank: bool = False  # vireid test: also score k-reciprocal re-ranked distances, in rows of their own
     rerank_k1: int = 20  # re-ranking's k-reciprocal neighbourhood (vireid.evaluation.rerank)

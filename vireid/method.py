@@ -14,8 +14,9 @@ key), and it answers the engine's questions:
   trained and saved with the run;
 - ``parameter_groups(model, loss, train)``: which parameters train at which learning rate;
 - ``embeddings(config)``: the test embeddings by name, the first the default;
-  ``embed(output, name, test)``: one of them, (B, D), for a batch. The engine averages it with
-  the flipped images (``test.flip``) and L2-normalises it, one way for every method.
+  ``embed(output, name, test)``: one of them, (B, D), for a batch. The engine adds that of the
+  flipped images (``test.flip``) and L2-normalises the sum where ``test.distance`` is cosine (for
+  dot, DEEN's, it is scored as it is), one way for every method.
 
 A method registers itself with ``register_method``, from a module of ``vireid.methods``, a plugin
 file or an installed distribution (vireid.plugins); the recipe (``model.method``) names it.
@@ -88,7 +89,8 @@ class Method:
         raise NotImplementedError
 
     def embed(self, output: Any, name: str, test: InferenceConfig) -> torch.Tensor:
-        """(B, D) embedding ``name`` of a batch's network output (in eval mode); the engine L2-normalises it."""
+        """(B, D) embedding ``name`` of a batch's network output (in eval mode); the engine L2-normalises
+        it where ``test.distance`` is cosine."""
         raise NotImplementedError
 
     def check(self, config: ExperimentConfig) -> None:

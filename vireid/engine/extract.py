@@ -28,15 +28,16 @@ from vireid.signals import stop_if_terminated
 def batch_features(
     model: nn.Module, images: torch.Tensor, modalities: torch.Tensor | int, config: ExperimentConfig
 ) -> torch.Tensor:
-    """(B, D) L2-normalised test features of a batch: the method's embedding ``test.feature``, with
-    ``test.flip`` averaged with that of the mirrored images. ``modalities``: (B,) values, or one
-    Modality value for a batch of one modality."""
+    """(B, D) test features of a batch: the method's embedding ``test.feature``, with ``test.flip``
+    the sum of that of the image and of its mirror image; L2-normalised where ``test.distance`` is
+    cosine, as they are for dot (DEEN's test.py sums the two views' features and scores their dot
+    product). ``modalities``: (B,) values, or one Modality value for a batch of one modality."""
     model.eval()
     method, test = method_of(config), config.test
     features = method.embed(model(images, modalities), test.feature, test)
     if test.flip:
         features = features + method.embed(model(images.flip(3), modalities), test.feature, test)
-    return F.normalize(features, dim=1)
+    return F.normalize(features, dim=1) if test.distance == "cosine" else features
 
 
 def extract_features(
@@ -99,6 +100,7 @@ def feature_signature(config: ExperimentConfig, dimension: int) -> dict:
         "feature": test.feature,
         "after_bn": test.after_bn,
         "flip": test.flip,
+        "distance": test.distance,
         "height": data.height,
         "width": data.width,
         "dimension": dimension,

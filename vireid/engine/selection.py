@@ -127,6 +127,7 @@ def evaluate_validation(
         images.camera_ids[query_rows],
         images.camera_ids[gallery_rows],
         get_dataset(config.data.dataset).scoring,
+        distance=config.test.distance,
     )
 
 

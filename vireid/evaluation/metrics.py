@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -39,6 +40,29 @@ _BYTES_PER_PAIR = 64  # the (chunk, G) temporaries of one pass, all together
 _PEAK_BYTES_PER_PAIR = 20
 """What ranking holds at its peak per query-gallery pair beside its chunks: the distances, their gallery
 order and temporaries (21 bytes measured on the CPU at 10000 x 10000)."""
+
+
+Distance = Literal["cosine", "dot"]
+DISTANCES: dict[str, str] = {
+    "cosine": "negative cosine similarity: the features L2-normalised, then their dot product",
+    "dot": "negative dot product of the features as they are (DEEN's test.py: np.matmul of its features)",
+}
+"""The distances a model's features are scored with (``test.distance``), recorded with the features."""
+
+
+def distance_of(metadata: dict | None) -> Distance:
+    """The distance that features with this metadata (a feature file's, an index's) are scored with,
+    as the signature of the model that made them records it (vireid.engine.extract.feature_signature);
+    features written before it was recorded were all scored by cosine."""
+    model = (metadata or {}).get("model")
+    return model.get("distance", "cosine") if isinstance(model, dict) else "cosine"
+
+
+def scoring_features(features: ArrayLike, distance: Distance, device: torch.device | None = None) -> torch.Tensor:
+    """(N, D) float32 features as ``distance`` compares them by dot product: L2-normalised for
+    ``cosine``, as they are for ``dot``."""
+    features = _as_tensor(features, device).float()
+    return torch.nn.functional.normalize(features, dim=1) if distance == "cosine" else features
 
 
 class NoValidQueryError(ValueError):
@@ -225,11 +249,12 @@ def rank_metrics(
     )
 
 
-def pairwise_distances(query_features: ArrayLike, gallery_features: ArrayLike) -> torch.Tensor:
-    """(Q, G) negative cosine similarity of L2-normalised features, on the features' device."""
-    query = torch.nn.functional.normalize(_as_tensor(query_features).float(), dim=1)
-    gallery = torch.nn.functional.normalize(_as_tensor(gallery_features, query.device).float(), dim=1)
-    return -(query @ gallery.T)
+def pairwise_distances(
+    query_features: ArrayLike, gallery_features: ArrayLike, distance: Distance = "cosine"
+) -> torch.Tensor:
+    """(Q, G) distances of ``distance`` (DISTANCES) between two feature sets, on the query features' device."""
+    query = scoring_features(query_features, distance)
+    return -(query @ scoring_features(gallery_features, distance, query.device).T)
 
 
 def scoring_memory(num_query: int, num_gallery: int, rerank: RerankSettings | None = None) -> int:
@@ -249,15 +274,16 @@ def evaluate_features(
     scoring: ScoringRule | str,
     max_rank: int = 20,
     rerank: RerankSettings | None = None,
+    distance: Distance = "cosine",
 ) -> RankMetrics:
-    """rank_metrics of the negative-cosine distances between two feature sets, or with
-    ``rerank`` of their k-reciprocal re-ranked distances (vireid.evaluation.rerank)."""
+    """rank_metrics of the ``distance`` distances between two feature sets, or with ``rerank`` of
+    their k-reciprocal re-ranked distances (vireid.evaluation.rerank): of the unit features for
+    ``cosine``, as the plain ranking; of the features as they are for ``dot``."""
     if rerank is None:
-        distances = pairwise_distances(query_features, gallery_features)
+        distances = pairwise_distances(query_features, gallery_features, distance)
     else:
-        query = torch.nn.functional.normalize(_as_tensor(query_features), dim=1)
-        gallery = torch.nn.functional.normalize(_as_tensor(gallery_features, query.device), dim=1)
-        distances = k_reciprocal_distances(query, gallery, rerank)  # of the unit features, as the plain ranking
+        query = scoring_features(query_features, distance)
+        distances = k_reciprocal_distances(query, scoring_features(gallery_features, distance, query.device), rerank)
     return rank_metrics(
         distances,
         query_ids,

@@ -38,7 +38,14 @@ from vireid.datasets import (
 )
 from vireid.errors import NonFiniteFeatures, UserError
 from vireid.evaluation.feature_file import FeatureSet
-from vireid.evaluation.metrics import NoValidQueryError, RankMetrics, evaluate_features, scoring_memory
+from vireid.evaluation.metrics import (
+    NoValidQueryError,
+    RankMetrics,
+    distance_of,
+    evaluate_features,
+    scoring_features,
+    scoring_memory,
+)
 from vireid.evaluation.rerank import RerankSettings
 from vireid.memory import require_memory
 
@@ -62,6 +69,7 @@ class ProtocolResult:
     options: GalleryOptions = GalleryOptions()
     data: dict | None = None  # the dataset fingerprint the features record (None for files written before it)
     rerank: RerankSettings | None = None  # the re-ranking the distances went through, if any
+    distance: str = "cosine"  # how the features were compared (vireid.evaluation.metrics.DISTANCES)
 
     @property
     def label(self) -> str:
@@ -97,6 +105,7 @@ class ProtocolResult:
             "draws": self.options.draws,
             "data": self.data,
             "reranked": self.rerank.to_dict() if self.rerank else None,
+            "distance": self.distance,
             "mean": self.mean(),
             "std": self.std(),
             "trials": [
@@ -115,7 +124,14 @@ class ProtocolResult:
 
 
 def _refuse_mixed_data(feature_sets: Sequence[FeatureSet]) -> None:
-    """Feature sets scored together must come from one dataset folder (where they record it)."""
+    """Feature sets scored together must come from one dataset folder (where they record it) and
+    be compared with one distance."""
+    for feature_set in feature_sets[1:]:
+        if distance_of(feature_set.metadata) != distance_of(feature_sets[0].metadata):
+            raise UserError(
+                f"{feature_set.name}: features scored by {distance_of(feature_set.metadata)} distance, those of "
+                f"{feature_sets[0].name} by {distance_of(feature_sets[0].metadata)}; score them separately"
+            )
     recorded = [feature_set for feature_set in feature_sets if feature_set.metadata.get("data") is not None]
     for feature_set in recorded[1:]:
         data, first_data = feature_set.metadata["data"], recorded[0].metadata["data"]
@@ -136,6 +152,9 @@ def results_table(results: Sequence[ProtocolResult]) -> str:
         cells = [f"{100 * mean[name]:.2f} ± {100 * std[name]:.2f}" for name in metric_names]
         direction = f"{result.protocol.query} → {result.protocol.gallery}"
         lines.append(f"| {result.label} | {direction} | {len(result.trials)} | " + " | ".join(cells) + " |")
+    distances = sorted({result.distance for result in results} - {"cosine"})
+    if distances:  # cosine, the common case, goes without saying
+        lines.append(f"\nFeatures compared by {' and '.join(distances)} product (test.distance: {distances[0]}).")
     return "\n".join(lines)
 
 
@@ -208,15 +227,15 @@ def evaluate_protocol(
             device=device,
         )
         trial_images[trial] = query_rows, gallery_rows
-    normalised = [  # (N, D) unit rows, on the scoring device
-        torch.nn.functional.normalize(torch.as_tensor(feature_set.features, device=device), dim=1)
-        for feature_set in feature_sets
+    distance = distance_of(feature_sets[0].metadata)
+    compared = [  # (N, D) rows as the distance compares them (unit rows for cosine), on the scoring device
+        scoring_features(torch.as_tensor(feature_set.features), distance, device) for feature_set in feature_sets
     ]
     results = []
     for trial, position in runs:
         images = feature_sets[position].images
         query_rows, gallery_rows = trial_images[trial]
-        features = normalised[position]
+        features = compared[position]
         try:
             metrics = evaluate_features(
                 features[torch.as_tensor(query_rows, device=features.device)],
@@ -228,6 +247,7 @@ def evaluate_protocol(
                 dataset.scoring,
                 max_rank=max_rank,
                 rerank=rerank,
+                distance=distance,
             )
         except NoValidQueryError as error:
             raise UserError(
@@ -236,4 +256,4 @@ def evaluate_protocol(
                 f"({protocol.query} → {protocol.gallery}); nothing can be scored"
             ) from error
         results.append(TrialResult(trial, metrics, len(query_rows), len(gallery_rows)))
-    return ProtocolResult(protocol, tuple(results), options, feature_sets[0].metadata.get("data"), rerank)
+    return ProtocolResult(protocol, tuple(results), options, feature_sets[0].metadata.get("data"), rerank, distance)

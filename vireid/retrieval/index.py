@@ -1,8 +1,11 @@
-"""The gallery index: a FAISS index over a gallery's features, searched by cosine similarity, saved as .npz.
+"""The gallery index: a FAISS index over a gallery's features, searched by the similarity the model's
+features are scored with (cosine, or dot product), saved as .npz.
 
-Features are L2-normalised before they are added and before a search, so the
-inner product FAISS computes is the cosine similarity: the negative of the
-evaluator's distance (``vireid.evaluation.metrics.pairwise_distances``).
+Features scored by cosine are L2-normalised before they are added and before a
+search, so the inner product FAISS computes is the cosine similarity; features
+scored by dot product (``test.distance: dot``, DEEN) go in as they are. Either
+way the similarity is the negative of the evaluator's distance
+(``vireid.evaluation.metrics.pairwise_distances``).
 FAISS picks the candidates; their similarities are then recomputed with
 float64 sums (FAISS's BLAS scores can differ in the last bit between identical
 rows), and they come in the evaluator's order: descending similarity, equal
@@ -31,7 +34,7 @@ metadata       unicode ()    JSON object: the feature file's metadata, with
                              ``kind`` ("flat" or "ivf"), ``nlist`` and
                              ``nprobe`` (null for flat), ``dimension`` (D)
 index          uint8 (B,)    ``faiss.serialize_index`` of the index over the
-                             normalised features, row i = image i
+                             compared (for cosine, normalised) features, row i = image i
                              (``faiss.deserialize_index`` restores it)
 =============  ============  ==================================================
 """
@@ -48,6 +51,7 @@ import numpy as np
 from vireid.data.splits import Split
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet, FileKind, read_feature_set, write_feature_set
+from vireid.evaluation.metrics import distance_of
 from vireid.retrieval.faiss_layout import check_faiss_layout
 
 INDEX_KINDS = ("flat", "ivf")
@@ -78,9 +82,11 @@ def _norms(features: np.ndarray) -> np.ndarray:
     return np.maximum(np.sqrt(np.einsum("nd,nd->n", features, features, dtype=np.float64)), 1e-12)
 
 
-def _normalised(features: np.ndarray) -> np.ndarray:
-    """(N, D) float32 contiguous rows divided by their L2 norm."""
-    return np.ascontiguousarray(features / _norms(features)[:, None], dtype=np.float32)
+def _compared(features: np.ndarray, distance: str) -> np.ndarray:
+    """(N, D) float32 contiguous rows as ``distance`` compares them: divided by their L2 norm for
+    cosine, as they are for dot."""
+    scale = _norms(features) if distance == "cosine" else np.ones(len(features))
+    return np.ascontiguousarray(features / scale[:, None], dtype=np.float32)
 
 
 def _in_evaluator_order(scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,15 +101,18 @@ def _tie_may_go_on(scores: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
 
 
 class GalleryIndex:
-    """A FAISS inner-product index over the L2-normalised features of a gallery, with the gallery's images."""
+    """A FAISS inner-product index over a gallery's features as their distance compares them
+    (L2-normalised for cosine), with the gallery's images."""
 
     def __init__(self, faiss_index: faiss.Index, features: np.ndarray, images: Split, metadata: dict) -> None:
-        """Use ``build`` or ``load``: ``faiss_index`` holds the normalised ``features``, row for row."""
+        """Use ``build`` or ``load``: ``faiss_index`` holds the compared ``features``, row for row."""
         self.faiss_index = faiss_index
         self.features = features  # (N, D) float32, as given (not normalised)
         self.images = images  # row i of the index describes images.paths[i]
         self.metadata = metadata  # the feature set's metadata plus format, version, kind, nlist, nprobe, dimension
-        self._norms = _norms(features)  # (N,) float64
+        self.distance = distance_of(metadata)
+        # (N,) float64 divisors of the rescored products: the norms for cosine, 1 for dot
+        self._norms = _norms(features) if self.distance == "cosine" else np.ones(len(features))
 
     @classmethod
     def build(cls, gallery: FeatureSet, kind: str = "flat", nlist: int | None = None, nprobe: int = 8) -> GalleryIndex:
@@ -119,7 +128,7 @@ class GalleryIndex:
         num_images, dimension = gallery_features.shape
         if num_images == 0:
             raise GalleryIndexError(f"{gallery.name}: holds no image; an index needs at least one")
-        features = _normalised(gallery_features)  # (N, D)
+        features = _compared(gallery_features, distance_of(gallery.metadata))  # (N, D)
         if kind == "flat":
             faiss_index = faiss.IndexFlatIP(dimension)
             nlist = nprobe = None
@@ -161,7 +170,8 @@ class GalleryIndex:
         return len(self.images)
 
     def search(self, query_features: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(Q, k) float32 cosine similarities, descending, and (Q, k) int64 gallery rows; k = min(top_k, len(self)).
+        """(Q, k) float32 similarities (cosine, or dot product: the index's distance), descending, and
+        (Q, k) int64 gallery rows; k = min(top_k, len(self)).
 
         Equal similarities come by ascending gallery row, also where the tie
         crosses the k-th place, as the evaluator ranks them. With ``ivf``, the
@@ -177,7 +187,7 @@ class GalleryIndex:
                 f"query features are {query_features.shape[1]}-dimensional, "
                 f"but the gallery index holds {self.dimension}-dimensional features"
             )
-        queries = _normalised(query_features)  # (Q, D)
+        queries = _compared(query_features, self.distance)  # (Q, D)
         k = min(top_k, len(self))
         fetch = min(k + 1, len(self))
         scores, rows = self._candidates(queries, fetch)  # (Q, fetch)
@@ -190,7 +200,7 @@ class GalleryIndex:
         return scores[:, :k], rows[:, :k]
 
     def _candidates(self, queries: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
-        """(Q, fetch) scores and rows of FAISS's best rows for the normalised ``queries``, rescored,
+        """(Q, fetch) scores and rows of FAISS's best rows for the compared ``queries``, rescored,
         in the evaluator's order.
 
         FAISS's BLAS scores can differ in the last bit between identical

@@ -20,7 +20,7 @@ class Hit:
 
     rank: int
     row: int
-    score: float  # cosine similarity
+    score: float  # similarity: cosine, or dot product where the model is scored so (test.distance)
     path: str
     person_id: int
     camera_id: int

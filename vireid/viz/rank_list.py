@@ -68,7 +68,7 @@ class RankedImage:
     path: str
     modality: int  # a Modality value
     person_id: int | None = None  # None when unknown (e.g. a user's own images)
-    score: float | None = None  # cosine similarity to the query, shown under a gallery image
+    score: float | None = None  # similarity to the query (cosine, or dot product), shown under a gallery image
     camera_id: int | None = None  # None when unknown
 
 

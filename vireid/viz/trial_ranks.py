@@ -8,7 +8,7 @@ import torch
 from vireid.datasets import Protocol, get_dataset, get_protocol, trial_rows
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet
-from vireid.evaluation.metrics import pairwise_distances, ranked_gallery
+from vireid.evaluation.metrics import distance_of, pairwise_distances, ranked_gallery
 from vireid.evaluation.protocols import check_features_for
 from vireid.viz.rank_list import RankedImage
 
@@ -41,7 +41,7 @@ def trial_rank_lists(
     ]
     picked = query_rows[[int(np.flatnonzero(query_ids == person_id)[0]) for person_id in picked_ids]]
     features = torch.as_tensor(feature_set.features)
-    distances = pairwise_distances(features[picked], features[gallery_rows])  # (n, G)
+    distances = pairwise_distances(features[picked], features[gallery_rows], distance_of(feature_set.metadata))
     ranked = ranked_gallery(
         distances,
         images.person_ids[picked],
