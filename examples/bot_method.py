@@ -40,7 +40,7 @@ from torch import nn
 
 from vireid.config import ExperimentConfig, InferenceConfig, LossConfig, ModelConfig, TrainConfig
 from vireid.losses.identity import identity_loss
-from vireid.losses.triplet import euclidean_distances
+from vireid.losses.triplet import batch_hard_triplet
 from vireid.method import Method, ParameterGroup, register_method
 from vireid.models.backbone import WeightsError, imagenet_state_dict
 from vireid.ranges import Range
@@ -128,15 +128,6 @@ class StrongBaseline(nn.Module):
         pooled = F.adaptive_avg_pool2d(self.body(images), 1).flatten(1)
         feature = self.bottleneck(pooled)
         return BoTOutput(pooled, feature, self.classifier(feature))
-
-
-def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
-    """The reference's TripletLoss: each anchor's farthest positive and nearest negative, hinge at ``margin``."""
-    distances = euclidean_distances(features)  # (B, B)
-    same = labels[:, None] == labels[None, :]
-    hardest_positive = distances.masked_fill(~same, float("-inf")).amax(dim=1)
-    hardest_negative = distances.masked_fill(same, float("inf")).amin(dim=1)
-    return F.relu(hardest_positive - hardest_negative + margin).mean()
 
 
 def center_loss(features: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -86,3 +86,22 @@ def test_config_picks_the_form_and_checks_the_fill():
     assert isinstance(torchvision_form, v2.RandomErasing) and torchvision_form.p == 0.3
     with pytest.raises(ConfigError, match=r"train.erasing_fill: expected 3 values \(one per channel\), got \[0.0\]"):
         load_config("tiny", ["train.erasing_fill=[0]"])
+
+
+def test_config_sets_the_erased_area_and_checks_it():
+    assert random_erasing(load_config("tiny", ["train.random_erasing=0.5"]).train).area == (0.02, 0.4)
+    deen_sysu = random_erasing(load_config("tiny", ["train.random_erasing=0.5", "train.erasing_area=[0.2,0.8]"]).train)
+    assert deen_sysu.area == (0.2, 0.8)
+    with pytest.raises(ConfigError, match=r"train.erasing_area: expected \[smallest, largest\] .*got \[0.8, 0.2\]"):
+        load_config("tiny", ["train.erasing_area=[0.8,0.2]"])
+    with pytest.raises(ConfigError, match=r"train.erasing_area: expected .*got \[0.0, 0.4\]"):
+        load_config("tiny", ["train.erasing_area=[0,0.4]"])
+
+
+def test_a_large_area_erases_at_least_its_smallest_share(monkeypatch):
+    image = torch.ones(3, 40, 20)
+    erasing = ReIDRandomErasing(1.0, area=(0.2, 0.8), fill=(0.0, 0.0, 0.0))
+    torch.manual_seed(0)
+    for _ in range(20):
+        _, _, height, width = _erased_box(image, erasing(image))
+        assert 0.2 * 800 - 40 <= height * width <= 0.8 * 800 + 40  # rounding of each side moves the area a little

@@ -76,6 +76,7 @@ class TrainConfig:
     # or "independent" (the reference's: identities drawn afresh for every batch, images with replacement)
     sampler: Literal["balanced", "independent"] = "balanced"
     padding: int = 10
+    random_grayscale: float = 0.0  # probability of turning a training image gray (PIL, before the crop; DEEN: 0.5)
     cache_dir: str = ""  # decode and resize every training image once into a memory-mapped file here; "" = off
     # "device": crop/flip/normalise whole batches on the training device (needs cache_dir)
     augment_on: Literal["loader", "device"] = "loader"
@@ -83,6 +84,7 @@ class TrainConfig:
     # "reid": the community code's form (vireid.data.erasing); "torchvision": torchvision's RandomErasing defaults
     erasing: Literal["reid", "torchvision"] = "reid"
     erasing_fill: list[float] = field(default_factory=lambda: [0.4914, 0.4822, 0.4465])  # "reid": per channel
+    erasing_area: list[float] = field(default_factory=lambda: [0.02, 0.4])  # "reid": the rectangle's share of the image
     # each modality's views of every training image: per view, the channel augmentations after the erasing
     # (vireid.data.channel: channel_exchange, adaptive_gray); [[]] is one plain view. CAJ: [[], [channel_exchange]]
     # for visible images (two views of each) and [[adaptive_gray]] for infrared ones
@@ -126,6 +128,8 @@ class TrainConfig:
         "steps_per_epoch": Range(0),
         "padding": Range(0),
         "random_erasing": Range(0, 1),
+        "random_grayscale": Range(0, 1),
+        "erasing_area": Range(0, 1, lowest_excluded=True),
         "grad_clip": Range(0),
         "precise_bn_batches": Range(0),
         "eval_every": Range(0),
@@ -293,6 +297,9 @@ def config_from_dict(values: dict, find_method: Callable[[str], MethodSections])
     _check_ranges(config)
     if len(config.train.erasing_fill) != 3:
         raise ConfigError(f"train.erasing_fill: expected 3 values (one per channel), got {config.train.erasing_fill}")
+    area = config.train.erasing_area
+    if len(area) != 2 or area[0] > area[1]:
+        raise ConfigError(f"train.erasing_area: expected [smallest, largest] share of the image, got {area}")
     _check_batch_memory(config)
     return config
 

@@ -53,12 +53,17 @@ def inference_transform(height: int, width: int, resize_filter: ResizeFilter = "
     return v2.Compose([resize(height, width, resize_filter), *_to_normalised_tensor()])
 
 
-def train_transform(height: int, width: int, padding: int = 10, resize_filter: ResizeFilter = "bilinear") -> v2.Compose:
-    """Resize, pad ``padding`` pixels, random crop back, random horizontal flip, normalise."""
+def train_transform(
+    height: int, width: int, padding: int = 10, resize_filter: ResizeFilter = "bilinear", grayscale: float = 0.0
+) -> v2.Compose:
+    """Resize, pad ``padding`` pixels, with probability ``grayscale`` turn gray (PIL's luma, kept in
+    three channels: DEEN's ``transforms.RandomGrayscale(p=0.5)`` after its Pad), random crop back,
+    random horizontal flip, normalise."""
     return v2.Compose(
         [
             resize(height, width, resize_filter),
             v2.Pad(padding),
+            *([v2.RandomGrayscale(grayscale)] if grayscale > 0 else []),
             v2.RandomCrop((height, width)),
             v2.RandomHorizontalFlip(),
             *_to_normalised_tensor(),
@@ -68,10 +73,11 @@ def train_transform(height: int, width: int, padding: int = 10, resize_filter: R
 
 def random_erasing(config: TrainConfig) -> v2.Transform:
     """The erasing of ``config`` (``train.random_erasing`` > 0), applied to the normalised tensor:
-    the re-ID form filled with ``train.erasing_fill``, or torchvision's RandomErasing defaults."""
+    the re-ID form over ``train.erasing_area`` filled with ``train.erasing_fill``, or torchvision's
+    RandomErasing defaults."""
     if config.erasing == "torchvision":
         return v2.RandomErasing(p=config.random_erasing)
-    return ReIDRandomErasing(config.random_erasing, fill=tuple(config.erasing_fill))
+    return ReIDRandomErasing(config.random_erasing, area=tuple(config.erasing_area), fill=tuple(config.erasing_fill))
 
 
 def modality_views(config: TrainConfig) -> dict[int, list[list[str]]]:
@@ -85,15 +91,18 @@ def has_channel_views(config: TrainConfig) -> bool:
 
 
 def training_views(config: ExperimentConfig) -> dict[int, tuple[v2.Compose, ...]]:
-    """Per modality, the transform of each of its views: resize, pad-and-crop, flip, normalise,
+    """Per modality, the transform of each of its views: resize, pad, gray (``train.random_grayscale``),
+    crop, flip, normalise,
     the erasing (``train.random_erasing`` > 0), then the view's channel augmentations. Each view
     draws its own crop, flip and erasing (CAJ's two visible views are two augmentations of one image)."""
-    train = config.train
+    train, data = config.train, config.data
     views = {}
     for modality, names_per_view in modality_views(train).items():
         transforms = []
         for names in names_per_view:
-            steps = [train_transform(config.data.height, config.data.width, train.padding, config.data.resize_filter)]
+            steps = [
+                train_transform(data.height, data.width, train.padding, data.resize_filter, train.random_grayscale)
+            ]
             steps += [random_erasing(train)] if train.random_erasing > 0 else []
             steps += [CHANNEL_AUGMENTATIONS[name]() for name in names]
             transforms.append(v2.Compose(steps))

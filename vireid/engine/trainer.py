@@ -409,11 +409,13 @@ def _training_loader(
     )
     device_augment = None
     if train_config.augment_on == "device":
-        if decoded is None or train_config.random_erasing > 0 or has_channel_views(train_config):
+        plain = train_config.random_erasing == 0 and train_config.random_grayscale == 0
+        if decoded is None or not plain or has_channel_views(train_config):
             raise ConfigError(
                 "train.augment_on=device pads, crops and flips only: it needs train.cache_dir (decoded images), "
-                "train.random_erasing=0 and one plain view per modality (train.visible_views and "
-                "train.infrared_views [[]]); the CAJ recipe's erasing and channel views need train.augment_on=loader"
+                "train.random_erasing=0, train.random_grayscale=0 and one plain view per modality "
+                "(train.visible_views and train.infrared_views [[]]); the CAJ and DEEN recipes' erasing, "
+                "gray images and channel views need train.augment_on=loader"
             )
         transform, device_augment = None, BatchAugment(train_config.padding, worker_seeds)
     else:

@@ -1,4 +1,5 @@
-"""Triplet losses: AGW's weighted regularised triplet (WRT) and CAJ's adaptive weighted form (ADP)."""
+"""Triplet losses: AGW's weighted regularised triplet (WRT), CAJ's adaptive weighted form (ADP) and
+the batch-hard triplet (DEEN, the strong baseline)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,29 @@ import torch
 import torch.nn.functional as F
 
 
-def euclidean_distances(features: torch.Tensor) -> torch.Tensor:
-    """(B, D) -> (B, B) Euclidean distances, as AGW computes them (squares clamped at 1e-12), in fp32
-    whatever the autocast: in bf16 the distances of 2048-d features near 10 err by about 1, and in
-    fp16 squared norms past 65504 overflow."""
+def euclidean_distances(features: torch.Tensor, others: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, D) [and (M, D)] -> (B, B) [(B, M)] Euclidean distances between the rows (of the two sets),
+    as AGW's and DEEN's ``pdist_torch`` compute them (squares clamped at 1e-12), in fp32 whatever the
+    autocast: in bf16 the distances of 2048-d features near 10 err by about 1, and in fp16 squared
+    norms past 65504 overflow."""
     with torch.autocast(features.device.type, enabled=False):
         features = features.float()
         squares = features.pow(2).sum(dim=1, keepdim=True)
-        return (squares + squares.T - 2 * features @ features.T).clamp(min=1e-12).sqrt()
+        if others is None:
+            return (squares + squares.T - 2 * features @ features.T).clamp(min=1e-12).sqrt()
+        others = others.float()
+        other_squares = others.pow(2).sum(dim=1, keepdim=True)
+        return (squares + other_squares.T - 2 * features @ others.T).clamp(min=1e-12).sqrt()
+
+
+def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """The batch-hard triplet (Hermans et al. 2017; DEEN's ``OriTripletLoss``, the strong baseline's
+    ``TripletLoss``): each anchor's farthest positive and nearest negative, hinge at ``margin``, batch mean."""
+    distances = euclidean_distances(features)  # (B, B)
+    same = labels[:, None] == labels[None, :]
+    hardest_positive = distances.masked_fill(~same, float("-inf")).amax(dim=1)
+    hardest_negative = distances.masked_fill(same, float("inf")).amin(dim=1)
+    return F.relu(hardest_positive - hardest_negative + margin).mean()
 
 
 def _masked_softmax(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

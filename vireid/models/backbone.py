@@ -23,12 +23,19 @@ from vireid.models.non_local import NonLocalBlock
 from vireid.serialization import read_torch_file
 
 DEPTHS = ("resnet50", "resnet18")
+STAGES = ("layer1", "layer2", "layer3", "layer4")
 NON_LOCAL_BLOCKS = {"layer2": 2, "layer3": 3}
 """How many of the last blocks of a stage are followed by a non-local block (AGW)."""
 
 
 class WeightsError(UserError):
     """A pretrained-weights file that is missing, unreadable or of another architecture."""
+
+
+def stage_channels(stage: nn.Sequential) -> int:
+    """The channels a ResNet stage outputs (its last block's last BatchNorm)."""
+    last = stage[-1]
+    return (last.bn3 if hasattr(last, "bn3") else last.bn2).num_features
 
 
 class TwoStreamResNet(nn.Module):
@@ -38,7 +45,9 @@ class TwoStreamResNet(nn.Module):
         last_stride: int = 1,
         non_local: bool = True,
         non_local_inter_channels: str = "one",
+        stages: int = 4,
     ):
+        """``stages``: how many of layer1..layer4 the network runs (3: it ends at layer3, and holds no layer4)."""
         super().__init__()
         if depth not in DEPTHS:
             raise UserError(f"model.backbone: expected one of {', '.join(DEPTHS)}, got {depth!r}")
@@ -49,8 +58,10 @@ class TwoStreamResNet(nn.Module):
         stem.add_module("relu", base.relu)
         stem.add_module("maxpool", base.maxpool)
         self.stems = nn.ModuleList([stem, copy.deepcopy(stem)])  # indexed by Modality
-        self.layer1, self.layer2, self.layer3, self.layer4 = base.layer1, base.layer2, base.layer3, base.layer4
-        if last_stride == 1:
+        self.layer1, self.layer2, self.layer3 = base.layer1, base.layer2, base.layer3
+        if stages == 4:
+            self.layer4 = base.layer4
+        if stages == 4 and last_stride == 1:
             first = self.layer4[0]
             (first.conv2 if hasattr(first, "conv3") else first.conv1).stride = (1, 1)
             first.downsample[0].stride = (1, 1)
@@ -58,12 +69,12 @@ class TwoStreamResNet(nn.Module):
         if non_local:
             for stage_name, count in NON_LOCAL_BLOCKS.items():
                 stage = getattr(self, stage_name)
-                last = stage[-1]
-                channels = (last.bn3 if hasattr(last, "bn3") else last.bn2).num_features
+                channels = stage_channels(stage)
                 inter = 1 if non_local_inter_channels == "one" else channels // 2
                 for index in range(max(0, len(stage) - count), len(stage)):
                     self.non_local[f"{stage_name}_{index}"] = NonLocalBlock(channels, inter)
-        self.out_channels = base.fc.in_features
+        self.stage_names = STAGES[:stages]
+        self.out_channels = stage_channels(getattr(self, self.stage_names[-1]))
         self.depth = depth
 
     def _stage(self, name: str, x: torch.Tensor) -> torch.Tensor:
@@ -80,8 +91,12 @@ class TwoStreamResNet(nn.Module):
         ``modalities`` as one int: every image is of that modality, and the
         routing (data-dependent row selection, which ONNX export cannot trace) is skipped.
         """
+        return self._body(self.stem(images, modalities))
+
+    def stem(self, images: torch.Tensor, modalities: torch.Tensor | int) -> torch.Tensor:
+        """(B, 3, H, W) images -> (B, 64, H/4, W/4): each through the stem of its modality, in batch order."""
         if isinstance(modalities, int):
-            return self._body(self.stems[modalities](images))
+            return self.stems[modalities](images)
         stem_outputs = []
         order = []
         for modality in (Modality.VISIBLE, Modality.INFRARED):
@@ -92,7 +107,7 @@ class TwoStreamResNet(nn.Module):
         x = torch.cat(stem_outputs) if len(stem_outputs) > 1 else stem_outputs[0]
         if len(order) > 1:
             x = x[torch.argsort(torch.cat(order))]  # back to batch order
-        return self._body(x)
+        return x
 
     def _body(self, x: torch.Tensor) -> torch.Tensor:
         """The shared layers: stem output -> (B, C, H/16, W/16) feature map."""
