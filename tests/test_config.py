@@ -10,8 +10,7 @@ from vireid.config import ConfigError, TrainConfig, config_to_dict, find_config,
 from vireid.data.sampler import Draw
 from vireid.engine.trainer import learning_rate_factor
 from vireid.method import parameter_counts
-from vireid.models.network import build_model
-from vireid.recipe import load_config
+from vireid.recipe import build_model, load_config
 
 CONFIGS = sorted(shipped_configs())
 
@@ -94,11 +93,16 @@ def test_bad_files_are_named(tmp_path):
 def test_every_shipped_config_loads_and_builds(name):
     config = load_config(name)
     variant = "full" if "_full" in name else name.split("_")[-1]
-    expected = {"agw": (0, False), "fgfl": (6, False), "full": (6, True), "tiny": (4, True), "caj": (0, False)}[variant]
-    assert (config.model.parts, config.model.cmimpl) == expected
     if variant != "tiny":
         assert config.data.dataset == name.split("_")[0]
-    model = build_model(config.model, num_classes=10, load_weights=False)
+    model = build_model(config, num_classes=10, load_weights=False)
+    if variant == "deen":
+        assert config.model.method == "deen"
+        assert config.model.dee_after == ("layer2" if config.data.dataset == "regdb" else "layer3")
+        assert parameter_counts(model)["frozen"] == model.backbone.out_channels  # the BNNeck's shift
+        return
+    expected = {"agw": (0, False), "fgfl": (6, False), "full": (6, True), "tiny": (4, True), "caj": (0, False)}[variant]
+    assert (config.model.parts, config.model.cmimpl) == expected
     assert parameter_counts(model)["frozen"] == (2048 if config.model.backbone == "resnet50" else 512)
 
 

@@ -176,9 +176,9 @@ def _listed(printed: str) -> dict[str, tuple[str, str]]:
 def test_methods_and_datasets_list_the_built_in_ones(capsys, fresh_plugins):
     assert main(["methods"]) == 0
     methods = _listed(capsys.readouterr().out)
-    assert list(methods)[:4] == ["agw", "agw_fgfl", "agw_fgfl_cmimpl", "caj"]
+    assert list(methods)[:5] == ["agw", "agw_fgfl", "agw_fgfl_cmimpl", "caj", "deen"]
     assert methods["agw_fgfl_cmimpl"] == (METHODS["agw_fgfl_cmimpl"].description, "built in")
-    assert all(methods[name][1] == "built in" for name in ("agw", "agw_fgfl", "caj"))
+    assert all(methods[name][1] == "built in" for name in ("agw", "agw_fgfl", "caj", "deen"))
     assert main(["datasets"]) == 0
     datasets = _listed(capsys.readouterr().out)
     assert list(datasets)[:3] == ["sysu", "regdb", "llcm"]

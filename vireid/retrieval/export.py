@@ -4,8 +4,8 @@ A method's network may route each image by its modality (the two-stream
 backbone selects rows for each stem: data-dependent shapes, which an exported
 graph cannot hold), so an ONNX file computes the feature of ONE modality, the
 network called with that modality for the whole batch: ``images (B, 3, H, W) float32``,
-normalised with the ImageNet mean/std, to ``features (B, D)``, L2-normalised,
-with a dynamic batch size B. The file's metadata records the input size, the
+normalised with the ImageNet mean/std, to ``features (B, D)``, L2-normalised
+where ``test.distance`` is cosine (as they are for dot), with a dynamic batch size B. The file's metadata records the input size, the
 normalisation, the modality and the feature signature (``vireid.*`` keys).
 """
 
@@ -29,7 +29,7 @@ from vireid.retrieval.encoders import INPUT_NAME, OUTPUT_NAME, onnx_encoder
 
 
 class FeatureModel(nn.Module):
-    """(B, 3, H, W) normalised images of one modality -> (B, D) L2-normalised test features."""
+    """(B, 3, H, W) normalised images of one modality -> (B, D) test features (batch_features')."""
 
     def __init__(self, model: nn.Module, modality: Modality, config: ExperimentConfig):
         super().__init__()
