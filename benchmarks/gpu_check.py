@@ -12,8 +12,9 @@ Each check is a row: what ran, whether its result is right, its figures, its sec
    fp32, bf16 autocast, fp16 autocast with the GradScaler, bf16 channels-last, and bf16 channels-last
    under ``torch.compile``: every loss finite, the first step's loss within 5 % of fp32's (same model,
    same batch); images/s and the share of the measured matmul ceiling of the step's precision;
+   then DEEN's (``sysu_deen``: 384x144, batch 48) in fp32 and bf16 autocast, checked alike;
 2. one model's test features in fp32 and in bf16 autocast: cosine similarity of each image's pair
-   at least 0.99;
+   at least 0.99; the same for DEEN's six-block feature;
 3. ``vireid train`` of the paper's model from random weights on synthetic data, whole epochs, decoded-image
    cache and augmentation on the device, 2 epochs evaluated after each: both evaluations score (finite
    features); then 1 epoch and ``--resume`` to 2: the resumed run ends at the same epoch and step, with
@@ -55,6 +56,7 @@ FEATURE_AGREEMENT = 0.99  # cosine of fp32 and bf16 features of one image
 DEVICE_AGREEMENT = 0.999  # cosine of one image's features extracted on the GPU and on the CPU
 METRIC_AGREEMENT = 0.5  # points (percent) between GPU- and CPU-scored figures
 ONNX_AGREEMENT = 1e-3  # max abs difference of ONNX Runtime and PyTorch features
+DEEN_QUICK = ("model.backbone=resnet18", "data.height=64", "data.width=32")  # DEEN's network, CPU-sized
 LOSS_AGREEMENT = 0.05  # relative gap of a low-precision variant's first loss to fp32's, same model and batch
 
 
@@ -115,7 +117,7 @@ def release(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def step_matrix(config_name: str, device: torch.device, steps: int, variants: list[str]):
+def step_matrix(config_name: str, device: torch.device, steps: int, variants: list[str], overrides=()):
     """Check 1: the training steps of each precision variant, from a batch held in memory."""
     from bench_train_step import matmul_ceiling
     from torch.utils.flop_counter import FlopCounterMode
@@ -123,7 +125,7 @@ def step_matrix(config_name: str, device: torch.device, steps: int, variants: li
     from vireid.engine.trainer import Precision, build_optimizer, train_step
     from vireid.recipe import build_loss, build_model, load_config
 
-    config = load_config(config_name, ["model.pretrained=none"])
+    config = load_config(config_name, ["model.pretrained=none", *overrides])
     images, labels, modalities = memory_batch(config, device)
     size = 8192 if device.type == "cuda" else 1024
     ceilings = {dtype: matmul_ceiling(device, dtype or torch.float32, size) for dtype in (None, torch.bfloat16)}
@@ -183,19 +185,19 @@ def _name(dtype: torch.dtype | None) -> str:
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
-def feature_agreement(config_name: str, device: torch.device):
+def feature_agreement(config_name: str, device: torch.device, overrides=()):
     """Check 2: fp32 and bf16-autocast test features of one model."""
     from vireid.engine.extract import batch_features
     from vireid.recipe import build_model, load_config
 
-    config = load_config(config_name, ["model.pretrained=none"])
+    config = load_config(config_name, ["model.pretrained=none", *overrides])
     torch.manual_seed(0)
     model = build_model(config, 395, load_weights=False).to(device).eval()
     images, _, modalities = memory_batch(config, device)
     plain = batch_features(model, images, modalities, config)
     with torch.autocast(device.type, dtype=torch.bfloat16):
         low = batch_features(model, images, modalities, config).float()
-    cosine = (plain * torch.nn.functional.normalize(low, dim=1)).sum(1)
+    cosine = torch.nn.functional.cosine_similarity(plain, low, dim=1)  # features scored by dot are not unit
     return bool(
         cosine.min() >= FEATURE_AGREEMENT
     ), f"cosine min {cosine.min():.4f}, mean {cosine.mean():.4f} (>= {FEATURE_AGREEMENT})"
@@ -258,7 +260,11 @@ def main() -> int:
     quick_variants = ["fp32", "bf16", "bf16 channels-last"]
     for name, check in step_matrix(config_name, device, steps, quick_variants if arguments.quick else variants):
         checks.run(name, check)
+    deen = DEEN_QUICK if arguments.quick else ()
+    for name, check in step_matrix("sysu_deen", device, steps, ["fp32", "bf16"], deen):
+        checks.run(name, check)
     checks.run("fp32 and bf16 test features agree", lambda: feature_agreement(config_name, device))
+    checks.run("fp32 and bf16 DEEN test features agree", lambda: feature_agreement("sysu_deen", device, deen))
     checks.run("where a step's time goes", lambda: step_phases(config_name, device, steps))
     release(device)
     with tempfile.TemporaryDirectory() as folder:

@@ -12,18 +12,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 import pytest
 import torch
+from command_walk import extract_export_search
 
 import vireid.engine.trainer as trainer_module
 from vireid.cli import main
-from vireid.datasets.sysu import sysu_test_images
 from vireid.engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from vireid.engine.trainer import build_optimizers, train_step
 from vireid.errors import ConfigError, UserError
 from vireid.method import ParameterGroup, get_method
-from vireid.modality import Modality
 from vireid.plugins import load_plugin_file
 from vireid.recipe import load_config
 
@@ -85,29 +83,12 @@ def test_a_fresh_process_tests_the_run_finding_the_plugin_through_its_saved_conf
 
 
 def test_extract_export_and_search_use_the_methods_embedding(bot_run, sysu_root, tmp_path, capsys):
-    checkpoint = bot_run / "last.pt"
-    gallery = sysu_test_images(sysu_root).of_modality(Modality.VISIBLE)
-    (tmp_path / "gallery.txt").write_text("\n".join(gallery.paths[:12]) + "\n")
-    extract = ["extract", str(checkpoint), "--images", str(tmp_path / "gallery.txt"), "--modality", "visible"]
-    assert main([*extract, "--out", str(tmp_path / "gallery.npz"), "--quiet"]) == 0
-    features = np.load(tmp_path / "gallery.npz")["features"]
+    walk = extract_export_search(bot_run / "last.pt", sysu_root, tmp_path, capsys)
+    features = walk.gallery_features
     assert features.shape == (12, 512) and np.allclose(np.linalg.norm(features, axis=1), 1, atol=1e-5)
-    assert main(["export", str(checkpoint), "--out", str(tmp_path / "onnx")]) == 0
-    differences = [
-        float(line.rsplit(" ", 1)[1]) for line in capsys.readouterr().out.splitlines() if "max abs diff" in line
-    ]
-    assert len(differences) == 2 and max(differences) < 1e-4  # ONNX Runtime agrees with PyTorch
-    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "last.visible.onnx"))
-    assert session.get_outputs()[0].shape[1] == 512
-    index = ["index", str(tmp_path / "gallery.npz"), "--modality", "visible", "--out", str(tmp_path / "index.npz")]
-    assert main(index) == 0
-    queries = sysu_test_images(sysu_root).of_modality(Modality.INFRARED).paths[:2]
-    (tmp_path / "queries.txt").write_text("\n".join(queries) + "\n")
-    search = ["search", str(tmp_path / "index.npz"), "--images", str(tmp_path / "queries.txt")]
-    search += ["--checkpoint", str(checkpoint), "--modality", "infrared", "--top-k", "3"]
-    assert main([*search, "--json", str(tmp_path / "hits.json")]) == 0
-    hits = json.loads((tmp_path / "hits.json").read_text())
-    assert len(hits) == 2 and all(len(query["hits"]) == 3 for query in hits)
+    assert len(walk.export_differences) == 2 and max(walk.export_differences) < 1e-4  # ONNX Runtime agrees
+    assert walk.onnx_width == 512
+    assert len(walk.hits) == 2 and all(len(query["hits"]) == 3 for query in walk.hits)
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typing
 
 import pytest
+from command_walk import reference_learning_rate
 
 from vireid.config import ConfigError, TrainConfig, config_to_dict, find_config, shipped_configs
 from vireid.data.sampler import Draw
@@ -137,17 +138,6 @@ def test_paper_configs_say_how_to_train_in_fp32_as_the_reference():
             assert load_config(f"{dataset}_{variant}").train.select_on == "test-rank1"
 
 
-def _reference_learning_rate(epoch: int, lr: float = 0.1) -> float:
-    """adjust_learning_rate of the references (AGW train.py, ICCV21_CAJ train_ext.py), epochs from 0."""
-    if epoch < 10:
-        return lr * (epoch + 1) / 10
-    if epoch < 20:
-        return lr
-    if epoch < 50:
-        return lr * 0.1
-    return lr * 0.01
-
-
 REPRODUCTIONS = [f"{dataset}_{variant}" for dataset in ("sysu", "regdb", "llcm") for variant in ("agw", "fgfl", "full")]
 CAJ_REPRODUCTIONS = [f"{dataset}_{variant}" for dataset in ("sysu", "regdb", "llcm") for variant in ("caj", "full_caj")]
 
@@ -162,8 +152,9 @@ def test_reproduction_configs_run_the_references_epochs_sampler_resize_and_learn
         for epoch in range(epochs):
             new_layers = train.lr * learning_rate_factor(epoch, train)
             backbone = train.backbone_lr * learning_rate_factor(epoch, train)
-            assert new_layers == pytest.approx(_reference_learning_rate(epoch), rel=1e-12), (name, epoch)
-            assert backbone == pytest.approx(0.1 * _reference_learning_rate(epoch), rel=1e-12), (name, epoch)
+            reference = reference_learning_rate(epoch, last_step=50)
+            assert new_layers == pytest.approx(reference, rel=1e-12), (name, epoch)
+            assert backbone == pytest.approx(0.1 * reference, rel=1e-12), (name, epoch)
     tiny = load_config("tiny").train  # the demo's CPU recipe keeps vireid's own choices
     assert (tiny.sampler, load_config("tiny").data.resize_filter) == ("balanced", "bilinear")
     defaults = load_config()

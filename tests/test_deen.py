@@ -8,20 +8,20 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from command_walk import extract_export_search, reference_learning_rate
 from PIL import Image
 
 from vireid.cli import main
 from vireid.config import find_config
 from vireid.data.transforms import train_transform
-from vireid.datasets.sysu import sysu_test_images
 from vireid.engine.checkpoint import load_checkpoint
 from vireid.engine.extract import batch_features
-from vireid.engine.trainer import learning_rate_factor, train
+from vireid.engine.trainer import build_run, learning_rate_factor, train
+from vireid.errors import ConfigError
 from vireid.method import method_of, parameter_counts
 from vireid.methods.deen import (
     ChannelNonLocal,
@@ -35,6 +35,7 @@ from vireid.methods.deen import (
 )
 from vireid.modality import Modality
 from vireid.recipe import build_loss, build_model, load_config
+from vireid.retrieval.export import FeatureModel
 
 SMALL = ["model.method=deen", "model.backbone=resnet18", "model.pretrained=none", "data.height=64", "data.width=32"]
 
@@ -120,6 +121,26 @@ def test_every_parameter_is_used():
     assert unused == []
 
 
+def test_bf16_autocast_gives_finite_losses_near_fp32s():
+    config, model = _small()
+    loss = build_loss(config, 7, model)
+    images, labels, modalities = (
+        torch.randn(8, 3, 64, 32),
+        torch.tensor([0, 0, 1, 1] * 2),
+        torch.tensor([0] * 4 + [1] * 4),
+    )
+    terms = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(1)  # the same DEE dropout
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            terms[precision] = {
+                name: value.item()
+                for name, value in loss(model.train()(images, modalities), labels, modalities).items()
+            }
+    assert all(np.isfinite(value) for value in terms["bf16"].values())
+    assert terms["bf16"]["total"] == pytest.approx(terms["fp32"]["total"], rel=0.05)
+
+
 def test_dee_branches_average_three_dilations_then_project():
     """A single pixel of 3 in a 5x5 map: dilation 1 reaches the 3x3 around the centre, 2 every other
     pixel, 3 the centre alone; each branch averages the three and projects (weights of ones, x1 and x2)."""
@@ -143,25 +164,28 @@ def test_dee_branches_average_three_dilations_then_project():
     assert torch.equal(output[2], 2 * expected.expand(4, 5, 5))
 
 
-def _identity_batch_norm(block: torch.nn.Sequential) -> None:
-    block[1].eps = 0.0
+def _set_weights(block, g: list[list[float]], phi: list[list[float]]) -> None:
+    """1x1 convolutions of the given (out, in) weights for g and phi, of ones for theta and W's
+    convolution, no biases, and W's BatchNorm the identity (eval mode, eps 0)."""
+    block.eval()
+    block.W[1].eps = 0.0
     with torch.no_grad():
-        block[1].weight.fill_(1.0)
+        block.g.weight.copy_(torch.tensor(g)[..., None, None])
+        block.phi.weight.copy_(torch.tensor(phi)[..., None, None])
+        block.theta.weight.fill_(1.0)
+        block.W[0].weight.fill_(1.0)
+        block.W[1].weight.fill_(1.0)
+        for convolution in (block.g, block.theta, block.phi, block.W[0]):
+            convolution.bias.zero_()
 
 
 def test_channel_non_local_divides_the_channel_attention_by_the_channel_count():
     """Low level: channels [1, 2] and [0, 1] over two positions; high level: [3, 4]; g, phi identities,
     theta copies the high map into both channels, W sums them. Energy rows [11, 4], attention / 2,
     y = [5.5, 13] per channel, W: [11, 26], plus the high map: [14, 30]."""
-    block = ChannelNonLocal(high=1, low=2, stride=1).eval()
-    _identity_batch_norm(block.W)
+    block = ChannelNonLocal(high=1, low=2, stride=1)
+    _set_weights(block, g=[[1.0, 0.0], [0.0, 1.0]], phi=[[1.0, 0.0], [0.0, 1.0]])
     with torch.no_grad():
-        block.g.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
-        block.phi.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
-        block.theta.weight.fill_(1.0)
-        block.W[0].weight.fill_(1.0)
-        for convolution in (block.g, block.theta, block.phi, block.W[0]):
-            convolution.bias.zero_()
         low = torch.tensor([[[[1.0, 2.0]], [[0.0, 1.0]]]])
         high = torch.tensor([[[[3.0, 4.0]]]])
         assert block(high, low).flatten().tolist() == [14.0, 30.0]
@@ -172,15 +196,9 @@ def test_position_non_local_views_its_reduced_maps_as_the_reference_does():
     reference views each (1, 1, 2) map as (1, 2, 1), so one 'position' holds both: energy 1*3 + 2*4 = 11,
     y = 11 x [5, 6], plus the high map: [56, 68] (attention over the two real positions would give
     [20.5, 41])."""
-    block = PositionNonLocal(high=1, low=2).eval()
-    _identity_batch_norm(block.W)
+    block = PositionNonLocal(high=1, low=2)
+    _set_weights(block, g=[[1.0, 0.0]], phi=[[0.0, 1.0]])
     with torch.no_grad():
-        block.g.weight.copy_(torch.tensor([1.0, 0.0]).view(1, 2, 1, 1))
-        block.phi.weight.copy_(torch.tensor([0.0, 1.0]).view(1, 2, 1, 1))
-        block.theta.weight.fill_(1.0)
-        block.W[0].weight.fill_(1.0)
-        for convolution in (block.g, block.theta, block.phi, block.W[0]):
-            convolution.bias.zero_()
         low = torch.tensor([[[[5.0, 6.0]], [[3.0, 4.0]]]])
         high = torch.tensor([[[[1.0, 2.0]]]])
         assert block(high, low).flatten().tolist() == [56.0, 68.0]
@@ -324,18 +342,6 @@ def test_a_torchvision_file_initialises_the_stems_and_the_three_stages_of_the_re
     torch.testing.assert_close(model.backbone.layer3[1].conv2.weight, reference.layer3[1].conv2.weight, rtol=0, atol=0)
 
 
-def _reference_learning_rate(epoch: int, lr: float = 0.1) -> float:
-    """DEEN train.py's adjust_learning_rate (lines 237-252), epochs from 0; its `epoch >= 120` branch
-    comes after `epoch >= 80` and is never reached."""
-    if epoch < 10:
-        return lr * (epoch + 1) / 10
-    if epoch < 20:
-        return lr
-    if epoch < 80:
-        return lr * 0.1
-    return lr * 0.01
-
-
 @pytest.mark.parametrize("dataset", ["sysu", "regdb", "llcm"])
 def test_deen_configs_follow_the_references_train_py(dataset):
     config = load_config(f"{dataset}_deen")
@@ -358,10 +364,12 @@ def test_deen_configs_follow_the_references_train_py(dataset):
     assert train_config.epochs == 151
     if dataset == "regdb":
         assert "test.py's RegDB branch" in find_config("regdb_deen").read_text()  # the stem routing, said
-    for epoch in range(151):
+    for epoch in range(151):  # train.py's adjust_learning_rate (lines 237-252): its `epoch >= 120` branch
+        # comes after `epoch >= 80` and is never reached
         factor = learning_rate_factor(epoch, train_config)
-        assert train_config.lr * factor == pytest.approx(_reference_learning_rate(epoch), rel=1e-12), epoch
-        assert train_config.backbone_lr * factor == pytest.approx(0.1 * _reference_learning_rate(epoch), rel=1e-12)
+        reference = reference_learning_rate(epoch, last_step=80)
+        assert train_config.lr * factor == pytest.approx(reference, rel=1e-12), epoch
+        assert train_config.backbone_lr * factor == pytest.approx(0.1 * reference, rel=1e-12), epoch
 
 
 def test_random_grayscale_turns_about_half_the_images_gray_in_three_equal_channels():
@@ -376,6 +384,16 @@ def test_random_grayscale_turns_about_half_the_images_gray_in_three_equal_channe
 
     assert 0.4 < gray_share(0.5, 400) < 0.6
     assert gray_share(0.0, 20) == 0.0
+
+
+def test_the_device_augmentation_refuses_deens_gray_images_naming_the_key(sysu_root, tmp_path):
+    overrides = [f"data.root={sysu_root}", *SMALL[1:], "train.augment_on=device", f"train.cache_dir={tmp_path / 'c'}"]
+    overrides += ["train.random_erasing=0", "train.workers=0"]
+    config = load_config("sysu_deen", overrides)
+    assert config.train.random_grayscale == 0.5
+    with pytest.raises(ConfigError, match=r"train.random_grayscale=0 and one plain view"):
+        build_run(config, tmp_path / "run", None, "cpu", progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 # --- through the commands --------------------------------------------------------------------------
@@ -408,32 +426,27 @@ def test_a_run_logs_deens_terms_and_tests_by_dot_products(deen_run):
     assert all(0 < result["mean"]["mAP"] <= 1 for result in results)
 
 
+def test_the_exported_feature_keeps_a_dynamic_batch():
+    """The three sources of DEE's rows are split by a view: torch.chunk would fix the batch to the example's."""
+    config, model = _small()
+    feature_model = FeatureModel(model, Modality.INFRARED, config)
+    program = torch.export.export(
+        feature_model, (torch.randn(2, 3, 64, 32),), dynamic_shapes={"images": {0: torch.export.Dim("batch")}}
+    )
+    images = torch.randn(3, 3, 64, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(images), batch_features(model, images, 1, config))
+
+
+@pytest.mark.slow  # ONNX export of both modalities, 25 s: make test-slow (and CI) runs it
 def test_extract_export_and_search_use_the_six_block_feature(deen_run, sysu_root, tmp_path, capsys):
-    checkpoint = deen_run / "last.pt"
-    gallery = sysu_test_images(sysu_root).of_modality(Modality.VISIBLE)
-    (tmp_path / "gallery.txt").write_text("\n".join(gallery.paths[:12]) + "\n")
-    extract = ["extract", str(checkpoint), "--images", str(tmp_path / "gallery.txt"), "--modality", "visible"]
-    assert main([*extract, "--out", str(tmp_path / "gallery.npz"), "--quiet"]) == 0
-    features = np.load(tmp_path / "gallery.npz")["features"]
-    assert features.shape == (12, 6 * 512)
-    assert np.all(np.linalg.norm(features, axis=1) > 3)  # summed blocks, scored by dot products
-    assert main(["export", str(checkpoint), "--out", str(tmp_path / "onnx")]) == 0
-    differences = [
-        float(line.rsplit(" ", 1)[1]) for line in capsys.readouterr().out.splitlines() if "max abs diff" in line
-    ]
-    assert len(differences) == 2 and max(differences) < 1e-3  # ONNX Runtime agrees with PyTorch
-    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "last.visible.onnx"))
-    assert session.get_outputs()[0].shape[1] == 6 * 512
-    index = ["index", str(tmp_path / "gallery.npz"), "--modality", "visible", "--out", str(tmp_path / "index.npz")]
-    assert main(index) == 0
-    queries = sysu_test_images(sysu_root).of_modality(Modality.INFRARED).paths[:2]
-    (tmp_path / "queries.txt").write_text("\n".join(queries) + "\n")
-    search = ["search", str(tmp_path / "index.npz"), "--images", str(tmp_path / "queries.txt")]
-    search += ["--checkpoint", str(checkpoint), "--modality", "infrared", "--top-k", "3"]
-    assert main([*search, "--json", str(tmp_path / "hits.json")]) == 0
-    hits = json.loads((tmp_path / "hits.json").read_text())
-    assert len(hits) == 2 and all(len(query["hits"]) == 3 for query in hits)
-    scores = [hit["score"] for hit in hits[0]["hits"]]
+    walk = extract_export_search(deen_run / "last.pt", sysu_root, tmp_path, capsys)
+    assert walk.gallery_features.shape == (12, 6 * 512)
+    assert np.all(np.linalg.norm(walk.gallery_features, axis=1) > 3)  # summed blocks, scored by dot products
+    assert len(walk.export_differences) == 2 and max(walk.export_differences) < 1e-3  # ONNX Runtime agrees
+    assert walk.onnx_width == 6 * 512
+    assert len(walk.hits) == 2 and all(len(query["hits"]) == 3 for query in walk.hits)
+    scores = [hit["score"] for hit in walk.hits[0]["hits"]]
     assert scores == sorted(scores, reverse=True) and scores[0] > 1  # a dot product of summed blocks
 
 

@@ -109,6 +109,8 @@ def test_gpu_check_rehearsed_on_the_cpu_passes_every_check(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     table = out.read_text()
     assert "## GPU check (make gpu-check)" in table and "FAIL" not in table
-    # 3 step variants, features, phases, train and resume, DDP, test, scoring, extract, ONNX, reference loop
-    assert table.count("| ok |") == 12
+    # 3 step variants, 2 of DEEN's, features, DEEN's features, phases, train and resume, DDP, test, scoring,
+    # extract, ONNX, reference loop
+    assert table.count("| ok |") == 15
+    assert "train step, sysu_deen 64x32, bf16" in table
     assert "ms per fp32 step of 64 images: forward and loss" in table

@@ -153,7 +153,8 @@ def test_config_keys_pick_from_the_registries():
     with pytest.raises(ConfigError, match="data.dataset: expected one of 'sysu', 'regdb', 'llcm', got 'market'"):
         load_config(None, ["data.dataset=market"])
     with pytest.raises(
-        ConfigError, match="model.method: expected one of 'agw', 'agw_fgfl', 'agw_fgfl_cmimpl', 'caj', got 'pcb'"
+        ConfigError,
+        match="model.method: expected one of 'agw', 'agw_fgfl', 'agw_fgfl_cmimpl', 'caj', 'deen', got 'pcb'",
     ):
         load_config(None, ["model.method=pcb"])
     full = load_config(None, ["model.method=agw_fgfl_cmimpl"]).model

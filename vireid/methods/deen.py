@@ -396,8 +396,8 @@ class DEENMethod(Method):
             "each L2-normalised, concatenated (distmat7)",
             "weighted": f"the same blocks, the pooled ones weighted {WEIGHTED_POOL_SHARE} and the after-BN ones "
             f"{1 - WEIGHTED_POOL_SHARE} in the dot product (test.py's distmat8)",
-            "input": "the input's own feature alone (after the BNNeck; test.after_bn=false: before it), "
-            "as train.py's first two rows",
+            "input": "the input images' own feature, without the DEE branches' (after the BNNeck; "
+            "test.after_bn=false: before it), L2-normalised",
         }
 
     def embed(self, output: DEENOutput, name: str, test: InferenceConfig) -> torch.Tensor:
