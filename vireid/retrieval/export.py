@@ -4,9 +4,10 @@ A method's network may route each image by its modality (the two-stream
 backbone selects rows for each stem: data-dependent shapes, which an exported
 graph cannot hold), so an ONNX file computes the feature of ONE modality, the
 network called with that modality for the whole batch: ``images (B, 3, H, W) float32``,
-normalised with the ImageNet mean/std, to ``features (B, D)``, L2-normalised
-where ``test.distance`` is cosine (as they are for dot), with a dynamic batch size B. The file's metadata records the input size, the
-normalisation, the modality and the feature signature (``vireid.*`` keys).
+normalised with the ImageNet mean/std, to ``features (B, D)`` (L2-normalised where
+``test.distance`` is cosine, as they are; raw where it is dot), with a dynamic batch
+size B. The file's metadata records the input size, the normalisation, the modality
+and the feature signature (``vireid.*`` keys).
 """
 
 from __future__ import annotations
