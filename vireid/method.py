@@ -18,6 +18,9 @@ key), and it answers the engine's questions:
   flipped images (``test.flip``) and L2-normalises the sum where ``test.distance`` is cosine (for
   dot, DEEN's, it is scored as it is), one way for every method.
 
+A method may also read the weights its reference code saves (``vireid import``): it lists them
+in ``reference_formats`` and maps their tensor names onto its network's in ``reference_names``.
+
 A method registers itself with ``register_method``, from a module of ``vireid.methods``, a plugin
 file or an installed distribution (vireid.plugins); the recipe (``model.method``) names it.
 """
@@ -50,6 +53,34 @@ class ParameterGroup:
     own_sgd: bool = False
 
 
+@dataclass(frozen=True)
+class ReferenceFormat:
+    """Weights as a method's reference code saves them, which ``vireid import --format NAME`` reads."""
+
+    name: str  # the --format value
+    description: str  # the code that writes such files, and where files of it are published
+    config: str  # the config an imported model gets, "{dataset}" replaced: "{dataset}_agw" is sysu_agw, ...
+
+
+@dataclass(frozen=True)
+class NameRules:
+    """Reference tensor names -> the method's network's. ``renamed``: (reference prefix, network
+    prefix) pairs, the first whose reference prefix starts a name renames it; ``ignored``: prefixes
+    of tensors the reference keeps but its forward never uses (copies of ResNet layers). A name
+    neither renamed nor ignored is one the network has no place for."""
+
+    renamed: tuple[tuple[str, str], ...]
+    ignored: tuple[str, ...] = ()
+    classifier: str = "classifier.weight"  # the network's classifier weight, whose rows count the identities
+
+    def network_name(self, reference_name: str) -> str | None:
+        """The network's name for a reference tensor, "" where it is ignored, None where no rule speaks of it."""
+        for theirs, ours in self.renamed:
+            if reference_name.startswith(theirs):
+                return ours + reference_name[len(theirs) :]
+        return "" if reference_name.startswith(self.ignored) else None
+
+
 class Method:
     """The base of every method; a subclass sets the class attributes and overrides the builders.
 
@@ -64,6 +95,7 @@ class Method:
     loss_config: type[LossConfig] = LossConfig
     defaults: dict[str, dict[str, Any]] = {}
     source: str = ""
+    reference_formats: tuple[ReferenceFormat, ...] = ()  # weights of its reference code that it reads
 
     def build_model(self, config: ExperimentConfig, num_classes: int, load_weights: bool = True) -> nn.Module:
         """The network for ``num_classes`` training identities; ``load_weights``: its pretrained
@@ -106,6 +138,10 @@ class Method:
         """The network in words, for messages: '(resnet50, no parts, ...)'."""
         parameters = sum(parameter.numel() for parameter in model.parameters())
         return f"({self.name}, {parameters:,} parameters)"
+
+    def reference_names(self, format_name: str, config: ExperimentConfig) -> NameRules:
+        """How the tensors of one of ``reference_formats`` map onto the network ``config`` builds."""
+        raise NotImplementedError(f"method {self.name!r} reads no reference weights")
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:

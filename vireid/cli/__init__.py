@@ -15,6 +15,7 @@ from vireid import __version__
 from vireid.atomic import require_writable, write_failure, written_path
 from vireid.cli.common import add_plugin_option
 from vireid.cli.data import add_check_parser, add_synth_parser
+from vireid.cli.importing import add_import_parser
 from vireid.cli.listing import add_configs_parser, add_datasets_parser, add_methods_parser
 from vireid.cli.retrieval import add_export_parser, add_extract_parser, add_index_parser, add_search_parser
 from vireid.cli.scoring import add_compare_parser, add_evaluate_parser, add_plot_parser, add_test_parser
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_index_parser(commands)
     add_search_parser(commands)
     add_export_parser(commands)
+    add_import_parser(commands)
     add_plot_parser(commands, protocol_names)
     add_compare_parser(commands)
     add_configs_parser(commands)

@@ -96,6 +96,8 @@ def add_evaluate_parser(commands: argparse._SubParsersAction, protocol_names: li
 
 
 def command_test(arguments: argparse.Namespace) -> int:
+    from vireid.engine.checkpoint import load_checkpoint
+    from vireid.engine.reference_import import reported_line
     from vireid.engine.tester import find_checkpoints, group_by_seed, score_checkpoints, score_seeds
     from vireid.evaluation.protocols import results_table
     from vireid.evaluation.seeds import seeds_table
@@ -115,6 +117,9 @@ def command_test(arguments: argparse.Namespace) -> int:
         print(seeds_table(score_seeds(groups, **options)))
     else:
         print(results_table(score_checkpoints(next(iter(groups.values())), **options)))
+    for paths in groups.values():  # an imported checkpoint: the figures its reference recorded, beside
+        for line in filter(None, (reported_line(load_checkpoint(path, mmap=True)) for path in paths)):
+            print(line)
     return 0
 
 

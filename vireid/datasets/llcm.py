@@ -159,6 +159,7 @@ LLCM = register_dataset(
     DatasetSpec(
         name="llcm",
         title="LLCM",
+        training_identities=713,
         description="LLCM: low light, 9 visible and 8 near-infrared cameras; infrared to visible and visible "
         "to infrared",
         read_training_split=_read_training_split,

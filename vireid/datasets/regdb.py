@@ -112,6 +112,7 @@ REGDB = register_dataset(
     DatasetSpec(
         name="regdb",
         title="RegDB",
+        training_identities=206,
         description="RegDB: one visible and one thermal camera, 412 people; 10 trials, a model each; both directions",
         read_training_split=regdb_train_split,
         read_test_images=regdb_test_images,

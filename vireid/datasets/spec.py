@@ -119,6 +119,7 @@ class DatasetSpec:
     official_draws: OfficialDraws | None = None
     synthetic: SyntheticLayout | None = None
     validation_ids: Callable[[Path], list[int]] | None = None  # the dataset's own held-out ids, if it has them
+    training_identities: int | None = None  # in the official training split: a released model's classifier rows
     description: str = ""  # one line, for `vireid datasets`
     source: str = ""  # where it was registered from: 'built in', 'plugin FILE', 'distribution NAME' (register_dataset)
 

@@ -292,6 +292,7 @@ SYSU = register_dataset(
     DatasetSpec(
         name="sysu",
         title="SYSU-MM01",
+        training_identities=395,
         description="SYSU-MM01: 4 visible and 2 infrared cameras, indoor and outdoor; all-search and indoor-search",
         read_training_split=_read_training_split,
         read_test_images=_read_test_images,

@@ -103,15 +103,18 @@ def _git_commit() -> str | None:
     return done.stdout.strip() or None
 
 
-def provenance(config: ExperimentConfig) -> dict[str, Any]:
-    """Where a checkpoint comes from: vireid's and torch's versions, the git commit of vireid's
-    checkout (None where it is not one) and the fingerprint of the training data."""
+def software_versions() -> dict[str, Any]:
+    """vireid's and torch's versions and the git commit of vireid's checkout (None where it is not one)."""
     return {
         "vireid": vireid.__version__,
         "git_commit": _git_commit(),
         "torch": str(torch.__version__),  # a str subclass that weights_only loading refuses
-        "data": dataset_fingerprint(config.data.dataset, str(config.data.root)),
     }
+
+
+def provenance(config: ExperimentConfig) -> dict[str, Any]:
+    """Where a checkpoint comes from: the software that wrote it and the fingerprint of the training data."""
+    return {**software_versions(), "data": dataset_fingerprint(config.data.dataset, str(config.data.root))}
 
 
 _NUMPY_RECONSTRUCT = np.zeros(1).__reduce__()[0]  # what unpickles an ndarray (numpy.core or numpy._core)

@@ -10,6 +10,7 @@ from vireid.atomic import write_text
 from vireid.datasets import DatasetSpec, describe_fingerprint, get_dataset, get_protocol
 from vireid.engine.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from vireid.engine.extract import extract_test_features
+from vireid.engine.reference_import import reported_line
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet, save_features
 from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, results_table
@@ -90,13 +91,14 @@ def score_checkpoints(
     An ``out`` other than the checkpoints' own folder that holds results already
     is refused unless ``force``.
     """
-    loaded, selections = [], []
+    loaded, selections, reported = [], [], []
     for path in checkpoint_paths:
         model, config, checkpoint = model_from_checkpoint(path, device, overrides)
         if root is not None:
             config.data.root = root
         loaded.append((path, model, config))
         selections.append((checkpoint.selected_on or "last epoch", checkpoint.epoch, config.train.epochs))
+        reported += [line for line in [reported_line(checkpoint)] if line]
     datasets = {config.data.dataset for _, _, config in loaded}
     if len(datasets) != 1:
         raise UserError(
@@ -132,12 +134,13 @@ def score_checkpoints(
         for settings in ([None, rerank] if rerank else [None])
     ]
     table = results_table(results)
+    reported_text = "".join(f"{line}\n\n" for line in reported)  # an imported checkpoint's own figures
     pictures = write_pictures(results, feature_sets[0], out, loaded[0][2].name)
     links = "\n".join(f"![{picture.stem}]({picture.name})" for picture in pictures)
     data, selected, seed = feature_sets[0].metadata["data"], selection_label(selections), loaded[0][2].train.seed
     report = (
         f"# Results\n\nCheckpoints: {sources}\n\nSelected on: {selected}\n\nSeed: {seed}\n\n"
-        f"Data: {describe_fingerprint(data)}\n\n{table}\n\n{links}\n"
+        f"Data: {describe_fingerprint(data)}\n\n{table}\n\n{reported_text}{links}\n"
     )
     written.append(write_text(out / "results.md", report))
     records = [{**result.to_dict(), "seed": seed, "selected_on": selected} for result in results]

@@ -27,7 +27,7 @@ from torch import nn
 from vireid.config import ConfigError, ExperimentConfig, InferenceConfig, TrainConfig
 from vireid.losses import ReIDLoss
 from vireid.losses.composite import AGWLossConfig
-from vireid.method import Method, ParameterGroup, register_method
+from vireid.method import Method, NameRules, ParameterGroup, ReferenceFormat, register_method
 from vireid.models.network import AGWModelConfig, CrossModalityNet, ModelOutput, build_model
 
 
@@ -37,8 +37,15 @@ class CrossModalityMethod(Method):
     model_config = AGWModelConfig
     loss_config = AGWLossConfig
 
-    def __init__(self, name: str, description: str, defaults: dict[str, dict[str, Any]]):
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        defaults: dict[str, dict[str, Any]],
+        reference_formats: tuple[ReferenceFormat, ...] = (),
+    ):
         self.name, self.description, self.defaults = name, description, defaults
+        self.reference_formats = reference_formats
 
     def build_model(self, config: ExperimentConfig, num_classes: int, load_weights: bool = True) -> CrossModalityNet:
         return build_model(config.model, num_classes, load_weights)
@@ -87,10 +94,49 @@ class CrossModalityMethod(Method):
     def describe(self, model: CrossModalityNet, config: ExperimentConfig) -> str:
         return model.describe()
 
+    def reference_names(self, format_name: str, config: ExperimentConfig) -> NameRules:
+        return agw_reference_names()
+
+
+def agw_reference_names() -> NameRules:
+    """The names of mangye16/Cross-Modal-Re-ID-baseline ``model.py``'s ``embed_net`` (no_local='on',
+    gm_pool='on'; ICCV21_CAJ/model.py is the same file) on vireid's AGW network. The reference holds
+    three ResNet-50s: of ``visible_module.visible`` and ``thermal_module.thermal`` its forward uses
+    the stems (lines 103-106, 120-123), of ``base_resnet.base`` layers 1-4 (lines 138-141). Its
+    non-local blocks ``NL_2`` and ``NL_3`` follow the bottlenecks ``NL_2_idx`` = [2, 3] of layer2 and
+    ``NL_3_idx`` = [3, 4, 5] of layer3 (lines 155-167): vireid's ``layer2_2`` ... ``layer3_5``, whose
+    ``project`` is the reference's ``W`` and whose ``g`` is one convolution (the reference's ``g.0``)."""
+    stems = [
+        (f"{module}.{part}.", f"backbone.stems.{modality}.{part}.")
+        for modality, module in ((0, "visible_module.visible"), (1, "thermal_module.thermal"))
+        for part in ("conv1", "bn1")
+    ]
+    stages = [(f"base_resnet.base.layer{stage}.", f"backbone.layer{stage}.") for stage in (1, 2, 3, 4)]
+    non_local = [
+        (f"NL_{stage}.{position}.{theirs}", f"backbone.non_local.layer{stage}_{index}.{ours}")
+        for stage, indices in ((2, (2, 3)), (3, (3, 4, 5)))
+        for position, index in enumerate(indices)
+        for theirs, ours in (("g.0.", "g."), ("theta.", "theta."), ("phi.", "phi."), ("W.", "project."))
+    ]
+    head = [("bottleneck.", "global_head.bottleneck."), ("classifier.", "global_head.classifier.")]
+    return NameRules(
+        renamed=(*stems, *stages, *non_local, *head),
+        ignored=("visible_module.visible.", "thermal_module.thermal.", "base_resnet.base."),
+        classifier="global_head.classifier.weight",
+    )
+
+
+AGW_FORMAT = ReferenceFormat(
+    "agw",
+    "AGW: mangye16/Cross-Modal-Re-ID-baseline train.py's *_best.t (its README links a SYSU-MM01 all-search model)",
+    "{dataset}_agw",
+)
+
 
 for name, parts, cmimpl, description in (
     ("agw", 0, False, "AGW baseline: two-stream ResNet, non-local blocks, GeM, BNNeck; identity + WRT triplet"),
     ("agw_fgfl", 6, False, "AGW + FGFL: 6 horizontal part features, each with its classifier"),
     ("agw_fgfl_cmimpl", 6, True, "AGW + FGFL + CMIMPL: the paper's model (modality classifiers, cross prediction)"),
 ):
-    register_method(CrossModalityMethod(name, description, {"model": {"parts": parts, "cmimpl": cmimpl}}))
+    formats = (AGW_FORMAT,) if name == "agw" else ()
+    register_method(CrossModalityMethod(name, description, {"model": {"parts": parts, "cmimpl": cmimpl}}, formats))

@@ -19,7 +19,7 @@ computed with weight 0 and is left out.
 
 from __future__ import annotations
 
-from vireid.method import register_method
+from vireid.method import ReferenceFormat, register_method
 from vireid.methods.agw import CrossModalityMethod
 
 CAJ_RECIPE = {
@@ -35,8 +35,17 @@ CAJ_RECIPE = {
     "test": {"flip": True},
 }
 
+CAJ_FORMAT = ReferenceFormat(
+    "caj",
+    "CAJ: ICCV21_CAJ train_ext.py's *_best.t, AGW's embed_net (its README links a SYSU-MM01 model)",
+    "{dataset}_caj",
+)
+
 register_method(
     CrossModalityMethod(
-        "caj", "CAJ: AGW's network with channel-augmented views, erasing and the ADP triplet (ICCV 2021)", CAJ_RECIPE
+        "caj",
+        "CAJ: AGW's network with channel-augmented views, erasing and the ADP triplet (ICCV 2021)",
+        CAJ_RECIPE,
+        (CAJ_FORMAT,),
     )
 )

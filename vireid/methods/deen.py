@@ -50,7 +50,7 @@ from torch import nn
 from vireid.config import ExperimentConfig, InferenceConfig, LossConfig, ModelConfig, TrainConfig
 from vireid.losses.identity import identity_loss
 from vireid.losses.triplet import batch_hard_triplet, euclidean_distances
-from vireid.method import Method, ParameterGroup, register_method
+from vireid.method import Method, NameRules, ParameterGroup, ReferenceFormat, register_method
 from vireid.models.backbone import TwoStreamResNet, stage_channels
 from vireid.ranges import Range
 
@@ -339,11 +339,46 @@ WEIGHTED_POOL_SHARE = 0.1
 """test.py's ``a`` (lines 215-217): the share of the pooled features' similarities in ``distmat8``."""
 
 
+def deen_reference_names(config: DEENModelConfig) -> NameRules:
+    """The names of ``model.py``'s ``embed_net`` on this network. The reference holds three ResNet-50s:
+    of ``visible_module.visible`` and ``thermal_module.thermal`` its forward uses the stems (lines
+    49-53, 66-70), of ``base_resnet.base`` layers 1-4, or 1-3 on RegDB (lines 246-257); MFA1-3
+    (MFA1-2 on RegDB) are ``mfa.0``-``mfa.2``; DEE's ``FC11``-``FC13`` and ``FC1`` are the first
+    branch's three dilated convolutions and projection, ``FC21``-``FC23`` and ``FC2`` the second's
+    (lines 91-121)."""
+    stems = [
+        (f"{module}.{part}.", f"backbone.stems.{modality}.{part}.")
+        for modality, module in ((0, "visible_module.visible"), (1, "thermal_module.thermal"))
+        for part in ("conv1", "bn1")
+    ]
+    stages = 4 if config.dee_after == "layer3" else 3
+    body = [(f"base_resnet.base.layer{stage}.", f"backbone.layer{stage}.") for stage in range(1, stages + 1)]
+    mfa = [(f"MFA{index + 1}.", f"mfa.{index}.") for index in range(stages - 1)]
+    dee = [
+        (f"DEE.FC{branch + 1}{dilation + 1}.", f"dee.branches.{branch}.dilated.{dilation}.")
+        for branch in (0, 1)
+        for dilation in (0, 1, 2)
+    ] + [(f"DEE.FC{branch + 1}.", f"dee.branches.{branch}.project.") for branch in (0, 1)]
+    head = [("bottleneck.", "bottleneck."), ("classifier.", "classifier.")]
+    return NameRules(
+        renamed=(*stems, *body, *mfa, *dee, *head),
+        ignored=("visible_module.visible.", "thermal_module.thermal.", "base_resnet.base."),
+    )
+
+
 class DEENMethod(Method):
     name = "deen"
     description = "DEEN: two-stream ResNet, MFA blocks, diverse embedding expansion; ID, triplet, CPM, ORT (CVPR 2023)"
     model_config = DEENModelConfig
     loss_config = DEENLossConfig
+    reference_formats = (
+        ReferenceFormat(
+            "deen",
+            "DEEN: ZYK100/LLCM DEEN/train.py's {dataset}_deen_p4_n6_lr_0.1_seed_0_best.t (no trained model is "
+            "published: files of one's own training)",
+            "{dataset}_deen",
+        ),
+    )
     defaults = {
         "data": {"height": 384, "width": 144, "resize_filter": "lanczos"},  # --img_h 384 --img_w 144, ANTIALIAS
         "train": {
@@ -415,6 +450,9 @@ class DEENMethod(Method):
     def signature(self, config: ExperimentConfig) -> dict[str, Any]:
         model = config.model
         return {"method": self.name, "backbone": model.backbone, "dee_after": model.dee_after}
+
+    def reference_names(self, format_name: str, config: ExperimentConfig) -> NameRules:
+        return deen_reference_names(config.model)
 
     def describe(self, model: DEENet, config: ExperimentConfig) -> str:
         stages = model.backbone.stage_names
