@@ -123,14 +123,13 @@ def _trained_elsewhere(config_name: str, classes: int) -> tuple[torch.nn.Module,
 def test_a_reference_checkpoint_imports_to_the_same_features(tmp_path, format_name, dataset, classes, data_parallel):
     model, config = _trained_elsewhere(f"{dataset}_{format_name}", classes)
     method = config.model.method
-    source = _reference_file(tmp_path / "best.t", method, model, data_parallel)
+    name = f"{dataset}_{format_name}_p4_n8_lr_0.1_seed_0{'_trial_3' if dataset == 'regdb' else ''}_best.t"
+    source = _reference_file(tmp_path / name, method, model, data_parallel)
     import_reference(source, format_name, dataset, tmp_path / "imported.pt")
     imported, imported_config, checkpoint = model_from_checkpoint(tmp_path / "imported.pt")
-    assert (imported_config.name, imported_config.model.method, checkpoint.num_classes) == (
-        config.name,
-        method,
-        classes,
-    )
+    assert (imported_config.name, imported_config.model.method) == (config.name, method)
+    assert checkpoint.num_classes == classes
+    assert imported_config.data.trial == (3 if dataset == "regdb" else config.data.trial)  # RegDB: the file's trial
     torch.manual_seed(0)
     images = torch.randn(3, 3, 64, 32)
     with torch.no_grad():
@@ -138,7 +137,7 @@ def test_a_reference_checkpoint_imports_to_the_same_features(tmp_path, format_na
             expected = batch_features(model, images, int(modality), config)
             assert torch.equal(batch_features(imported, images, int(modality), imported_config), expected)
     record = checkpoint.provenance["imported"]
-    assert record["file"] == "best.t" and record["format"] == format_name
+    assert record["file"] == name and record["format"] == format_name
     assert record["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     assert record["reported"]["mAP"] == 0.4765 and record["reported"]["cmc"][0] == pytest.approx(0.4)
     assert checkpoint.epoch == 59  # the reference's epoch 58, counted from 0
@@ -171,8 +170,26 @@ def test_import_and_test_through_the_commands_print_the_references_own_figures(s
 def test_a_bare_state_dict_imports_without_figures(tmp_path):
     model, _ = _trained_elsewhere("regdb_agw", 206)
     torch.save(_reference_net("agw", model), tmp_path / "bare.t")
-    checkpoint = import_reference(tmp_path / "bare.t", "agw", "regdb", tmp_path / "imported.pt")
+    with pytest.raises(ReferenceImportError, match="regdb has one model per trial, and the file's name says no"):
+        import_reference(tmp_path / "bare.t", "agw", "regdb", tmp_path / "imported.pt")
+    checkpoint = import_reference(tmp_path / "bare.t", "agw", "regdb", tmp_path / "imported.pt", trial=2)
     assert checkpoint.provenance["imported"]["reported"] == {} and checkpoint.epoch == 0
+    assert checkpoint.config["data"]["trial"] == 2
+
+
+def test_a_folder_of_imported_regdb_trial_models_is_tested_trial_by_trial(regdb_root, tmp_path, capsys):
+    model, _ = _trained_elsewhere("regdb_agw", 206)
+    folder = tmp_path / "imported"
+    for trial in (1, 2):
+        source = _reference_file(tmp_path / f"regdb_agw_p4_n8_lr_0.1_seed_0_trial_{trial}_best.t", "agw", model)
+        arguments = ["import", str(source), "--format", "agw", "--dataset", "regdb"]
+        assert main([*arguments, "--out", str(folder / f"trial_{trial}.pt")]) == 0
+        assert f"(agw, 206 identities, trial {trial})" in capsys.readouterr().out
+    small = ["--set", "data.height=64", "--set", "data.width=32"]
+    assert main(["test", str(folder), "--root", str(regdb_root), *small, "--protocol", "regdb-v2t", "--quiet"]) == 0
+    results = json.loads((folder / "results.json").read_text())
+    assert [trial["trial"] for trial in results[0]["trials"]] == [1, 2]
+    assert capsys.readouterr().out.count("Reported by the reference in regdb_agw_p4_n8_lr_0.1_seed_0_trial_") == 2
 
 
 # --- refusals: one line, nothing written ----------------------------------------------------------
@@ -199,15 +216,21 @@ def deen_sysu_file(tmp_path_factory) -> Path:
 def test_a_file_of_another_format_dataset_or_size_is_refused(deen_sysu_file, tmp_path, arguments, message):
     format_name, dataset, classes = arguments
     with pytest.raises(ReferenceImportError, match=message):
-        import_reference(deen_sysu_file, format_name, dataset, tmp_path / "out.pt", classes)
+        trial = 1 if dataset == "regdb" else None
+        import_reference(deen_sysu_file, format_name, dataset, tmp_path / "out.pt", classes, trial=trial)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_wrong_dataset_names_the_tensors_that_do_not_fit(deen_sysu_file, tmp_path):
     with pytest.raises(ReferenceImportError) as caught:
-        import_reference(deen_sysu_file, "deen", "regdb", tmp_path / "out.pt")
+        import_reference(deen_sysu_file, "deen", "regdb", tmp_path / "out.pt", trial=1)
     assert "tensors of another shape" in str(caught.value)
     assert "dee.branches.0.dilated.0.weight (256, 1024, 3, 3), expected (128, 512, 3, 3)" in str(caught.value)
+
+
+def test_a_trial_is_refused_where_one_model_serves_every_trial(deen_sysu_file, tmp_path):
+    with pytest.raises(ReferenceImportError, match="--trial: sysu has one model for every trial; give no trial"):
+        import_reference(deen_sysu_file, "deen", "sysu", tmp_path / "out.pt", trial=1)
 
 
 def test_the_other_sizes_import_with_their_count(deen_sysu_file, tmp_path):

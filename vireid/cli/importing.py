@@ -16,15 +16,29 @@ def command_import(arguments: argparse.Namespace) -> int:
     if out.exists() and not arguments.force:
         raise UserError(f"{out}: exists already; --force replaces it")
     checkpoint = import_reference(
-        arguments.file, arguments.format, arguments.dataset, out, arguments.num_classes, arguments.plugin
+        arguments.file,
+        arguments.format,
+        arguments.dataset,
+        out,
+        arguments.num_classes,
+        arguments.plugin,
+        arguments.trial,
     )
     imported = checkpoint.provenance["imported"]
     print(
         f"wrote {out}: {checkpoint.config['name']} ({checkpoint.config['model']['method']}, "
-        f"{checkpoint.num_classes} identities) from {arguments.file} (sha256 {imported['sha256'][:12]}...)"
+        f"{checkpoint.num_classes} identities{_trial(checkpoint)}) from {arguments.file} "
+        f"(sha256 {imported['sha256'][:12]}...)"
     )
     print(reported_line(checkpoint))
     return 0
+
+
+def _trial(checkpoint) -> str:
+    from vireid.datasets import get_dataset
+
+    one_per_trial = get_dataset(checkpoint.dataset).one_model_per_trial
+    return f", trial {checkpoint.config['data']['trial']}" if one_per_trial else ""
 
 
 def add_import_parser(commands: argparse._SubParsersAction) -> None:
@@ -52,6 +66,9 @@ def add_import_parser(commands: argparse._SubParsersAction) -> None:
         "--num-classes",
         type=int,
         help="the identities its classifier must have (default: the dataset's official training split)",
+    )
+    command.add_argument(
+        "--trial", type=int, help="RegDB: the trial it was trained on (default: the trial_N in the file's name)"
     )
     command.add_argument("--out", required=True, help="the vireid checkpoint to write (.pt)")
     command.add_argument("--force", action="store_true", help="replace --out if it exists")

@@ -218,8 +218,8 @@ def add_export_parser(commands: argparse._SubParsersAction) -> None:
         commands,
         "export",
         "export the test-time feature to ONNX (one file per modality)",
-        "Each file maps (B, 3, H, W) normalised images to L2-normalised "
-        "features and is checked against PyTorch with ONNX Runtime.",
+        "Each file maps (B, 3, H, W) normalised images to the test features (L2-normalised where the "
+        "model scores by cosine) and is checked against PyTorch with ONNX Runtime.",
         "  vireid export runs/demo/run/last.pt\n  vireid export "
         "runs/sysu_full/best.pt --modality infrared --out exported/",
     )

@@ -17,6 +17,7 @@ and SHA-256, the format, and the figures the reference recorded when it saved th
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,11 +149,14 @@ def import_reference(
     out: str | Path,
     num_classes: int | None = None,
     plugins: list[str] | tuple[str, ...] = (),
+    trial: int | None = None,
 ) -> Checkpoint:
     """Import the reference checkpoint ``path`` of ``format_name`` trained on ``dataset``, write it to
     ``out`` as a vireid checkpoint and return it. ``num_classes``: the classifier's rows the file must
     have (default: the dataset's official training identities). ``plugins``: the files that registered
-    the format's method, recorded in the checkpoint's config as a training run records them."""
+    the format's method, recorded in the checkpoint's config as a training run records them. ``trial``:
+    the split it was trained on, where each trial has its own model (RegDB; default: the ``trial_N`` of
+    the file's name, as the references name them)."""
     formats = reference_formats()
     if dataset not in dataset_names():
         raise ReferenceImportError(f"--dataset: expected one of {', '.join(dataset_names())}, got {dataset!r}")
@@ -160,6 +164,15 @@ def import_reference(
         raise ReferenceImportError(f"--format: expected one of {', '.join(formats)}, got {format_name!r}")
     method, fmt = formats[format_name]
     overrides = ["model.pretrained=none", f"model.method={method.name}"]
+    if trial is not None and not get_dataset(dataset).one_model_per_trial:
+        raise ReferenceImportError(f"--trial: {dataset} has one model for every trial; give no trial")
+    if get_dataset(dataset).one_model_per_trial:
+        named = re.search(r"_trial_(\d+)", Path(path).name)
+        if trial is None and named is None:
+            raise ReferenceImportError(
+                f"{path}: {dataset} has one model per trial, and the file's name says no trial_N: give --trial"
+            )
+        overrides.append(f"data.trial={trial if trial is not None else int(named.group(1))}")
     config = load_config(fmt.config.format(dataset=dataset), overrides, plugins=plugins)
     reference = read_reference_file(path)
     state, classes = map_reference_state(reference.state, method, fmt, config, str(path))
