@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from command_walk import extract_export_search
 
 from vireid.cli import main
 from vireid.engine.checkpoint import load_checkpoint, model_from_checkpoint
@@ -296,3 +297,14 @@ def test_a_plugin_method_brings_its_own_format(tmp_path, capsys, fresh_plugins):
         str((tmp_path / "prefixed.py").resolve())
     ]
     assert all(torch.equal(checkpoint.model[name], tensor) for name, tensor in model.state_dict().items())
+
+
+@pytest.mark.slow  # ONNX export of a ResNet-50 for both modalities: make test-slow (and CI) runs it
+def test_an_imported_model_extracts_exports_and_searches(sysu_root, tmp_path, capsys):
+    model, _ = _trained_elsewhere("sysu_deen", 395)
+    source = _reference_file(tmp_path / "sysu_deen_p4_n6_lr_0.1_seed_0_best.t", "deen", model)
+    import_reference(source, "deen", "sysu", tmp_path / "deen.pt")
+    walk = extract_export_search(tmp_path / "deen.pt", sysu_root, tmp_path, capsys)
+    assert walk.gallery_features.shape == (12, 6 * 2048) and walk.onnx_width == 6 * 2048
+    assert max(walk.export_differences) < 1e-3
+    assert len(walk.hits) == 2 and all(len(query["hits"]) == 3 for query in walk.hits)
