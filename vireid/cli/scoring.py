@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -24,9 +25,12 @@ from vireid.errors import UserError
 
 def command_evaluate(arguments: argparse.Namespace) -> int:
     from vireid.datasets import GalleryOptions, get_dataset, get_protocol
+    from vireid.evaluation.by_camera import evaluate_by_camera
     from vireid.evaluation.feature_file import load_features
     from vireid.evaluation.protocols import evaluate_protocol, results_table
 
+    if arguments.picture and not arguments.by_camera:
+        raise UserError("--picture draws the results by camera: give --by-camera too")
     protocol = get_protocol(arguments.protocol)
     dataset = get_dataset(protocol.dataset)
     feature_sets = [load_features(path, root=arguments.root) for path in arguments.features]
@@ -49,7 +53,16 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
         evaluate_protocol(protocol, feature_sets, arguments.trials, options, device=arguments.device, rerank=rerank)
         for rerank in reversed(reranks)
     ][::-1]
+    if arguments.by_camera:
+        table = evaluate_by_camera(protocol, feature_sets, arguments.trials, options, device=arguments.device)
+        results[0] = dataclasses.replace(results[0], by_camera=table)
     print(results_table(results))
+    if arguments.by_camera:
+        print(f"\n{table.markdown('rank1')}\n\n{table.markdown('mAP')}")
+        if arguments.picture:
+            from vireid.viz.by_camera import draw_camera_table
+
+            print(f"wrote {draw_camera_table(table, arguments.picture)}")
     for result in results if arguments.per_trial else []:
         print(f"\n{result.label}:")
         for trial in result.trials:
@@ -73,7 +86,8 @@ def add_evaluate_parser(commands: argparse._SubParsersAction, protocol_names: li
         "  vireid evaluate --features runs/sysu_full/features.npz --protocol sysu-all\n"
         "  vireid evaluate --features f.npz --protocol sysu-indoor --shot multi --per-trial --json results.json\n"
         "  vireid evaluate --features regdb_t1.npz regdb_t2.npz --protocol regdb-t2v\n"
-        "  vireid evaluate --features f.npz --protocol sysu-all --rerank --k1 20 --k2 6 --lambda 0.3",
+        "  vireid evaluate --features f.npz --protocol sysu-all --rerank --k1 20 --k2 6 --lambda 0.3\n"
+        "  vireid evaluate --features f.npz --protocol sysu-all --by-camera --picture cameras.png",
     )
     evaluate.add_argument("--features", required=True, nargs="+", help="feature file(s) (.npz); RegDB: one per trial")
     evaluate.add_argument("--protocol", required=True, choices=protocol_names, help="the evaluation protocol")
@@ -89,10 +103,16 @@ def add_evaluate_parser(commands: argparse._SubParsersAction, protocol_names: li
     evaluate.add_argument("--device", default="cpu", help="where to score: cpu or cuda (default cpu)")
     evaluate.add_argument("--per-trial", action="store_true", help="also print each trial's figures")
     evaluate.add_argument(
+        "--by-camera",
+        action="store_true",
+        help="also score each query camera against each gallery camera, the same draws (kept in --json)",
+    )
+    evaluate.add_argument("--picture", help="with --by-camera: draw it as a heat map into this PNG file")
+    evaluate.add_argument(
         "--json", help="write the results (every trial, mean, std) to this JSON file (with --rerank: a list of both)"
     )
     add_rerank_options(evaluate)
-    evaluate.set_defaults(handler=command_evaluate, outputs={"json": "file"})
+    evaluate.set_defaults(handler=command_evaluate, outputs={"json": "file", "picture": "file"})
 
 
 def command_test(arguments: argparse.Namespace) -> int:
@@ -112,11 +132,16 @@ def command_test(arguments: argparse.Namespace) -> int:
         progress=not arguments.quiet,
         overrides=[*arguments.set, *_rerank_overrides(arguments)],
         force=arguments.force,
+        by_camera=arguments.by_camera,
     )  # score_checkpoints' keywords, which score_seeds passes on
     if len(groups) > 1:
         print(seeds_table(score_seeds(groups, **options)))
     else:
-        print(results_table(score_checkpoints(next(iter(groups.values())), **options)))
+        results = score_checkpoints(next(iter(groups.values())), **options)
+        print(results_table(results))
+        for result in results if arguments.by_camera else []:
+            if result.by_camera:
+                print(f"\n{result.by_camera.markdown('rank1')}\n\n{result.by_camera.markdown('mAP')}")
     for paths in groups.values():  # an imported checkpoint: the figures its reference recorded, beside
         for line in filter(None, (reported_line(load_checkpoint(path, mmap=True)) for path in paths)):
             print(line)
@@ -155,6 +180,11 @@ def add_test_parser(commands: argparse._SubParsersAction, protocol_names: list[s
     test.add_argument("--trials", type=parse_trials, help="trials, e.g. 0-9 (default: all)")
     test.add_argument("--out", help="where to write the results, features and pictures (default: see above)")
     test.add_argument("--force", action="store_true", help="replace the results an --out folder holds already")
+    test.add_argument(
+        "--by-camera",
+        action="store_true",
+        help="also score each query camera against each gallery camera (results.json, by_camera_<protocol>.png)",
+    )
     add_rerank_options(test, " (test.rerank; --k1 etc. set test.rerank_k1 etc.)")
     add_model_options(test)
     test.set_defaults(handler=command_test, outputs={"out": "folder"})

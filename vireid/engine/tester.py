@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -12,11 +13,13 @@ from vireid.engine.checkpoint import CheckpointError, load_checkpoint, model_fro
 from vireid.engine.extract import extract_test_features
 from vireid.engine.reference_import import reported_line
 from vireid.errors import UserError
+from vireid.evaluation.by_camera import evaluate_by_camera
 from vireid.evaluation.feature_file import FeatureSet, save_features
 from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, results_table
 from vireid.evaluation.rerank import RerankSettings
 from vireid.evaluation.seeds import SeedResults, seeds_table
 from vireid.method import parameter_counts
+from vireid.viz.by_camera import draw_camera_table
 from vireid.viz.cmc import draw_cmc_curves, protocol_cmc_curves
 from vireid.viz.rank_list import draw_rank_list
 from vireid.viz.trial_ranks import trial_rank_lists
@@ -78,6 +81,7 @@ def score_checkpoints(
     progress: bool = True,
     overrides: list[str] | tuple[str, ...] = (),
     force: bool = False,
+    by_camera: bool = False,
 ) -> list[ProtocolResult]:
     """Score checkpoints with every trial of each protocol; write results.md/json,
     the features, the CMC curves (cmc.png) and a rank list per protocol (ranks_<protocol>.png).
@@ -89,7 +93,8 @@ def score_checkpoints(
     With ``test.rerank`` each protocol is scored twice, plainly and k-reciprocal
     re-ranked; the re-ranked rows say so, and results.json keeps both.
     An ``out`` other than the checkpoints' own folder that holds results already
-    is refused unless ``force``.
+    is refused unless ``force``. ``by_camera``: each protocol's plain results also by query and
+    gallery camera (vireid.evaluation.by_camera), in the results and as by_camera_<protocol>.png.
     """
     loaded, selections, reported = [], [], []
     for path in checkpoint_paths:
@@ -133,14 +138,30 @@ def score_checkpoints(
         for name in protocols
         for settings in ([None, rerank] if rerank else [None])
     ]
+    if by_camera:
+        own_trials_given = trials if own_trials[0] is None else None
+        results = [
+            result
+            if result.rerank
+            else dataclasses.replace(
+                result, by_camera=evaluate_by_camera(result.protocol, feature_sets, own_trials_given, device=device)
+            )
+            for result in results
+        ]
     table = results_table(results)
+    by_camera_text = "".join(f"{result.by_camera.markdown()}\n\n" for result in results if result.by_camera)
     reported_text = "".join(f"{line}\n\n" for line in reported)  # an imported checkpoint's own figures
     pictures = write_pictures(results, feature_sets[0], out, loaded[0][2].name)
+    pictures += [
+        draw_camera_table(result.by_camera, out / f"by_camera_{result.protocol.name}.png")
+        for result in results
+        if result.by_camera
+    ]
     links = "\n".join(f"![{picture.stem}]({picture.name})" for picture in pictures)
     data, selected, seed = feature_sets[0].metadata["data"], selection_label(selections), loaded[0][2].train.seed
     report = (
         f"# Results\n\nCheckpoints: {sources}\n\nSelected on: {selected}\n\nSeed: {seed}\n\n"
-        f"Data: {describe_fingerprint(data)}\n\n{table}\n\n{reported_text}{links}\n"
+        f"Data: {describe_fingerprint(data)}\n\n{table}\n\n{reported_text}{by_camera_text}{links}\n"
     )
     written.append(write_text(out / "results.md", report))
     records = [{**result.to_dict(), "seed": seed, "selected_on": selected} for result in results]

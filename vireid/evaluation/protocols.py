@@ -22,7 +22,7 @@ untransposed reading of VIS→IR; vireid.datasets.llcm says how the two differ.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -49,6 +49,9 @@ from vireid.evaluation.metrics import (
 from vireid.evaluation.rerank import RerankSettings
 from vireid.memory import require_memory
 
+if TYPE_CHECKING:
+    from vireid.evaluation.by_camera import CameraTable
+
 REPORTED_RANKS = (1, 5, 10, 20)
 
 
@@ -70,6 +73,7 @@ class ProtocolResult:
     data: dict | None = None  # the dataset fingerprint the features record (None for files written before it)
     rerank: RerankSettings | None = None  # the re-ranking the distances went through, if any
     distance: str = "cosine"  # how the features were compared (vireid.evaluation.metrics.DISTANCES)
+    by_camera: CameraTable | None = None  # the same trials by query and gallery camera, where asked for
 
     @property
     def label(self) -> str:
@@ -120,6 +124,7 @@ class ProtocolResult:
                 }
                 for t in self.trials
             ],
+            **({"by_camera": self.by_camera.to_dict()} if self.by_camera else {}),
         }
 
 
@@ -186,6 +191,71 @@ def require_finite_features(features: np.ndarray, paths: Sequence[str], name: st
         )
 
 
+@dataclass
+class PreparedTrials:
+    """What scoring a protocol's trials needs, every trial's rows checked before any is scored:
+    ``runs`` as (trial, index of the feature set, query rows, gallery rows); ``compared`` each set's
+    (N, D) rows as the distance compares them (unit rows for cosine), on the scoring device."""
+
+    protocol: Protocol
+    feature_sets: Sequence[FeatureSet]
+    runs: list[tuple[int, int, list[int], list[int]]]
+    distance: str
+    compared: list[torch.Tensor]
+
+    def scored(self, position: int, query_rows, gallery_rows, **keywords) -> RankMetrics:
+        """evaluate_features of some rows of the set at ``position`` under the dataset's scoring rule."""
+        images, features = self.feature_sets[position].images, self.compared[position]
+        return evaluate_features(
+            features[torch.as_tensor(query_rows, device=features.device)],
+            features[torch.as_tensor(gallery_rows, device=features.device)],
+            images.person_ids[query_rows],
+            images.person_ids[gallery_rows],
+            images.camera_ids[query_rows],
+            images.camera_ids[gallery_rows],
+            get_dataset(self.protocol.dataset).scoring,
+            distance=self.distance,
+            **keywords,
+        )
+
+
+def prepare_trials(
+    protocol: Protocol | str,
+    feature_sets: Sequence[FeatureSet],
+    trials: Sequence[int] | None = None,
+    options: GalleryOptions = GalleryOptions(),
+    device: str | torch.device | None = None,
+    rerank: RerankSettings | None = None,
+) -> PreparedTrials:
+    """The trials of ``protocol`` that ``feature_sets`` are scored on (evaluate_protocol says which)."""
+    protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    dataset = get_dataset(protocol.dataset)
+    for feature_set in feature_sets:
+        check_features_for(protocol, feature_set)
+    _refuse_mixed_data(feature_sets)
+    model_trials = [feature_set.metadata.get("trial") for feature_set in feature_sets]
+    names = [feature_set.name for feature_set in feature_sets]
+    runs = []
+    for trial, position in dataset.scored_trials(
+        protocol, [None if trial is None else int(trial) for trial in model_trials], names, trials
+    ):
+        query_rows, gallery_rows = trial_rows(protocol, feature_sets[position].images, trial, options)
+        if not query_rows or not gallery_rows:
+            raise UserError(f"{protocol.name} trial {trial}: the features hold no query or no gallery image")
+        require_memory(
+            scoring_memory(len(query_rows), len(gallery_rows), rerank),
+            f"{feature_sets[position].name}, {protocol.name} trial {trial}: scoring {len(query_rows)} queries "
+            f"against {len(gallery_rows)} gallery images{', re-ranked,' if rerank else ''}",
+            device=device,
+        )
+        runs.append((trial, position, query_rows, gallery_rows))
+    distance = distance_of(feature_sets[0].metadata)
+    compared = [
+        scoring_features(torch.as_tensor(feature_set.features), distance, device) for feature_set in feature_sets
+    ]
+    return PreparedTrials(protocol, feature_sets, runs, distance, compared)
+
+
 def evaluate_protocol(
     protocol: Protocol | str,
     feature_sets: Sequence[FeatureSet],
@@ -205,50 +275,12 @@ def evaluate_protocol(
     ``rerank``: each trial's distances k-reciprocal re-ranked (its queries and gallery
     together); the result says so in its label and its record.
     """
-    protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
-    dataset = get_dataset(protocol.dataset)
-    for feature_set in feature_sets:
-        check_features_for(protocol, feature_set)
-    _refuse_mixed_data(feature_sets)
-    model_trials = [feature_set.metadata.get("trial") for feature_set in feature_sets]
-    names = [feature_set.name for feature_set in feature_sets]
-    runs = dataset.scored_trials(
-        protocol, [None if trial is None else int(trial) for trial in model_trials], names, trials
-    )
-    trial_images = {}  # each trial's query and gallery rows, all checked before any is scored
-    for trial, position in runs:
-        query_rows, gallery_rows = trial_rows(protocol, feature_sets[position].images, trial, options)
-        if not query_rows or not gallery_rows:
-            raise UserError(f"{protocol.name} trial {trial}: the features hold no query or no gallery image")
-        require_memory(
-            scoring_memory(len(query_rows), len(gallery_rows), rerank),
-            f"{feature_sets[position].name}, {protocol.name} trial {trial}: scoring {len(query_rows)} queries "
-            f"against {len(gallery_rows)} gallery images{', re-ranked,' if rerank else ''}",
-            device=device,
-        )
-        trial_images[trial] = query_rows, gallery_rows
-    distance = distance_of(feature_sets[0].metadata)
-    compared = [  # (N, D) rows as the distance compares them (unit rows for cosine), on the scoring device
-        scoring_features(torch.as_tensor(feature_set.features), distance, device) for feature_set in feature_sets
-    ]
+    prepared = prepare_trials(protocol, feature_sets, trials, options, device, rerank)
+    protocol = prepared.protocol
     results = []
-    for trial, position in runs:
-        images = feature_sets[position].images
-        query_rows, gallery_rows = trial_images[trial]
-        features = compared[position]
+    for trial, position, query_rows, gallery_rows in prepared.runs:
         try:
-            metrics = evaluate_features(
-                features[torch.as_tensor(query_rows, device=features.device)],
-                features[torch.as_tensor(gallery_rows, device=features.device)],
-                images.person_ids[query_rows],
-                images.person_ids[gallery_rows],
-                images.camera_ids[query_rows],
-                images.camera_ids[gallery_rows],
-                dataset.scoring,
-                max_rank=max_rank,
-                rerank=rerank,
-                distance=distance,
-            )
+            metrics = prepared.scored(position, query_rows, gallery_rows, max_rank=max_rank, rerank=rerank)
         except NoValidQueryError as error:
             raise UserError(
                 f"{feature_sets[position].name}: {protocol.name} trial {trial}: none of its {len(query_rows)} "
@@ -256,4 +288,6 @@ def evaluate_protocol(
                 f"({protocol.query} → {protocol.gallery}); nothing can be scored"
             ) from error
         results.append(TrialResult(trial, metrics, len(query_rows), len(gallery_rows)))
-    return ProtocolResult(protocol, tuple(results), options, feature_sets[0].metadata.get("data"), rerank, distance)
+    return ProtocolResult(
+        protocol, tuple(results), options, feature_sets[0].metadata.get("data"), rerank, prepared.distance
+    )
