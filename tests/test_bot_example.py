@@ -82,6 +82,7 @@ def test_a_fresh_process_tests_the_run_finding_the_plugin_through_its_saved_conf
     assert all(0 < result["mean"]["mAP"] <= 1 for result in results)
 
 
+@pytest.mark.slow  # ONNX export of both modalities: make test-slow (and CI) runs it
 def test_extract_export_and_search_use_the_methods_embedding(bot_run, sysu_root, tmp_path, capsys):
     walk = extract_export_search(bot_run / "last.pt", sysu_root, tmp_path, capsys)
     features = walk.gallery_features

@@ -4,14 +4,18 @@ re-ranked rows of their own, runs of several seeds, the Markdown and the picture
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 
 from vireid.cli import main
-from vireid.evaluation.compare import comparison_table, method_label
+from vireid.errors import UserError
+from vireid.evaluation.compare import COLUMNS, comparison_table, method_label
 from vireid.evaluation.results_file import read_results
+from vireid.published import PublishedRow, load_published
 
 
 def _cmc(rank1: float, rank10: float, rank20: float) -> list[float]:
@@ -140,3 +144,61 @@ def test_runs_of_other_data_or_other_protocols_are_refused_not_drawn_together(tw
     assert "hash bbbb vs sysu:" in error and "compare runs scored on one dataset folder" in error
     assert main(["plot", "cmc", str(tmp_path / "on-a"), str(tmp_path / "on-b"), "--out", str(tmp_path / "x.png")]) == 2
     assert "results of other data than on-a" in capsys.readouterr().err
+
+
+# --- published figures ------------------------------------------------------------------------------
+
+
+def test_the_shipped_published_figures_load_with_their_sources():
+    rows = {(row.name, row.protocol): row for row in load_published()}
+    assert rows["paper", "sysu-all"].figures == {"R1": 56.48, "R10": 88.25, "R20": 94.43, "mAP": 51.91, "mINP": None}
+    assert rows["paper", "regdb-t2v"].figures["mAP"] == 76.33
+    assert (rows["agw", "regdb-v2t"].figures["R1"], rows["agw", "regdb-v2t"].figures["mINP"]) == (70.05, 50.19)
+    assert (rows["deen", "sysu-all"].figures["R1"], rows["deen", "sysu-all"].citation) == (74.7, "CVPR 2023")
+    assert {"paper_baseline", "paper_fgfl", "paper_fgfl_cmimpl", "caj"} <= {name for name, _ in rows}
+    assert all(row.source and not row.reranked for row in rows.values())
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("protocol: sysu-all", "entry 1 \\(mine\\) result 1.protocol: expected one of .*got 'market'"),
+        ("R1: 56.48", "entry 1 \\(mine\\) result 1.R1: expected a percentage from 0 to 100 or null, got 156.48"),
+        ("source: the paper", "entry 1 \\(mine\\) result 1: expected the keys protocol, R1, R10"),
+    ],
+)
+def test_a_broken_figures_file_names_the_entry_and_the_key(tmp_path, change, message):
+    row = {"protocol": "sysu-all", "R1": 56.48, "R10": None, "R20": None, "mAP": 51.9, "mINP": None}
+    row |= {"reranked": False, "source": "the paper"}
+    key = change.split(":")[0]
+    row[key] = {"protocol": "market", "R1": 156.48}.get(key)
+    if key == "source":
+        del row["source"]
+    entry = {"name": "mine", "method": "m", "paper": "p", "venue": "v", "year": 2024, "code": None, "results": [row]}
+    (tmp_path / "figures.yaml").write_text(yaml.safe_dump([entry]))
+    with pytest.raises(UserError, match=message):
+        load_published(tmp_path / "figures.yaml")
+
+
+def test_compare_adds_the_named_published_rows_on_the_tables_protocols(two_runs, capsys):
+    baseline, _ = two_runs
+    assert main(["compare", str(baseline), "--protocol", "sysu-indoor", "--published", "paper", "agw"]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "| published: paper (journal) | FGFL + CMIMPL (the paper vireid started from) | 59.69 | 92.80 | 97.55 "
+        in printed
+    )
+    assert "| published: agw (TPAMI 2021) | AGW | 54.17 | – | – | 62.97 | – |" in printed
+    assert "published: caj" not in printed and "sysu-all" not in printed.split("Published rows")[0]
+    assert "- agw, sysu-indoor: the AGW paper (SYSU-MM01 indoor-search)" in printed
+    assert main(["compare", str(baseline), "--published", "pcb"]) == 2
+    assert "--published: unknown pcb; the published methods: paper, paper_baseline" in capsys.readouterr().err
+
+
+def test_a_re_ranked_published_row_says_so_beside_plain_runs(two_runs):
+    plain = [result for result in read_results(two_runs) if not result.reranked]
+    published = PublishedRow("theirs", "X", "ICCV 2021", "sysu-all", dict.fromkeys(COLUMNS, 50.0), True, "a table")
+    table = comparison_table(plain, ["sysu-all"], [published])
+    assert "| published: theirs (ICCV 2021, re-ranked) | X | 50.00 |" in table
+    assert "Rows marked re-ranked hold re-ranked figures: compare them with re-ranked runs" in table
+    assert "Rows marked re-ranked" not in comparison_table(plain, ["sysu-all"], [replace(published, reranked=False)])

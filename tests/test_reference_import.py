@@ -178,6 +178,7 @@ def test_a_bare_state_dict_imports_without_figures(tmp_path):
     assert checkpoint.config["data"]["trial"] == 2
 
 
+@pytest.mark.slow  # two ResNet-50 imports tested on RegDB: make test-slow (and CI) runs it
 def test_a_folder_of_imported_regdb_trial_models_is_tested_trial_by_trial(regdb_root, tmp_path, capsys):
     model, _ = _trained_elsewhere("regdb_agw", 206)
     folder = tmp_path / "imported"

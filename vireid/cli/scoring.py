@@ -263,7 +263,13 @@ def command_compare(arguments: argparse.Namespace) -> int:
     from vireid.evaluation.results_file import results_to_compare
 
     chosen = results_to_compare(arguments.runs, arguments.protocol)
-    table = comparison_table(chosen, arguments.protocol)
+    published = []
+    if arguments.published is not None:
+        from vireid.published import published_rows
+
+        protocols = arguments.protocol or list(dict.fromkeys(result.protocol for result in chosen))
+        published = published_rows(arguments.published, protocols)
+    table = comparison_table(chosen, arguments.protocol, published)
     print(table)
     if arguments.picture:
         from vireid.viz.cmc import draw_cmc_curves
@@ -290,10 +296,17 @@ def add_compare_parser(commands: argparse._SubParsersAction) -> None:
         "Reads the results.json that vireid test wrote into each run folder (or the files themselves); "
         "re-ranked results are rows of their own.",
         "  vireid compare runs/sysu_agw runs/sysu_caj runs/sysu_full\n"
-        "  vireid compare runs/demo/run runs/demo/agw --out compare.md --picture compare_cmc.png",
+        "  vireid compare runs/demo/run runs/demo/agw --out compare.md --picture compare_cmc.png\n"
+        "  vireid compare runs/sysu_full runs/sysu_deen --published paper agw caj deen",
     )
     compare.add_argument("runs", nargs="+", help="run folders holding results.json (vireid test), or the files")
     compare.add_argument("--protocol", action="append", help="only these protocols, repeatable (default: all found)")
+    compare.add_argument(
+        "--published",
+        nargs="*",
+        metavar="NAME",
+        help="add the published figures of these methods (none named: every one) on the table's protocols",
+    )
     compare.add_argument("--out", help="also write the table as Markdown into this file")
     compare.add_argument("--picture", help="also draw the CMC curves of every run and protocol into this PNG")
     compare.add_argument("--title", help="the picture's title")

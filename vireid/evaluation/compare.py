@@ -4,12 +4,15 @@ results.json files of `vireid test` (vireid.evaluation.results_file)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from vireid.evaluation.rerank import RerankSettings
 from vireid.evaluation.results_file import RecordedResult
+
+if TYPE_CHECKING:
+    from vireid.published import PublishedRow
 
 COLUMNS = ("R1", "R10", "R20", "mAP", "mINP")
 
@@ -49,9 +52,14 @@ def method_label(config: dict | None) -> str:
     return f"{method} ({', '.join(changed)})" if changed else method
 
 
-def comparison_table(results: Sequence[RecordedResult], protocols: Sequence[str] | None = None) -> str:
+def comparison_table(
+    results: Sequence[RecordedResult],
+    protocols: Sequence[str] | None = None,
+    published: Sequence[PublishedRow] = (),
+) -> str:
     """Markdown: a row per run and re-ranking, R1 / R10 / R20 / mAP / mINP of each protocol
-    (``protocols``, default every one found, in order of appearance) as mean ± std in percent."""
+    (``protocols``, default every one found, in order of appearance) as mean ± std in percent;
+    then a row per ``published`` method (and re-ranking), its figures as published, and their sources."""
     protocols = list(protocols or dict.fromkeys(result.protocol for result in results))
     rows: dict[tuple[str, str], dict[str, RecordedResult]] = {}
     for result in results:
@@ -70,10 +78,43 @@ def comparison_table(results: Sequence[RecordedResult], protocols: Sequence[str]
             values = figures(result) if result is not None else {}
             cells += [_cell(values[column]) if column in values else "–" for column in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += _published_lines(published, protocols)
     lines.append("")
     over = " (over seeds for runs of several seeds)" if spreads == {"trials", "seeds"} else ""
     lines.append(f"mean ± standard deviation over {'seeds' if spreads == {'seeds'} else 'trials'}{over}, in percent")
+    if published:
+        lines += _published_notes(published, plain_runs=any(not result.reranked for result in results))
     return "\n".join(lines)
+
+
+def _published_lines(published: Sequence[PublishedRow], protocols: Sequence[str]) -> list[str]:
+    """A table row per published method and re-ranking: its figures as published, '–' where none."""
+    rows: dict[tuple[str, bool], dict[str, PublishedRow]] = {}
+    for row in published:
+        rows.setdefault((row.name, row.reranked), {})[row.protocol] = row
+    lines = []
+    for (name, reranked), by_protocol in rows.items():
+        first = next(iter(by_protocol.values()))
+        label = f"published: {name} ({first.citation}{', re-ranked' if reranked else ''})"
+        cells = [label, first.method]
+        for protocol in protocols:
+            figures = by_protocol[protocol].figures if protocol in by_protocol else {}
+            cells += [f"{figures[column]:.2f}" if figures.get(column) is not None else "–" for column in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _published_notes(published: Sequence[PublishedRow], plain_runs: bool) -> list[str]:
+    """Under the table: what the published rows are, their sources, and a warning where re-ranked
+    published figures stand beside plain runs."""
+    notes = ["", "Published rows: the figures as their source gives them (no spread; – where it gives none):"]
+    notes += [f"- {row.name}, {row.protocol}: {row.source}" for row in published]
+    if plain_runs and any(row.reranked for row in published):
+        notes.append(
+            "Rows marked re-ranked hold re-ranked figures: compare them with re-ranked runs (vireid test --rerank), "
+            "not with plain ones."
+        )
+    return notes
 
 
 def _reranking(settings: dict | None) -> str:
