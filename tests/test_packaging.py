@@ -62,7 +62,8 @@ def _fresh_environment(tmp_path: Path) -> Path:
 @pytest.mark.slow  # long: make test-slow (and CI) runs it
 def test_the_installed_wheel_finds_its_shipped_configs_from_another_folder(tmp_path, sysu_root):
     wheel = _build_wheel(tmp_path)
-    assert {"vireid/configs/tiny.yaml", "vireid/configs/sysu_full.yaml"} <= set(zipfile.ZipFile(wheel).namelist())
+    shipped = {"vireid/configs/tiny.yaml", "vireid/configs/sysu_full.yaml", "vireid/published/figures.yaml"}
+    assert shipped <= set(zipfile.ZipFile(wheel).namelist())
     environment = _fresh_environment(tmp_path)
     _run(
         [
