@@ -19,7 +19,7 @@ from vireid.cli.importing import add_import_parser
 from vireid.cli.listing import add_configs_parser, add_datasets_parser, add_methods_parser
 from vireid.cli.retrieval import add_export_parser, add_extract_parser, add_index_parser, add_search_parser
 from vireid.cli.scoring import add_compare_parser, add_evaluate_parser, add_plot_parser, add_test_parser
-from vireid.cli.training import add_demo_parser, add_train_parser
+from vireid.cli.training import add_demo_parser, add_sweep_parser, add_train_parser
 from vireid.errors import DatasetWarning, Interrupted, Terminated, UserError
 from vireid.signals import sigterm_as_interrupt
 
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_synth_parser(commands)
     add_evaluate_parser(commands, protocol_names)
     add_train_parser(commands)
+    add_sweep_parser(commands)
     add_test_parser(commands, protocol_names)
     add_extract_parser(commands)
     add_index_parser(commands)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 def command_train(arguments: argparse.Namespace) -> int:
     from vireid.engine.checkpoint import load_checkpoint
+    from vireid.engine.run_folder import unfinished_run
     from vireid.recipe import load_config
 
     if arguments.pretrained:
@@ -38,7 +39,7 @@ def command_train(arguments: argparse.Namespace) -> int:
     for seed in dict.fromkeys(arguments.seeds):  # each seed once
         seed_config = load_config(arguments.config, [*arguments.set, f"train.seed={seed}"], plugins=arguments.plugin)
         seed_dir = run_dir / f"seed{seed}"
-        resume = _unfinished_run(seed_dir, seed_config)
+        resume = unfinished_run(seed_dir, seed_config)
         if resume is not False:
             _train_run(seed_config, seed_dir, resume, arguments)
     if os.environ.get("RANK", "0") == "0":
@@ -68,24 +69,6 @@ def _train_run(
         raise Interrupted(f"interrupted; {hint}") from None
     if os.environ.get("RANK", "0") == "0":
         print(f"run folder: {run_dir} (last checkpoint: {last})")
-
-
-def _unfinished_run(run_dir: Path, config: ExperimentConfig) -> Path | None | bool:
-    """Where a seed's run of ``--seeds`` stands: None (not started), its last.pt (to continue), or
-    False (finished, skipped). A run folder of another config is refused."""
-    from vireid.engine.checkpoint import load_checkpoint
-    from vireid.recipe import load_config
-
-    last = run_dir / "last.pt"
-    if not last.exists():
-        return None
-    checkpoint = load_checkpoint(last, mmap=True)  # its config and epoch; the weights stay on disk
-    if load_config(None, base=checkpoint.config) != config:
-        raise UserError(f"{run_dir}: holds a run of another config; choose another --out")
-    if checkpoint.epoch >= config.train.epochs and checkpoint.evaluated:
-        print(f"{run_dir}: finished ({checkpoint.epoch} epochs), skipped")
-        return False
-    return last
 
 
 def add_train_parser(commands: argparse._SubParsersAction) -> None:
@@ -150,3 +133,66 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
         "--compare", action="store_true", help="also train and test the tiny AGW baseline and CAJ, and compare them"
     )
     demo.set_defaults(handler=command_demo, outputs={"out": "folder"})
+
+
+def command_sweep(arguments: argparse.Namespace) -> int:
+    from vireid.sweep import parse_grid, run_sweep, sweep_points
+
+    grid = parse_grid(arguments.grid)
+    points = sweep_points(arguments.config, grid, arguments.seeds, arguments.set)
+    out = Path(arguments.out)
+    if arguments.dry_run:
+        print(f"{len(points)} runs ({len(points) // arguments.seeds} points x {arguments.seeds} seeds) into {out}:")
+        for point in points:
+            print(f"  {out / point.folder}")
+        return 0
+    try:
+        rows = run_sweep(
+            arguments.config,
+            grid,
+            arguments.seeds,
+            out,
+            arguments.set,
+            arguments.storage,
+            arguments.device,
+            progress=not arguments.quiet,
+        )
+    except KeyboardInterrupt as stop:
+        hint = "run the same command again to continue where it stopped"
+        if isinstance(stop, Terminated):
+            raise Interrupted(f"terminated (SIGTERM); {hint}", exit_code=143) from None
+        raise Interrupted(f"interrupted; {hint}") from None
+    complete = sum(row["state"] == "complete" for row in rows)
+    print(f"{complete} of {len(rows)} runs complete; wrote {out / 'sweep.csv'}, sweep.json and sweep.md")
+    return 0
+
+
+def add_sweep_parser(commands: argparse._SubParsersAction) -> None:
+    sweep = add_command(
+        commands,
+        "sweep",
+        "train and test a grid of config values, each point and seed an ordinary run",
+        "An Optuna study (grid sampler) in the sweep folder's study.db, or in --storage: a stopped sweep "
+        "continues where it stopped, and several workers (processes, GPUs, machines sharing --storage) take "
+        "points from the same study. Writes sweep.csv, sweep.json and sweep.md.",
+        "  vireid sweep sysu_full --grid loss.alpha=0.1,0.4,0.8,1.2,1.6,2.0 --grid loss.beta=0.2,0.4,0.6 "
+        "--seeds 3 --out runs/sweep-alpha-beta\n"
+        "  vireid sweep tiny --grid loss.alpha=0.4,1.2 --seeds 2 --out runs/sweep --dry-run\n"
+        "  vireid sweep sysu_full --grid loss.beta=0.2,0.4 --out runs/sweep --storage postgresql://host/db",
+    )
+    sweep.add_argument("config", help="a YAML config or the name of a shipped one")
+    sweep.add_argument(
+        "--grid", action="append", default=[], metavar="KEY=VALUE,VALUE", help="a config key and its values"
+    )
+    sweep.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 for every point (default 1)")
+    sweep.add_argument("--out", required=True, help="the sweep folder: a run folder per point and seed")
+    sweep.add_argument(
+        "--storage", help="the study's database URL (default: sqlite in --out), shared by workers on several machines"
+    )
+    sweep.add_argument("--dry-run", action="store_true", help="list the points and their run folders, run nothing")
+    sweep.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key for every point"
+    )
+    sweep.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    sweep.set_defaults(handler=command_sweep, outputs={"out": "folder"})

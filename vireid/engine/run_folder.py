@@ -9,9 +9,12 @@ import os
 import socket
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from vireid.errors import UserError
+
+if TYPE_CHECKING:
+    from vireid.config import ExperimentConfig
 
 LOCK_NAME = ".vireid-train.lock"
 RUN_FILES = ("last.pt", "config.yaml", "metrics.jsonl")
@@ -69,4 +72,22 @@ def claimed_run_folder(run_dir: Path) -> Iterator[None]:
             run_dir.rmdir()
 
 
-__all__ = ["LOCK_NAME", "check_run_folder", "claimed_run_folder"]
+def unfinished_run(run_dir: Path, config: ExperimentConfig) -> Path | None | bool:
+    """Where a run of ``--seeds`` or of a sweep stands: None (not started), its last.pt (to continue), or
+    False (finished, skipped). A run folder of another config is refused."""
+    from vireid.engine.checkpoint import load_checkpoint  # here: the checkpoint module reads configs
+    from vireid.recipe import load_config
+
+    last = run_dir / "last.pt"
+    if not last.exists():
+        return None
+    checkpoint = load_checkpoint(last, mmap=True)  # its config and epoch; the weights stay on disk
+    if load_config(None, base=checkpoint.config) != config:
+        raise UserError(f"{run_dir}: holds a run of another config; choose another --out")
+    if checkpoint.epoch >= config.train.epochs and checkpoint.evaluated:
+        print(f"{run_dir}: finished ({checkpoint.epoch} epochs), skipped")
+        return False
+    return last
+
+
+__all__ = ["LOCK_NAME", "check_run_folder", "claimed_run_folder", "unfinished_run"]
