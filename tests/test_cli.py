@@ -176,6 +176,8 @@ def test_configs_lists_the_shipped_configs_and_prints_one(capsys):
     assert f"{'sysu_full':<{width}}  The paper's model on sysu" in "\n".join(lines)
     assert main(["configs", "tiny.yaml"]) == 0
     assert capsys.readouterr().out == shipped_configs()["tiny"].read_text()
+    full_caj = next(line for line in lines if line.startswith("llcm_full_caj "))
+    assert full_caj.endswith("hard cross form), trained with the CAJ recipe (Ye et al., ICCV 2021) instead of AGW's.")
 
 
 def test_trial_lists_parse():

@@ -36,8 +36,9 @@ def test_overrides_apply_in_order_with_yaml_types(tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("model.partz=3", "model.partz: unknown config key; valid keys here: model.method, model.backbone"),
-        ("modle.parts=3", "modle: unknown config key; valid keys here: name, plugins, data, model, loss, train, test"),
+        ("model.partz=3", "model.partz: unknown config key; did you mean model.parts?"),
+        ("modle.parts=3", "modle: unknown config key; did you mean model?"),
+        ("model.zzz=3", "model.zzz: unknown config key; valid keys here: model.method, model.backbone"),
         ("loss.cross_loss=kl", "loss.cross_loss: expected one of 'hard', 'soft', 'ce', 'both', got 'kl'"),
         ("model.parts=six", "model.parts: expected int, got 'six'"),
         ("model.cmimpl=3", "model.cmimpl: expected bool, got 3"),

@@ -235,7 +235,7 @@ def test_cli_pretrained_file_of_another_architecture_is_refused(small_sysu, tmp_
 
 def test_cli_config_errors_name_the_key(tmp_path, capsys):
     assert main(["train", str(TINY), "--set", "train.epochz=3"]) == 2
-    assert "train.epochz: unknown config key; valid keys here: train.epochs" in capsys.readouterr().err
+    assert "train.epochz: unknown config key; did you mean train.epochs?" in capsys.readouterr().err
     assert main(["train"]) == 2
     assert "give a CONFIG" in capsys.readouterr().err
     assert main(["test", str(tmp_path / "nothing.pt")]) == 2

@@ -3,6 +3,7 @@ environment, it trains from a shipped config while run from another folder."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
+
+import vireid
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -115,3 +119,19 @@ def test_the_installed_wheel_finds_its_shipped_configs_from_another_folder(tmp_p
     )
     assert output.startswith("training tiny on ")
     assert (elsewhere / "run" / "last.pt").is_file()
+
+
+def test_the_license_citation_and_contributing_files_say_what_the_package_declares():
+    project = (PROJECT / "pyproject.toml").read_text()  # its [project] table's license and version lines
+    declared = {key: re.search(rf'^{key} = "(.+)"', project, re.MULTILINE).group(1) for key in ("license", "version")}
+    assert declared["license"] == "MIT"
+    assert (PROJECT / "LICENSE").read_text().startswith("MIT License\n\nCopyright (c) 2026 the vireid authors\n")
+    citation = yaml.safe_load((PROJECT / "CITATION.cff").read_text())
+    assert citation["cff-version"] == "1.2.0" and citation["license"] == "MIT"
+    assert citation["version"] == declared["version"] == vireid.__version__
+    assert {"message", "title", "authors"} <= set(citation)
+    titles = [reference["title"] for reference in citation["references"]]
+    assert any(title.startswith("Diverse Embedding Expansion Network") for title in titles)
+    assert all(reference["authors"] and reference["year"] for reference in citation["references"])
+    contributing = (PROJECT / "CONTRIBUTING.md").read_text()
+    assert all(command in contributing for command in ("make test", "make test-slow", "ruff format", "Add a method"))

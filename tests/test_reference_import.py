@@ -160,6 +160,7 @@ def test_import_and_test_through_the_commands_print_the_references_own_figures(s
     test = ["test", str(out), "--root", str(sysu_root), "--set", "data.height=64", "--set", "data.width=32"]
     assert main([*test, "--protocol", "sysu-all", "--trials", "0", "--quiet"]) == 0
     printed = capsys.readouterr().out
+    assert "sysu-all (1 trial); results into" in printed
     assert printed.rstrip().endswith(reported)
     assert reported in (tmp_path / "results.md").read_text()
     results = json.loads((tmp_path / "results.json").read_text())

@@ -304,7 +304,7 @@ def test_search_with_images_prints_writes_json_and_a_picture(trained, dataset_fe
     )
     hits = json.loads((tmp_path / "hits.json").read_text())
     assert len(hits) == 3 and all(len(query["hits"]) == 4 for query in hits)
-    assert all(hit["modality"] == int(Modality.VISIBLE) for query in hits for hit in query["hits"])
+    assert all(hit["modality"] == "visible" for query in hits for hit in query["hits"])
     with Image.open(picture) as image:
         assert image.width > 5 * 64 and image.height > 3 * 64  # 3 rows of query + 4 matches
     # a query model whose features differ from the index's is refused, naming what differs

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import math
 import sys
 import typing
@@ -270,6 +271,9 @@ def _apply(section: Any, values: dict, prefix: str) -> None:
     for name, value in values.items():
         key = f"{prefix}{name}"
         if name not in keys:
+            nearest = difflib.get_close_matches(name, list(keys), n=1, cutoff=0.75)
+            if nearest:  # a typo: the key it most likely meant
+                raise ConfigError(f"{key}: unknown config key; did you mean {prefix}{nearest[0]}?")
             valid = ", ".join(f"{prefix}{choice}" for choice in keys)
             raise ConfigError(f"{key}: unknown config key; valid keys here: {valid}")
         annotation = keys[name]

@@ -21,9 +21,20 @@ def command_configs(arguments: argparse.Namespace) -> int:
         return 0
     width = max(len(name) for name in shipped)
     for name in sorted(shipped):
-        first_line = shipped[name].read_text().splitlines()[0]
-        print(f"{name:<{width}}  {first_line.removeprefix('#').strip()}")
+        print(f"{name:<{width}}  {config_description(shipped[name].read_text())}")
     return 0
+
+
+def config_description(text: str) -> str:
+    """A config file's description: the first sentence of its leading comment lines."""
+    comments = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        comments.append(line.removeprefix("#").strip())
+    joined = " ".join(comments)
+    end = joined.find(". ")
+    return joined if end < 0 else joined[: end + 1]
 
 
 def add_configs_parser(commands: argparse._SubParsersAction) -> None:

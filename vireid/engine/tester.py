@@ -244,7 +244,10 @@ def _start_line(
     path, model, config = loaded[0]
     checkpoints = str(path) if len(loaded) == 1 else f"{len(loaded)} checkpoints ({path}, ...)"
     images = dataset.read_test_images(Path(config.data.root), config.data.trial)
-    trial_count = f"{len(trials) if trials else 'all'} trials" if own_trials[0] is None else "one per trial model"
+    if own_trials[0] is not None:
+        trial_count = "one per trial model"
+    else:
+        trial_count = f"{len(trials)} trial{'s' if len(trials) != 1 else ''}" if trials else "all trials"
     rerank = rerank_settings(config.test)
     trial_count += f"; plain and {rerank.describe()}" if rerank else ""
     return (

@@ -103,13 +103,14 @@ def hits_table(results: Sequence[QueryHits]) -> str:
 
 
 def hits_to_json(results: Sequence[QueryHits]) -> list[dict]:
-    """The results as plain lists, dicts, ints, floats and strings (unknown ids stay -1)."""
+    """The results as plain lists, dicts, ints, floats and strings (unknown ids stay -1; modalities
+    by name, as the table prints them)."""
     return [
         {
             "query_path": result.query_path,
-            "query_modality": result.query_modality,
+            "query_modality": _modality_name(result.query_modality),
             "query_person_id": result.query_person_id,
-            "hits": [asdict(hit) for hit in result.hits],
+            "hits": [{**asdict(hit), "modality": _modality_name(hit.modality)} for hit in result.hits],
         }
         for result in results
     ]
