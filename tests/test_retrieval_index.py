@@ -293,5 +293,6 @@ def test_search_gallery_table_and_json(tmp_path):
         "path": f"{tmp_path}/gallery/0003.jpg",
         "person_id": 5,
         "camera_id": 4,
-        "modality": 1,
+        "modality": "infrared",  # by name, as the table prints it
     }
+    assert as_json[1]["query_modality"] == "infrared"
