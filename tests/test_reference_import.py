@@ -116,7 +116,7 @@ def _trained_elsewhere(config_name: str, classes: int) -> tuple[torch.nn.Module,
     "format_name, dataset, classes, data_parallel",
     [
         ("agw", "sysu", 395, True),
-        ("deen", "regdb", 206, True),
+        pytest.param("deen", "regdb", 206, True, marks=pytest.mark.slow),  # DEEN's layout: the refusals below
         pytest.param("caj", "llcm", 713, False, marks=pytest.mark.slow),  # AGW's layout again (make test-slow)
         pytest.param("deen", "sysu", 395, False, marks=pytest.mark.slow),  # the refusals below import it too
     ],
@@ -144,6 +144,7 @@ def test_a_reference_checkpoint_imports_to_the_same_features(tmp_path, format_na
     assert checkpoint.epoch == 59  # the reference's epoch 58, counted from 0
 
 
+@pytest.mark.slow  # a ResNet-50 imported and tested: make test-slow (and CI) runs it
 def test_import_and_test_through_the_commands_print_the_references_own_figures(sysu_root, tmp_path, capsys):
     model, _ = _trained_elsewhere("sysu_agw", 395)
     source = _reference_file(tmp_path / "sysu_agw_p4_n8_lr_0.1_seed_0_best.t", "agw", model)
