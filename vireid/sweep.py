@@ -1,7 +1,8 @@
 """`vireid sweep`: a grid of config values, each point and seed trained and tested as an ordinary run.
 
-The grid is an Optuna study (grid sampler) stored in SQLite inside the sweep folder, or in any
-database Optuna reaches (``--storage``, e.g. ``postgresql://...``). Every worker that opens the same
+The grid is an Optuna study (grid sampler) stored in SQLite inside the sweep folder (study.db;
+workers on one machine take study.lock while they open it), or in any database Optuna reaches
+(``--storage``, e.g. ``postgresql://...``). Every worker that opens the same
 study takes the points no one has taken: processes on one machine, one per GPU, or machines sharing
 a database. A stopped sweep starts again where it stopped: a finished point is not run again, and a
 point stopped mid-run continues from its last checkpoint (its run folder's last.pt); a point whose
@@ -17,6 +18,7 @@ picture of the paper's Fig. 3 (vireid.viz.sweep).
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import itertools
 import json
@@ -98,7 +100,18 @@ def point_config(config: str, point: SweepPoint, overrides: list[str]) -> Experi
     return load_config(config, [*overrides, *point.overrides()])
 
 
-def _study(storage: str, grid: dict[str, list[Any]], seeds: int):
+def _study(storage: str, grid: dict[str, list[Any]], seeds: int, lock_file: Path):
+    """The sweep's study, created by the first worker and opened by the others. Workers on this
+    machine take ``lock_file`` meanwhile: two creating one database at once collide on its schema."""
+    with open(lock_file, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _opened_study(storage, grid, seeds)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _opened_study(storage: str, grid: dict[str, list[Any]], seeds: int):
     import optuna
 
     optuna.logging.set_verbosity(logging.WARNING)
@@ -147,7 +160,7 @@ def run_sweep(
     device = checked_device(device)  # auto: the GPU if there is one
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    study = _study(storage, grid, seeds)
+    study = _study(storage, grid, seeds, out / "study.lock")
     by_params = {(tuple(_text(v) for v in point.values.values()), point.seed): point for point in points}
 
     def objective(trial) -> float:
