@@ -516,7 +516,9 @@ def _refused_write(completed: subprocess.CompletedProcess, command: str, path: P
     [
         ("index", ["{f}", "--out", "{out}"], "{other}"),
         ("evaluate", ["--features", "{f}", "--protocol", "sysu-all", "--json", "{out}"], "[]\n"),
-        ("plot", ["tsne", "{f}", "--out", "{out}"], "an earlier picture"),
+        pytest.param(  # a t-SNE drawn first (5 s): make test-slow (and CI) runs it
+            "plot", ["tsne", "{f}", "--out", "{out}"], "an earlier picture", marks=pytest.mark.slow
+        ),
     ],
 )
 def test_a_write_that_fails_half_way_leaves_the_previous_file(feature_files, tmp_path, command, arguments, previous):
