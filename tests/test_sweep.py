@@ -93,7 +93,7 @@ def test_the_rows_and_files_follow_the_grid_with_each_points_state(tmp_path):
             params={"loss.alpha": "0.4", "seed": 0}, distributions=distributions, state=optuna.trial.TrialState.FAIL
         )
     )
-    rows = sweep_rows(study, grid, points)
+    rows = sweep_rows(study, points)
     assert rows == [
         {"loss.alpha": 0.4, "seed": 0, "run": "loss.alpha=0.4/seed0", "state": "fail"},
         {"loss.alpha": 1.2, "seed": 0, "run": "loss.alpha=1.2/seed0", "state": "complete", **figures},

@@ -56,6 +56,11 @@ class SweepPoint:
     def overrides(self) -> list[str]:
         return [f"{key}={_text(value)}" for key, value in self.values.items()] + [f"train.seed={self.seed}"]
 
+    @property
+    def params(self) -> dict[str, Any]:
+        """The point as the study's trials hold it: each value as its YAML text, and the seed."""
+        return {**{key: _text(value) for key, value in self.values.items()}, "seed": self.seed}
+
 
 def _text(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
@@ -151,6 +156,8 @@ def run_sweep(
     progress: bool = True,
 ) -> list[dict]:
     """Take and run the sweep's points until none is left; write and return the rows of every point."""
+    import optuna
+
     from vireid.engine.distributed import checked_device
     from vireid.engine.run_folder import unfinished_run
     from vireid.engine.tester import score_checkpoints, selected_checkpoint
@@ -161,16 +168,15 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     study = _study(storage, grid, seeds, out / "study.lock")
-    by_params = {(tuple(_text(v) for v in point.values.values()), point.seed): point for point in points}
+    positions = {_key(point.params): position for position, point in enumerate(points)}
 
     def objective(trial) -> float:
-        import optuna
-
-        params = tuple(trial.suggest_categorical(key, [_text(v) for v in values]) for key, values in grid.items())
-        point = by_params[params, trial.suggest_categorical("seed", list(range(seeds)))]
-        if _state_of(study, point, grid, exclude=trial.number) in ("complete", "running"):
+        values = {key: trial.suggest_categorical(key, [_text(v) for v in choices]) for key, choices in grid.items()}
+        position = positions[_key({**values, "seed": trial.suggest_categorical("seed", list(range(seeds)))})]
+        point, states = points[position], _states(study, points, exclude=trial.number)
+        if states[position] in ("complete", "running"):
             raise optuna.TrialPruned(f"{point.folder}: done or running in another worker")  # a duplicate draw
-        done = sum(state == "complete" for state in (_state_of(study, p, grid) for p in points))
+        done = states.count("complete")
         print(f"sweep point {done + 1} of {len(points)}: {point.folder} ({out / point.folder})", flush=True)
         point_configuration = point_config(config, point, list(overrides))
         run_dir = out / point.folder
@@ -185,18 +191,16 @@ def run_sweep(
                 trial.set_user_attr(f"{result.protocol.name} {name}", result.mean()[name])
         return results[0].mean()["mAP"]
 
-    import optuna
-
     while True:
         optuna.storages.fail_stale_trials(study)  # a dead worker's point: failed, then queued again
-        states = [(point, _state_of(study, point, grid)) for point in points]
-        for point, state in states:
+        states = _states(study, points)
+        for point, state in zip(points, states):
             if state in ("fail", "pruned"):  # stopped or died: run it again (from its last.pt)
-                study.enqueue_trial({**{k: _text(v) for k, v in point.values.items()}, "seed": point.seed})
-        if all(state in ("complete", "running") for _, state in states):
+                study.enqueue_trial(point.params)
+        if all(state in ("complete", "running") for state in states):
             break
         study.optimize(objective, n_trials=1, catch=())
-    rows = sweep_rows(study, grid, points)
+    rows = sweep_rows(study, points)
     write_sweep_files(out, rows)
     if any(row["state"] == "complete" for row in rows):
         from vireid.viz.sweep import draw_sweep
@@ -219,15 +223,22 @@ def shipped_values(config: ExperimentConfig, grid: dict[str, list[Any]]) -> dict
     return shipped
 
 
-def _state_of(study, point: SweepPoint, grid: dict[str, list[Any]], exclude: int | None = None) -> str:
-    """The state of ``point`` in the study: 'complete', 'running' or 'waiting' where any trial of it is,
-    else that of its latest trial ('fail', 'pruned'), or 'not started'."""
-    wanted = {**{key: _text(value) for key, value in point.values.items()}, "seed": point.seed}
-    trials = [
-        trial
-        for trial in study.get_trials(deepcopy=False)
-        if trial.number != exclude and all(trial.params.get(key) == value for key, value in wanted.items())
-    ]
+def _key(params: dict[str, Any]) -> tuple:
+    return tuple(sorted(params.items()))
+
+
+def _trials_of(study, points: list[SweepPoint], exclude: int | None = None) -> list[list]:
+    """Each point's trials (but the trial ``exclude``), oldest first, from one read of the study."""
+    by_params: dict[tuple, list] = {}
+    for trial in study.get_trials(deepcopy=False):
+        if trial.number != exclude:
+            by_params.setdefault(_key(trial.params), []).append(trial)
+    return [by_params.get(_key(point.params), []) for point in points]
+
+
+def _state(trials: list) -> str:
+    """A point's state: 'complete', 'running' or 'waiting' where any of its trials is, else that of
+    its latest trial ('fail', 'pruned'), or 'not started'."""
     states = {trial.state.name.lower() for trial in trials}
     for state in ("complete", "running", "waiting"):
         if state in states:
@@ -235,16 +246,16 @@ def _state_of(study, point: SweepPoint, grid: dict[str, list[Any]], exclude: int
     return trials[-1].state.name.lower() if trials else "not started"
 
 
-def sweep_rows(study, grid: dict[str, list[Any]], points: list[SweepPoint]) -> list[dict]:
+def _states(study, points: list[SweepPoint], exclude: int | None = None) -> list[str]:
+    return [_state(trials) for trials in _trials_of(study, points, exclude)]
+
+
+def sweep_rows(study, points: list[SweepPoint]) -> list[dict]:
     """A row per point, in grid order: its values, seed, run folder, state and each protocol's figures."""
-    completed = {}
-    for trial in study.get_trials(deepcopy=False):
-        if trial.state.name == "COMPLETE":
-            completed[tuple(trial.params.get(key) for key in grid), trial.params.get("seed")] = trial.user_attrs
     rows = []
-    for point in points:
-        figures = completed.get((tuple(_text(v) for v in point.values.values()), point.seed), {})
-        state = "complete" if figures else _state_of(study, point, grid)
+    for point, trials in zip(points, _trials_of(study, points)):
+        state = _state(trials)
+        figures = next((trial.user_attrs for trial in trials if trial.state.name == "COMPLETE"), {})
         rows.append({**point.values, "seed": point.seed, "run": point.folder, "state": state, **figures})
     return rows
 
