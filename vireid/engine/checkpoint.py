@@ -118,12 +118,16 @@ def provenance(config: ExperimentConfig) -> dict[str, Any]:
 
 
 _NUMPY_RECONSTRUCT = np.zeros(1).__reduce__()[0]  # what unpickles an ndarray (numpy.core or numpy._core)
-VERSION_1_GLOBALS = (
+NUMPY_ARRAY_GLOBALS = (
     np.ndarray,
     np.dtype,
-    type(np.dtype(np.uint32)),  # the uint32 dtype's class (numpy.dtypes.UInt32DType): its state is set on reading
     (_NUMPY_RECONSTRUCT, "numpy.core.multiarray._reconstruct"),  # its name in files written with numpy 1
     (_NUMPY_RECONSTRUCT, "numpy._core.multiarray._reconstruct"),  # and with numpy 2
+)
+"""What a pickled numpy array names, besides its dtype's class: they build arrays, nothing runs."""
+VERSION_1_GLOBALS = (
+    *NUMPY_ARRAY_GLOBALS,
+    type(np.dtype(np.uint32)),  # the uint32 dtype's class (numpy.dtypes.UInt32DType): its state is set on reading
 )
 """What a version-1 checkpoint holds beyond tensors, numbers, strings, lists and dicts: numpy's RNG
 state, an (624,) uint32 ndarray. Allowed for files that name them; they build arrays, nothing runs."""

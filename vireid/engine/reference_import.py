@@ -27,23 +27,19 @@ import torch
 
 from vireid.config import ExperimentConfig, config_to_dict
 from vireid.datasets import dataset_names, get_dataset
-from vireid.engine.checkpoint import Checkpoint, save_checkpoint, software_versions
+from vireid.engine.checkpoint import NUMPY_ARRAY_GLOBALS, Checkpoint, save_checkpoint, software_versions
 from vireid.errors import UserError
 from vireid.method import Method, ReferenceFormat, registered_methods
 from vireid.recipe import load_config
 from vireid.serialization import read_torch_file
 
-_NUMPY_RECONSTRUCT = np.zeros(1).__reduce__()[0]
-_NUMPY_SCALAR = np.float64(0).__reduce__()[0]
+_NUMPY_SCALAR = np.float64(0).__reduce__()[0]  # what unpickles a numpy scalar
 FIGURE_GLOBALS = (
-    np.ndarray,
-    np.dtype,
+    *NUMPY_ARRAY_GLOBALS,
     type(np.dtype(np.float32)),
     type(np.dtype(np.float64)),
-    (_NUMPY_RECONSTRUCT, "numpy.core.multiarray._reconstruct"),  # its name in files written with numpy 1
-    (_NUMPY_RECONSTRUCT, "numpy._core.multiarray._reconstruct"),  # and with numpy 2
-    (_NUMPY_SCALAR, "numpy.core.multiarray.scalar"),
-    (_NUMPY_SCALAR, "numpy._core.multiarray.scalar"),
+    (_NUMPY_SCALAR, "numpy.core.multiarray.scalar"),  # its name in files written with numpy 1
+    (_NUMPY_SCALAR, "numpy._core.multiarray.scalar"),  # and with numpy 2
 )
 """What the references' files hold beyond tensors, numbers and dicts: the CMC as a float32 ndarray,
 mAP and mINP as numpy scalars. They build arrays and numbers; nothing runs."""
@@ -163,10 +159,11 @@ def import_reference(
     if format_name not in formats:
         raise ReferenceImportError(f"--format: expected one of {', '.join(formats)}, got {format_name!r}")
     method, fmt = formats[format_name]
+    spec = get_dataset(dataset)
     overrides = ["model.pretrained=none", f"model.method={method.name}"]
-    if trial is not None and not get_dataset(dataset).one_model_per_trial:
+    if trial is not None and not spec.one_model_per_trial:
         raise ReferenceImportError(f"--trial: {dataset} has one model for every trial; give no trial")
-    if get_dataset(dataset).one_model_per_trial:
+    if spec.one_model_per_trial:
         named = re.search(r"_trial_(\d+)", Path(path).name)
         if trial is None and named is None:
             raise ReferenceImportError(
@@ -176,7 +173,7 @@ def import_reference(
     config = load_config(fmt.config.format(dataset=dataset), overrides, plugins=plugins)
     reference = read_reference_file(path)
     state, classes = map_reference_state(reference.state, method, fmt, config, str(path))
-    expected = num_classes or get_dataset(dataset).training_identities
+    expected = num_classes or spec.training_identities
     if expected is not None and classes != expected:
         given = "--num-classes" if num_classes else f"{dataset}'s official training split"
         raise ReferenceImportError(
