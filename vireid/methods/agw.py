@@ -28,6 +28,7 @@ from vireid.config import ConfigError, ExperimentConfig, InferenceConfig, TrainC
 from vireid.losses import ReIDLoss
 from vireid.losses.composite import AGWLossConfig
 from vireid.method import Method, NameRules, ParameterGroup, ReferenceFormat, register_method
+from vireid.models.backbone import REFERENCE_RESNETS, reference_backbone_names
 from vireid.models.network import AGWModelConfig, CrossModalityNet, ModelOutput, build_model
 
 
@@ -106,12 +107,6 @@ def agw_reference_names() -> NameRules:
     non-local blocks ``NL_2`` and ``NL_3`` follow the bottlenecks ``NL_2_idx`` = [2, 3] of layer2 and
     ``NL_3_idx`` = [3, 4, 5] of layer3 (lines 155-167): vireid's ``layer2_2`` ... ``layer3_5``, whose
     ``project`` is the reference's ``W`` and whose ``g`` is one convolution (the reference's ``g.0``)."""
-    stems = [
-        (f"{module}.{part}.", f"backbone.stems.{modality}.{part}.")
-        for modality, module in ((0, "visible_module.visible"), (1, "thermal_module.thermal"))
-        for part in ("conv1", "bn1")
-    ]
-    stages = [(f"base_resnet.base.layer{stage}.", f"backbone.layer{stage}.") for stage in (1, 2, 3, 4)]
     non_local = [
         (f"NL_{stage}.{position}.{theirs}", f"backbone.non_local.layer{stage}_{index}.{ours}")
         for stage, indices in ((2, (2, 3)), (3, (3, 4, 5)))
@@ -120,8 +115,8 @@ def agw_reference_names() -> NameRules:
     ]
     head = [("bottleneck.", "global_head.bottleneck."), ("classifier.", "global_head.classifier.")]
     return NameRules(
-        renamed=(*stems, *stages, *non_local, *head),
-        ignored=("visible_module.visible.", "thermal_module.thermal.", "base_resnet.base."),
+        renamed=(*reference_backbone_names(), *non_local, *head),
+        ignored=REFERENCE_RESNETS,
         classifier="global_head.classifier.weight",
     )
 

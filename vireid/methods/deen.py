@@ -51,7 +51,7 @@ from vireid.config import ExperimentConfig, InferenceConfig, LossConfig, ModelCo
 from vireid.losses.identity import identity_loss
 from vireid.losses.triplet import batch_hard_triplet, euclidean_distances
 from vireid.method import Method, NameRules, ParameterGroup, ReferenceFormat, register_method
-from vireid.models.backbone import TwoStreamResNet, stage_channels
+from vireid.models.backbone import REFERENCE_RESNETS, TwoStreamResNet, reference_backbone_names, stage_channels
 from vireid.ranges import Range
 
 
@@ -346,13 +346,7 @@ def deen_reference_names(config: DEENModelConfig) -> NameRules:
     (MFA1-2 on RegDB) are ``mfa.0``-``mfa.2``; DEE's ``FC11``-``FC13`` and ``FC1`` are the first
     branch's three dilated convolutions and projection, ``FC21``-``FC23`` and ``FC2`` the second's
     (lines 91-121)."""
-    stems = [
-        (f"{module}.{part}.", f"backbone.stems.{modality}.{part}.")
-        for modality, module in ((0, "visible_module.visible"), (1, "thermal_module.thermal"))
-        for part in ("conv1", "bn1")
-    ]
     stages = 4 if config.dee_after == "layer3" else 3
-    body = [(f"base_resnet.base.layer{stage}.", f"backbone.layer{stage}.") for stage in range(1, stages + 1)]
     mfa = [(f"MFA{index + 1}.", f"mfa.{index}.") for index in range(stages - 1)]
     dee = [
         (f"DEE.FC{branch + 1}{dilation + 1}.", f"dee.branches.{branch}.dilated.{dilation}.")
@@ -360,10 +354,7 @@ def deen_reference_names(config: DEENModelConfig) -> NameRules:
         for dilation in (0, 1, 2)
     ] + [(f"DEE.FC{branch + 1}.", f"dee.branches.{branch}.project.") for branch in (0, 1)]
     head = [("bottleneck.", "bottleneck."), ("classifier.", "classifier.")]
-    return NameRules(
-        renamed=(*stems, *body, *mfa, *dee, *head),
-        ignored=("visible_module.visible.", "thermal_module.thermal.", "base_resnet.base."),
-    )
+    return NameRules(renamed=(*reference_backbone_names(stages), *mfa, *dee, *head), ignored=REFERENCE_RESNETS)
 
 
 class DEENMethod(Method):

@@ -32,6 +32,24 @@ class WeightsError(UserError):
     """A pretrained-weights file that is missing, unreadable or of another architecture."""
 
 
+REFERENCE_RESNETS = ("visible_module.visible.", "thermal_module.thermal.", "base_resnet.base.")
+"""The two-stream layout of the reference repositories (AGW's model.py, which CAJ's and DEEN's keep):
+three whole ResNets under these names, of which the forward uses the stems of the first two (visible,
+thermal) and the stages of the third; every other tensor of them is an unused copy."""
+
+
+def reference_backbone_names(stages: int = 4) -> list[tuple[str, str]]:
+    """(reference prefix, network prefix) pairs of a two-stream backbone ``backbone`` ending at stage
+    ``stages``: each modality's stem from its ResNet, the stages from the shared one."""
+    visible, thermal, shared = REFERENCE_RESNETS
+    stems = [
+        (f"{module}{part}.", f"backbone.stems.{modality}.{part}.")
+        for modality, module in enumerate((visible, thermal))
+        for part in ("conv1", "bn1")
+    ]
+    return stems + [(f"{shared}{name}.", f"backbone.{name}.") for name in STAGES[:stages]]
+
+
 def stage_channels(stage: nn.Sequential) -> int:
     """The channels a ResNet stage outputs (its last block's last BatchNorm)."""
     last = stage[-1]

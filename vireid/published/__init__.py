@@ -13,8 +13,9 @@ from pathlib import Path
 import yaml
 
 from vireid.errors import UserError
+from vireid.evaluation.compare import COLUMNS
 
-FIGURE_NAMES = ("R1", "R10", "R20", "mAP", "mINP")
+FIGURE_NAMES = COLUMNS  # the columns of vireid compare
 ENTRY_KEYS = ("name", "method", "paper", "venue", "year", "code", "results")
 ROW_KEYS = ("protocol", *FIGURE_NAMES, "reranked", "source")
 
