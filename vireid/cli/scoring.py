@@ -58,7 +58,7 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
         results[0] = dataclasses.replace(results[0], by_camera=table)
     print(results_table(results))
     if arguments.by_camera:
-        print(f"\n{table.markdown('rank1')}\n\n{table.markdown('mAP')}")
+        print(f"\n{table.printed()}")
         if arguments.picture:
             from vireid.viz.by_camera import draw_camera_table
 
@@ -141,7 +141,7 @@ def command_test(arguments: argparse.Namespace) -> int:
         print(results_table(results))
         for result in results if arguments.by_camera else []:
             if result.by_camera:
-                print(f"\n{result.by_camera.markdown('rank1')}\n\n{result.by_camera.markdown('mAP')}")
+                print(f"\n{result.by_camera.printed()}")
     for paths in groups.values():  # an imported checkpoint: the figures its reference recorded, beside
         for line in filter(None, (reported_line(load_checkpoint(path, mmap=True)) for path in paths)):
             print(line)

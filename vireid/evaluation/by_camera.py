@@ -71,6 +71,10 @@ class CameraTable:
             "cells": [cell.to_dict() for cell in self.cells],
         }
 
+    def printed(self) -> str:
+        """What the commands print: the rank-1 table, then the mAP one."""
+        return f"{self.markdown('rank1')}\n\n{self.markdown('mAP')}"
+
     def markdown(self, metric: str = "rank1") -> str:
         """Rows: query cameras; columns: gallery cameras; each cell '<metric> % (scored/queries)'."""
         name = {"rank1": "R1", "mAP": "mAP", "mINP": "mINP"}[metric]
