@@ -64,11 +64,16 @@ def _train_run(
         hint = f"continue with vireid train --resume {last}" if last.exists() else "no epoch had finished"
         if arguments.seeds:
             hint = f"run the same command again to continue ({hint.replace('continue with ', 'or ')})"
-        if isinstance(stop, Terminated):
-            raise Interrupted(f"terminated (SIGTERM); {hint}", exit_code=143) from None
-        raise Interrupted(f"interrupted; {hint}") from None
+        raise _stopped(stop, hint) from None
     if os.environ.get("RANK", "0") == "0":
         print(f"run folder: {run_dir} (last checkpoint: {last})")
+
+
+def _stopped(stop: KeyboardInterrupt, hint: str) -> Interrupted:
+    """The one-line error of a run stopped by Ctrl-C or SIGTERM, with how to continue it."""
+    if isinstance(stop, Terminated):
+        return Interrupted(f"terminated (SIGTERM); {hint}", exit_code=143)
+    return Interrupted(f"interrupted; {hint}")
 
 
 def add_train_parser(commands: argparse._SubParsersAction) -> None:
@@ -159,9 +164,7 @@ def command_sweep(arguments: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt as stop:
         hint = "run the same command again to continue where it stopped"
-        if isinstance(stop, Terminated):
-            raise Interrupted(f"terminated (SIGTERM); {hint}", exit_code=143) from None
-        raise Interrupted(f"interrupted; {hint}") from None
+        raise _stopped(stop, hint) from None
     complete = sum(row["state"] == "complete" for row in rows)
     print(f"{complete} of {len(rows)} runs complete; wrote {out / 'sweep.csv'}, sweep.json and sweep.md")
     return 0
