@@ -320,7 +320,7 @@ def test_the_scoring_estimate_is_near_what_scoring_takes(kind):
 
 def test_a_rank_list_picture_too_wide_to_draw_is_refused_before_drawing():
     query = RankedImage("query.jpg", 1, 3)
-    with pytest.raises(UserError, match=r"^rank lists of 1 queries x 1000 matches: a picture of \d+x\d+ pixels; "):
+    with pytest.raises(UserError, match=r"^rank lists of 1 query x 1000 matches: a picture of \d+x\d+ pixels; "):
         rank_list_figure([query], [[RankedImage("missing.jpg", 0, 4, 0.5, 1)] * 1000])
 
 
@@ -329,7 +329,8 @@ def test_a_rank_list_picture_that_would_not_fit_in_memory_is_refused(feature_fil
     arguments = ["plot", "ranks", feature_files["f"], "--protocol", "sysu-all", "--out", tmp_path / "r.png"]
     error = _fails_in_one_line(capsys, arguments)
     found = re.fullmatch(
-        r"vireid plot: error: rank lists of \d+ queries x \d+ matches: a picture of (\d+)x(\d+) pixels "
+        r"vireid plot: error: rank lists of \d+ queries \(--queries\) x \d+ matches \(--top-k\): "
+        r"a picture of (\d+)x(\d+) pixels "
         r"would need about (.+); this machine has 1.0 MiB",
         error,
     )
@@ -337,6 +338,15 @@ def test_a_rank_list_picture_that_would_not_fit_in_memory_is_refused(feature_fil
     width, height, estimate = found.groups()
     assert estimate == readable_size(int(width) * int(height) * 7)  # its RGB canvas and Agg's RGBA buffer
     assert not (tmp_path / "r.png").exists()
+
+
+def test_a_search_picture_too_large_names_the_flags_that_size_it(feature_files, tmp_path, capsys, monkeypatch):
+    assert main(["index", str(feature_files["f"]), "--out", str(tmp_path / "i.npz")]) == 0
+    monkeypatch.setattr(vireid.memory, "machine_memory", lambda: 2**20)
+    arguments = ["search", tmp_path / "i.npz", "--features", feature_files["f"], "--picture", tmp_path / "hits.png"]
+    error = _fails_in_one_line(capsys, [*arguments, "--picture-queries", "3", "--top-k", "1"])
+    assert error.startswith("vireid search: error: rank lists of 3 queries (--picture-queries) x 1 match (--top-k): ")
+    assert not (tmp_path / "hits.png").exists()
 
 
 def test_search_shows_the_whole_gallery_when_top_k_exceeds_it(feature_files, tmp_path, capsys):

@@ -151,6 +151,7 @@ def command_search(arguments: argparse.Namespace) -> int:
             ],
             arguments.picture,
             title=f"top {min(arguments.top_k, len(index))} of {len(index)} gallery images",
+            count_flags=("--picture-queries", "--top-k"),
         )
         print(f"rank list picture: {arguments.picture}")
     return 0

@@ -221,7 +221,8 @@ def command_plot(arguments: argparse.Namespace) -> int:
         trial, queries, ranked = trial_rank_lists(
             feature_set, arguments.protocol, arguments.trial, arguments.queries, arguments.top_k
         )
-        draw_rank_list(queries, ranked, arguments.out, title=arguments.title or f"{arguments.protocol} trial {trial}")
+        title = arguments.title or f"{arguments.protocol} trial {trial}"
+        draw_rank_list(queries, ranked, arguments.out, title=title, count_flags=("--queries", "--top-k"))
     print(f"wrote {arguments.out}")
     return 0
 

@@ -23,6 +23,7 @@ from vireid.viz.by_camera import draw_camera_table
 from vireid.viz.cmc import draw_cmc_curves, protocol_cmc_curves
 from vireid.viz.rank_list import draw_rank_list
 from vireid.viz.trial_ranks import trial_rank_lists
+from vireid.wording import counted
 
 
 def find_checkpoints(path: str | Path) -> list[Path]:
@@ -247,7 +248,7 @@ def _start_line(
     if own_trials[0] is not None:
         trial_count = "one per trial model"
     else:
-        trial_count = f"{len(trials)} trial{'s' if len(trials) != 1 else ''}" if trials else "all trials"
+        trial_count = counted(len(trials), "trial", "trials") if trials else "all trials"
     rerank = rerank_settings(config.test)
     trial_count += f"; plain and {rerank.describe()}" if rerank else ""
     return (

@@ -26,6 +26,7 @@ from vireid.data.images import load_image
 from vireid.errors import UserError
 from vireid.modality import Modality
 from vireid.viz.png import require_picture_size, save_png
+from vireid.wording import counted
 
 DPI = 100  # the canvas is drawn one array pixel per PNG pixel at this dpi
 BORDER = 6  # frame thickness in pixels
@@ -257,10 +258,13 @@ def rank_list_figure(
     ranked: Sequence[Sequence[RankedImage]],
     title: str | None = None,
     image_size: tuple[int, int] = (128, 64),
+    count_flags: tuple[str, str] | None = None,
 ) -> Figure:
     """The picture: one row per query, its image then ``ranked[row]`` from rank 1 on.
 
     Rows may have different lengths; ``image_size`` is (height, width) of every image.
+    ``count_flags`` names the command's flags that set the number of queries and of matches
+    (``("--picture-queries", "--top-k")``), so that a picture too large to draw names what to lower.
     """
     if not queries:
         raise UserError("queries: expected at least one query image, got none")
@@ -279,7 +283,10 @@ def rank_list_figure(
     canvas_height, columns_width = layout.canvas_size(len(rows), longest)
     heading_width = max(_legend_width(frames), _text_width(title, TITLE_FONT_SIZE) if title else 0)
     canvas_width = max(columns_width, round(heading_width) + 2 * MARGIN)
-    require_picture_size(canvas_height, canvas_width, f"rank lists of {len(rows)} queries x {longest} matches")
+    query_flag, match_flag = (f" ({flag})" for flag in count_flags) if count_flags else ("", "")
+    queries_shown, matches_shown = counted(len(rows), "query", "queries"), counted(longest, "match", "matches")
+    what = f"rank lists of {queries_shown}{query_flag} x {matches_shown}{match_flag}"
+    require_picture_size(canvas_height, canvas_width, what)
     canvas = np.full((canvas_height, canvas_width, 3), 255, dtype=np.uint8)
     figure = Figure(figsize=(canvas_width / DPI, canvas_height / DPI), dpi=DPI)
     FigureCanvasAgg(figure)
@@ -303,6 +310,7 @@ def draw_rank_list(
     out: str | Path,
     title: str | None = None,
     image_size: tuple[int, int] = (128, 64),
+    count_flags: tuple[str, str] | None = None,
 ) -> Path:
     """Writes the PNG ``out`` of :func:`rank_list_figure`."""
-    return save_png(rank_list_figure(queries, ranked, title, image_size), out)
+    return save_png(rank_list_figure(queries, ranked, title, image_size, count_flags), out)
