@@ -9,6 +9,7 @@ import itertools
 import json
 import warnings
 
+import matplotlib
 import numpy as np
 import pytest
 from matplotlib.collections import PathCollection, PolyCollection
@@ -18,7 +19,7 @@ from PIL import Image
 from vireid.errors import DatasetError, UserError
 from vireid.evaluation.results_file import run_name
 from vireid.modality import Modality
-from vireid.viz.cmc import cmc_curves_from_results, cmc_figure, draw_cmc_curves
+from vireid.viz.cmc import CurveName, cmc_curves_from_results, cmc_figure, draw_cmc_curves
 from vireid.viz.rank_list import (
     ANOTHER_PERSON,
     PERSON_UNKNOWN,
@@ -236,11 +237,11 @@ def test_cmc_curves_hold_every_trial_labelled_by_run_folder(tmp_path):
     with pytest.raises(UserError, match="run-b: has no results of sysu-indoor .* choose the protocols every run"):
         cmc_curves_from_results(inputs)
     curves = cmc_curves_from_results(inputs, ["sysu-all"])
-    assert list(curves) == ["run-a sysu-all", "run-b sysu-all"]
-    np.testing.assert_allclose(curves["run-a sysu-all"], [[0.5, 0.75, 1.0], [0.25, 0.5, 0.75]])
-    assert curves["run-b sysu-all"].shape == (3, 3)
+    assert list(map(str, curves)) == ["run-a sysu-all", "run-b sysu-all"]
+    np.testing.assert_allclose(curves[CurveName("run-a", "sysu-all")], [[0.5, 0.75, 1.0], [0.25, 0.5, 0.75]])
+    assert curves[CurveName("run-b", "sysu-all")].shape == (3, 3)
     single_run = cmc_curves_from_results(inputs[:1])  # one run's protocols side by side, as vireid test draws them
-    np.testing.assert_allclose(single_run["run-a sysu-indoor"], [[0.6, 0.7, 0.8]])
+    np.testing.assert_allclose(single_run[CurveName("run-a", "sysu-indoor")], [[0.6, 0.7, 0.8]])
     out = draw_cmc_curves(curves, tmp_path / "plots" / "cmc.png", title="CMC")
     with Image.open(out) as image:
         assert image.format == "PNG" and image.size[0] > 100 and image.size[1] > 100
@@ -255,7 +256,7 @@ def test_a_run_folder_named_just_run_is_named_by_its_config(tmp_path):
     _write_results(unconfigured, [("sysu-all", [[0.4, 0.8]])])
     assert run_name(configured / "results.json") == "tiny"
     assert run_name(unconfigured) == "night-test"  # no config.yaml: the folder above names it
-    assert list(cmc_curves_from_results([configured / "results.json", unconfigured])) == [
+    assert list(map(str, cmc_curves_from_results([configured / "results.json", unconfigured]))) == [
         "tiny sysu-all",
         "night-test sysu-all",
     ]
@@ -266,7 +267,7 @@ def test_cmc_labels_stay_unique_when_run_names_are_the_same(tmp_path):
     _write_results(first, [("regdb-v2t", [[0.5, 0.9]])])
     _write_results(second, [("regdb-v2t", [[0.4, 0.8]])])
     curves = cmc_curves_from_results([first, second])
-    assert list(curves) == [f"{first.parent} regdb-v2t", f"{second.parent} regdb-v2t"]
+    assert list(map(str, curves)) == [f"{first.parent} regdb-v2t", f"{second.parent} regdb-v2t"]
 
 
 def test_cmc_shades_mean_plus_minus_std_over_trials_and_draws_chance():
@@ -274,14 +275,14 @@ def test_cmc_shades_mean_plus_minus_std_over_trials_and_draws_chance():
     figure = cmc_figure(
         {"tiny sysu-all": trials, "hand-made sysu-all": [0.1, 0.3, 0.5, 0.7]}, "CMC", chance_identities=5
     )
-    axes = figure.axes[0]
+    axes, legend = figure.axes[0], figure.legends[0]
     bands = [collection for collection in axes.collections if isinstance(collection, PolyCollection)]
     assert len(bands) == 1  # the single-trial curve has no band
     band_heights = bands[0].get_paths()[0].vertices[:, 1]
     np.testing.assert_allclose(
         [band_heights.min(), band_heights.max()], [100 * (0.3 - np.std([0.2, 0.4], ddof=1)), 100.0], atol=1e-9
     )
-    assert _legend_labels(axes.get_legend()) == [
+    assert _legend_labels(legend) == [
         "tiny sysu-all: R1 30.0 ± 14.1%",
         "hand-made sysu-all: R1 10.0%",
         "chance, 5 identities: R1 20.0%",
@@ -291,6 +292,30 @@ def test_cmc_shades_mean_plus_minus_std_over_trials_and_draws_chance():
     assert chance.get_linestyle() == "--"
     np.testing.assert_allclose(chance.get_ydata(), [20, 40, 60, 80])
     np.testing.assert_allclose(axes.get_lines()[0].get_ydata(), [30, 60, 85, 100])
+
+
+def test_cmc_curves_differ_by_more_than_colour_and_never_in_red_or_green():
+    cmc = [0.2, 0.5, 0.8, 1.0]
+    runs = {
+        CurveName("model", "sysu-all"): cmc,
+        CurveName("model", "sysu-all", "re-ranked (k1 20, k2 6, λ 0.3)"): cmc,
+        CurveName("model", "sysu-indoor"): cmc,
+        CurveName("descriptor", "sysu-all"): cmc,
+        CurveName("descriptor", "sysu-indoor"): cmc,
+    }
+    lines = cmc_figure(runs).axes[0].get_lines()
+    styles = [(line.get_color(), line.get_marker(), line.get_linestyle()) for line in lines]
+    assert [str(line.get_label()).split(":")[0] for line in lines] == [str(name) for name in runs]
+    model_all, model_all_reranked, model_indoor, descriptor_all, descriptor_indoor = styles
+    assert model_all[0] == model_all_reranked[0] == model_indoor[0] != descriptor_all[0] == descriptor_indoor[0]
+    assert model_all[1] == model_all_reranked[1] == descriptor_all[1] != model_indoor[1] == descriptor_indoor[1]
+    assert [style[2] for style in styles] == ["-", "--", "-", "-", "-"]  # re-ranked: dashed
+    assert len(set(styles)) == len(styles)
+    one_run = cmc_figure({CurveName("", "sysu-all"): cmc, CurveName("", "sysu-indoor"): cmc}).axes[0].get_lines()
+    assert one_run[0].get_color() != one_run[1].get_color()  # one run: a colour per protocol
+    for line in [*lines, *one_run]:
+        red, green, blue = matplotlib.colors.to_rgb(line.get_color())
+        assert not (red > 0.6 and green < 0.4 and blue < 0.4) and not (green > 0.5 and red < 0.4 and blue < 0.4)
 
 
 def test_cmc_results_errors_name_the_file(tmp_path):

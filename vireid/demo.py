@@ -115,9 +115,8 @@ def run_demo(
     floor_records = json.dumps([result.to_dict() for result in floor_results], indent=2) + "\n"
     write_text(floor_folder / "results.json", floor_records)
     chance = 1 / test_images.num_identities
-    plain = [result for result in results if result.rerank is None]
     compared = {
-        **protocol_cmc_curves(plain, "trained model"),
+        **protocol_cmc_curves(results, "trained model"),
         **protocol_cmc_curves(floor_results, "hand-made descriptor"),
     }
     config_name = load_config(DEMO_CONFIG, common).name

@@ -273,9 +273,9 @@ def command_compare(arguments: argparse.Namespace) -> int:
     table = comparison_table(chosen, arguments.protocol, published)
     print(table)
     if arguments.picture:
-        from vireid.viz.cmc import draw_cmc_curves
+        from vireid.viz.cmc import draw_cmc_curves, recorded_cmc_curves
 
-        curves = {result.label: result.cmc for result in chosen}
+        curves = recorded_cmc_curves(chosen)
         print(f"wrote {draw_cmc_curves(curves, arguments.picture, title=arguments.title or 'CMC, side by side')}")
     if arguments.out:
         out = Path(arguments.out)
