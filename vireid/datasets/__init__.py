@@ -2,7 +2,7 @@
 
 Each module of this package describes one dataset in a DatasetSpec and
 registers it. Importing the package imports every module in it, so a new
-dataset is one new file here (README, "Add a dataset").
+dataset is one new file here (the docs, "Add a dataset").
 """
 
 from vireid.datasets.registry import (

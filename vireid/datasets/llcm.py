@@ -60,6 +60,12 @@ def llcm_train_split(root: str | Path) -> Split:
 
     Person id = the label column; camera id = the ``camN`` part of each path;
     labels re-indexed 0..K-1 by person id.
+
+    Args:
+        root: The LLCM root folder.
+
+    Returns:
+        The training images.
     """
     root = _check_root(Path(root))
     parts = []
@@ -80,7 +86,14 @@ def llcm_train_split(root: str | Path) -> Split:
 
 
 def llcm_test_images(root: str | Path) -> Split:
-    """Every test image: visible then infrared; within each, test ids sorted, cameras in order, files sorted."""
+    """Every test image: visible then infrared; within each, test ids sorted, cameras in order, files sorted.
+
+    Args:
+        root: The LLCM root folder.
+
+    Returns:
+        The test images.
+    """
     root = _check_root(Path(root))
     person_ids = read_id_list(root / "idx" / "test_id.txt")
     parts = []
@@ -100,8 +113,22 @@ def llcm_test_images(root: str | Path) -> Split:
 
 
 def llcm_trial_rows(test_images: Split, mode: str = "ir2vis", trial: int = 0) -> tuple[list[int], list[int]]:
-    """Rows of the query and gallery of one trial: every image of one modality, and one image
-    per person and camera of the other drawn with ``random.seed(trial)`` (MODES says which is which)."""
+    """Rows of the query and gallery of one trial.
+
+    Every image of one modality, and one image per person and camera of the other drawn with
+    ``random.seed(trial)`` (MODES says which is which).
+
+    Args:
+        test_images: Every test image.
+        mode: One of MODES.
+        trial: The trial, the seed of the draws.
+
+    Returns:
+        The query rows and the gallery rows.
+
+    Raises:
+        ValueError: Where ``mode`` is not one of MODES.
+    """
     if mode not in MODES:
         raise ValueError(f"LLCM mode must be one of {sorted(MODES)}, got {mode!r}")
     every_modality, drawn_modality, queries = MODES[mode]
@@ -132,6 +159,17 @@ def plan_synthetic(identities: int, images_per_id: int, rng: np.random.Generator
     """{train,test}_{vis,nir}/camN/<id4>/..., idx/train_{vis,nir}.txt, idx/test_id.txt.
 
     About a third of the persons are test ids (351 of 1,064 in the real set).
+
+    Args:
+        identities: The number of persons.
+        images_per_id: Images per person, in each modality.
+        rng: The random generator.
+
+    Returns:
+        Every file of the layout.
+
+    Raises:
+        UserError: Where there are fewer than 4 identities.
     """
     if identities < 4:
         raise UserError(f"--ids: an LLCM layout needs at least 4 identities, got {identities}")

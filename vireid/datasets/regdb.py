@@ -54,17 +54,44 @@ def _index_split(root: Path, part: str, trial: int) -> Split:
 
 
 def regdb_train_split(root: str | Path, trial: int = 1) -> Split:
-    """Training set of one trial, labels re-indexed 0..K-1 by person id."""
+    """Training set of one trial, labels re-indexed 0..K-1 by person id.
+
+    Args:
+        root: The RegDB root folder.
+        trial: The trial, 1 to 10.
+
+    Returns:
+        The training images.
+    """
     return relabelled(_index_split(Path(root), "train", trial))
 
 
 def regdb_test_images(root: str | Path, trial: int = 1) -> Split:
-    """Test images of one trial: test_visible_t then test_thermal_t."""
+    """Test images of one trial: test_visible_t then test_thermal_t.
+
+    Args:
+        root: The RegDB root folder.
+        trial: The trial, 1 to 10.
+
+    Returns:
+        The test images.
+    """
     return _index_split(Path(root), "test", trial)
 
 
 def regdb_direction_rows(test_images: Split, direction: str = "v2t") -> tuple[list[int], list[int]]:
-    """Rows of the query (every test image of one modality) and gallery (every one of the other)."""
+    """Rows of the query (every test image of one modality) and gallery (every one of the other).
+
+    Args:
+        test_images: One trial's test images.
+        direction: One of DIRECTIONS.
+
+    Returns:
+        The query rows and the gallery rows.
+
+    Raises:
+        ValueError: Where ``direction`` is not one of DIRECTIONS.
+    """
     if direction not in DIRECTIONS:
         raise ValueError(f"RegDB direction must be one of {sorted(DIRECTIONS)}, got {direction!r}")
     query_modality, gallery_modality = DIRECTIONS[direction]
@@ -86,6 +113,17 @@ def plan_synthetic(identities: int, images_per_id: int, rng: np.random.Generator
 
     Each trial splits the persons at random into halves for training and test;
     the label column is the person number (0-based, as in the released files).
+
+    Args:
+        identities: The number of persons, even.
+        images_per_id: Images per person, in each modality.
+        rng: The random generator.
+
+    Returns:
+        Every file of the layout.
+
+    Raises:
+        UserError: Where the number of identities is odd or below 4.
     """
     if identities < 4 or identities % 2:
         raise UserError(f"--ids: a RegDB layout needs an even number of at least 4 identities, got {identities}")

@@ -1,5 +1,7 @@
-"""The registered datasets by name, their protocols by name, and reading a
-protocol's trial: everything outside the dataset modules goes through here."""
+"""The registered datasets by name, their protocols by name, and reading a protocol's trial.
+
+Everything outside the dataset modules goes through here.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +23,19 @@ DATASETS: dict[str, DatasetSpec] = {}
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
-    """Add ``spec`` under its name, its protocols marked as its own, noting where it comes from
-    (``source``); returns the registered spec. A name or a protocol name taken by another dataset is an error."""
+    """Add ``spec`` under its name, its protocols marked as its own, noting where it comes from (``source``).
+
+    A name or a protocol name taken by another dataset is an error.
+
+    Args:
+        spec: The dataset.
+
+    Returns:
+        The registered spec: ``spec`` with its protocols' ``dataset`` and its ``source`` filled in.
+
+    Raises:
+        ValueError: Where the name or a protocol name is taken, or a protocol names another dataset.
+    """
     if spec.name in DATASETS:
         raise ValueError(f"a dataset named {spec.name!r} is registered already")
     taken = {name for other in DATASETS.values() for name in other.protocol_names}
@@ -38,20 +51,52 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
 
 
 def dataset_names() -> list[str]:
+    """The names of the registered datasets, in registration order.
+
+    Returns:
+        The names.
+    """
     return list(DATASETS)
 
 
 def get_dataset(name: str) -> DatasetSpec:
+    """The registered dataset named ``name``.
+
+    Args:
+        name: The dataset's name (``data.dataset``).
+
+    Returns:
+        The dataset.
+
+    Raises:
+        UserError: Where no dataset has that name.
+    """
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     return DATASETS[name]
 
 
 def protocol_names() -> list[str]:
+    """The names of every registered dataset's protocols, dataset after dataset.
+
+    Returns:
+        The names.
+    """
     return [name for spec in DATASETS.values() for name in spec.protocol_names]
 
 
 def get_protocol(name: str) -> Protocol:
+    """The protocol named ``name``, of whichever registered dataset has it.
+
+    Args:
+        name: The protocol's name, e.g. "sysu-all".
+
+    Returns:
+        The protocol.
+
+    Raises:
+        UserError: Where no dataset has a protocol of that name.
+    """
     for spec in DATASETS.values():
         for protocol in spec.protocols:
             if protocol.name == name:
@@ -67,6 +112,15 @@ def trial_rows(
     Where the dataset trains one model per trial (RegDB), ``test_images``
     already is that trial's test set. ``options`` apply where the dataset has
     official draws (SYSU-MM01).
+
+    Args:
+        protocol: The protocol.
+        test_images: The dataset's test images (one trial's, where it trains one model per trial).
+        trial: The trial's number.
+        options: How the gallery is drawn, where the dataset offers a choice.
+
+    Returns:
+        The query rows and the gallery rows.
     """
     return get_dataset(protocol.dataset).select_trial_rows(test_images, protocol.mode, trial, options)
 
@@ -75,7 +129,18 @@ def read_trial_split(
     protocol: Protocol | str, root: str | Path, trial: int, options: GalleryOptions = GalleryOptions()
 ) -> QueryGallery:
     """Query and gallery of one trial of ``protocol``, read from the dataset at ``root``, in protocol order.
-    The official permutations are read from the root when ``options`` ask for them."""
+
+    The official permutations are read from the root when ``options`` ask for them.
+
+    Args:
+        protocol: The protocol, or its name.
+        root: The dataset's folder.
+        trial: The trial's number.
+        options: How the gallery is drawn, where the dataset offers a choice.
+
+    Returns:
+        The trial's query and gallery images.
+    """
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     dataset, root = get_dataset(protocol.dataset), Path(root)
     if options.draws == "official" and options.permutations is None and dataset.official_draws is not None:
@@ -90,12 +155,22 @@ def read_trial_split(
 
 @functools.lru_cache(maxsize=16)
 def dataset_fingerprint(name: str, root: str) -> dict:
-    """Which data results come from: the image counts per split and modality (of the
-    dataset's first trial, where trials differ) and a short hash of the sorted relative
-    paths of every image file under ``root``. It describes the whole folder, so RegDB's ten
-    trials share it, and it changes when files are added, removed or renamed (LLCM was
-    revised after publication). The readers' warnings are not repeated here: they were
-    given when the images were read for use."""
+    """Which data results come from.
+
+    The image counts per split and modality (of the dataset's first trial, where trials differ)
+    and a short hash of the sorted relative paths of every image file under ``root``. It describes
+    the whole folder, so RegDB's ten trials share it, and it changes when files are added, removed
+    or renamed (LLCM was revised after publication). The readers' warnings are not repeated here:
+    they were given when the images were read for use.
+
+    Args:
+        name: The dataset's name.
+        root: The dataset's folder.
+
+    Returns:
+        The fingerprint: "dataset", "images" (counts by split, then modality), "image_files" and "files"
+            (the hash).
+    """
     dataset, folder = get_dataset(name), Path(root).resolve()
     trial = dataset.protocols[0].trials[0]
     counts = {}
@@ -117,7 +192,16 @@ def dataset_fingerprint(name: str, root: str) -> dict:
 
 
 def describe_fingerprint(fingerprint: dict) -> str:
-    """'sysu: train 1164 visible + 1164 infrared, test 276 + 276; 2880 files, hash 3f2a...'."""
+    """A fingerprint in words, for messages.
+
+    For example 'sysu: train 1164 visible + 1164 infrared, test 276 + 276; 2880 image files, hash 3f2a...'.
+
+    Args:
+        fingerprint: What ``dataset_fingerprint`` returns.
+
+    Returns:
+        One line.
+    """
     train, test = fingerprint["images"]["train"], fingerprint["images"]["test"]
     return (
         f"{fingerprint['dataset']}: train {train['visible']} visible + {train['infrared']} infrared, "

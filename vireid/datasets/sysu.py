@@ -63,6 +63,13 @@ def sysu_train_split(root: str | Path, include_val: bool = True) -> Split:
 
     Visible images (cam1, 2, 4, 5) then infrared images (cam3, 6), each ids
     sorted, cameras in order, files sorted; labels re-indexed 0..K-1 by id.
+
+    Args:
+        root: The SYSU-MM01 root folder.
+        include_val: Add the ids of val_id.txt.
+
+    Returns:
+        The training images.
     """
     root = _check_root(Path(root))
     person_ids = read_id_list(root / "exp" / "train_id.txt")
@@ -86,7 +93,15 @@ def sysu_train_split(root: str | Path, include_val: bool = True) -> Split:
 
 
 def sysu_test_images(root: str | Path, id_file: str = "test_id.txt") -> Split:
-    """Every image of the test ids (``exp/<id_file>``) in all six cameras, in protocol order."""
+    """Every image of the test ids (``exp/<id_file>``) in all six cameras, in protocol order.
+
+    Args:
+        root: The SYSU-MM01 root folder.
+        id_file: The id file in ``exp/``.
+
+    Returns:
+        The test images.
+    """
     root = _check_root(Path(root))
     person_ids = read_id_list(root / "exp" / id_file)
     images = person_folder_images(root, person_ids, (1, 2, 3, 4, 5, 6), _camera_modality)
@@ -102,9 +117,20 @@ def sysu_test_images(root: str | Path, id_file: str = "test_id.txt") -> Split:
 
 
 def load_official_permutations(path: str | Path) -> np.ndarray:
-    """The ``rand_perm_cam`` cell array of SYSU-MM01's ``exp/rand_perm_cam.mat``, its layout checked:
-    one cell per camera (cam1..cam6), each a cell per person id of a (trials, images) matrix
-    of 1-based image numbers, or an empty one."""
+    """The ``rand_perm_cam`` cell array of SYSU-MM01's ``exp/rand_perm_cam.mat``, its layout checked.
+
+    One cell per camera (cam1..cam6), each a cell per person id of a (trials, images) matrix
+    of 1-based image numbers, or an empty one.
+
+    Args:
+        path: The ``rand_perm_cam.mat`` file.
+
+    Returns:
+        The cell array.
+
+    Raises:
+        DatasetError: Where the file is damaged, of another kind, or not of that layout.
+    """
     from scipy.io import loadmat
 
     path = require_file(Path(path), "SYSU-MM01's rand_perm_cam.mat (needed for draws='official')")
@@ -181,6 +207,21 @@ def sysu_trial_rows(
     Query: every infrared image (cam3, cam6). Gallery: ``draws="agw"``
     reproduces the reference ``random.seed(trial)`` draws; ``"official"`` reads
     the authors' permutations (``permutations``, from rand_perm_cam.mat).
+
+    Args:
+        test_images: Every test image.
+        mode: The search mode, a key of GALLERY_CAMERAS ("all" or "indoor").
+        trial: The trial.
+        shot: "single": one gallery image per person and camera; "multi": up to 10.
+        draws: "agw" or "official".
+        permutations: The official permutations, for ``draws="official"``.
+        permutation_source: Where they were read, for messages.
+
+    Returns:
+        The query rows and the gallery rows.
+
+    Raises:
+        ValueError: Where ``mode`` or ``draws`` is unknown, or ``draws="official"`` comes without permutations.
     """
     if mode not in GALLERY_CAMERAS:
         raise ValueError(f"SYSU-MM01 mode must be one of {sorted(GALLERY_CAMERAS)}, got {mode!r}")
@@ -224,6 +265,17 @@ def plan_synthetic(identities: int, images_per_id: int, rng: np.random.Generator
     Ids split like the real set (296 train, 99 val, 96 test of 491). Every
     person is seen by at least one indoor visible camera (cam1/cam2) and one
     infrared camera.
+
+    Args:
+        identities: The number of persons.
+        images_per_id: Images per person, in each modality.
+        rng: The random generator.
+
+    Returns:
+        Every file of the layout.
+
+    Raises:
+        UserError: Where there are fewer than 4 identities.
     """
     if identities < 4:
         raise UserError(f"--ids: a SYSU-MM01 layout needs at least 4 identities, got {identities}")

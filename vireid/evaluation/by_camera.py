@@ -1,6 +1,7 @@
-"""Results by camera: for every query camera x gallery camera pair of a protocol, the protocol's
-queries of that camera against its gallery restricted to that camera (each trial's own draw), scored
-under the dataset's rule and averaged over the trials.
+"""Results by camera, for every query camera x gallery camera pair of a protocol.
+
+Each pair scores the protocol's queries of that camera against its gallery restricted to that camera
+(each trial's own draw), under the dataset's rule, averaged over the trials.
 
 A query whose identity has no image in that camera's gallery (or only images the scoring rule
 removes, as SYSU-MM01 removes cam2 for cam3's queries) cannot be scored there: it is left out of
@@ -26,7 +27,15 @@ CELL_METRICS = ("rank1", "mAP", "mINP")
 
 @dataclass(frozen=True)
 class CameraCell:
-    """One query camera x gallery camera pair, over the trials."""
+    """One query camera x gallery camera pair, over the trials.
+
+    Attributes:
+        query_camera: The queries' camera.
+        gallery_camera: The gallery images' camera.
+        queries: The queries of that camera, per trial (mean over trials).
+        scored_queries: Of them, those with a true match in that camera's gallery, per trial.
+        metrics: "rank1", "mAP" and "mINP", the mean over the trials with a scored query; None: none had one.
+    """
 
     query_camera: int
     gallery_camera: int
@@ -35,6 +44,7 @@ class CameraCell:
     metrics: dict[str, float] | None  # mean over the trials with a scored query; None: none had one
 
     def to_dict(self) -> dict:
+        """The cell as results.json records it."""
         return {
             "query_camera": self.query_camera,
             "gallery_camera": self.gallery_camera,
@@ -46,7 +56,15 @@ class CameraCell:
 
 @dataclass(frozen=True)
 class CameraTable:
-    """Every query camera x gallery camera cell of a protocol."""
+    """Every query camera x gallery camera cell of a protocol.
+
+    Attributes:
+        protocol: The protocol.
+        trials: The trials scored.
+        query_cameras: The queries' cameras, ascending.
+        gallery_cameras: The gallery images' cameras, ascending.
+        cells: One cell per pair of cameras that met in a trial.
+    """
 
     protocol: Protocol
     trials: tuple[int, ...]
@@ -55,6 +73,15 @@ class CameraTable:
     cells: tuple[CameraCell, ...]
 
     def cell(self, query_camera: int, gallery_camera: int) -> CameraCell:
+        """The cell of one query camera and one gallery camera.
+
+        Args:
+            query_camera: The queries' camera.
+            gallery_camera: The gallery images' camera.
+
+        Returns:
+            The cell.
+        """
         return next(c for c in self.cells if (c.query_camera, c.gallery_camera) == (query_camera, gallery_camera))
 
     @property
@@ -63,6 +90,7 @@ class CameraTable:
         return len(self.query_cameras) == 1 and len(self.gallery_cameras) == 1
 
     def to_dict(self) -> dict:
+        """The table as results.json records it."""
         return {
             "protocol": self.protocol.name,
             "trials": list(self.trials),
@@ -76,7 +104,16 @@ class CameraTable:
         return f"{self.markdown('rank1')}\n\n{self.markdown('mAP')}"
 
     def markdown(self, metric: str = "rank1") -> str:
-        """Rows: query cameras; columns: gallery cameras; each cell '<metric> % (scored/queries)'."""
+        """One metric's Markdown table.
+
+        Rows: query cameras; columns: gallery cameras; each cell '<metric> % (scored/queries)'.
+
+        Args:
+            metric: "rank1", "mAP" or "mINP".
+
+        Returns:
+            The table.
+        """
         name = {"rank1": "R1", "mAP": "mAP", "mINP": "mINP"}[metric]
         header = f"| {self.protocol.name}: {name} (scored / queries) | " + " | ".join(
             f"gallery cam{camera}" for camera in self.gallery_cameras
@@ -104,7 +141,18 @@ def evaluate_by_camera(
     options: GalleryOptions = GalleryOptions(),
     device: str | torch.device | None = None,
 ) -> CameraTable:
-    """The CameraTable of ``protocol`` on ``feature_sets`` (the same trials and draws as evaluate_protocol)."""
+    """The CameraTable of ``protocol`` on ``feature_sets`` (the same trials and draws as evaluate_protocol).
+
+    Args:
+        protocol: The protocol, or its name.
+        feature_sets: The feature sets: one of every test image, or one per trial.
+        trials: The trials to score; None: the default.
+        options: How the gallery is drawn, where the dataset offers a choice.
+        device: Where to score; None: the CPU.
+
+    Returns:
+        The table.
+    """
     prepared = prepare_trials(protocol, feature_sets, trials, options, device)
     per_cell: dict[tuple[int, int], list[tuple[int, int, dict[str, float] | None]]] = {}
     query_cameras, gallery_cameras = set(), set()

@@ -1,6 +1,8 @@
-"""Results side by side: one row per run (and per re-ranking), one group of columns per
-protocol (R1, R10, R20, mAP, mINP, mean ± std), the shape of the paper's Table 4, from the
-results.json files of `vireid test` (vireid.evaluation.results_file)."""
+"""Results side by side, from the results.json files of `vireid test` (vireid.evaluation.results_file).
+
+One row per run (and per re-ranking), one group of columns per protocol (R1, R10, R20, mAP,
+mINP, mean ± std): the shape of the paper's Table 4.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +20,16 @@ COLUMNS = ("R1", "R10", "R20", "mAP", "mINP")
 
 
 def figures(result: RecordedResult) -> dict[str, np.ndarray]:
-    """Each column's values (percent), one per trial (or seed); CMC beyond the curve's end keeps its last value."""
+    """Each column's values (percent), one per trial (or seed).
+
+    CMC beyond the curve's end keeps its last value.
+
+    Args:
+        result: One protocol result of one run.
+
+    Returns:
+        Each of COLUMNS -> (S,) values in percent.
+    """
     ranks = {name: int(name[1:]) for name in COLUMNS if name.startswith("R")}
     last = result.cmc.shape[1]
     return {
@@ -34,8 +45,17 @@ def _cell(values: np.ndarray) -> str:
 
 
 def method_label(config: dict | None) -> str:
-    """The run's ``model.method``, with the keys the run changed from the method's own values
-    (any section the method sets: its model switches, a recipe's loss, train and test keys)."""
+    """The run's ``model.method``, with the keys the run changed from the method's own values.
+
+    The keys are those of any section the method sets: its model switches, a recipe's loss, train
+    and test keys.
+
+    Args:
+        config: The run's config, or None.
+
+    Returns:
+        For example "agw (parts 6)"; "–" where the config names no method.
+    """
     from vireid.method import registered_methods  # here: the methods import the networks
 
     methods = registered_methods()
@@ -57,9 +77,20 @@ def comparison_table(
     protocols: Sequence[str] | None = None,
     published: Sequence[PublishedRow] = (),
 ) -> str:
-    """Markdown: a row per run and re-ranking, R1 / R10 / R20 / mAP / mINP of each protocol
-    (``protocols``, default every one found, in order of appearance) as mean ± std in percent;
-    then a row per ``published`` method (and re-ranking), its figures as published, and their sources."""
+    """The Markdown comparison table.
+
+    A row per run and re-ranking, R1 / R10 / R20 / mAP / mINP of each protocol as mean ± std in
+    percent; then a row per ``published`` method (and re-ranking), its figures as published, and
+    their sources.
+
+    Args:
+        results: The runs' results.
+        protocols: The protocols, in order; None: every one found, in order of appearance.
+        published: Published figures to show beside them.
+
+    Returns:
+        The table and the notes under it.
+    """
     protocols = list(protocols or dict.fromkeys(result.protocol for result in results))
     rows: dict[tuple[str, str], dict[str, RecordedResult]] = {}
     for result in results:
@@ -105,8 +136,10 @@ def _published_lines(published: Sequence[PublishedRow], protocols: Sequence[str]
 
 
 def _published_notes(published: Sequence[PublishedRow], plain_runs: bool) -> list[str]:
-    """Under the table: what the published rows are, their sources, and a warning where re-ranked
-    published figures stand beside plain runs."""
+    """The lines under the table: what the published rows are and their sources.
+
+    A warning is added where re-ranked published figures stand beside plain runs.
+    """
     notes = ["", "Published rows: the figures as their source gives them (no spread; – where it gives none):"]
     notes += [f"- {row.name}, {row.protocol}: {row.source}" for row in published]
     if plain_runs and any(row.reranked for row in published):

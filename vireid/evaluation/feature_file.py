@@ -47,7 +47,14 @@ _ARRAY_KEYS = ("features", "paths", "person_ids", "camera_ids", "modalities", "m
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """Features of a list of images, row i describing ``images.paths[i]``."""
+    """Features of a list of images, row i describing ``images.paths[i]``.
+
+    Attributes:
+        features: (N, D) float32 features.
+        images: The N images.
+        metadata: What the file records besides the arrays (dataset, root, trial, model, ...).
+        source: The file it was read from, for messages ("" when made in memory).
+    """
 
     features: np.ndarray  # (N, D) float32
     images: Split
@@ -68,7 +75,15 @@ class FeatureSet:
 
 @dataclass(frozen=True)
 class FileKind:
-    """A vireid .npz file that holds a feature file's arrays (and maybe more): what readers expect of it."""
+    """A vireid .npz file that holds a feature file's arrays (and maybe more): what readers expect of it.
+
+    Attributes:
+        format_name: Its ``metadata["format"]``.
+        version: Its ``metadata["version"]``.
+        description: Named in error messages, e.g. "feature file".
+        error: Raised for every problem with such a file.
+        extra_keys: Arrays stored beside the feature file's.
+    """
 
     format_name: str  # metadata["format"]
     version: int  # metadata["version"]
@@ -94,7 +109,17 @@ def write_feature_set(
     kind: FileKind = FEATURE_FILE,
     extra_arrays: dict[str, np.ndarray] | None = None,
 ) -> Path:
-    """Write ``feature_set`` (and ``kind``'s extra arrays) to ``path`` atomically (temporary file, then rename)."""
+    """Write ``feature_set`` (and ``kind``'s extra arrays) to ``path`` atomically (temporary file, then rename).
+
+    Args:
+        path: The file to write.
+        feature_set: The features, their images and metadata.
+        kind: The kind of file, recorded in its metadata.
+        extra_arrays: ``kind``'s extra arrays by name.
+
+    Returns:
+        The path written.
+    """
     path = Path(path)
     metadata = dict(feature_set.metadata, format=kind.format_name, version=kind.version)
     root = metadata.get("root")
@@ -115,7 +140,15 @@ def write_feature_set(
 
 
 def save_features(path: str | Path, feature_set: FeatureSet) -> Path:
-    """Write ``feature_set`` to ``path`` atomically (temporary file, then rename)."""
+    """Write ``feature_set`` to ``path`` atomically (temporary file, then rename).
+
+    Args:
+        path: The feature file to write.
+        feature_set: The features, their images and metadata.
+
+    Returns:
+        The path written.
+    """
     return write_feature_set(path, feature_set)
 
 
@@ -141,6 +174,17 @@ def read_feature_set(
     Relative image paths are joined to ``root`` (default: the stored root).
     The format is checked before the arrays, so a file of another vireid kind
     is named as such.
+
+    Args:
+        path: The file to read.
+        root: The folder relative image paths are joined to; None: the stored root.
+        kind: The kind of file expected.
+
+    Returns:
+        The feature set and the extra arrays by name.
+
+    Raises:
+        UserError: ``kind.error``, where the file is missing, unreadable or not of ``kind``.
     """
     path = Path(path)
     if not path.is_file():
@@ -173,5 +217,16 @@ def read_feature_set(
 
 
 def load_features(path: str | Path, root: str | Path | None = None) -> FeatureSet:
-    """Read a feature file; relative image paths are joined to ``root`` (default: the stored root)."""
+    """Read a feature file; relative image paths are joined to ``root`` (default: the stored root).
+
+    Args:
+        path: The feature file.
+        root: The folder relative image paths are joined to; None: the stored root.
+
+    Returns:
+        The feature set.
+
+    Raises:
+        FeatureFileError: Where the file is missing, unreadable or not a feature file.
+    """
     return read_feature_set(path, root)[0]

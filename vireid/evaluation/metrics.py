@@ -51,16 +51,32 @@ DISTANCES: dict[str, str] = {
 
 
 def distance_of(metadata: dict | None) -> Distance:
-    """The distance that features with this metadata (a feature file's, an index's) are scored with,
-    as the signature of the model that made them records it (vireid.engine.extract.feature_signature);
-    features written before it was recorded were all scored by cosine."""
+    """The distance that features with this metadata (a feature file's, an index's) are scored with.
+
+    The signature of the model that made them records it (vireid.engine.extract.feature_signature);
+    features written before it was recorded were all scored by cosine.
+
+    Args:
+        metadata: The features' metadata, or None.
+
+    Returns:
+        "cosine" or "dot".
+    """
     model = (metadata or {}).get("model")
     return model.get("distance", "cosine") if isinstance(model, dict) else "cosine"
 
 
 def scoring_features(features: ArrayLike, distance: Distance, device: torch.device | None = None) -> torch.Tensor:
-    """(N, D) float32 features as ``distance`` compares them by dot product: L2-normalised for
-    ``cosine``, as they are for ``dot``."""
+    """(N, D) float32 features as ``distance`` compares them by dot product.
+
+    Args:
+        features: (N, D) features, a numpy array or a tensor.
+        distance: "cosine" or "dot".
+        device: Where the result goes; None: where the features are.
+
+    Returns:
+        (N, D) float32 features: L2-normalised for ``cosine``, as they are for ``dot``.
+    """
     features = _as_tensor(features, device).float()
     return torch.nn.functional.normalize(features, dim=1) if distance == "cosine" else features
 
@@ -71,7 +87,15 @@ class NoValidQueryError(ValueError):
 
 @dataclass(frozen=True)
 class RankMetrics:
-    """The scores of one query set against one gallery; averages are over valid queries only."""
+    """The scores of one query set against one gallery; averages are over valid queries only.
+
+    Attributes:
+        cmc: (max_rank,) float64 CMC curve, fractions of valid queries.
+        mAP: Mean average precision.
+        mINP: Mean inverse negative penalty.
+        num_valid_queries: The queries with an image of their identity left in the gallery.
+        num_queries: Every query.
+    """
 
     cmc: np.ndarray  # (max_rank,) float64, fractions of valid queries
     mAP: float
@@ -80,7 +104,14 @@ class RankMetrics:
     num_queries: int
 
     def rank(self, k: int) -> float:
-        """CMC at rank ``k`` (1-based)."""
+        """CMC at rank ``k`` (1-based).
+
+        Args:
+            k: The rank, 1 to ``max_rank``.
+
+        Returns:
+            The fraction of valid queries matched within the first ``k``.
+        """
         return float(self.cmc[k - 1])
 
 
@@ -91,7 +122,14 @@ def _as_tensor(values: ArrayLike, device: torch.device | None = None) -> torch.T
 
 
 def scoring_rule(scoring: ScoringRule | str) -> ScoringRule:
-    """``scoring`` itself, or the rule of the registered dataset it names."""
+    """``scoring`` itself, or the rule of the registered dataset it names.
+
+    Args:
+        scoring: A ScoringRule or a registered dataset's name.
+
+    Returns:
+        The rule.
+    """
     return scoring if isinstance(scoring, ScoringRule) else get_dataset(scoring).scoring
 
 
@@ -108,6 +146,12 @@ def gallery_order(distances: torch.Tensor) -> torch.Tensor:
     order-preserving bit pattern in the high half, the gallery index in the
     low half) sorted by numpy, several times faster than a stable argsort;
     elsewhere (GPU, or float64 that float32 cannot hold exactly) a stable torch sort.
+
+    Args:
+        distances: (C, G) distances.
+
+    Returns:
+        (C, G) int64 gallery indices.
     """
     if distances.device.type == "cpu":
         single = distances.float()
@@ -196,6 +240,23 @@ def rank_metrics(
     the work happens on the distances' device. ``query_chunk_size`` queries are
     scored at a time; ``None`` picks the largest chunk whose (chunk, G)
     temporaries stay under about 256 MB.
+
+    Args:
+        distances: (Q, G) distances, smaller is more similar.
+        query_ids: (Q,) person ids of the queries.
+        gallery_ids: (G,) person ids of the gallery images.
+        query_cameras: (Q,) camera ids of the queries.
+        gallery_cameras: (G,) camera ids of the gallery images.
+        scoring: A ScoringRule or a registered dataset's name.
+        max_rank: The length of the CMC curve.
+        query_chunk_size: Queries scored at a time; None: chosen by memory.
+
+    Returns:
+        The metrics, averaged over the valid queries.
+
+    Raises:
+        ValueError: Where the shapes do not fit, or ``max_rank`` or ``query_chunk_size`` is below 1.
+        NoValidQueryError: Where no query has an image of its identity left in the gallery.
     """
     rule = scoring_rule(scoring)
     distances, query_ids, gallery_ids, query_cameras, gallery_cameras = _as_tensors(
@@ -252,14 +313,33 @@ def rank_metrics(
 def pairwise_distances(
     query_features: ArrayLike, gallery_features: ArrayLike, distance: Distance = "cosine"
 ) -> torch.Tensor:
-    """(Q, G) distances of ``distance`` (DISTANCES) between two feature sets, on the query features' device."""
+    """(Q, G) distances of ``distance`` (DISTANCES) between two feature sets, on the query features' device.
+
+    Args:
+        query_features: (Q, D) features.
+        gallery_features: (G, D) features.
+        distance: "cosine" or "dot".
+
+    Returns:
+        (Q, G) float32 distances: the negative similarities.
+    """
     query = scoring_features(query_features, distance)
     return -(query @ scoring_features(gallery_features, distance, query.device).T)
 
 
 def scoring_memory(num_query: int, num_gallery: int, rerank: RerankSettings | None = None) -> int:
-    """Bytes, about, that ``evaluate_features`` needs at its peak for ``num_query`` queries and
-    ``num_gallery`` gallery images: the ranking's, or the re-ranking's before it where that is more."""
+    """Bytes, about, that ``evaluate_features`` needs at its peak.
+
+    That is the ranking's, or the re-ranking's before it where that is more.
+
+    Args:
+        num_query: The number of queries.
+        num_gallery: The number of gallery images.
+        rerank: The re-ranking settings, or None for plain distances.
+
+    Returns:
+        The bytes.
+    """
     ranking = _PEAK_BYTES_PER_PAIR * num_query * num_gallery + _CHUNK_BYTES
     return ranking if rerank is None else max(ranking, rerank_memory(num_query, num_gallery, rerank))
 
@@ -276,9 +356,26 @@ def evaluate_features(
     rerank: RerankSettings | None = None,
     distance: Distance = "cosine",
 ) -> RankMetrics:
-    """rank_metrics of the ``distance`` distances between two feature sets, or with ``rerank`` of
-    their k-reciprocal re-ranked distances (vireid.evaluation.rerank): of the unit features for
-    ``cosine``, as the plain ranking; of the features as they are for ``dot``."""
+    """rank_metrics of the ``distance`` distances between two feature sets.
+
+    With ``rerank``, of their k-reciprocal re-ranked distances (vireid.evaluation.rerank): of the
+    unit features for ``cosine``, as the plain ranking; of the features as they are for ``dot``.
+
+    Args:
+        query_features: (Q, D) features.
+        gallery_features: (G, D) features.
+        query_ids: (Q,) person ids of the queries.
+        gallery_ids: (G,) person ids of the gallery images.
+        query_cameras: (Q,) camera ids of the queries.
+        gallery_cameras: (G,) camera ids of the gallery images.
+        scoring: A ScoringRule or a registered dataset's name.
+        max_rank: The length of the CMC curve.
+        rerank: The re-ranking settings, or None for plain distances.
+        distance: "cosine" or "dot".
+
+    Returns:
+        The metrics, averaged over the valid queries.
+    """
     if rerank is None:
         distances = pairwise_distances(query_features, gallery_features, distance)
     else:
@@ -304,9 +401,23 @@ def ranked_gallery(
     scoring: ScoringRule | str,
     top_k: int,
 ) -> list[np.ndarray]:
-    """Per query, the first ``top_k`` gallery indices in the order the metrics score
-    them: ascending distance, ties in gallery order, the images the scoring rule
-    removes for that query left out (so a list may be shorter than ``top_k``)."""
+    """Per query, the first ``top_k`` gallery indices in the order the metrics score them.
+
+    That is ascending distance, ties in gallery order, the images the scoring rule
+    removes for that query left out (so a list may be shorter than ``top_k``).
+
+    Args:
+        distances: (Q, G) distances.
+        query_ids: (Q,) person ids of the queries.
+        gallery_ids: (G,) person ids of the gallery images.
+        query_cameras: (Q,) camera ids of the queries.
+        gallery_cameras: (G,) camera ids of the gallery images.
+        scoring: A ScoringRule or a registered dataset's name.
+        top_k: The most gallery indices per query.
+
+    Returns:
+        One int64 array of gallery indices per query.
+    """
     distances, query_ids, gallery_ids, query_cameras, gallery_cameras = _as_tensors(
         distances, query_ids, gallery_ids, query_cameras, gallery_cameras
     )

@@ -1,5 +1,7 @@
-"""Evaluating saved features with a protocol: each trial's query and gallery,
-their scores, and the mean/std over trials in the standard table.
+"""Evaluating saved features with a protocol.
+
+Each trial's query and gallery, their scores, and the mean/std over trials in
+the standard table.
 
 The protocols themselves belong to their datasets (vireid.datasets); the
 shipped ones:
@@ -57,6 +59,15 @@ REPORTED_RANKS = (1, 5, 10, 20)
 
 @dataclass(frozen=True)
 class TrialResult:
+    """The metrics of one trial of a protocol.
+
+    Attributes:
+        trial: The trial's number.
+        metrics: Its scores.
+        num_query: The number of its queries.
+        num_gallery: The number of its gallery images.
+    """
+
     trial: int
     metrics: RankMetrics
     num_query: int
@@ -65,7 +76,17 @@ class TrialResult:
 
 @dataclass(frozen=True)
 class ProtocolResult:
-    """The metrics of every trial of one protocol, with their mean and std."""
+    """The metrics of every trial of one protocol, with their mean and std.
+
+    Attributes:
+        protocol: The protocol.
+        trials: Every trial's result.
+        options: How the galleries were drawn.
+        data: The dataset fingerprint the features record (None for files written before it).
+        rerank: The re-ranking the distances went through, if any.
+        distance: How the features were compared (vireid.evaluation.metrics.DISTANCES).
+        by_camera: The same trials by query and gallery camera, where asked for.
+    """
 
     protocol: Protocol
     trials: tuple[TrialResult, ...]
@@ -84,7 +105,11 @@ class ProtocolResult:
         return f"{label}, {self.rerank.describe()}" if self.rerank else label
 
     def per_trial(self) -> dict[str, np.ndarray]:
-        """Each metric (fractions 0..1) as an array over trials."""
+        """Each metric (fractions 0..1) as an array over trials.
+
+        Returns:
+            "rank1", "rank5", "rank10", "rank20", "mAP" and "mINP", each a (T,) array.
+        """
         return {
             **{f"rank{rank}": np.array([t.metrics.cmc[rank - 1] for t in self.trials]) for rank in REPORTED_RANKS},
             "mAP": np.array([t.metrics.mAP for t in self.trials]),
@@ -92,15 +117,17 @@ class ProtocolResult:
         }
 
     def mean(self) -> dict[str, float]:
+        """Each metric's mean over trials (fractions 0..1), by the names of ``per_trial``."""
         return {name: float(values.mean()) for name, values in self.per_trial().items()}
 
     def std(self) -> dict[str, float]:
-        """Sample standard deviation over trials (ddof = 1; 0 for a single trial)."""
+        """Each metric's sample standard deviation over trials (ddof = 1; 0 for a single trial)."""
         return {
             name: float(values.std(ddof=1)) if values.size > 1 else 0.0 for name, values in self.per_trial().items()
         }
 
     def to_dict(self) -> dict:
+        """The result as results.json records it: settings, mean, std and every trial's figures."""
         return {
             "protocol": self.protocol.name,
             "query": self.protocol.query,
@@ -129,8 +156,11 @@ class ProtocolResult:
 
 
 def _refuse_mixed_data(feature_sets: Sequence[FeatureSet]) -> None:
-    """Feature sets scored together must come from one dataset folder (where they record it) and
-    be compared with one distance."""
+    """A UserError unless the feature sets can be scored together.
+
+    Feature sets scored together must come from one dataset folder (where they record it) and
+    be compared with one distance.
+    """
     for feature_set in feature_sets[1:]:
         if distance_of(feature_set.metadata) != distance_of(feature_sets[0].metadata):
             raise UserError(
@@ -148,7 +178,14 @@ def _refuse_mixed_data(feature_sets: Sequence[FeatureSet]) -> None:
 
 
 def results_table(results: Sequence[ProtocolResult]) -> str:
-    """The standard Markdown table: mean ± std over trials, in percent."""
+    """The standard Markdown table: mean ± std over trials, in percent.
+
+    Args:
+        results: One row each.
+
+    Returns:
+        The table; a note under it where features were compared by a distance other than cosine.
+    """
     metric_names = [f"rank{rank}" for rank in REPORTED_RANKS] + ["mAP", "mINP"]
     header = "| protocol | query → gallery | trials | " + " | ".join(["R1", "R5", "R10", "R20", "mAP", "mINP"]) + " |"
     lines = [header, "|" + "---|" * (3 + len(metric_names))]
@@ -164,9 +201,19 @@ def results_table(results: Sequence[ProtocolResult]) -> str:
 
 
 def check_features_for(protocol: Protocol, feature_set: FeatureSet) -> None:
-    """A UserError naming the file unless ``feature_set`` can be scored with ``protocol``:
-    features of the protocol's dataset (where the file records one), of known identities,
-    every value finite."""
+    """A UserError naming the file unless ``feature_set`` can be scored with ``protocol``.
+
+    The features must be of the protocol's dataset (where the file records one), of known
+    identities, every value finite.
+
+    Args:
+        protocol: The protocol.
+        feature_set: The features.
+
+    Raises:
+        UserError: Where they cannot be scored with the protocol.
+        NonFiniteFeatures: Where a value is not finite.
+    """
     dataset, recorded = get_dataset(protocol.dataset), feature_set.metadata.get("dataset")
     if recorded is not None and recorded != dataset.name:
         theirs = f"; score them with {', '.join(DATASETS[recorded].protocol_names)}" if recorded in DATASETS else ""
@@ -180,8 +227,16 @@ def check_features_for(protocol: Protocol, feature_set: FeatureSet) -> None:
 
 
 def require_finite_features(features: np.ndarray, paths: Sequence[str], name: str) -> None:
-    """NonFiniteFeatures naming ``name``, the count and the first image, unless every value of the (N, D)
-    ``features`` is finite."""
+    """NonFiniteFeatures naming ``name``, the count and the first image, unless every value is finite.
+
+    Args:
+        features: (N, D) features.
+        paths: (N,) the images' paths.
+        name: The features' name, for the message.
+
+    Raises:
+        NonFiniteFeatures: Where a row holds NaN or an infinite value.
+    """
     finite = np.isfinite(features).all(axis=1)
     if not finite.all():
         rows = np.flatnonzero(~finite)
@@ -193,9 +248,16 @@ def require_finite_features(features: np.ndarray, paths: Sequence[str], name: st
 
 @dataclass
 class PreparedTrials:
-    """What scoring a protocol's trials needs, every trial's rows checked before any is scored:
-    ``runs`` as (trial, index of the feature set, query rows, gallery rows); ``compared`` each set's
-    (N, D) rows as the distance compares them (unit rows for cosine), on the scoring device."""
+    """What scoring a protocol's trials needs, every trial's rows checked before any is scored.
+
+    Attributes:
+        protocol: The protocol.
+        feature_sets: The feature sets scored.
+        runs: (trial, index of the feature set, query rows, gallery rows) of each trial.
+        distance: How the features are compared: "cosine" or "dot".
+        compared: Each set's (N, D) rows as the distance compares them (unit rows for cosine), on the
+            scoring device.
+    """
 
     protocol: Protocol
     feature_sets: Sequence[FeatureSet]
@@ -204,7 +266,17 @@ class PreparedTrials:
     compared: list[torch.Tensor]
 
     def scored(self, position: int, query_rows, gallery_rows, **keywords) -> RankMetrics:
-        """evaluate_features of some rows of the set at ``position`` under the dataset's scoring rule."""
+        """evaluate_features of some rows of the set at ``position`` under the dataset's scoring rule.
+
+        Args:
+            position: The index of the feature set.
+            query_rows (Sequence[int]): The rows of its queries.
+            gallery_rows (Sequence[int]): The rows of its gallery images.
+            **keywords (Any): More arguments of evaluate_features (``max_rank``, ``rerank``).
+
+        Returns:
+            The metrics.
+        """
         images, features = self.feature_sets[position].images, self.compared[position]
         return evaluate_features(
             features[torch.as_tensor(query_rows, device=features.device)],
@@ -227,7 +299,25 @@ def prepare_trials(
     device: str | torch.device | None = None,
     rerank: RerankSettings | None = None,
 ) -> PreparedTrials:
-    """The trials of ``protocol`` that ``feature_sets`` are scored on (evaluate_protocol says which)."""
+    """The trials of ``protocol`` that ``feature_sets`` are scored on (evaluate_protocol says which).
+
+    Every feature set and every trial's rows are checked, and the memory scoring needs, before any is scored.
+
+    Args:
+        protocol: The protocol, or its name.
+        feature_sets: The feature sets.
+        trials: The trials to score; None: the default.
+        options: How the gallery is drawn, where the dataset offers a choice.
+        device: Where to score; None: the CPU.
+        rerank: The re-ranking settings, or None for plain distances (counted in the memory check).
+
+    Returns:
+        The prepared trials.
+
+    Raises:
+        UserError: Where the features cannot be scored with the protocol or together, or a trial has
+            no query or no gallery image.
+    """
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     dataset = get_dataset(protocol.dataset)
     for feature_set in feature_sets:
@@ -274,6 +364,21 @@ def evaluate_protocol(
     ``options`` choose the gallery where the dataset offers a choice (SYSU-MM01).
     ``rerank``: each trial's distances k-reciprocal re-ranked (its queries and gallery
     together); the result says so in its label and its record.
+
+    Args:
+        protocol: The protocol, or its name.
+        feature_sets: The feature sets: one of every test image, or one per trial.
+        trials: The trials to score; None: the protocol's (one model per trial: taken from the files).
+        options: How the gallery is drawn, where the dataset offers a choice.
+        max_rank: The length of the CMC curves.
+        device: Where to score; None: the CPU.
+        rerank: The re-ranking settings, or None for plain distances.
+
+    Returns:
+        Every trial's metrics.
+
+    Raises:
+        UserError: Where the features cannot be scored with the protocol, or a trial has no valid query.
     """
     prepared = prepare_trials(protocol, feature_sets, trials, options, device, rerank)
     protocol = prepared.protocol

@@ -1,6 +1,7 @@
-"""k-reciprocal re-ranking (Zhong et al., "Re-ranking Person Re-identification with k-reciprocal
-Encoding", CVPR 2017), in the form the community code uses (the feature version of the authors'
-code, as in reid-strong-baseline, fast-reid and MPANet): k1 = 20, k2 = 6, lambda = 0.3.
+"""k-reciprocal re-ranking (Zhong et al., "Re-ranking Person Re-identification with k-reciprocal Encoding", CVPR 2017).
+
+It takes the form the community code uses (the feature version of the authors' code, as in
+reid-strong-baseline, fast-reid and MPANet): k1 = 20, k2 = 6, lambda = 0.3.
 
 On the N = Q + G query and gallery features together:
 
@@ -43,7 +44,16 @@ _CHUNK_ELEMENTS = _CHUNK_BYTES // _BYTES_PER_ELEMENT
 
 @dataclass(frozen=True)
 class RerankSettings:
-    """The parameters of k-reciprocal re-ranking (the paper's defaults), each checked."""
+    """The parameters of k-reciprocal re-ranking (the paper's defaults), each checked.
+
+    Attributes:
+        k1: The size of the k-reciprocal neighbourhoods.
+        k2: The neighbours averaged in the local query expansion.
+        lambda_value: The weight of the original distance beside the Jaccard distance.
+
+    Raises:
+        UserError: Where a value is outside the range of its ``test.rerank_*`` config key.
+    """
 
     k1: int = 20
     k2: int = 6
@@ -57,7 +67,14 @@ class RerankSettings:
 
     @staticmethod
     def from_dict(settings: dict) -> "RerankSettings":
-        """The settings a results.json records (``to_dict``)."""
+        """The settings a results.json records (``to_dict``).
+
+        Args:
+            settings: "k1", "k2" and "lambda_value".
+
+        Returns:
+            The settings, checked.
+        """
         return RerankSettings(int(settings["k1"]), int(settings["k2"]), float(settings["lambda_value"]))
 
     def describe(self) -> str:
@@ -65,18 +82,24 @@ class RerankSettings:
         return f"re-ranked (k1 {self.k1}, k2 {self.k2}, λ {self.lambda_value:g})"
 
     def to_dict(self) -> dict:
+        """The settings as results.json records them: "k1", "k2" and "lambda_value"."""
         return asdict(self)
 
 
 def _squared_distances(features: torch.Tensor, squares: torch.Tensor, rows: slice, columns: slice) -> torch.Tensor:
-    """(R, C) squared Euclidean distances of the ``rows`` of (N, D) ``features`` to its ``columns``;
-    ``squares``: (N,) the features' squared norms."""
+    """(R, C) squared Euclidean distances of the ``rows`` of (N, D) ``features`` to its ``columns``.
+
+    ``squares``: (N,) the features' squared norms.
+    """
     return (squares[rows, None] + squares[None, columns] - 2 * features[rows] @ features[columns].T).clamp_(min=0)
 
 
 def _nearest(features: torch.Tensor, squares: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, count) indices of each row's nearest features by ascending distance (ties by index), and
-    (N,) each row's largest distance, in row chunks of bounded size."""
+    """Each row's nearest features and its largest distance, in row chunks of bounded size.
+
+    Returns (N, count) indices of each row's nearest features by ascending distance (ties by index),
+    and (N,) each row's largest distance.
+    """
     num = features.shape[0]
     chunk = max(1, _CHUNK_ELEMENTS // num)
     nearest, largest = [], []
@@ -177,8 +200,10 @@ def _query_expansion(v: Entries, nearest: torch.Tensor, k2: int, num: int) -> En
 
 
 def _shared_weight(v: Entries, num: int, num_query: int) -> torch.Tensor:
-    """(Q, G) sum over j of min(V(q, j), V(g, j)): the query and gallery entries of V joined
-    on their column, in chunks of query entries of bounded size."""
+    """(Q, G) sum over j of min(V(q, j), V(g, j)).
+
+    The query and gallery entries of V are joined on their column, in chunks of query entries of bounded size.
+    """
     rows, columns, values = v
     num_gallery = num - num_query
     is_query = rows < num_query
@@ -209,8 +234,18 @@ original distances and their temporaries (measured on the CPU at 10000 x 10000).
 
 
 def rerank_memory(num_query: int, num_gallery: int, settings: RerankSettings) -> int:
-    """Bytes, about, that ``k_reciprocal_distances`` needs at its peak: its (Q, G) matrices, the
-    neighbour sets (N x (k1 + 1)^2 int64 indices) and two chunks' temporaries."""
+    """Bytes, about, that ``k_reciprocal_distances`` needs at its peak.
+
+    That is its (Q, G) matrices, the neighbour sets (N x (k1 + 1)^2 int64 indices) and two chunks' temporaries.
+
+    Args:
+        num_query: The number of queries (Q).
+        num_gallery: The number of gallery images (G).
+        settings: The re-ranking settings.
+
+    Returns:
+        The bytes.
+    """
     num = num_query + num_gallery
     neighbours = min(num, max(settings.k1 + 1, settings.k2))
     return _PEAK_BYTES_PER_PAIR * num_query * num_gallery + num * neighbours**2 * 8 + 2 * _CHUNK_BYTES
@@ -219,8 +254,16 @@ def rerank_memory(num_query: int, num_gallery: int, settings: RerankSettings) ->
 def k_reciprocal_distances(
     query_features: torch.Tensor, gallery_features: torch.Tensor, settings: RerankSettings = RerankSettings()
 ) -> torch.Tensor:
-    """(Q, G) re-ranked distances of (Q, D) query and (G, D) gallery features (see the module's
-    steps), on their device, in float64 if they are float64 and float32 otherwise."""
+    """(Q, G) re-ranked distances of (Q, D) query and (G, D) gallery features (see the module's steps).
+
+    Args:
+        query_features: (Q, D) features.
+        gallery_features: (G, D) features.
+        settings: The re-ranking settings.
+
+    Returns:
+        (Q, G) distances on the query features' device, in float64 if they are float64 and float32 otherwise.
+    """
     dtype = torch.float64 if query_features.dtype == torch.float64 else torch.float32
     features = torch.cat([query_features, gallery_features.to(query_features.device)]).to(dtype)
     num, num_query = features.shape[0], query_features.shape[0]

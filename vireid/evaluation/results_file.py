@@ -1,6 +1,8 @@
-"""Reading the results.json files that `vireid test` and `vireid evaluate --json` write: each
-protocol result of each run as its per-trial (or, for runs of several seeds, per-seed) figures,
-labelled by run name, protocol and re-ranking."""
+"""Reading the results.json files that `vireid test` and `vireid evaluate --json` write.
+
+Each protocol result of each run is read as its per-trial (or, for runs of several seeds, per-seed)
+figures, labelled by run name, protocol and re-ranking.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +26,19 @@ EXPECTED = "expected a results.json written by `vireid test` (a list of protocol
 
 @dataclass(frozen=True)
 class RecordedResult:
-    """One protocol result of one run, as a results.json holds it."""
+    """One protocol result of one run, as a results.json holds it.
+
+    Attributes:
+        run: The run's name, unique among the files read together.
+        config: The run's config.yaml beside the file, where there is one.
+        protocol: The protocol, with SYSU-MM01's gallery setting where not the default.
+        reranked: The re-ranking settings (k1, k2, lambda_value), or None.
+        cmc: (S, R) each trial's CMC (fractions), or each seed's mean over its trials.
+        mAP: (S,) mAP.
+        mINP: (S,) mINP.
+        spread: What S counts: "trials" or "seeds".
+        data: The dataset fingerprint of the figures (None in files written before it).
+    """
 
     run: str  # the run's name, unique among the files read together
     config: dict | None  # the run's config.yaml beside the file, where there is one
@@ -45,8 +59,20 @@ class RecordedResult:
 def protocol_label(
     protocol: str, shot: str = DEFAULT_SHOT, draws: str = DEFAULT_DRAWS, reranked: dict | None = None
 ) -> str:
-    """The protocol, with the SYSU-MM01 gallery settings when they are not the defaults,
-    and for re-ranked figures their settings (``reranked``: RerankSettings.to_dict)."""
+    """The protocol as tables label it.
+
+    The SYSU-MM01 gallery settings are added when they are not the defaults, and for re-ranked
+    figures their settings.
+
+    Args:
+        protocol: The protocol's name.
+        shot: The gallery's shot setting.
+        draws: The gallery's draws.
+        reranked: The re-ranking settings (RerankSettings.to_dict), or None.
+
+    Returns:
+        The label.
+    """
     name = protocol
     if shot != DEFAULT_SHOT:
         name += f" {shot}-shot"
@@ -56,7 +82,17 @@ def protocol_label(
 
 
 def results_path(path: str | Path) -> Path:
-    """A results.json itself, or the one in a run folder (which must hold one)."""
+    """A results.json itself, or the one in a run folder (which must hold one).
+
+    Args:
+        path: A results.json or a run folder.
+
+    Returns:
+        The results.json's path.
+
+    Raises:
+        UserError: Where a folder holds no results.json.
+    """
     path = Path(path)
     if path.is_dir() and not (path / "results.json").is_file():
         raise UserError(f"{path}: holds no results.json; score the run first: vireid test {path}")
@@ -100,8 +136,10 @@ def _trials(path: Path, record: dict) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def _figures(path: Path, record: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """A record's (S, R) CMC, (S,) mAP and mINP, and what S counts: its trials, or for a
-    results file of several seeds (``per_seed``) each seed's means over its trials."""
+    """A record's (S, R) CMC, (S,) mAP and mINP, and what S counts.
+
+    S counts its trials, or for a results file of several seeds (``per_seed``) each seed's means over its trials.
+    """
     if isinstance(record.get("per_seed"), list) and record["per_seed"]:
         seeds = [_trials(path, {"protocol": record.get("protocol"), **seed}) for seed in record["per_seed"]]
         return (*(np.stack([values.mean(0) for values in figure]) for figure in zip(*seeds)), "seeds")
@@ -118,8 +156,17 @@ def _config(folder: Path) -> dict | None:
 
 
 def run_name(results_file: str | Path) -> str:
-    """What the run of a results.json is called: its folder's name; for a folder named just
-    "run" (as in runs/demo/run), the config name stored beside it, else the folder above's name."""
+    """What the run of a results.json is called.
+
+    Its folder's name; for a folder named just "run" (as in runs/demo/run), the config name stored
+    beside it, else the folder above's name.
+
+    Args:
+        results_file: The results.json.
+
+    Returns:
+        The run's name.
+    """
     folder = Path(results_file).resolve().parent
     if folder.name != GENERIC_RUN_FOLDER:
         return folder.name
@@ -128,8 +175,19 @@ def run_name(results_file: str | Path) -> str:
 
 
 def read_results(inputs: Sequence[str | Path]) -> list[RecordedResult]:
-    """Every protocol result of each results.json (or run folder holding one), in order. A run is
-    named by :func:`run_name`; where two have the same name, by the file's folder as given."""
+    """Every protocol result of each results.json (or run folder holding one), in order.
+
+    A run is named by :func:`run_name`; where two have the same name, by the file's folder as given.
+
+    Args:
+        inputs: results.json files or run folders.
+
+    Returns:
+        The results.
+
+    Raises:
+        UserError: Where no file is given, a file is given twice, is unreadable, or holds one protocol twice.
+    """
     paths = [results_path(path) for path in inputs]
     if not paths:
         raise UserError("results files: expected at least one results.json, got none")
@@ -166,7 +224,18 @@ def read_results(inputs: Sequence[str | Path]) -> list[RecordedResult]:
 
 
 def results_to_compare(inputs: Sequence[str | Path], protocols: Sequence[str] | None = None) -> list[RecordedResult]:
-    """The results of :func:`read_results` of ``protocols`` (default: all), checked by :func:`require_comparable`."""
+    """The results of :func:`read_results` of ``protocols`` (default: all), checked by :func:`require_comparable`.
+
+    Args:
+        inputs: results.json files or run folders.
+        protocols: The protocols to keep; None: all.
+
+    Returns:
+        The results of those protocols.
+
+    Raises:
+        UserError: Where a protocol is not in the results, or the results do not compare.
+    """
     results = read_results(inputs)
     found = list(dict.fromkeys(result.protocol for result in results))
     unknown = [protocol for protocol in protocols or [] if protocol not in found]
@@ -178,8 +247,17 @@ def results_to_compare(inputs: Sequence[str | Path], protocols: Sequence[str] | 
 
 
 def require_comparable(results: Sequence[RecordedResult]) -> None:
-    """A UserError unless the runs of ``results`` can stand side by side: figures of one dataset folder
-    (where they record its fingerprint) and every protocol scored for every run."""
+    """A UserError unless the runs of ``results`` can stand side by side.
+
+    They must hold figures of one dataset folder (where they record its fingerprint) and every
+    protocol scored for every run.
+
+    Args:
+        results: The results.
+
+    Raises:
+        UserError: Where they cannot stand side by side.
+    """
     from vireid.datasets import describe_fingerprint  # here: the dataset registry imports the readers
 
     recorded = [result for result in results if result.data is not None]

@@ -1,5 +1,7 @@
-"""Results of runs that differ only in their seed: mean ± std over the seeds, beside
-the spread over trials that each run's own table shows."""
+"""Results of runs that differ only in their seed.
+
+Mean ± std over the seeds, beside the spread over trials that each run's own table shows.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +16,12 @@ METRICS = [f"rank{rank}" for rank in REPORTED_RANKS] + ["mAP", "mINP"]
 
 @dataclass(frozen=True)
 class SeedResults:
-    """One protocol scored for every seed: ``results[i]`` is seed ``seeds[i]``'s ProtocolResult."""
+    """One protocol scored for every seed: ``results[i]`` is seed ``seeds[i]``'s ProtocolResult.
+
+    Attributes:
+        seeds: The seeds.
+        results: Each seed's ProtocolResult.
+    """
 
     seeds: tuple[int, ...]
     results: tuple[ProtocolResult, ...]
@@ -24,6 +31,7 @@ class SeedResults:
         return {name: np.array([result.mean()[name] for result in self.results]) for name in METRICS}
 
     def mean(self) -> dict[str, float]:
+        """Each metric's mean over seeds of the per-seed means (fractions 0..1)."""
         return {name: float(values.mean()) for name, values in self.per_seed().items()}
 
     def std(self) -> dict[str, float]:
@@ -35,6 +43,7 @@ class SeedResults:
         return {name: float(np.mean([result.std()[name] for result in self.results])) for name in METRICS}
 
     def to_dict(self) -> dict:
+        """The results as results.json records them: settings, mean, both spreads and every seed's result."""
         first = self.results[0].to_dict()
         return {
             **{key: first[key] for key in ("protocol", "query", "gallery", "shot", "draws", "data", "reranked")},
@@ -47,7 +56,14 @@ class SeedResults:
 
 
 def seeds_table(results: list[SeedResults]) -> str:
-    """Markdown: mean ± std over seeds, and in brackets the std over trials, in percent."""
+    """Markdown: mean ± std over seeds, and in brackets the std over trials, in percent.
+
+    Args:
+        results: One row each.
+
+    Returns:
+        The table and a note under it.
+    """
     header = "| protocol | query → gallery | seeds | " + " | ".join(["R1", "R5", "R10", "R20", "mAP", "mINP"]) + " |"
     lines = [header, "|" + "---|" * (3 + len(METRICS))]
     for result in results:

@@ -49,12 +49,15 @@ class CrossModalityMethod(Method):
         self.reference_formats = reference_formats
 
     def build_model(self, config: ExperimentConfig, num_classes: int, load_weights: bool = True) -> CrossModalityNet:
+        """The two-stream network of ``config.model`` (vireid.models.network.build_model)."""
         return build_model(config.model, num_classes, load_weights)
 
     def build_loss(self, config: ExperimentConfig, num_classes: int, model: nn.Module) -> ReIDLoss:
+        """ReIDLoss of ``config.loss``."""
         return ReIDLoss(config.loss)
 
     def loss_terms(self, config: ExperimentConfig) -> tuple[str, ...]:
+        """The terms id and triplet, then part_id and part_triplet with parts, then msid and cmp with CMIMPL."""
         parts = ("part_id", "part_triplet") if config.model.parts else ()
         return ("id", "triplet", *parts, *(("msid", "cmp") if config.model.cmimpl else ()))
 
@@ -66,6 +69,7 @@ class CrossModalityMethod(Method):
         return [ParameterGroup("backbone", backbone, train.backbone_lr), ParameterGroup("new", new_layers, train.lr)]
 
     def embeddings(self, config: ExperimentConfig) -> dict[str, str]:
+        """``global``, and ``parts`` and ``both`` where the network has parts."""
         embeddings = {"global": "the global feature (after the BNNeck; test.after_bn=false: before it)"}
         if config.model.parts:
             embeddings["parts"] = f"the {config.model.parts} part features, each L2-normalised, concatenated"
@@ -73,6 +77,7 @@ class CrossModalityMethod(Method):
         return embeddings
 
     def embed(self, output: ModelOutput, name: str, test: InferenceConfig) -> torch.Tensor:
+        """The (B, D) embedding ``name``: its blocks, each L2-normalised, concatenated."""
         blocks = []
         if name in ("global", "both"):
             blocks.append(F.normalize(output.global_feature if test.after_bn else output.pooled, dim=1))
@@ -82,6 +87,7 @@ class CrossModalityMethod(Method):
         return torch.cat(blocks, dim=1)
 
     def check(self, config: ExperimentConfig) -> None:
+        """A ConfigError where ``test.feature`` asks for parts of a network without parts."""
         if config.test.feature in ("parts", "both") and config.model.parts == 0:
             raise ConfigError(
                 f"test.feature: {config.test.feature!r} needs a model with parts (model.parts > 0); "
@@ -89,24 +95,32 @@ class CrossModalityMethod(Method):
             )
 
     def signature(self, config: ExperimentConfig) -> dict[str, Any]:
+        """The backbone, the number of parts and the part features' dimension."""
         model = config.model
         return {"backbone": model.backbone, "parts": model.parts, "part_dim": model.part_dim if model.parts else 0}
 
     def describe(self, model: CrossModalityNet, config: ExperimentConfig) -> str:
+        """The network's own description (CrossModalityNet.describe)."""
         return model.describe()
 
     def reference_names(self, format_name: str, config: ExperimentConfig) -> NameRules:
+        """The names of the reference's ``embed_net`` (agw_reference_names)."""
         return agw_reference_names()
 
 
 def agw_reference_names() -> NameRules:
-    """The names of mangye16/Cross-Modal-Re-ID-baseline ``model.py``'s ``embed_net`` (no_local='on',
-    gm_pool='on'; ICCV21_CAJ/model.py is the same file) on vireid's AGW network. The reference holds
+    """The names of mangye16/Cross-Modal-Re-ID-baseline ``model.py``'s ``embed_net`` on vireid's AGW network.
+
+    The reference is built with no_local='on', gm_pool='on' (ICCV21_CAJ/model.py is the same file). It holds
     three ResNet-50s: of ``visible_module.visible`` and ``thermal_module.thermal`` its forward uses
     the stems (lines 103-106, 120-123), of ``base_resnet.base`` layers 1-4 (lines 138-141). Its
     non-local blocks ``NL_2`` and ``NL_3`` follow the bottlenecks ``NL_2_idx`` = [2, 3] of layer2 and
     ``NL_3_idx`` = [3, 4, 5] of layer3 (lines 155-167): vireid's ``layer2_2`` ... ``layer3_5``, whose
-    ``project`` is the reference's ``W`` and whose ``g`` is one convolution (the reference's ``g.0``)."""
+    ``project`` is the reference's ``W`` and whose ``g`` is one convolution (the reference's ``g.0``).
+
+    Returns:
+        The rules that rename the reference's tensors.
+    """
     non_local = [
         (f"NL_{stage}.{position}.{theirs}", f"backbone.non_local.layer{stage}_{index}.{ours}")
         for stage, indices in ((2, (2, 3)), (3, (3, 4, 5)))

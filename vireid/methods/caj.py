@@ -1,5 +1,7 @@
-"""CAJ: channel augmented joint learning (Ye et al., ICCV 2021), the recipe of ``ICCV21_CAJ`` in
-mangye16/Cross-Modal-Re-ID-baseline (``train_ext.py``, ``data_loader.py``, ``ChannelAug.py``, ``loss.py``).
+"""CAJ: channel augmented joint learning (Ye et al., ICCV 2021).
+
+It is the recipe of ``ICCV21_CAJ`` in mangye16/Cross-Modal-Re-ID-baseline (``train_ext.py``,
+``data_loader.py``, ``ChannelAug.py``, ``loss.py``).
 
 The network is AGW's, unchanged; the recipe is what changes:
 

@@ -1,5 +1,6 @@
-"""DEEN: the diverse embedding expansion network (Zhang & Wang, CVPR 2023), as its public code builds
-and trains it: ZYK100/LLCM, folder ``DEEN/`` (``model.py``, ``loss.py``, ``train.py``, ``test.py``).
+"""DEEN: the diverse embedding expansion network (Zhang & Wang, CVPR 2023), as its public code builds and trains it.
+
+The code: ZYK100/LLCM, folder ``DEEN/`` (``model.py``, ``loss.py``, ``train.py``, ``test.py``).
 Line numbers below are of those files at commit 886e27c.
 
 The network (``model.py`` ``embed_net``):
@@ -57,7 +58,16 @@ from vireid.ranges import Range
 
 @dataclass
 class DEENModelConfig(ModelConfig):
-    """The ``model:`` keys of DEEN."""
+    """The ``model:`` keys of DEEN.
+
+    Attributes:
+        backbone: "resnet50", or "resnet18": a small stand-in for tests.
+        pretrained: "imagenet", "none", or a torchvision state-dict file.
+        last_stride: The last stage's stride (the reference's resnet50(last_conv_stride=1)).
+        dee_after: The stage whose MFA block DEE follows: layer3 (then layer4: SYSU-MM01, LLCM) or layer2
+            (then layer3 ends the network, without MFA3 and layer4: the reference's RegDB network).
+        dee_dropout: DEE_module's nn.Dropout(p=0.01) over the expanded batch.
+    """
 
     backbone: Literal["resnet50", "resnet18"] = "resnet50"  # resnet18: a small stand-in for tests
     pretrained: str = "imagenet"  # "imagenet", "none", or a torchvision state-dict file
@@ -75,7 +85,16 @@ class DEENModelConfig(ModelConfig):
 
 @dataclass
 class DEENLossConfig(LossConfig):
-    """The ``loss:`` keys of DEEN (``train.py``'s arguments)."""
+    """The ``loss:`` keys of DEEN (``train.py``'s arguments).
+
+    Attributes:
+        id_weight: The identity loss's weight.
+        triplet_weight: The triplet loss's weight.
+        triplet_margin: OriTripletLoss's margin (--margin 0.3).
+        cpm_weight: The CPM loss's weight (--lambda_1 0.8).
+        cpm_margin: The CPM loss's margin (CPMLoss(margin=0.2)).
+        ort_weight: The ORT loss's weight (--lambda_2 0.01).
+    """
 
     id_weight: float = 1.0
     triplet_weight: float = 1.0
@@ -105,8 +124,11 @@ def _zero_batch_norm(channels: int) -> nn.BatchNorm2d:
 
 
 class ChannelNonLocal(nn.Module):
-    """CNL (lines 124-156): attention between channels. The high-level map x_h (B, high, h, w) asks,
-    the low-level map x_l (B, low, H, W) answers (``stride`` 2 where it is twice x_h's size)."""
+    """CNL (lines 124-156): attention between channels.
+
+    The high-level map x_h (B, high, h, w) asks, the low-level map x_l (B, low, H, W) answers
+    (``stride`` 2 where it is twice x_h's size).
+    """
 
     def __init__(self, high: int, low: int, stride: int):
         super().__init__()
@@ -117,6 +139,7 @@ class ChannelNonLocal(nn.Module):
         self.W = nn.Sequential(nn.Conv2d(low, high, 1, stride=stride), _zero_batch_norm(high))
 
     def forward(self, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        """The (B, high, h, w) high-level map with what it gathers from the low-level map added."""
         batch = high.shape[0]
         g = self.g(low).reshape(batch, self.low, -1)  # (B, low, N)
         theta = self.theta(high).reshape(batch, self.low, -1)  # (B, low, n)
@@ -128,9 +151,11 @@ class ChannelNonLocal(nn.Module):
 
 
 class PositionNonLocal(nn.Module):
-    """PNL (lines 158-192): attention between positions, at half the low-level channels. As the
-    reference does, each (B, low/2, N) map is viewed as (B, low, N/2): two neighbouring positions'
-    reduced channels make one position of ``low`` channels."""
+    """PNL (lines 158-192): attention between positions, at half the low-level channels.
+
+    As the reference does, each (B, low/2, N) map is viewed as (B, low, N/2): two neighbouring
+    positions' reduced channels make one position of ``low`` channels.
+    """
 
     def __init__(self, high: int, low: int, reduction: int = 2):
         super().__init__()
@@ -141,6 +166,7 @@ class PositionNonLocal(nn.Module):
         self.W = nn.Sequential(nn.Conv2d(self.reduced, high, 1), _zero_batch_norm(high))
 
     def forward(self, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        """The (B, high, h, w) high-level map with what it gathers from the low-level map added."""
         batch = high.shape[0]
         g = self.g(low).reshape(batch, self.low, -1).transpose(1, 2)  # (B, N/2, low)
         theta = self.theta(high).reshape(batch, self.low, -1).transpose(1, 2)  # (B, n/2, low)
@@ -160,13 +186,16 @@ class MultiFeatureAggregation(nn.Module):
         self.PNL = PositionNonLocal(high, low)
 
     def forward(self, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        """The (B, high, h, w) high-level map fused with the low-level one: CNL, then PNL."""
         return self.PNL(self.CNL(high, low), low)
 
 
 class DiverseEmbeddingExpansion(nn.Module):
-    """DEE (lines 91-121): (B, C, H, W) -> (3B, C, H, W), the input then its two expansions, through
-    dropout. Each expansion: three 3x3 convolutions of dilation 1, 2, 3 to C/4 channels, averaged,
-    ReLU, a 1x1 convolution back to C."""
+    """DEE (lines 91-121): (B, C, H, W) -> (3B, C, H, W), the input then its two expansions, through dropout.
+
+    Each expansion: three 3x3 convolutions of dilation 1, 2, 3 to C/4 channels, averaged, ReLU, a
+    1x1 convolution back to C.
+    """
 
     def __init__(self, channels: int, dropout: float):
         super().__init__()
@@ -186,6 +215,7 @@ class DiverseEmbeddingExpansion(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (3B, C, H, W): the input, then its two expansions, through dropout."""
         expanded = [x]
         for branch in self.branches:
             first, second, third = (convolution(x) for convolution in branch["dilated"])
@@ -195,7 +225,13 @@ class DiverseEmbeddingExpansion(nn.Module):
 
 @dataclass
 class DEENOutput:
-    """One forward pass: the rows of the input images, then those of each DEE branch (blocks of B)."""
+    """One forward pass: the rows of the input images, then those of each DEE branch (blocks of B).
+
+    Attributes:
+        pooled: (3B, C) average-pooled features, before the BNNeck.
+        feature: (3B, C) features after the BNNeck.
+        logits: (3B, K) classifier logits, in training only (else None).
+    """
 
     pooled: torch.Tensor  # (3B, C) average-pooled, before the BNNeck
     feature: torch.Tensor  # (3B, C) after the BNNeck
@@ -228,7 +264,18 @@ class DEENet(nn.Module):
         nn.init.normal_(self.classifier.weight, 0, 0.001)  # weights_init_classifier
 
     def forward(self, images: torch.Tensor, modalities: torch.Tensor | int) -> DEENOutput:
-        """(B, 3, H, W) images with their (B,) modalities (or one int: all of that modality)."""
+        """The features (and, in training, the logits) of a batch, the input's rows then each DEE branch's.
+
+        Args:
+            images: (B, 3, H, W) images.
+            modalities: Their (B,) modalities, or one int: all of that modality (not in training).
+
+        Returns:
+            (3B, C) pooled and after-BNNeck features; (3B, K) logits in training.
+
+        Raises:
+            ValueError: Where ``modalities`` is one int in training.
+        """
         if self.training and isinstance(modalities, int):
             raise ValueError("training takes each image's modality as a (B,) tensor, not one int")
         low = self.backbone.stem(images, modalities)
@@ -242,17 +289,36 @@ class DEENet(nn.Module):
 
 
 def by_source(rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """(3B, ...) -> the input images' (B, ...) rows, then each DEE branch's. A view, not torch.chunk,
-    whose split an exported graph would fix to the example's batch size."""
+    """(3B, ...) -> the input images' (B, ...) rows, then each DEE branch's.
+
+    A view, not torch.chunk, whose split an exported graph would fix to the example's batch size.
+
+    Args:
+        rows: (3B, ...) rows: the input images', then each branch's.
+
+    Returns:
+        Three (B, ...) views: the input's, branch 1's, branch 2's.
+    """
     return rows.unflatten(0, (3, -1)).unbind(0)
 
 
 def modality_centres(
     features: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor, identities: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(P, D) mean visible and (P, D) mean infrared feature of each of the P ``identities``. The
-    reference takes the means of consecutive chunks of K rows (``loss.py`` lines 15-39), which the
-    batch's order makes one identity each; here rows are grouped by label, whatever their order."""
+    """(P, D) mean visible and (P, D) mean infrared feature of each of the P ``identities``.
+
+    The reference takes the means of consecutive chunks of K rows (``loss.py`` lines 15-39), which the
+    batch's order makes one identity each; here rows are grouped by label, whatever their order.
+
+    Args:
+        features: (B, D) features.
+        labels: (B,) their identities.
+        modalities: (B,) their modalities (0 visible, 1 infrared).
+        identities: (P,) the identities whose centres to take.
+
+    Returns:
+        (P, D) float32 visible centres and (P, D) float32 infrared centres.
+    """
     centres = []
     for modality in (0, 1):
         members = (labels[None, :] == identities[:, None]) & (modalities[None, :] == modality)  # (P, B)
@@ -264,15 +330,29 @@ def modality_centres(
 def center_guided_pair_mining(
     features: torch.Tensor, expanded: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor, margin: float
 ) -> torch.Tensor:
-    """CPMLoss (``loss.py`` lines 8-78) between the input images' (B, D) pooled features and one DEE
-    branch's: with identity centres per modality, the input's visible v, infrared i and the branch's
+    """CPMLoss (``loss.py`` lines 8-78) between the input images' (B, D) pooled features and one DEE branch's.
+
+    With identity centres per modality, the input's visible v, infrared i and the branch's
     visible v', infrared i', for each identity p:
 
     the branch's visible centre is pulled towards the input's infrared one, past its distance to the
     input's visible one (held fixed) and to the nearest other identity's centre among v' and among v:
     ``h(d(i_p, v'_p) - d(v_p, v'_p)) + (h(d(i_p, v'_p) - min d(v'_p, v'_q)) + h(d(i_p, v'_p) - min d(v_p, v_q))) / 2``,
     h(x) = max(0, x + margin), each term averaged over identities; the same with the modalities swapped;
-    the mean of the two."""
+    the mean of the two.
+
+    Only the identities with images of both modalities count (every one in a sampler batch).
+
+    Args:
+        features: (B, D) pooled features of the input images.
+        expanded: (B, D) pooled features of one DEE branch, of the same images.
+        labels: (B,) the images' identities.
+        modalities: (B,) their modalities (0 visible, 1 infrared).
+        margin: The hinge's margin.
+
+    Returns:
+        The loss, a scalar tensor.
+    """
     identities = labels.unique()  # the identities with images of both modalities (every one in a sampler batch)
     present = [(labels[modalities == modality][None, :] == identities[:, None]).any(1) for modality in (0, 1)]
     identities = identities[present[0] & present[1]]
@@ -296,15 +376,27 @@ def center_guided_pair_mining(
 
 
 def orthogonal_loss(pooled: torch.Tensor) -> torch.Tensor:
-    """The ORT loss (``model.py`` lines 264-268): the dot products of the two DEE branches' pooled
-    features of each image, summed over the batch, divided by the number of rows (3B)."""
+    """The ORT loss (``model.py`` lines 264-268).
+
+    The dot products of the two DEE branches' pooled features of each image, summed over the batch,
+    divided by the number of rows (3B).
+
+    Args:
+        pooled: (3B, C) pooled features: the input's rows, then each branch's.
+
+    Returns:
+        The loss, a scalar tensor.
+    """
     _, first, second = by_source(pooled.float())
     return (first * second).sum() / pooled.shape[0]
 
 
 class DEENLoss(nn.Module):
-    """id + triplet + cpm_weight x (CPM(input, branch 1) + CPM(input, branch 2)) + ort_weight x ORT
-    (``train.py`` lines 286-294); the terms it returns are unweighted, ``cpm`` being the sum of the two."""
+    """DEEN's loss: id + triplet + cpm_weight x (CPM(input, branch 1) + CPM(input, branch 2)) + ort_weight x ORT.
+
+    As ``train.py`` lines 286-294 compute it; the terms it returns are unweighted, ``cpm`` being the
+    sum of the two.
+    """
 
     terms = ("id", "triplet", "cpm", "ort")
 
@@ -313,6 +405,7 @@ class DEENLoss(nn.Module):
         self.config = config
 
     def forward(self, output: DEENOutput, labels: torch.Tensor, modalities: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The unweighted terms id, triplet, cpm and ort, and ``total``, their weighted sum."""
         config = self.config
         every_row = labels.repeat(3)  # the input's rows, then each branch's
         pooled = by_source(output.pooled)
@@ -340,12 +433,20 @@ WEIGHTED_POOL_SHARE = 0.1
 
 
 def deen_reference_names(config: DEENModelConfig) -> NameRules:
-    """The names of ``model.py``'s ``embed_net`` on this network. The reference holds three ResNet-50s:
-    of ``visible_module.visible`` and ``thermal_module.thermal`` its forward uses the stems (lines
-    49-53, 66-70), of ``base_resnet.base`` layers 1-4, or 1-3 on RegDB (lines 246-257); MFA1-3
-    (MFA1-2 on RegDB) are ``mfa.0``-``mfa.2``; DEE's ``FC11``-``FC13`` and ``FC1`` are the first
-    branch's three dilated convolutions and projection, ``FC21``-``FC23`` and ``FC2`` the second's
-    (lines 91-121)."""
+    """The names of ``model.py``'s ``embed_net`` on this network.
+
+    The reference holds three ResNet-50s: of ``visible_module.visible`` and ``thermal_module.thermal``
+    its forward uses the stems (lines 49-53, 66-70), of ``base_resnet.base`` layers 1-4, or 1-3 on
+    RegDB (lines 246-257); MFA1-3 (MFA1-2 on RegDB) are ``mfa.0``-``mfa.2``; DEE's ``FC11``-``FC13``
+    and ``FC1`` are the first branch's three dilated convolutions and projection, ``FC21``-``FC23``
+    and ``FC2`` the second's (lines 91-121).
+
+    Args:
+        config: DEEN's model keys (``dee_after`` sets the stages).
+
+    Returns:
+        The rules that rename the reference's tensors.
+    """
     stages = 4 if config.dee_after == "layer3" else 3
     mfa = [(f"MFA{index + 1}.", f"mfa.{index}.") for index in range(stages - 1)]
     dee = [
@@ -358,6 +459,8 @@ def deen_reference_names(config: DEENModelConfig) -> NameRules:
 
 
 class DEENMethod(Method):
+    """DEEN as a method: its network, loss, recipe (``defaults``), test embeddings and reference weights."""
+
     name = "deen"
     description = "DEEN: two-stream ResNet, MFA blocks, diverse embedding expansion; ID, triplet, CPM, ORT (CVPR 2023)"
     model_config = DEENModelConfig
@@ -397,26 +500,32 @@ class DEENMethod(Method):
     }
 
     def build_model(self, config: ExperimentConfig, num_classes: int, load_weights: bool = True) -> DEENet:
+        """The DEEN network, its backbone's pretrained weights loaded where ``load_weights``."""
         model = DEENet(config.model, num_classes)
         if load_weights:
             model.backbone.load_pretrained(config.model.pretrained)
         return model
 
     def build_loss(self, config: ExperimentConfig, num_classes: int, model: nn.Module) -> DEENLoss:
+        """DEENLoss of ``config.loss``."""
         return DEENLoss(config.loss)
 
     def loss_terms(self, config: ExperimentConfig) -> tuple[str, ...]:
+        """The terms of DEENLoss: id, triplet, cpm and ort."""
         return DEENLoss.terms
 
     def parameter_groups(self, model: DEENet, loss: nn.Module, train: TrainConfig) -> list[ParameterGroup]:
-        """The BNNeck and classifier at ``train.lr``, everything else (stems, stages, MFA, DEE) at
-        ``train.backbone_lr`` (train.py lines 222-233: 0.1 x lr)."""
+        """The BNNeck and classifier at ``train.lr``, everything else at ``train.backbone_lr``.
+
+        Everything else is the stems, stages, MFA and DEE (train.py lines 222-233: 0.1 x lr).
+        """
         head = [p for module in (model.bottleneck, model.classifier) for p in module.parameters() if p.requires_grad]
         head_ids = {id(p) for p in head}
         body = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
         return [ParameterGroup("backbone", body, train.backbone_lr), ParameterGroup("new", head, train.lr)]
 
     def embeddings(self, config: ExperimentConfig) -> dict[str, str]:
+        """``all`` (test.py's), ``weighted`` and ``input``."""
         return {
             "all": "test.py's: the pooled and after-BN features of the input and both DEE branches, "
             "each L2-normalised, concatenated (distmat7)",
@@ -427,6 +536,7 @@ class DEENMethod(Method):
         }
 
     def embed(self, output: DEENOutput, name: str, test: InferenceConfig) -> torch.Tensor:
+        """The embedding ``name``: (B, 6C) for ``all`` and ``weighted``, (B, C) for ``input``."""
         pooled, feature = by_source(output.pooled), by_source(output.feature)  # input, branch 1, branch 2
         if name == "input":
             return F.normalize(feature[0] if test.after_bn else pooled[0], dim=1)
@@ -439,13 +549,16 @@ class DEENMethod(Method):
         return torch.cat(blocks, dim=1)  # (B, 6C)
 
     def signature(self, config: ExperimentConfig) -> dict[str, Any]:
+        """The method, the backbone and the stage DEE follows."""
         model = config.model
         return {"method": self.name, "backbone": model.backbone, "dee_after": model.dee_after}
 
     def reference_names(self, format_name: str, config: ExperimentConfig) -> NameRules:
+        """The names of the reference's ``embed_net`` (deen_reference_names)."""
         return deen_reference_names(config.model)
 
     def describe(self, model: DEENet, config: ExperimentConfig) -> str:
+        """The network in words: backbone, MFA blocks, where DEE sits, classes."""
         stages = model.backbone.stage_names
         return (
             f"(deen, {config.model.backbone}, MFA after {', '.join(stages[:-1])}, DEE then {stages[-1]}, "

@@ -1,5 +1,7 @@
-"""What turns a user's images of one modality into features: a checkpoint's network
-(PyTorch) or a file `vireid export` wrote (ONNX Runtime, about twice as fast on a CPU)."""
+"""What turns a user's images of one modality into features.
+
+A checkpoint's network (PyTorch) or a file `vireid export` wrote (ONNX Runtime, about twice as fast on a CPU).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +26,18 @@ ONNX_BATCH_SIZE = 32
 
 @dataclass(frozen=True)
 class ImageEncoder:
+    """A network that turns images of one modality into features, with what its input must be.
+
+    Attributes:
+        encode: (B, 3, H, W) normalised images -> (B, D) float32 features.
+        modality: The modality of the images it takes.
+        height: The images' height.
+        width: The images' width.
+        batch_size: The images encoded at a time.
+        signature: vireid.engine.extract.feature_signature of the features it makes.
+        source: The checkpoint or ONNX file.
+    """
+
     encode: Callable[[torch.Tensor], np.ndarray]  # (B, 3, H, W) normalised images -> (B, D) float32 features
     modality: Modality
     height: int
@@ -36,7 +50,20 @@ class ImageEncoder:
 def load_encoder(
     path: str | Path, modality: Modality, device: str = "cpu", overrides: list[str] | tuple[str, ...] = ()
 ) -> ImageEncoder:
-    """The encoder of a checkpoint (``.pt``, with config overrides) or of an exported ``.onnx`` file."""
+    """The encoder of a checkpoint (``.pt``, with config overrides) or of an exported ``.onnx`` file.
+
+    Args:
+        path: The checkpoint or ONNX file.
+        modality: The modality of the images to encode.
+        device: Where a checkpoint's network runs (an ONNX file runs on the CPU).
+        overrides: Config overrides ("key=value"), for checkpoints only.
+
+    Returns:
+        The encoder.
+
+    Raises:
+        UserError: Where overrides are given for an ONNX file, or the file cannot be used.
+    """
     if Path(path).suffix.lower() == ONNX_SUFFIX:
         if overrides:
             raise UserError(f"{path}: an ONNX file's feature is fixed at export; --set applies to checkpoints only")
@@ -47,6 +74,17 @@ def load_encoder(
 def checkpoint_encoder(
     path: str | Path, modality: Modality, device: str = "cpu", overrides: list[str] | tuple[str, ...] = ()
 ) -> ImageEncoder:
+    """The encoder of a checkpoint's network: its test feature, at its config's input size and batch size.
+
+    Args:
+        path: The checkpoint.
+        modality: The modality of the images to encode.
+        device: Where the network runs.
+        overrides: Config overrides ("key=value").
+
+    Returns:
+        The encoder.
+    """
     model, config, _ = model_from_checkpoint(path, device, overrides)
     height, width = config.data.height, config.data.width
 
@@ -59,8 +97,11 @@ def checkpoint_encoder(
 
 
 def _tensors_kept_elsewhere(message) -> list[str]:
-    """Names of the tensors in ``message`` (an ONNX protobuf: model, graph, node, ...) whose values
-    an ONNX file keeps in other files (``external_data``: a path the file names)."""
+    """Names of the tensors in ``message`` whose values an ONNX file keeps in other files.
+
+    ``message`` is an ONNX protobuf (model, graph, node, ...); such tensors have ``external_data``:
+    a path the file names.
+    """
     import onnx
     from google.protobuf.message import Message
 
@@ -76,8 +117,23 @@ def _tensors_kept_elsewhere(message) -> list[str]:
 
 
 def onnx_encoder(path: str | Path, modality: Modality, threads: int | None = None) -> ImageEncoder:
-    """ONNX Runtime on the CPU with the file's recorded input size; the file must be of ``modality``
-    and hold all its values itself (as `vireid export` writes it): ONNX Runtime reads no other file."""
+    """ONNX Runtime on the CPU with the file's recorded input size.
+
+    The file must be of ``modality`` and hold all its values itself (as `vireid export` writes it):
+    ONNX Runtime reads no other file.
+
+    Args:
+        path: The ONNX file.
+        modality: The modality of the images to encode.
+        threads: ONNX Runtime's intra-op threads; None: torch's thread count.
+
+    Returns:
+        The encoder.
+
+    Raises:
+        UserError: Where the file is missing, unreadable, keeps values in other files, lacks vireid's
+            metadata or is of the other modality.
+    """
     import onnx
     import onnxruntime
     from google.protobuf.message import DecodeError

@@ -39,11 +39,22 @@ class FeatureModel(nn.Module):
         self.config = config
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, D) test features of (B, 3, H, W) normalised images."""
         return batch_features(self.model, images, self.modality, self.config)
 
 
 def export_onnx(model: nn.Module, config: ExperimentConfig, modality: Modality, out: str | Path) -> Path:
-    """Write the ONNX file of ``modality``'s test feature to ``out`` (atomically)."""
+    """Write the ONNX file of ``modality``'s test feature to ``out`` (atomically).
+
+    Args:
+        model: The network; it is moved to the CPU.
+        config: The experiment's config.
+        modality: The modality of the images the file takes.
+        out: The file to write.
+
+    Returns:
+        The path written.
+    """
     feature_model = FeatureModel(model.cpu(), modality, config).eval()
     example = torch.randn(2, 3, config.data.height, config.data.width)
     exporter_log = io.StringIO()
@@ -80,7 +91,19 @@ def max_abs_difference(
     batch: int = 3,
     seed: int = 0,
 ) -> float:
-    """Largest |ONNX Runtime - PyTorch| over the features of a batch of random images."""
+    """Largest |ONNX Runtime - PyTorch| over the features of a batch of random images.
+
+    Args:
+        path: The ONNX file.
+        model: The network it was exported from; it is moved to the CPU.
+        config: The experiment's config.
+        modality: The file's modality.
+        batch: The number of random images.
+        seed: The seed of the random images.
+
+    Returns:
+        The largest absolute difference.
+    """
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(batch, 3, config.data.height, config.data.width, generator=generator)
     expected = batch_features(model.cpu(), images, int(modality), config).numpy()

@@ -98,8 +98,20 @@ def _ivf_flat(fields: _Fields, vectors: int, dimension: int) -> None:
 
 
 def check_faiss_layout(serialized: bytes, kind: str, vectors: int, dimension: int) -> None:
-    """ValueError saying where ``serialized`` differs from the ``kind`` ("flat" or "ivf") index of
-    ``vectors`` vectors of ``dimension`` values that vireid writes; nothing of FAISS runs."""
+    """ValueError saying where ``serialized`` differs from the index that vireid writes.
+
+    Nothing of FAISS runs.
+
+    Args:
+        serialized: The bytes of ``faiss.serialize_index``.
+        kind: "flat" or "ivf".
+        vectors: The number of vectors the index must hold.
+        dimension: Their dimension.
+
+    Raises:
+        ValueError: Where the bytes are not the ``kind`` index of ``vectors`` vectors of ``dimension``
+            values that vireid writes.
+    """
     fields = _Fields(bytes(serialized))
     if kind == "flat":
         _flat(fields, vectors, dimension, "the index")

@@ -1,5 +1,6 @@
-"""The gallery index: a FAISS index over a gallery's features, searched by the similarity the model's
-features are scored with (cosine, or dot product), saved as .npz.
+"""The gallery index: a FAISS index over a gallery's features, saved as .npz.
+
+It is searched by the similarity the model's features are scored with (cosine, or dot product).
 
 Features scored by cosine are L2-normalised before they are added and before a
 search, so the inner product FAISS computes is the cosine similarity; features
@@ -65,15 +66,25 @@ class IndexFileError(UserError, ValueError):
 
 
 class GalleryIndexError(UserError, ValueError):
-    """Options or queries that do not fit a gallery index: an unknown kind, nlist or nprobe
-    out of range, top_k below 1, query features of another dimension or another model."""
+    """Options or queries that do not fit a gallery index.
+
+    An unknown kind, nlist or nprobe out of range, top_k below 1, query features of another
+    dimension or another model.
+    """
 
 
 INDEX_FILE = FileKind("vireid-index", 1, "index file", IndexFileError, extra_keys=("index",))
 
 
 def default_nlist(num_images: int) -> int:
-    """About 4·sqrt(N) inverted lists, but at least 39 training images per list and at least one list."""
+    """About 4·sqrt(N) inverted lists, but at least 39 training images per list and at least one list.
+
+    Args:
+        num_images: The gallery's images (N).
+
+    Returns:
+        The number of inverted lists (``nlist``).
+    """
     return max(1, min(round(4 * math.sqrt(num_images)), num_images // _MIN_IMAGES_PER_LIST))
 
 
@@ -83,8 +94,10 @@ def _norms(features: np.ndarray) -> np.ndarray:
 
 
 def _compared(features: np.ndarray, distance: str) -> np.ndarray:
-    """(N, D) float32 contiguous rows as ``distance`` compares them: divided by their L2 norm for
-    cosine, as they are for dot."""
+    """(N, D) float32 contiguous rows as ``distance`` compares them.
+
+    They are divided by their L2 norm for cosine, as they are for dot.
+    """
     scale = _norms(features) if distance == "cosine" else np.ones(len(features))
     return np.ascontiguousarray(features / scale[:, None], dtype=np.float32)
 
@@ -101,11 +114,28 @@ def _tie_may_go_on(scores: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
 
 
 class GalleryIndex:
-    """A FAISS inner-product index over a gallery's features as their distance compares them
-    (L2-normalised for cosine), with the gallery's images."""
+    """A FAISS inner-product index over a gallery's features, with the gallery's images.
+
+    The features are indexed as their distance compares them (L2-normalised for cosine).
+    Use ``build`` or ``load`` to make one.
+
+    Attributes:
+        faiss_index: The FAISS index of the compared features, row for row.
+        features: (N, D) float32 features, as given (not normalised).
+        images: The N images; row i of the index describes ``images.paths[i]``.
+        metadata: The feature set's metadata plus format, version, kind, nlist, nprobe, dimension.
+        distance: How the features are compared: "cosine" or "dot".
+    """
 
     def __init__(self, faiss_index: faiss.Index, features: np.ndarray, images: Split, metadata: dict) -> None:
-        """Use ``build`` or ``load``: ``faiss_index`` holds the compared ``features``, row for row."""
+        """Use ``build`` or ``load``: ``faiss_index`` holds the compared ``features``, row for row.
+
+        Args:
+            faiss_index: The FAISS index of the compared features.
+            features: (N, D) float32 features, as given.
+            images: The N images.
+            metadata: The index's metadata.
+        """
         self.faiss_index = faiss_index
         self.features = features  # (N, D) float32, as given (not normalised)
         self.images = images  # row i of the index describes images.paths[i]
@@ -121,6 +151,18 @@ class GalleryIndex:
         ``ivf`` trains ``nlist`` cells on the gallery (default ``default_nlist(N)``)
         and searches ``nprobe`` of them per query (at most ``nlist``); ``flat``
         ignores both.
+
+        Args:
+            gallery: The gallery's features, images and metadata.
+            kind: "flat" or "ivf".
+            nlist: The ivf index's cells; None: ``default_nlist(N)``.
+            nprobe: The cells an ivf search visits.
+
+        Returns:
+            The index.
+
+        Raises:
+            GalleryIndexError: Where the kind is unknown, the gallery is empty, or nlist or nprobe is out of range.
         """
         gallery_features = np.asarray(gallery.features, dtype=np.float32)  # (N, D)
         if kind not in INDEX_KINDS:
@@ -155,7 +197,14 @@ class GalleryIndex:
         return index
 
     def set_nprobe(self, nprobe: int) -> None:
-        """How many of an ivf index's cells each search visits (at most nlist)."""
+        """How many of an ivf index's cells each search visits (at most nlist).
+
+        Args:
+            nprobe: The cells to visit; more than nlist visits all of them.
+
+        Raises:
+            GalleryIndexError: Where the index is not ivf, or ``nprobe`` is below 1.
+        """
         if self.metadata["kind"] != "ivf":
             raise GalleryIndexError(f"nprobe applies to ivf indexes only; this one is {self.metadata['kind']} (exact)")
         if nprobe < 1:
@@ -164,18 +213,29 @@ class GalleryIndex:
 
     @property
     def dimension(self) -> int:
+        """The dimension (D) of the indexed features."""
         return int(self.faiss_index.d)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def search(self, query_features: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(Q, k) float32 similarities (cosine, or dot product: the index's distance), descending, and
-        (Q, k) int64 gallery rows; k = min(top_k, len(self)).
+        """The ``top_k`` gallery rows most similar to each query, best first.
 
         Equal similarities come by ascending gallery row, also where the tie
         crosses the k-th place, as the evaluator ranks them. With ``ivf``, the
         places the probed cells could not fill hold row -1 and similarity -inf.
+
+        Args:
+            query_features: (Q, D) features, as given (not normalised).
+            top_k: The most rows per query.
+
+        Returns:
+            (Q, k) float32 similarities (cosine, or dot product: the index's distance), descending, and
+                (Q, k) int64 gallery rows; k = min(top_k, len(self)).
+
+        Raises:
+            GalleryIndexError: Where ``top_k`` is below 1, or the query features are not (Q, D) of the index's D.
         """
         if top_k < 1:
             raise GalleryIndexError(f"top_k must be at least 1, got {top_k}")
@@ -200,10 +260,9 @@ class GalleryIndex:
         return scores[:, :k], rows[:, :k]
 
     def _candidates(self, queries: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
-        """(Q, fetch) scores and rows of FAISS's best rows for the compared ``queries``, rescored,
-        in the evaluator's order.
+        """(Q, fetch) scores and rows of FAISS's best rows for the compared ``queries``.
 
-        FAISS's BLAS scores can differ in the last bit between identical
+        They are rescored, in the evaluator's order. FAISS's BLAS scores can differ in the last bit between identical
         gallery rows; the rescoring sums in float64, so identical rows tie.
         """
         _, rows = self.faiss_index.search(queries, fetch)  # (Q, fetch), -1 where nothing was found
@@ -217,13 +276,33 @@ class GalleryIndex:
         return _in_evaluator_order(scores, rows)
 
     def save(self, path: str | Path) -> Path:
-        """Write the index file (format above) to ``path`` atomically (temporary file, then rename)."""
+        """Write the index file (format above) to ``path`` atomically (temporary file, then rename).
+
+        Args:
+            path: The index file to write.
+
+        Returns:
+            The path written.
+        """
         gallery = FeatureSet(self.features, self.images, self.metadata)
         return write_feature_set(path, gallery, INDEX_FILE, {"index": faiss.serialize_index(self.faiss_index)})
 
     @classmethod
     def load(cls, path: str | Path, root: str | Path | None = None) -> GalleryIndex:
-        """Read an index file; relative image paths are joined to ``root`` (default: the stored root)."""
+        """Read an index file; relative image paths are joined to ``root`` (default: the stored root).
+
+        The serialized FAISS index is checked byte by byte (vireid.retrieval.faiss_layout) before FAISS reads it.
+
+        Args:
+            path: The index file.
+            root: The folder relative image paths are joined to; None: the stored root.
+
+        Returns:
+            The index.
+
+        Raises:
+            IndexFileError: Where the file is missing, unreadable or not a vireid index.
+        """
         gallery, arrays = read_feature_set(path, root, INDEX_FILE)
         kind = gallery.metadata.get("kind")
         serialized = np.ascontiguousarray(arrays["index"], dtype=np.uint8)
@@ -258,6 +337,14 @@ def ensure_same_model(index_metadata: dict, query_metadata: dict, index_path: st
     feature kind, ...) and the fingerprint of its weights; the entries both
     hold are compared (the run's name only names the runs). When either lacks
     the entry there is nothing to compare.
+
+    Args:
+        index_metadata: The index's metadata.
+        query_metadata: The query features' metadata.
+        index_path: The index file, named in the error.
+
+    Raises:
+        GalleryIndexError: Where the entries both hold differ.
     """
     index_model, query_model = index_metadata.get("model"), query_metadata.get("model")
     if index_model is None or query_model is None or index_model == query_model:

@@ -14,8 +14,22 @@ from vireid.retrieval.encoders import ImageEncoder
 def extract_own_images(
     encoder: ImageEncoder, source: str | Path, workers: int = 0, progress: bool = False
 ) -> tuple[FeatureSet, list[str]]:
-    """The features of every readable image of ``source`` (all of the encoder's modality,
-    ids unknown) and one message per file that could not be read and was skipped."""
+    """The features of every readable image of ``source``, and the files skipped.
+
+    The images are all of the encoder's modality, their ids unknown.
+
+    Args:
+        encoder: What turns the images into features.
+        source: A folder of images or a list file.
+        workers: DataLoader worker processes that read the images (0: in this process).
+        progress: Show the extraction's progress.
+
+    Returns:
+        The feature set, and one message per file that could not be read and was skipped.
+
+    Raises:
+        UserError: Where no file could be read as an image.
+    """
     source = Path(source)
     paths = list_images(source)
     features, readable, skipped = extract_image_features(

@@ -16,7 +16,17 @@ _MODALITY_NAMES = {int(Modality.VISIBLE): "visible", int(Modality.INFRARED): "in
 
 @dataclass(frozen=True)
 class Hit:
-    """One gallery image found for a query; ``rank`` counts from 1, ``row`` is the image's row in the index."""
+    """One gallery image found for a query; ``rank`` counts from 1, ``row`` is the image's row in the index.
+
+    Attributes:
+        rank: The hit's rank, from 1.
+        row: The image's row in the index.
+        score: Similarity: cosine, or dot product where the model is scored so (test.distance).
+        path: The image's path.
+        person_id: The image's person id (-1: unknown).
+        camera_id: The image's camera id (-1: unknown).
+        modality: A Modality value.
+    """
 
     rank: int
     row: int
@@ -29,7 +39,14 @@ class Hit:
 
 @dataclass(frozen=True)
 class QueryHits:
-    """The gallery images found for one query image, best first."""
+    """The gallery images found for one query image, best first.
+
+    Attributes:
+        query_path: The query image's path.
+        query_modality: Its Modality value.
+        query_person_id: Its person id (-1: unknown).
+        hits: The gallery images found, best first.
+    """
 
     query_path: str
     query_modality: int
@@ -38,7 +55,16 @@ class QueryHits:
 
 
 def search_gallery(index: GalleryIndex, queries: FeatureSet, top_k: int) -> list[QueryHits]:
-    """The ``top_k`` most similar gallery images of each query (fewer where an ``ivf`` index found fewer)."""
+    """The ``top_k`` most similar gallery images of each query (fewer where an ``ivf`` index found fewer).
+
+    Args:
+        index: The gallery index.
+        queries: The query features and images.
+        top_k: The most hits per query.
+
+    Returns:
+        One QueryHits per query, in the queries' order.
+    """
     scores, rows = index.search(queries.features, top_k)  # (Q, k) each
     gallery = index.images
     results = []
@@ -81,9 +107,17 @@ def _shown_path(path: str) -> str:
 
 
 def hits_table(results: Sequence[QueryHits]) -> str:
-    """A plain-text table: per query a header line, then one line per hit
-    (rank, score, modality, person id, path); unknown person ids print as "-",
-    paths under the current folder print relative to it."""
+    """A plain-text table of the hits.
+
+    Per query a header line, then one line per hit (rank, score, modality, person id, path);
+    unknown person ids print as "-", paths under the current folder print relative to it.
+
+    Args:
+        results: What ``search_gallery`` returns.
+
+    Returns:
+        The table, "" where there is no query.
+    """
     blocks = []
     for result in results:
         lines = [
@@ -103,8 +137,16 @@ def hits_table(results: Sequence[QueryHits]) -> str:
 
 
 def hits_to_json(results: Sequence[QueryHits]) -> list[dict]:
-    """The results as plain lists, dicts, ints, floats and strings (unknown ids stay -1; modalities
-    by name, as the table prints them)."""
+    """The results as plain lists, dicts, ints, floats and strings.
+
+    Unknown ids stay -1; modalities are given by name, as the table prints them.
+
+    Args:
+        results: What ``search_gallery`` returns.
+
+    Returns:
+        One dict per query.
+    """
     return [
         {
             "query_path": result.query_path,
