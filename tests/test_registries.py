@@ -1,4 +1,4 @@
-"""Datasets and methods found by name: the README's "Add a dataset" file run through
+"""Datasets and methods found by name: the docs' "Add a dataset" file run through
 the CLI, discovery of new modules, what registration refuses, and config keys
 that pick from the registries."""
 
@@ -31,7 +31,7 @@ from vireid.methods.agw import CrossModalityMethod
 from vireid.modality import Modality
 from vireid.recipe import build_loss, build_model, load_config
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ADD_A_DATASET = Path(__file__).resolve().parents[1] / "docs" / "add-a-dataset.md"
 
 
 @pytest.fixture
@@ -46,10 +46,10 @@ def restored_registries():
 
 
 def _install_readme_dataset(monkeypatch, folder: Path) -> None:
-    """The Python block of the README's "Add a dataset" section saved as ``mylayout.py`` in a folder
+    """The Python block of the docs' "Add a dataset" page saved as ``mylayout.py`` in a folder
     of the vireid.datasets package (a second one, so that the real folder stays untouched), which
     the package's discovery then imports."""
-    section = README.read_text().split("### Add a dataset", 1)[1].split("\n## ", 1)[0]
+    section = ADD_A_DATASET.read_text()
     (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     folder.mkdir()
     (folder / "mylayout.py").write_text(code)
