@@ -15,6 +15,7 @@ import torch
 import yaml
 
 import vireid
+import vireid.engine.loss_tally
 import vireid.progress
 from vireid.cli import main
 from vireid.config import TrainConfig
@@ -22,6 +23,7 @@ from vireid.data.cache import cache_file
 from vireid.datasets import dataset_fingerprint, describe_fingerprint
 from vireid.datasets.sysu import sysu_test_images, sysu_train_split
 from vireid.engine.checkpoint import TRAINING_KEYS, CheckpointError, load_checkpoint
+from vireid.engine.loss_tally import LossTally
 from vireid.engine.trainer import TrainingDiverged, build_optimizer, learning_rate_factor, train
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import load_features
@@ -141,6 +143,37 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_sysu, tmp_path,
     with pytest.raises(TrainingDiverged, match=r"became nan at epoch 2, step 3 .* last good checkpoint is .*last.pt"):
         train(_config(small_sysu, "train.epochs=3"), tmp_path / "run", progress=False)
     assert load_checkpoint(tmp_path / "run" / "last.pt").epoch == 1
+
+
+def test_an_epoch_reads_the_tally_once_per_log_interval_and_at_its_end(small_sysu, tmp_path, monkeypatch):
+    reads = []
+    original = LossTally.read
+
+    def counted(self):
+        reads.append(len(reads))
+        return original(self)
+
+    monkeypatch.setattr(vireid.engine.loss_tally.LossTally, "read", counted)
+    config = _config(small_sysu, "train.epochs=1", "train.steps_per_epoch=6", "train.log_every=3")
+    train(config, tmp_path / "run", progress=False)
+    assert len(reads) == 3  # after steps 3 and 6, then the epoch's record
+
+
+def test_a_non_finite_step_found_at_the_interval_names_its_step_and_keeps_no_checkpoint(
+    small_sysu, tmp_path, monkeypatch
+):
+    original = LossTally.add
+
+    def poisoned(self, losses, step):
+        if step == 2:
+            losses = {**losses, "total": losses["total"] * float("nan")}
+        original(self, losses, step)
+
+    monkeypatch.setattr(vireid.engine.loss_tally.LossTally, "add", poisoned)
+    config = _config(small_sysu, "train.epochs=1", "train.steps_per_epoch=4", "train.log_every=4")
+    with pytest.raises(TrainingDiverged, match=r"became nan at epoch 1, step 2 \(id=.*total=nan\); .* none"):
+        train(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "last.pt").exists()
 
 
 def test_cli_train_then_test_writes_the_results(small_sysu, tmp_path, capsys, monkeypatch):

@@ -55,6 +55,7 @@ from vireid.engine.distributed import (
     setup_environment,
 )
 from vireid.engine.extract import extract_test_features
+from vireid.engine.loss_tally import LossTally, TallyReading
 from vireid.engine.run_folder import check_run_folder, claimed_run_folder
 from vireid.engine.run_log import RunLog
 from vireid.engine.selection import (
@@ -74,14 +75,6 @@ from vireid.signals import stop_if_terminated
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class NonFiniteLoss(Exception):
-    """Raised by train_step, before any update, when the loss is NaN or infinite."""
-
-    def __init__(self, losses: dict[str, torch.Tensor]):
-        self.losses = losses
-        super().__init__(", ".join(f"{name}={value.item():.4g}" for name, value in losses.items()))
 
 
 @dataclass(frozen=True)
@@ -156,7 +149,10 @@ def train_step(
     precision: Precision = Precision(),
 ) -> dict[str, torch.Tensor]:
     """One optimisation step; returns the loss terms and ``total`` (detached).
-    A NaN or infinite loss raises NonFiniteLoss before anything is updated."""
+
+    Nothing of the loss is read on the host here: a NaN or infinite loss is not looked at (it
+    updates the weights like any other); the caller's LossTally finds it when it is read.
+    """
     if precision.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     autocast = (
@@ -164,8 +160,6 @@ def train_step(
     )
     with autocast:
         losses = loss_function(model(images, modalities), labels, modalities)
-    if not torch.isfinite(losses["total"]):
-        raise NonFiniteLoss(losses)
     for optimizer in optimizers:
         optimizer.zero_grad(set_to_none=True)
     scaler.scale(losses["total"]).backward()
@@ -437,7 +431,7 @@ def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
     run.worker_seeds.manual_seed(train_config.seed * 1_000_003 + epoch)
     learning_rate = train_config.lr * learning_rate_factor(epoch, train_config)  # what the schedule makes of train.lr
     run.trained_model.train()
-    sums: dict[str, float] = {}
+    tally = LossTally((*run.loss_terms, "total"), device)
     started = time.perf_counter()
     waited, asked = 0.0, started  # seconds spent waiting for the loader; when the next batch was asked for
     batches = track(run.loader, f"epoch {epoch + 1}/{train_config.epochs}", "batch", progress, leave=False)
@@ -446,39 +440,32 @@ def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
         images = images.to(device, non_blocking=True)
         if run.device_augment is not None:
             images = run.device_augment(images)
-        try:
-            losses = train_step(
-                run.trained_model,
-                run.loss_function,
-                run.optimizers,
-                run.scaler,
-                images,
-                labels.to(device),
-                modalities.to(device),
-                run.precision,
-            )
-        except NonFiniteLoss as error:
-            last = run.last_path if run.last_path.exists() else "none (first epoch)"
-            raise TrainingDiverged(
-                f"the loss became {error.losses['total'].item()} at epoch {epoch + 1}, step {run.step + 1} ({error}); "
-                f"the last good checkpoint is {last}"
-            ) from None
+        losses = train_step(
+            run.trained_model,
+            run.loss_function,
+            run.optimizers,
+            run.scaler,
+            images,
+            labels.to(device),
+            modalities.to(device),
+            run.precision,
+        )
         if set(losses) != {*run.loss_terms, "total"}:  # the method's declaration is what every record shows
             raise UserError(
                 f"model.method {run.method.name}: its loss returned {', '.join(sorted(losses))}; it declares "
                 f"{', '.join(run.loss_terms)} (loss_terms) and total"
             )
         run.step += 1
+        tally.add(losses, run.step)
         stop_if_terminated()
-        values = {name: value.item() for name, value in losses.items()}
-        for name, value in values.items():
-            sums[name] = sums.get(name, 0.0) + value
-        batches.set_postfix(loss=f"{values['total']:.3f}")
-        if run.step % train_config.log_every == 0:
+        if run.step % train_config.log_every == 0:  # the one wait for the device in an interval
+            values = _finite_reading(run, tally, epoch).last
+            batches.set_postfix(loss=f"{values['total']:.3f}")
             run.log.write(
                 {"kind": "step", "epoch": epoch + 1, "step": run.step, **values, "lr": learning_rate}, run.step
             )
         asked = time.perf_counter()
+    sums = _finite_reading(run, tally, epoch).sums  # before the epoch's checkpoint is written
     run.scheduler.step()
     seconds = time.perf_counter() - started
     return {
@@ -491,6 +478,21 @@ def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
         "images_per_second": len(run.sampler) * run.images_per_step / seconds,
         "data_wait": waited / seconds,  # the share of the epoch spent waiting for batches (loader-bound when high)
     }
+
+
+def _finite_reading(run: Run, tally: LossTally, epoch: int) -> TallyReading:
+    """The tally read; a step whose total was NaN or infinite stops the run, naming it and the last
+    good checkpoint (written before that step: the weights it made are never saved)."""
+    reading = tally.read()
+    if reading.first_non_finite_step is not None:
+        values = reading.first_non_finite
+        last = run.last_path if run.last_path.exists() else "none (first epoch)"
+        raise TrainingDiverged(
+            f"the loss became {values['total']} at epoch {epoch + 1}, step {reading.first_non_finite_step} "
+            f"({', '.join(f'{name}={value:.4g}' for name, value in values.items())}); "
+            f"the last good checkpoint is {last}"
+        )
+    return reading
 
 
 def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) -> None:
@@ -642,7 +644,6 @@ def _epoch_line(record: dict, scope: str, loss_terms: tuple[str, ...]) -> str:
 
 
 __all__ = [
-    "NonFiniteLoss",
     "Precision",
     "RESUMABLE_KEYS",
     "Run",
