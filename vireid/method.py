@@ -5,11 +5,14 @@ A method is one named way to build and train a network. It declares the config k
 key), and it answers the engine's questions:
 
 - ``build_model(config, num_classes, load_weights)``: the network. Called as
-  ``model(images, modalities)`` with (B, 3, H, W) images and their (B,) modality values (or one
-  int when every image is of that modality: evaluation and export), it returns whatever the
-  method's loss and ``embed`` take;
+  ``model(images, modalities)`` with (B, 3, H, W) images and their modalities: in training a
+  ``vireid.modality.ModalityLayout`` (the batch's modalities as runs of rows known on the host,
+  with ``.tensor`` the (B,) values on the device, so that routing rows by modality never waits
+  for the device; ``modality_layout`` turns a (B,) tensor into one), or one int when every image
+  is of that modality (evaluation and export). It returns whatever the method's loss and
+  ``embed`` take;
 - ``build_loss(config, num_classes, model)``: the training loss, an ``nn.Module`` called as
-  ``loss(output, labels, modalities)`` that returns the terms ``loss_terms`` declares and
+  ``loss(output, labels, modalities)`` (the same modalities) that returns the terms ``loss_terms`` declares and
   ``total``, the weighted sum to back-propagate. Its own parameters (class centres, ...) are
   trained and saved with the run;
 - ``parameter_groups(model, loss, train)``: which parameters train at which learning rate;

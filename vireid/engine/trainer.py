@@ -69,6 +69,7 @@ from vireid.engine.selection import (
 from vireid.errors import NonFiniteFeatures, UserError
 from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol
 from vireid.method import Method, ParameterGroup, get_method, method_of, parameter_counts
+from vireid.modality import ModalityLayout
 from vireid.progress import track
 from vireid.signals import stop_if_terminated
 
@@ -145,7 +146,7 @@ def train_step(
     scaler: torch.amp.GradScaler,
     images: torch.Tensor,  # (B, 3, H, W) on the model's device
     labels: torch.Tensor,  # (B,)
-    modalities: torch.Tensor,  # (B,)
+    modalities: torch.Tensor | ModalityLayout,  # (B,), or their layout (what training passes)
     precision: Precision = Precision(),
 ) -> dict[str, torch.Tensor]:
     """One optimisation step; returns the loss terms and ``total`` (detached).
@@ -446,8 +447,8 @@ def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
             run.optimizers,
             run.scaler,
             images,
-            labels.to(device),
-            modalities.to(device),
+            labels.to(device, non_blocking=True),
+            ModalityLayout.of(modalities, device),  # read on the host, where the loader gave them
             run.precision,
         )
         if set(losses) != {*run.loss_terms, "total"}:  # the method's declaration is what every record shows

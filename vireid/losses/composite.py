@@ -12,6 +12,7 @@ from vireid.config import LossConfig
 from vireid.losses.identity import identity_loss
 from vireid.losses.mutual import cross_modality_loss, modality_specific_identity_loss
 from vireid.losses.triplet import adaptive_weighted_triplet, weighted_regularized_triplet
+from vireid.modality import ModalityLayout
 from vireid.models.network import ModelOutput
 from vireid.ranges import Range
 
@@ -74,7 +75,9 @@ class ReIDLoss(nn.Module):
             return adaptive_weighted_triplet(features, labels, config.adp_alpha, config.adp_gamma, config.adp_square)
         return weighted_regularized_triplet(features, labels)
 
-    def forward(self, output: ModelOutput, labels: torch.Tensor, modalities: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, output: ModelOutput, labels: torch.Tensor, modalities: torch.Tensor | ModalityLayout
+    ) -> dict[str, torch.Tensor]:
         smoothing = self.config.label_smoothing
         terms = {
             "id": identity_loss(output.global_logits, labels, smoothing),

@@ -19,25 +19,26 @@ import torch
 import torch.nn.functional as F
 
 from vireid.losses.identity import identity_loss
-from vireid.modality import Modality
+from vireid.modality import Modality, ModalityLayout, modality_layout
 
 CROSS_FORMS = ("hard", "soft", "ce", "both")
 
 
 def _per_modality_identity(
-    logits: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor, label_smoothing: float
+    logits: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | ModalityLayout, label_smoothing: float
 ) -> torch.Tensor:
     """CE over the visible rows + CE over the infrared rows (each a mean over its rows)."""
-    visible = modalities == int(Modality.VISIBLE)
-    return identity_loss(logits[visible], labels[visible], label_smoothing) + identity_loss(
-        logits[~visible], labels[~visible], label_smoothing
+    layout = modality_layout(modalities)
+    visible, infrared = int(Modality.VISIBLE), int(Modality.INFRARED)
+    return identity_loss(layout.take(logits, visible), layout.take(labels, visible), label_smoothing) + identity_loss(
+        layout.take(logits, infrared), layout.take(labels, infrared), label_smoothing
     )
 
 
 def modality_specific_identity_loss(
     modality_logits: dict[str, torch.Tensor],
     labels: torch.Tensor,
-    modalities: torch.Tensor,
+    modalities: torch.Tensor | ModalityLayout,
     label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """L_msid = CE(C_v(f_v), y_v) + CE(C_i(f_i), y_i)."""
@@ -54,7 +55,7 @@ def mutual_prediction_divergence(own_logits: torch.Tensor, slow_cross_logits: to
 def cross_modality_loss(
     modality_logits: dict[str, torch.Tensor],
     labels: torch.Tensor,
-    modalities: torch.Tensor,
+    modalities: torch.Tensor | ModalityLayout,
     form: str = "hard",
     label_smoothing: float = 0.0,
 ) -> torch.Tensor:

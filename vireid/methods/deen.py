@@ -52,6 +52,7 @@ from vireid.config import ExperimentConfig, InferenceConfig, LossConfig, ModelCo
 from vireid.losses.identity import identity_loss
 from vireid.losses.triplet import batch_hard_triplet, euclidean_distances
 from vireid.method import Method, NameRules, ParameterGroup, ReferenceFormat, register_method
+from vireid.modality import ModalityLayout, modality_layout
 from vireid.models.backbone import REFERENCE_RESNETS, TwoStreamResNet, reference_backbone_names, stage_channels
 from vireid.ranges import Range
 
@@ -263,12 +264,13 @@ class DEENet(nn.Module):
         self.classifier = nn.Linear(channels, num_classes, bias=False)
         nn.init.normal_(self.classifier.weight, 0, 0.001)  # weights_init_classifier
 
-    def forward(self, images: torch.Tensor, modalities: torch.Tensor | int) -> DEENOutput:
+    def forward(self, images: torch.Tensor, modalities: torch.Tensor | ModalityLayout | int) -> DEENOutput:
         """The features (and, in training, the logits) of a batch, the input's rows then each DEE branch's.
 
         Args:
             images: (B, 3, H, W) images.
-            modalities: Their (B,) modalities, or one int: all of that modality (not in training).
+            modalities: Their (B,) modalities or ModalityLayout, or one int: all of that modality (not in
+                training).
 
         Returns:
             (3B, C) pooled and after-BNNeck features; (3B, K) logits in training.
@@ -404,9 +406,12 @@ class DEENLoss(nn.Module):
         super().__init__()
         self.config = config
 
-    def forward(self, output: DEENOutput, labels: torch.Tensor, modalities: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, output: DEENOutput, labels: torch.Tensor, modalities: torch.Tensor | ModalityLayout
+    ) -> dict[str, torch.Tensor]:
         """The unweighted terms id, triplet, cpm and ort, and ``total``, their weighted sum."""
         config = self.config
+        modalities = modality_layout(modalities).tensor
         every_row = labels.repeat(3)  # the input's rows, then each branch's
         pooled = by_source(output.pooled)
         terms = {

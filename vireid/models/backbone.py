@@ -18,7 +18,7 @@ import torchvision
 from torch import nn
 
 from vireid.errors import UserError
-from vireid.modality import Modality
+from vireid.modality import ModalityLayout, modality_layout
 from vireid.models.non_local import NonLocalBlock
 from vireid.serialization import read_torch_file
 
@@ -103,29 +103,26 @@ class TwoStreamResNet(nn.Module):
                 x = self.non_local[key](x)
         return x
 
-    def forward(self, images: torch.Tensor, modalities: torch.Tensor | int) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, modalities: torch.Tensor | ModalityLayout | int) -> torch.Tensor:
         """(B, 3, H, W) images and their (B,) modalities -> (B, C, H/16, W/16) feature map.
 
-        ``modalities`` as one int: every image is of that modality, and the
-        routing (data-dependent row selection, which ONNX export cannot trace) is skipped.
+        ``modalities`` as a ModalityLayout routes each modality's rows by slicing, without
+        reading the device; as one int, every image is of that modality (no routing: what
+        an exported graph needs).
         """
         return self._body(self.stem(images, modalities))
 
-    def stem(self, images: torch.Tensor, modalities: torch.Tensor | int) -> torch.Tensor:
-        """(B, 3, H, W) images -> (B, 64, H/4, W/4): each through the stem of its modality, in batch order."""
+    def stem(self, images: torch.Tensor, modalities: torch.Tensor | ModalityLayout | int) -> torch.Tensor:
+        """(B, 3, H, W) images -> (B, 64, H/4, W/4): each through the stem of its modality, in batch order.
+
+        Each stem sees all of its modality's rows at once (its BatchNorm's statistics are theirs).
+        """
         if isinstance(modalities, int):
             return self.stems[modalities](images)
-        stem_outputs = []
-        order = []
-        for modality in (Modality.VISIBLE, Modality.INFRARED):
-            rows = torch.nonzero(modalities == int(modality), as_tuple=True)[0]
-            if rows.numel():
-                stem_outputs.append(self.stems[int(modality)](images[rows]))
-                order.append(rows)
-        x = torch.cat(stem_outputs) if len(stem_outputs) > 1 else stem_outputs[0]
-        if len(order) > 1:
-            x = x[torch.argsort(torch.cat(order))]  # back to batch order
-        return x
+        layout = modality_layout(modalities)
+        return layout.put_back(
+            {modality: self.stems[modality](layout.take(images, modality)) for modality in layout.modalities()}
+        )
 
     def _body(self, x: torch.Tensor) -> torch.Tensor:
         """The shared layers: stem output -> (B, C, H/16, W/16) feature map."""

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from vireid.config import ModelConfig
+from vireid.modality import ModalityLayout, modality_layout
 from vireid.models.backbone import TwoStreamResNet
 from vireid.models.heads import GlobalHead, ModalityClassifiers, PartHead
 from vireid.ranges import Range
@@ -91,11 +92,13 @@ class CrossModalityNet(nn.Module):
             f"non-local {'on' if config.non_local else 'off'}, {self.num_classes} classes)"
         )
 
-    def forward(self, images: torch.Tensor, modalities: torch.Tensor | int) -> ModelOutput:
-        """(B, 3, H, W) images of either modality, with their (B,) modality values
-        (or one int when all are of one modality: evaluation and export only)."""
+    def forward(self, images: torch.Tensor, modalities: torch.Tensor | ModalityLayout | int) -> ModelOutput:
+        """(B, 3, H, W) images of either modality, with their (B,) modality values or their
+        ModalityLayout (or one int when all are of one modality: evaluation and export only)."""
         if self.training and isinstance(modalities, int):
             raise ValueError("training takes each image's modality as a (B,) tensor, not one int")
+        if not isinstance(modalities, int):
+            modalities = modality_layout(modalities)
         feature_map = self.backbone(images, modalities)  # (B, C, h, w)
         pooled, global_feature = self.global_head(feature_map)
         output = ModelOutput(pooled, global_feature)
@@ -108,7 +111,7 @@ class CrossModalityNet(nn.Module):
             output.part_logits = self.part_head.logits(output.part_features)
         if self.modality_classifiers is not None:
             self.modality_classifiers.update_ema()
-            output.modality_logits = self.modality_classifiers(global_feature, modalities)
+            output.modality_logits = self.modality_classifiers(global_feature, modalities.tensor)
         return output
 
 
