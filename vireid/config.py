@@ -94,6 +94,9 @@ class TrainConfig:
     amp: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     channels_last: Literal["auto", "always", "never"] = "auto"  # auto: on GPU only
     grad_clip: float = 0.0  # max gradient norm; 0 turns clipping off
+    # the optimizer's update as one fused kernel over all parameters (torch's fused=True) instead of a kernel
+    # per tensor: auto is on a GPU only (on the CPU, fused AdamW rounds differently from the plain loop)
+    fused_optimizer: Literal["auto", "always", "never"] = "auto"
     sync_bn: bool = False  # under DDP
     # before each checkpoint, BatchNorm's running averages are replaced by the mean statistics of this many
     # batches of training images (at most an epoch's), unaugmented, with the current weights (vireid.engine.

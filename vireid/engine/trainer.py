@@ -105,9 +105,19 @@ def learning_rate_factor(epoch: int, config: TrainConfig) -> float:
     return config.gamma ** sum(epoch >= milestone for milestone in config.milestones)
 
 
-def build_optimizers(groups: list[ParameterGroup], config: TrainConfig) -> list[torch.optim.Optimizer]:
+def fused_update(config: TrainConfig, device: torch.device | str) -> bool:
+    """Whether the optimizers update with one fused kernel: ``train.fused_optimizer``, auto on a GPU."""
+    return config.fused_optimizer == "always" or (
+        config.fused_optimizer == "auto" and torch.device(device).type == "cuda"
+    )
+
+
+def build_optimizers(
+    groups: list[ParameterGroup], config: TrainConfig, device: torch.device | str = "cpu"
+) -> list[torch.optim.Optimizer]:
     """The optimizers of a method's parameter groups: ``train.optimizer`` over the groups it trains (the
-    first optimizer: the schedule's), then plain SGD over those that ask for their own (``own_sgd``)."""
+    first optimizer: the schedule's), then plain SGD over those that ask for their own (``own_sgd``);
+    fused where fused_update says so for ``device``, the parameters' device."""
     if all(group.own_sgd for group in groups):
         names = ", ".join(group.name for group in groups) or "none"
         raise UserError(
@@ -120,23 +130,27 @@ def build_optimizers(groups: list[ParameterGroup], config: TrainConfig) -> list[
         for group in groups
         if not group.own_sgd
     ]
+    fused = {"fused": True} if fused_update(config, device) else {}
     if config.optimizer == "adamw":
-        optimizers = [torch.optim.AdamW(scheduled, weight_decay=config.weight_decay)]
+        optimizers = [torch.optim.AdamW(scheduled, weight_decay=config.weight_decay, **fused)]
     elif config.optimizer == "adam":
-        optimizers = [torch.optim.Adam(scheduled, weight_decay=config.weight_decay)]
+        optimizers = [torch.optim.Adam(scheduled, weight_decay=config.weight_decay, **fused)]
     else:
         optimizers = [
-            torch.optim.SGD(scheduled, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay)
+            torch.optim.SGD(
+                scheduled, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay, **fused
+            )
         ]
     own = [{"params": group.parameters, "lr": group.lr} for group in groups if group.own_sgd]
-    return optimizers + ([torch.optim.SGD(own, momentum=0.0, weight_decay=0.0)] if own else [])
+    return optimizers + ([torch.optim.SGD(own, momentum=0.0, weight_decay=0.0, **fused)] if own else [])
 
 
 def build_optimizer(
     model: torch.nn.Module, loss: torch.nn.Module, config: ExperimentConfig
 ) -> list[torch.optim.Optimizer]:
     """The optimizers of ``config``'s method for ``model`` and its ``loss``: build_optimizers of its groups."""
-    return build_optimizers(method_of(config).parameter_groups(model, loss, config.train), config.train)
+    device = next(model.parameters()).device
+    return build_optimizers(method_of(config).parameter_groups(model, loss, config.train), config.train, device)
 
 
 def train_step(
@@ -241,7 +255,8 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
     precision = Precision.of(train_config, environment.device)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizers = build_optimizers(method.parameter_groups(model, loss_function, train_config), train_config)
+    groups = method.parameter_groups(model, loss_function, train_config)
+    optimizers = build_optimizers(groups, train_config, environment.device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizers[0], lambda epoch: learning_rate_factor(epoch, train_config)
     )
@@ -335,6 +350,7 @@ RESUMABLE_KEYS = (
     "train.precise_bn_batches",
     "train.amp",
     "train.channels_last",
+    "train.fused_optimizer",
     "test.",
 )
 """What ``--set`` may change when a run is resumed (a key, or a section ending in a dot): where the data
@@ -363,6 +379,15 @@ def _distributed(model: torch.nn.Module, environment: Environment, sync_bn: bool
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """``optimizer.load_state_dict(state)``, keeping the optimizer's own kernel choice (``fused``): how
+    to compute the update is this run's setting (``train.fused_optimizer``), not the saved run's."""
+    fused = [group.get("fused") for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, kernel in zip(optimizer.param_groups, fused):
+        group["fused"] = kernel
+
+
 def _restore(
     checkpoint: Checkpoint, resume: str | Path, config: ExperimentConfig, num_classes: int, *stateful
 ) -> tuple[int, dict]:
@@ -378,7 +403,7 @@ def _restore(
         first_line = str(error).splitlines()[-1].strip()
         method = config.model.method
         raise CheckpointError(f"{resume}: its loss state does not fit {method}'s loss ({first_line})") from None
-    optimizer.load_state_dict(checkpoint.optimizer)
+    load_optimizer_state(optimizer, checkpoint.optimizer)
     scheduler.load_state_dict(checkpoint.scheduler)
     scaler.load_state_dict(checkpoint.scaler)
     set_rng_state(checkpoint.rng)
@@ -651,6 +676,8 @@ __all__ = [
     "TrainingDiverged",
     "build_optimizer",
     "build_optimizers",
+    "fused_update",
+    "load_optimizer_state",
     "build_run",
     "check_resumed_config",
     "evaluate_and_checkpoint",
