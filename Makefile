@@ -91,10 +91,12 @@ bench-gpu: $(STAMP)
 	$(BIN)/python benchmarks/bench_inference.py --config sysu_full --device cuda --append-to BENCHMARKS.md
 	$(BIN)/python benchmarks/profile_train_step.py --config sysu_full --device cuda --channels-last --append-to BENCHMARKS.md
 
-# Every CUDA path run and checked on the GPU (benchmarks/gpu_check.py), a dated table appended to
-# BENCHMARKS.md; on a machine without CUDA it says so in one line and exits 0.
+# Every CUDA path run and checked on the GPU (benchmarks/gpu_check.py), then how fast the engine's own
+# training step and a short run are (benchmarks/speed_check.py); each appends a dated table to BENCHMARKS.md.
+# On a machine without CUDA each says so in one line and exits 0.
 gpu-check: $(STAMP)
 	@$(BIN)/python benchmarks/gpu_check.py --append-to BENCHMARKS.md
+	@$(BIN)/python benchmarks/speed_check.py --append-to BENCHMARKS.md
 
 clean:
 	rm -rf runs .pytest_cache

@@ -28,9 +28,10 @@ Each check is a row: what ran, whether its result is right, its figures, its sec
 7. ONNX export of the checkpoint trained on the GPU (the export itself runs on the CPU): ONNX Runtime
    against PyTorch, max abs difference below 1e-3;
 8. the AGW reference's training loop against vireid's (reference_train_loop.py) at 288x144, each
-   loop's images/s and its share of time waiting for data;
-9. where a step's time goes: forward with the loss, backward and optimizer, each timed between
-   device synchronisations (``benchmarks/profile_train_step.py`` gives the operator-level profile).
+   loop's images/s and its share of time waiting for data.
+
+How fast the step is, and where its time goes, is benchmarks/speed_check.py's table, which `make
+gpu-check` runs after this one (from the profiler's ranges around the engine's own step).
 """
 
 from __future__ import annotations
@@ -203,42 +204,6 @@ def feature_agreement(config_name: str, device: torch.device, overrides=()):
     ), f"cosine min {cosine.min():.4f}, mean {cosine.mean():.4f} (>= {FEATURE_AGREEMENT})"
 
 
-def step_phases(config_name: str, device: torch.device, steps: int):
-    """Check 9: where a bf16 (on a CPU: fp32) step of the paper's model goes, phase by phase, each
-    phase timed between device synchronisations: forward with the loss, backward, optimizer."""
-    from vireid.engine.trainer import build_optimizer
-    from vireid.recipe import build_loss, build_model, load_config
-
-    config = load_config(config_name, ["model.pretrained=none"])
-    images, labels, modalities = memory_batch(config, device)
-    model = build_model(config, 395, load_weights=False).to(device).train()
-    loss_function = build_loss(config, 395, model)
-    (optimizer,) = build_optimizer(model, loss_function, config)
-    dtype = torch.bfloat16 if device.type == "cuda" else None
-    seconds = {"forward and loss": 0.0, "backward": 0.0, "optimizer": 0.0}
-    for step in range(steps + 1):  # the first step warms up and is not counted
-        synchronize(device)
-        started = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            total = loss_function(model(images, modalities), labels, modalities)["total"]
-        synchronize(device)
-        forward_done = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        synchronize(device)
-        backward_done = time.perf_counter()
-        optimizer.step()
-        synchronize(device)
-        if step:
-            seconds["forward and loss"] += forward_done - started
-            seconds["backward"] += backward_done - forward_done
-            seconds["optimizer"] += time.perf_counter() - backward_done
-    step_seconds = sum(seconds.values()) / steps
-    shares = ", ".join(f"{name} {100 * value / steps / step_seconds:.0f} %" for name, value in seconds.items())
-    precision = "bf16" if dtype else "fp32"
-    return True, f"{1000 * step_seconds:.0f} ms per {precision} step of {len(images)} images: {shares}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
@@ -265,7 +230,6 @@ def main() -> int:
         checks.run(name, check)
     checks.run("fp32 and bf16 test features agree", lambda: feature_agreement(config_name, device))
     checks.run("fp32 and bf16 DEEN test features agree", lambda: feature_agreement("sysu_deen", device, deen))
-    checks.run("where a step's time goes", lambda: step_phases(config_name, device, steps))
     release(device)
     with tempfile.TemporaryDirectory() as folder:
         end_to_end(Path(folder), device, arguments.quick, checks)

@@ -4,6 +4,7 @@ each device gets by default, the process-group backend choice, torch.compile (sl
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from vireid.models.pooling import GeM
 from vireid.recipe import build_loss, build_model, load_config
 
 GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+SPEED_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "speed_check.py"
 
 
 def _tiny_step_parts(*overrides: str):
@@ -109,8 +111,41 @@ def test_gpu_check_rehearsed_on_the_cpu_passes_every_check(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     table = out.read_text()
     assert "## GPU check (make gpu-check)" in table and "FAIL" not in table
-    # 3 step variants, 2 of DEEN's, features, DEEN's features, phases, train and resume, DDP, test, scoring,
+    # 3 step variants, 2 of DEEN's, features, DEEN's features, train and resume, DDP, test, scoring,
     # extract, ONNX, reference loop
-    assert table.count("| ok |") == 15
+    assert table.count("| ok |") == 14
     assert "train step, sysu_deen 64x32, bf16" in table
-    assert "ms per fp32 step of 64 images: forward and loss" in table
+
+
+def test_speed_check_without_cuda_says_so_in_one_line_and_writes_nothing(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: make gpu-check runs the speed check for real")
+    done = subprocess.run(
+        [sys.executable, str(SPEED_CHECK), "--append-to", str(tmp_path / "BENCHMARKS.md")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and done.stdout.startswith("speed-check: no CUDA device here")
+    assert not (tmp_path / "BENCHMARKS.md").exists()
+
+
+@pytest.mark.slow
+def test_speed_check_rehearsed_on_the_cpu_writes_its_table(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    done = subprocess.run(
+        [sys.executable, str(SPEED_CHECK), "--device", "cpu", "--quick", "--append-to", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    section = out.read_text()
+    assert "## Speed check (tiny, quick rehearsal)" in section and "device cpu" in section
+    rows = re.findall(r"^\| (eager fp32|eager bf16) \| ([\d.]+) \| ([\d.]+) \|", section, flags=re.M)
+    assert [name for name, _, _ in rows] == ["eager fp32", "eager bf16"]
+    assert all(float(images) > 0 and float(tflops) > 0 for _, images, tflops in rows)
+    phases = re.search(r"forward and loss (\d+) ms, backward (\d+) ms, optimizer (\d+) ms", section)
+    assert phases and all(int(value) > 0 for value in phases.groups())  # the engine's own step, profiled
+    assert "Graph breaks in the forward pass with its loss: 0" in section
+    assert re.search(
+        r"Projected to the recipe on SYSU-MM01 \(12 epochs x 696 steps, 3 evaluations\): [\d.]+ minutes", section
+    )

@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 import yaml
+from torch.profiler import record_function
 from torch.utils.data import DataLoader
 
 from vireid.atomic import write_text
@@ -153,6 +154,10 @@ def build_optimizer(
     return build_optimizers(method_of(config).parameter_groups(model, loss, config.train), config.train, device)
 
 
+STEP_PHASES = ("vireid step: forward and loss", "vireid step: backward", "vireid step: optimizer")
+"""The profiler ranges of a training step (benchmarks/speed_check.py reads where a step's time goes from them)."""
+
+
 def train_step(
     model: torch.nn.Module,
     loss_function: Callable[..., dict[str, torch.Tensor]],
@@ -173,18 +178,20 @@ def train_step(
     autocast = (
         torch.autocast(images.device.type, dtype=precision.dtype) if precision.dtype else contextlib.nullcontext()
     )
-    with autocast:
+    with record_function(STEP_PHASES[0]), autocast:
         losses = loss_function(model(images, modalities), labels, modalities)
-    for optimizer in optimizers:
-        optimizer.zero_grad(set_to_none=True)
-    scaler.scale(losses["total"]).backward()
-    if precision.grad_clip > 0:
+    with record_function(STEP_PHASES[1]):
         for optimizer in optimizers:
-            scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), precision.grad_clip)
-    for optimizer in optimizers:
-        scaler.step(optimizer)
-    scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+        scaler.scale(losses["total"]).backward()
+    with record_function(STEP_PHASES[2]):
+        if precision.grad_clip > 0:
+            for optimizer in optimizers:
+                scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), precision.grad_clip)
+        for optimizer in optimizers:
+            scaler.step(optimizer)
+        scaler.update()
     return {name: value.detach() for name, value in losses.items()}
 
 
