@@ -101,15 +101,17 @@ def test_torch_compile_trains_a_tiny_model_on_the_cpu():
 
 
 @pytest.mark.slow
-def test_gpu_check_rehearsed_on_the_cpu_passes_every_check(tmp_path):
+def _rehearsed(script: Path, tmp_path: Path) -> str:
+    """What ``script --device cpu --quick`` appends to a fresh BENCHMARKS.md (it must succeed)."""
     out = tmp_path / "BENCHMARKS.md"
-    done = subprocess.run(
-        [sys.executable, str(GPU_CHECK), "--device", "cpu", "--quick", "--append-to", str(out)],
-        capture_output=True,
-        text=True,
-    )
+    command = [sys.executable, str(script), "--device", "cpu", "--quick", "--append-to", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    table = out.read_text()
+    return out.read_text()
+
+
+def test_gpu_check_rehearsed_on_the_cpu_passes_every_check(tmp_path):
+    table = _rehearsed(GPU_CHECK, tmp_path)
     assert "## GPU check (make gpu-check)" in table and "FAIL" not in table
     # 3 step variants, 2 of DEEN's, features, DEEN's features, train and resume, DDP, test, scoring,
     # extract, ONNX, reference loop
@@ -131,14 +133,7 @@ def test_speed_check_without_cuda_says_so_in_one_line_and_writes_nothing(tmp_pat
 
 @pytest.mark.slow
 def test_speed_check_rehearsed_on_the_cpu_writes_its_table(tmp_path):
-    out = tmp_path / "BENCHMARKS.md"
-    done = subprocess.run(
-        [sys.executable, str(SPEED_CHECK), "--device", "cpu", "--quick", "--append-to", str(out)],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    section = out.read_text()
+    section = _rehearsed(SPEED_CHECK, tmp_path)
     assert "## Speed check (tiny, quick rehearsal)" in section and "device cpu" in section
     rows = re.findall(r"^\| (eager fp32|eager bf16) \| ([\d.]+) \| ([\d.]+) \|", section, flags=re.M)
     assert [name for name, _, _ in rows] == ["eager fp32", "eager bf16"]
