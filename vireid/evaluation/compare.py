@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from vireid.evaluation.rerank import RerankSettings
 from vireid.evaluation.results_file import RecordedResult
 
 if TYPE_CHECKING:
@@ -94,8 +93,7 @@ def comparison_table(
     protocols = list(protocols or dict.fromkeys(result.protocol for result in results))
     rows: dict[tuple[str, str], dict[str, RecordedResult]] = {}
     for result in results:
-        reranking = _reranking(result.reranked)
-        rows.setdefault((result.run, reranking), {})[result.protocol] = result
+        rows.setdefault((result.run, result.reranking or ""), {})[result.protocol] = result
     header = ["run", "method", *(f"{protocol} {column}" for protocol in protocols for column in COLUMNS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     spreads = set()
@@ -148,11 +146,6 @@ def _published_notes(published: Sequence[PublishedRow], plain_runs: bool) -> lis
             "not with plain ones."
         )
     return notes
-
-
-def _reranking(settings: dict | None) -> str:
-    """'' for plain figures; 're-ranked (k1 K1, k2 K2, λ L)' for re-ranked ones."""
-    return RerankSettings.from_dict(settings).describe() if settings else ""
 
 
 __all__ = ["COLUMNS", "comparison_table", "figures", "method_label"]

@@ -51,6 +51,11 @@ class RecordedResult:
     data: dict | None = None  # the dataset fingerprint of the figures (None in files written before it)
 
     @property
+    def reranking(self) -> str | None:
+        """The re-ranking that made the figures, described ("re-ranked (k1 20, k2 6, λ 0.3)"), or None."""
+        return RerankSettings.from_dict(self.reranked).describe() if self.reranked else None
+
+    @property
     def label(self) -> str:
         """The run's name and protocol, with the re-ranking where the figures are re-ranked."""
         return f"{self.run} {protocol_label(self.protocol, reranked=self.reranked)}"

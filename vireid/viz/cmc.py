@@ -20,7 +20,6 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from vireid.errors import UserError
-from vireid.evaluation.rerank import RerankSettings
 from vireid.evaluation.results_file import protocol_label, results_to_compare
 from vireid.viz.png import save_png
 
@@ -191,14 +190,7 @@ def protocol_cmc_curves(results: Sequence[ProtocolResult], run: str = "") -> dic
 def recorded_cmc_curves(results: Sequence[RecordedResult]) -> dict[CurveName, np.ndarray]:
     """CurveName (run, protocol, re-ranking) -> (S, R) CMC of every trial, or of every seed's mean,
     of each result read from a results.json."""
-    return {
-        CurveName(
-            result.run,
-            result.protocol,
-            RerankSettings.from_dict(result.reranked).describe() if result.reranked else None,
-        ): result.cmc
-        for result in results
-    }
+    return {CurveName(result.run, result.protocol, result.reranking): result.cmc for result in results}
 
 
 def cmc_curves_from_results(
