@@ -56,9 +56,6 @@ class ModalityLayout:
         tensor = modalities.to(device or modalities.device, dtype=torch.int64, non_blocking=True)
         return ModalityLayout(tuple(runs), tensor)
 
-    def __len__(self) -> int:
-        return self.runs[-1][2] if self.runs else 0
-
     def modalities(self) -> tuple[int, ...]:
         """The modalities present, in the order of their first rows."""
         return tuple(dict.fromkeys(modality for modality, _, _ in self.runs))

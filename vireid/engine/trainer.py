@@ -262,8 +262,7 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
     precision = Precision.of(train_config, environment.device)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    groups = method.parameter_groups(model, loss_function, train_config)
-    optimizers = build_optimizers(groups, train_config, environment.device)
+    optimizers = build_optimizer(model, loss_function, config)  # on the parameters' device
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizers[0], lambda epoch: learning_rate_factor(epoch, train_config)
     )
