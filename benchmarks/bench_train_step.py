@@ -53,7 +53,7 @@ def matmul_ceiling(device: torch.device, dtype: torch.dtype, size: int) -> float
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e12
 
 
-def _peak_memory_gib(device: torch.device) -> float:
+def peak_memory_gib(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # process peak RSS (KiB on Linux)
@@ -114,7 +114,7 @@ def main() -> None:
         for _ in range(arguments.steps):
             step(*next(iterator))
         synchronize(device)
-        return batch * arguments.steps / (time.perf_counter() - started), _peak_memory_gib(device)
+        return batch * arguments.steps / (time.perf_counter() - started), peak_memory_gib(device)
 
     def from_memory():
         while True:

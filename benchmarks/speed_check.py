@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_train_step import _peak_memory_gib, matmul_ceiling  # noqa: E402
+from bench_train_step import matmul_ceiling, peak_memory_gib  # noqa: E402
 from common import append_section, memory_batch, synchronize  # noqa: E402
 
 from vireid.engine.selection import evaluated_epochs  # noqa: E402
@@ -91,7 +91,8 @@ class StepBench:
         return [str(reason.reason).splitlines()[0] for reason in explanation.break_reasons]
 
     def time(self, precision: Precision, compiled: bool, steps: int) -> dict:
-        """img/s, peak memory, and on a GPU kernels and host synchronisations per step, of ``steps`` steps."""
+        """Seconds per step and peak memory over ``steps`` steps, the milliseconds of each STEP_PHASES range
+        in one more, and on a GPU the kernels and host synchronisations of one step."""
         model, loss_function, optimizers = self.fresh()
         if precision.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -111,10 +112,10 @@ class StepBench:
             step()
         synchronize(self.device)
         seconds = (time.perf_counter() - started) / steps
-        measured = {"seconds": seconds, "memory": _peak_memory_gib(self.device)}
+        measured = {"seconds": seconds, "memory": peak_memory_gib(self.device)}
+        measured["kernels"], measured["phases"] = profile_step(step, self.device)
         if self.device.type == "cuda":
             measured["syncs"] = count_host_syncs(step)
-            measured["kernels"], _ = profile_step(step, self.device)
         torch._dynamo.reset()
         return measured
 
@@ -221,31 +222,25 @@ def main() -> int:
         f"| img/s | TFLOP/s | % of {ceiling_name} ceiling | peak GiB | kernels/step | host syncs/step |",
         "|---|---|---|---|---|---|---|",
     ]
+    profiled = "eager bf16" if device.type == "cuda" else "eager fp32"  # the precision vireid train uses there
     for name, precision, compiled in step_variants(device, arguments.quick):
         measured = bench.time(precision, compiled, steps)
+        if name == profiled:
+            phases = measured["phases"]
         tflops = flops / measured["seconds"] / 1e12
         rows.append(
             f"| {name} | {batch / measured['seconds']:.1f} | {tflops:.2f} | {100 * tflops / ceiling:.1f} "
-            f"| {measured['memory']:.2f} | {measured.get('kernels', NOT_MEASURED)} "
+            f"| {measured['memory']:.2f} | {NOT_MEASURED if measured['kernels'] is None else measured['kernels']} "
             f"| {measured.get('syncs', NOT_MEASURED)} |"
         )
     rows.append(f"| captured step (CUDA graph) | {' | '.join([NOT_MEASURED] * 6)} |")
-    model, loss_function, optimizers = bench.fresh()
-    scaler = torch.amp.GradScaler(device.type, enabled=False)
-    precision = Precision(torch.bfloat16 if device.type == "cuda" else None)
-
-    def eager_step():
-        train_step(model, loss_function, optimizers, scaler, bench.images, bench.labels, bench.layout, precision)
-
-    eager_step()
-    _, phases = profile_step(eager_step, device)
     breaks = bench.graph_breaks()
     shares = ", ".join(f"{name.split(': ')[1]} {milliseconds:.0f} ms" for name, milliseconds in phases.items())
     lines = [
         "\n".join(rows),
         f"Step FLOPs (forward, loss, backward): {flops / 1e12:.3f} TFLOP; measured {ceiling_name} matmul ceiling "
         f"{ceiling:.2f} TFLOP/s; TFLOP/s counts the same FLOPs in every variant.",
-        f"Where an eager {'bf16' if precision.dtype else 'fp32'} step's time goes (profiler ranges): {shares}.",
+        f"Where an {profiled} step's time goes (profiler ranges): {shares}.",
         f"Graph breaks in the forward pass with its loss: {len(breaks)}"
         + (f" ({'; '.join(sorted(set(breaks)))})" if breaks else ""),
     ]
