@@ -100,7 +100,6 @@ def test_torch_compile_trains_a_tiny_model_on_the_cpu():
     assert torch.isclose(losses["total"], eager_loss.detach(), rtol=1e-4)  # the same loss before the update
 
 
-@pytest.mark.slow
 def _rehearsed(script: Path, tmp_path: Path) -> str:
     """What ``script --device cpu --quick`` appends to a fresh BENCHMARKS.md (it must succeed)."""
     out = tmp_path / "BENCHMARKS.md"
@@ -110,6 +109,7 @@ def _rehearsed(script: Path, tmp_path: Path) -> str:
     return out.read_text()
 
 
+@pytest.mark.slow
 def test_gpu_check_rehearsed_on_the_cpu_passes_every_check(tmp_path):
     table = _rehearsed(GPU_CHECK, tmp_path)
     assert "## GPU check (make gpu-check)" in table and "FAIL" not in table
