@@ -242,6 +242,57 @@ def test_cpm_takes_centres_by_label_in_any_order_and_skips_identities_of_one_mod
     assert loss.item() == CPM_BY_HAND
 
 
+def _cpm_identity_by_identity(features, expanded, labels, modalities, margin):
+    """CPM written as loss.py reads: a loop over the identities seen in both modalities, each one's
+    centres the means of its rows, the hinges averaged over those identities."""
+    identities = [p for p in sorted(set(labels.tolist())) if {0, 1} <= set(modalities[labels == p].tolist())]
+
+    def centre(rows, p, modality):
+        return rows[(labels == p) & (modalities == modality)].mean(dim=0)
+
+    def hinge(values):
+        return torch.stack([torch.clamp(value + margin, min=0) for value in values]).mean()
+
+    def direction(target_modality, own_modality):
+        terms = {"fixed": [], "branch": [], "input": []}
+        for p in identities:
+            positive = (centre(features, p, target_modality) - centre(expanded, p, own_modality)).norm()
+            fixed = (centre(features, p, own_modality) - centre(expanded, p, own_modality)).norm().detach()
+            nearest = {
+                name: min(
+                    (centre(rows, p, own_modality) - centre(rows, q, own_modality)).norm() for q in identities if q != p
+                )
+                for name, rows in (("branch", expanded), ("input", features))
+            }
+            terms["fixed"].append(positive - fixed)
+            terms["branch"].append(positive - nearest["branch"])
+            terms["input"].append(positive - nearest["input"])
+        return hinge(terms["fixed"]) + (hinge(terms["branch"]) + hinge(terms["input"])) * 0.5
+
+    return (direction(1, 0) + direction(0, 1)) / 2
+
+
+def test_cpm_equals_an_identity_by_identity_loop_with_its_gradients():
+    """Random features of 6 identities x 3 images per modality in a shuffled order, and one identity
+    seen by the infrared cameras only: the fixed-size form gives the loop's loss and gradients."""
+    generator = torch.Generator().manual_seed(5)
+    labels = torch.cat([torch.arange(6).repeat_interleave(6), torch.tensor([6, 6])])
+    modalities = torch.cat([torch.tensor([0, 0, 0, 1, 1, 1]).repeat(6), torch.tensor([1, 1])])
+    order = torch.randperm(len(labels), generator=generator)
+    labels, modalities = labels[order], modalities[order]
+    features = torch.randn(len(labels), 8, generator=generator, requires_grad=True)
+    expanded = torch.randn(len(labels), 8, generator=generator, requires_grad=True)
+    loss = center_guided_pair_mining(features, expanded, labels, modalities, margin=0.3)
+    expected = _cpm_identity_by_identity(features, expanded, labels, modalities, margin=0.3)
+    assert expected.item() > 0.5  # hinges active: the comparison is not of zeros
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=0)
+    gradients = torch.autograd.grad(loss, (features, expanded))
+    expected_gradients = torch.autograd.grad(expected, (features, expanded))
+    for gradient, expected_gradient in zip(gradients, expected_gradients):
+        assert expected_gradient.abs().sum() > 0
+        torch.testing.assert_close(gradient, expected_gradient, rtol=1e-4, atol=1e-6)
+
+
 def test_cpm_holds_the_same_modality_distance_fixed():
     """The gradient on the branch's rows (v'_0, v'_1, i'_0, i'_1), by hand: each active hinge's
     distance moves by +-1 per unit, x 1/2 (the mean over two identities), x 1/2 for the two

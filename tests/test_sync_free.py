@@ -81,10 +81,7 @@ def test_the_paper_model_s_forward_and_loss_are_one_graph():
         "sysu_fgfl",
         "sysu_full",
         "sysu_caj",
-        pytest.param(
-            "sysu_deen",
-            marks=pytest.mark.xfail(strict=True, reason="CPM finds the batch's identities on the device (unique)"),
-        ),
+        "sysu_deen",
     ],
 )
 def test_every_shipped_method_is_one_graph_at_full_size(config_name):

@@ -305,26 +305,26 @@ def by_source(rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def modality_centres(
-    features: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor, identities: torch.Tensor
+    features: torch.Tensor, same_identity: torch.Tensor, modalities: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(P, D) mean visible and (P, D) mean infrared feature of each of the P ``identities``.
+    """(B, D) mean visible and (B, D) mean infrared feature of each row's identity.
 
     The reference takes the means of consecutive chunks of K rows (``loss.py`` lines 15-39), which the
-    batch's order makes one identity each; here rows are grouped by label, whatever their order.
+    batch's order makes one identity each; here rows are grouped by label, whatever their order. A
+    row whose identity has no image of a modality gets zeros for that modality's centre.
 
     Args:
         features: (B, D) features.
-        labels: (B,) their identities.
-        modalities: (B,) their modalities (0 visible, 1 infrared).
-        identities: (P,) the identities whose centres to take.
+        same_identity: (B, B) whether rows i and j show the same identity.
+        modalities: (B,) the rows' modalities (0 visible, 1 infrared).
 
     Returns:
-        (P, D) float32 visible centres and (P, D) float32 infrared centres.
+        (B, D) float32 visible centres and (B, D) float32 infrared centres.
     """
     centres = []
     for modality in (0, 1):
-        members = (labels[None, :] == identities[:, None]) & (modalities[None, :] == modality)  # (P, B)
-        weights = members.float() / members.sum(dim=1, keepdim=True)
+        members = same_identity & (modalities[None, :] == modality)  # (B, B)
+        weights = members.float() / members.sum(dim=1, keepdim=True).clamp(min=1)
         centres.append(weights @ features.float())
     return centres[0], centres[1]
 
@@ -343,7 +343,9 @@ def center_guided_pair_mining(
     h(x) = max(0, x + margin), each term averaged over identities; the same with the modalities swapped;
     the mean of the two.
 
-    Only the identities with images of both modalities count (every one in a sampler batch).
+    Only the identities with images of both modalities count (every one in a sampler batch). Each
+    identity is represented by its first row, so that every tensor keeps the batch's size and nothing
+    is read on the host (no ``unique``, no boolean selection): the loss compiles into one graph.
 
     Args:
         features: (B, D) pooled features of the input images.
@@ -355,18 +357,23 @@ def center_guided_pair_mining(
     Returns:
         The loss, a scalar tensor.
     """
-    identities = labels.unique()  # the identities with images of both modalities (every one in a sampler batch)
-    present = [(labels[modalities == modality][None, :] == identities[:, None]).any(1) for modality in (0, 1)]
-    identities = identities[present[0] & present[1]]
-    visible, infrared = modality_centres(features, labels, modalities, identities)
-    expanded_visible, expanded_infrared = modality_centres(expanded, labels, modalities, identities)
-    own = torch.eye(len(identities), dtype=torch.bool, device=features.device)
+    rows = torch.arange(len(labels), device=labels.device)
+    same_identity = labels[:, None] == labels[None, :]  # (B, B)
+    first_row = ~(same_identity & (rows[None, :] < rows[:, None])).any(dim=1)  # (B,) the first row of its identity
+    in_both = [(same_identity & (modalities[None, :] == modality)).any(dim=1) for modality in (0, 1)]
+    counted = first_row & in_both[0] & in_both[1]  # (B,) one row per identity with images of both modalities
+    visible, infrared = modality_centres(features, same_identity, modalities)
+    expanded_visible, expanded_infrared = modality_centres(expanded, same_identity, modalities)
+    not_another = ~(counted[None, :] & ~same_identity)  # (B, B) columns that are no other counted identity
+
+    def mean_over_identities(values: torch.Tensor) -> torch.Tensor:  # (B,) -> the mean of the counted rows
+        return torch.where(counted, values, 0.0).sum() / counted.sum()
 
     def hinge(positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:  # nn.MarginRankingLoss(margin)
-        return F.relu(positive - negative + margin).mean()
+        return mean_over_identities(F.relu(positive - negative + margin))
 
     def nearest_other(centres: torch.Tensor) -> torch.Tensor:
-        return euclidean_distances(centres).masked_fill(own, float("inf")).amin(dim=1)
+        return euclidean_distances(centres).masked_fill(not_another, float("inf")).amin(dim=1)
 
     def pulled(target: torch.Tensor, same_input: torch.Tensor, expanded_own: torch.Tensor) -> torch.Tensor:
         positive = euclidean_distances(target, expanded_own).diagonal()
