@@ -31,7 +31,8 @@ from vireid.data.device_augment import BatchAugment  # noqa: E402
 from vireid.data.sampler import CrossModalityBatchSampler  # noqa: E402
 from vireid.data.transforms import train_transform  # noqa: E402
 from vireid.datasets.sysu import sysu_train_split  # noqa: E402
-from vireid.engine.trainer import Precision, build_optimizer, train_step  # noqa: E402
+from vireid.engine.step import ForwardAndLoss, Precision, train_step  # noqa: E402
+from vireid.engine.trainer import build_optimizer  # noqa: E402
 from vireid.recipe import (  # noqa: E402
     build_loss,
     build_model,
@@ -99,13 +100,13 @@ def main() -> None:
         precision = Precision(torch.bfloat16 if "bf16" in variant else None, "channels_last" in variant)
         if precision.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        forward = torch.compile(model) if "compile" in variant else model
+        forward = ForwardAndLoss(torch.compile(model) if "compile" in variant else model, loss_function)
         scaler = torch.amp.GradScaler(device.type, enabled=False)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
 
         def step(step_images, step_labels, step_modalities):
-            train_step(forward, loss_function, optimizer, scaler, step_images, step_labels, step_modalities, precision)
+            train_step(forward, optimizer, scaler, step_images, step_labels, step_modalities, precision)
 
         iterator = iter(batches)
         step(*next(iterator))  # warm-up (and compilation)

@@ -123,7 +123,8 @@ def step_matrix(config_name: str, device: torch.device, steps: int, variants: li
     from bench_train_step import matmul_ceiling
     from torch.utils.flop_counter import FlopCounterMode
 
-    from vireid.engine.trainer import Precision, build_optimizer, train_step
+    from vireid.engine.step import ForwardAndLoss, Precision, train_step
+    from vireid.engine.trainer import build_optimizer
     from vireid.recipe import build_loss, build_model, load_config
 
     config = load_config(config_name, ["model.pretrained=none", *overrides])
@@ -150,17 +151,15 @@ def step_matrix(config_name: str, device: torch.device, steps: int, variants: li
             loss = build_loss(config, 395, model)
             optimizer = build_optimizer(model, loss, config)
             scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-            stepped = torch.compile(model) if compiled else model
+            stepped = ForwardAndLoss(torch.compile(model) if compiled else model, loss)
             precision = Precision(dtype, channels_last)
-            totals = [train_step(stepped, loss, optimizer, scaler, images, labels, modalities, precision)["total"]]
+            totals = [train_step(stepped, optimizer, scaler, images, labels, modalities, precision)["total"]]
             with FlopCounterMode(display=False) as counter:
-                train_step(model, loss, optimizer, scaler, images, labels, modalities, precision)
+                train_step(ForwardAndLoss(model, loss), optimizer, scaler, images, labels, modalities, precision)
             synchronize(device)
             started = time.perf_counter()
             for _ in range(steps):
-                totals.append(
-                    train_step(stepped, loss, optimizer, scaler, images, labels, modalities, precision)["total"]
-                )
+                totals.append(train_step(stepped, optimizer, scaler, images, labels, modalities, precision)["total"])
             synchronize(device)
             seconds = time.perf_counter() - started
             finite = all(bool(torch.isfinite(total)) for total in totals)

@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import add_model_options, append_section, memory_batch  # noqa: E402
 
-from vireid.engine.trainer import Precision, build_optimizer, train_step  # noqa: E402
+from vireid.engine.step import ForwardAndLoss, Precision, train_step  # noqa: E402
+from vireid.engine.trainer import build_optimizer  # noqa: E402
 from vireid.recipe import (  # noqa: E402
     build_loss,
     build_model,
@@ -53,7 +54,7 @@ def main() -> None:
     scaler = torch.amp.GradScaler(device.type, enabled=False)
 
     def step() -> None:
-        train_step(model, loss_function, optimizer, scaler, images, labels, modalities, precision)
+        train_step(ForwardAndLoss(model, loss_function), optimizer, scaler, images, labels, modalities, precision)
 
     for _ in range(3):  # warm-up: cuDNN autotuning, allocator
         step()

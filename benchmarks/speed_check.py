@@ -1,16 +1,17 @@
 """How fast vireid trains, in one command (about 5 minutes on a GPU): the engine's own training step
-(vireid.engine.trainer.train_step, never a copy of it) in each variant, then a short end-to-end
+(vireid.engine.step.train_step, never a copy of it) in each variant, then a short end-to-end
 `vireid train` projected to the whole recipe; one table, appended to BENCHMARKS.md with the device named.
 
     python benchmarks/speed_check.py --append-to BENCHMARKS.md              # on a GPU (make gpu-check runs it)
     python benchmarks/speed_check.py --device cpu --quick                   # a rehearsal on the CPU (make test-slow)
 
-Per step variant (eager and compiled forward; fp32 and bf16 autocast, channels-last where the device uses it):
+Per step variant (eager, compiled, compiled and replayed as CUDA graphs; fp32 and bf16 autocast, channels-last
+where the device uses it):
 images/s, TFLOP/s (the step's FLOPs counted by torch's FlopCounterMode), the share of the measured matmul
 ceiling (bf16's on a GPU, fp32's on a CPU), peak memory, and on a GPU the kernels launched and the host
 synchronisations per step (``torch.cuda.set_sync_debug_mode``); where the time of an eager step goes, from the
 profiler's ranges around the real step (STEP_PHASES); the graph breaks of the forward pass with its loss
-(``torch._dynamo.explain``). A captured step (CUDA graph) is listed as not available until the engine has one.
+(``torch._dynamo.explain``). The compiled variants are the engine's own train.compile and train.cuda_graph.
 
 End to end: `vireid train CONFIG` for a few epochs on a synthetic SYSU-MM01 set, whose epoch length and
 evaluations the projection rescales to the recipe on the real SYSU-MM01 (696 steps an epoch, its epochs and
@@ -38,7 +39,8 @@ from bench_train_step import matmul_ceiling, peak_memory_gib  # noqa: E402
 from common import append_section, memory_batch, synchronize  # noqa: E402
 
 from vireid.engine.selection import evaluated_epochs  # noqa: E402
-from vireid.engine.trainer import STEP_PHASES, Precision, build_optimizer, train_step  # noqa: E402
+from vireid.engine.step import STEP_PHASES, Compilation, ForwardAndLoss, Precision, train_step  # noqa: E402
+from vireid.engine.trainer import build_optimizer  # noqa: E402
 from vireid.modality import ModalityLayout  # noqa: E402
 from vireid.recipe import build_loss, build_model, load_config  # noqa: E402
 
@@ -46,15 +48,16 @@ SYSU_STEPS_PER_EPOCH = 696  # the real SYSU-MM01: int(22258 visible images / 32)
 NOT_MEASURED = "–"
 
 
-def step_variants(device: torch.device, quick: bool) -> list[tuple[str, Precision, bool]]:
-    """(name, precision, compiled forward) of each variant timed on ``device``."""
+def step_variants(device: torch.device, quick: bool) -> list[tuple[str, Precision, Compilation]]:
+    """(name, precision, compilation) of each variant timed on ``device``: the engine's own settings
+    (train.amp, train.channels_last, train.compile, train.cuda_graph)."""
     channels_last = device.type == "cuda"
-    variants = [("eager fp32", Precision(), False), ("eager bf16", Precision(torch.bfloat16, channels_last), False)]
+    bf16 = Precision(torch.bfloat16, channels_last)
+    variants = [("eager fp32", Precision(), Compilation()), ("eager bf16", bf16, Compilation())]
     if not quick:
-        variants += [
-            ("compiled fp32", Precision(None, channels_last), True),
-            ("compiled bf16", Precision(torch.bfloat16, channels_last), True),
-        ]
+        variants.append(("compiled bf16", bf16, Compilation(compiled=True)))
+    if not quick and device.type == "cuda":
+        variants.append(("compiled + CUDA graphs bf16", bf16, Compilation(compiled=True, cuda_graph=True)))
     return variants
 
 
@@ -90,19 +93,20 @@ class StepBench:
         torch._dynamo.reset()
         return [str(reason.reason).splitlines()[0] for reason in explanation.break_reasons]
 
-    def time(self, precision: Precision, compiled: bool, steps: int) -> dict:
+    def time(self, precision: Precision, compilation: Compilation, steps: int) -> dict:
         """Seconds per step and peak memory over ``steps`` steps, the milliseconds of each STEP_PHASES range
         in one more, and on a GPU the kernels and host synchronisations of one step."""
         model, loss_function, optimizers = self.fresh()
         if precision.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        forward = torch.compile(model) if compiled else model
+        forward = ForwardAndLoss(model, loss_function)
+        compilation.apply(forward)
         scaler = torch.amp.GradScaler(self.device.type, enabled=False)
 
         def step():
-            train_step(forward, loss_function, optimizers, scaler, self.images, self.labels, self.layout, precision)
+            train_step(forward, optimizers, scaler, self.images, self.labels, self.layout, precision)
 
-        for _ in range(2):  # warm-up (and compilation)
+        for _ in range(3):  # warm-up (compilation; CUDA graphs record on the third call)
             step()
         synchronize(self.device)
         if self.device.type == "cuda":
@@ -201,6 +205,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant (after 2 of warm-up)")
     parser.add_argument("--epochs", type=int, default=4, help="epochs of the end-to-end run")
     parser.add_argument("--append-to")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a config override of the end-to-end run"
+    )
     arguments = parser.parse_args()
     if arguments.device.startswith("cuda") and not torch.cuda.is_available():
         print(
@@ -223,8 +230,8 @@ def main() -> int:
         "|---|---|---|---|---|---|---|",
     ]
     profiled = "eager bf16" if device.type == "cuda" else "eager fp32"  # the precision vireid train uses there
-    for name, precision, compiled in step_variants(device, arguments.quick):
-        measured = bench.time(precision, compiled, steps)
+    for name, precision, compilation in step_variants(device, arguments.quick):
+        measured = bench.time(precision, compilation, steps)
         if name == profiled:
             phases = measured["phases"]
         tflops = flops / measured["seconds"] / 1e12
@@ -233,7 +240,6 @@ def main() -> int:
             f"| {measured['memory']:.2f} | {NOT_MEASURED if measured['kernels'] is None else measured['kernels']} "
             f"| {measured.get('syncs', NOT_MEASURED)} |"
         )
-    rows.append(f"| captured step (CUDA graph) | {' | '.join([NOT_MEASURED] * 6)} |")
     breaks = bench.graph_breaks()
     shares = ", ".join(f"{name.split(': ')[1]} {milliseconds:.0f} ms" for name, milliseconds in phases.items())
     lines = [
@@ -245,9 +251,11 @@ def main() -> int:
         + (f" ({'; '.join(sorted(set(breaks)))})" if breaks else ""),
     ]
     e2e_overrides = sizes + (["train.steps_per_epoch=3", "train.eval_trials=1"] if arguments.quick else [])
+    e2e_overrides += arguments.set
     result = end_to_end(config_name, e2e_overrides, device, arguments.quick, 2 if arguments.quick else arguments.epochs)
+    settings = "".join(f" --set {item}" for item in arguments.set)
     lines.append(
-        f"End to end: `vireid train {config_name}`, {result['epochs']} epochs on synthetic SYSU-MM01 in "
+        f"End to end: `vireid train {config_name}{settings}`, {result['epochs']} epochs on synthetic SYSU-MM01 in "
         f"{result['wall']:.0f} s: {result['images_per_second']:.0f} img/s after the first epoch, "
         f"{1000 * result['step_seconds']:.0f} ms a step, {result['overhead_seconds']:.1f} s per epoch besides "
         f"the steps (start-up, evaluation, checkpoint; every epoch evaluated here). Projected to the recipe "

@@ -19,7 +19,8 @@ from command_walk import extract_export_search
 import vireid.engine.trainer as trainer_module
 from vireid.cli import main
 from vireid.engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from vireid.engine.trainer import build_optimizers, train_step
+from vireid.engine.step import ForwardAndLoss, train_step
+from vireid.engine.trainer import build_optimizers
 from vireid.errors import ConfigError, UserError
 from vireid.method import ParameterGroup, get_method
 from vireid.plugins import load_plugin_file
@@ -147,7 +148,7 @@ def test_the_centres_learn_the_unweighted_centre_loss_on_their_own_sgd_and_the_n
     assert optimizers[1].param_groups[0]["lr"] == 0.5 and optimizers[1].param_groups[0]["momentum"] == 0
     before = loss.centers.detach().clone()
     step = [optimizers, torch.amp.GradScaler(enabled=False), torch.zeros(4, 3, 2, 1), labels, torch.zeros(4)]
-    train_step(lambda images, modalities: output, loss, *step)  # the engine's step: both optimizers move
+    train_step(ForwardAndLoss(lambda images, modalities: output, loss), *step)  # the engine's step: both move
     assert torch.equal(loss.centers.detach(), before - 0.5 * torch.tensor([[-1.0, 1.0], [-1.0, -3.0]]))
 
 

@@ -1,5 +1,5 @@
 """The CPU side of the device-dependent branches: fp16 autocast with the GradScaler, the precision
-each device gets by default, the process-group backend choice, torch.compile (slow), and
+each device gets by default, the process-group backend choice, train.compile (slow), and
 `make gpu-check` on a machine without CUDA, or rehearsed on the CPU (slow)."""
 
 from __future__ import annotations
@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from vireid.config import ConfigError, TrainConfig
 from vireid.engine.distributed import setup_environment
-from vireid.engine.trainer import Precision, build_optimizer, train_step
+from vireid.engine.step import Compilation, ForwardAndLoss, Precision, train_step
+from vireid.engine.trainer import build_optimizer
 from vireid.errors import UserError
+from vireid.modality import ModalityLayout
 from vireid.models.pooling import GeM
 from vireid.recipe import build_loss, build_model, load_config
 
@@ -52,9 +55,8 @@ def test_fp16_autocast_with_the_grad_scaler_trains_on_the_cpu():
     optimizer = build_optimizer(model, loss, config)
     for expected_update, expected_scale in ((False, 2.0**12), (True, 2.0**12)):
         before = [parameter.detach().clone() for parameter in model.parameters()]
-        losses = train_step(
-            model, loss, optimizer, scaler, images, labels, modalities, Precision(torch.float16, channels_last=True)
-        )
+        precision = Precision(torch.float16, channels_last=True)
+        losses = train_step(ForwardAndLoss(model, loss), optimizer, scaler, images, labels, modalities, precision)
         changed = any(not torch.equal(old, new) for old, new in zip(before, model.parameters()))
         assert torch.isfinite(losses["total"]) and (changed, scaler.get_scale()) == (expected_update, expected_scale)
 
@@ -88,16 +90,57 @@ def test_gpu_check_without_cuda_says_so_in_one_line_and_writes_nothing(tmp_path)
     assert not (tmp_path / "BENCHMARKS.md").exists()
 
 
-@pytest.mark.slow
-def test_torch_compile_trains_a_tiny_model_on_the_cpu():
-    config, model, images, labels, modalities = _tiny_step_parts("model.backbone=resnet18")
-    compiled = torch.compile(model)
+def _steps(compilation: Compilation, learning_rates: list[float]) -> tuple[list[float], list[torch.Tensor], list[int]]:
+    """The tiny model's total losses over one step per learning rate (set as the schedule sets it), how
+    far its parameters moved, and the count of graphs dynamo has compiled after each step. SGD: Adam's
+    normalised updates amplify the compiled kernels' rounding past any useful bound."""
+    config, model, images, labels, modalities = _tiny_step_parts("model.backbone=resnet18", "train.optimizer=sgd")
     loss = build_loss(config, 4, model)
-    optimizer = build_optimizer(model, loss, config)
+    optimizers = build_optimizer(model, loss, config)
+    initial = [parameter.detach().clone() for parameter in model.parameters()]
+    factors = [rate / learning_rates[0] for rate in learning_rates]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizers[0], lambda epoch: factors[min(epoch, len(factors) - 1)])
+    forward = ForwardAndLoss(model, loss)
+    compilation.apply(forward)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    eager_loss = loss(model(images, modalities), labels, modalities)["total"]
-    losses = train_step(compiled, loss, optimizer, scaler, images, labels, modalities)
-    assert torch.isclose(losses["total"], eager_loss.detach(), rtol=1e-4)  # the same loss before the update
+    torch._dynamo.reset()
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    totals, graphs = [], []
+    for _ in learning_rates:
+        totals.append(train_step(forward, optimizers, scaler, images, labels, ModalityLayout.of(modalities))["total"])
+        scheduler.step()
+        graphs.append(counters["stats"]["unique_graphs"])
+    torch._dynamo.reset()
+    moved = [parameter.detach() - before for parameter, before in zip(model.parameters(), initial)]
+    return [total.item() for total in totals], moved, graphs
+
+
+@pytest.mark.slow
+def test_the_compiled_step_trains_as_the_eager_one_and_compiles_once():
+    """train.compile on the CPU: the forward pass and loss as one graph (fullgraph) with its backward;
+    three steps at three learning rates move the model as eager steps do (float rounding apart), and
+    the steps after the first compile nothing new."""
+    rates = [0.01, 0.02, 0.005]
+    eager_totals, eager_moves, eager_graphs = _steps(Compilation(), rates)
+    compiled_totals, compiled_moves, graphs = _steps(Compilation(compiled=True), rates)
+    assert eager_graphs == [0, 0, 0] and graphs[0] >= 1 and graphs[2] == graphs[1] == graphs[0]
+    assert compiled_totals == pytest.approx(eager_totals, rel=1e-4)
+    assert eager_totals[2] != pytest.approx(eager_totals[0], rel=1e-3)  # the steps moved the model
+    eager_move = torch.cat([move.flatten() for move in eager_moves])
+    compiled_move = torch.cat([move.flatten() for move in compiled_moves])
+    assert (compiled_move - eager_move).norm() < 0.01 * eager_move.norm()  # the same update, to 1 %
+
+
+def test_compilation_settings_are_checked_against_the_device():
+    assert Compilation.of(TrainConfig(), torch.device("cuda")) == Compilation()  # auto: off until measured faster
+    assert Compilation.of(TrainConfig(compile="always"), torch.device("cpu")) == Compilation(compiled=True)
+    both = TrainConfig(compile="always", cuda_graph="always")
+    assert Compilation.of(both, torch.device("cuda")) == Compilation(compiled=True, cuda_graph=True)
+    with pytest.raises(ConfigError, match=r"^train.cuda_graph: always needs a CUDA device; this run trains on cpu$"):
+        Compilation.of(both, torch.device("cpu"))
+    with pytest.raises(ConfigError, match=r"^train.cuda_graph: always replays the compiled step; it needs train.com"):
+        Compilation.of(TrainConfig(cuda_graph="always"), torch.device("cuda"))
 
 
 def _rehearsed(script: Path, tmp_path: Path) -> str:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from vireid.config import TrainConfig
-from vireid.engine.trainer import build_optimizers, fused_update, load_optimizer_state, train_step
+from vireid.engine.step import ForwardAndLoss, train_step
+from vireid.engine.trainer import build_optimizers, fused_update, load_optimizer_state
 from vireid.method import method_of
 from vireid.modality import ModalityLayout
 from vireid.recipe import load_config
@@ -30,7 +31,7 @@ def _trained(optimizer_name: str, fused: str, steps: int, momentum: float = 0.9)
     layout = ModalityLayout.of(torch.tensor([0] * 8 + [1] * 8))
     for _ in range(steps):
         images = torch.randn(16, 3, 32, 16, generator=batches)
-        train_step(model, loss, optimizers, scaler, images, torch.arange(16) % 8 // 2, layout)
+        train_step(ForwardAndLoss(model, loss), optimizers, scaler, images, torch.arange(16) % 8 // 2, layout)
     return [parameter.detach().clone() for parameter in model.parameters()]
 
 

@@ -28,7 +28,7 @@ from vireid.data.sampler import CrossModalityBatchSampler
 from vireid.data.transforms import train_transform
 from vireid.datasets.sysu import sysu_test_images, sysu_train_split
 from vireid.engine.extract import extract_features
-from vireid.engine.trainer import train_step
+from vireid.engine.step import ForwardAndLoss, train_step
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.protocols import evaluate_protocol
 from vireid.method import method_of
@@ -93,13 +93,14 @@ def _train(root, config: ExperimentConfig, learning_rate: float, seed: int = 0) 
         [p for p in model.parameters() if p.requires_grad], lr=learning_rate, weight_decay=5e-4
     )
     loss_function, scaler = build_loss(config, 0, model), torch.amp.GradScaler("cpu", enabled=False)
+    forward = ForwardAndLoss(model, loss_function)
     history: list[dict[str, float]] = []
     epoch = 0
     while len(history) < STEPS:
         sampler.set_epoch(epoch)
         epoch += 1
         for images, labels, modalities, _ in loader:
-            losses = train_step(model, loss_function, [optimizer], scaler, images, labels, modalities)
+            losses = train_step(forward, [optimizer], scaler, images, labels, modalities)
             history.append({name: value.item() for name, value in losses.items()})
             if len(history) == STEPS:
                 break

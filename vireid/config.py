@@ -81,6 +81,9 @@ class TrainConfig:
     cache_dir: str = ""  # decode and resize every training image once into a memory-mapped file here; "" = off
     # "device": crop/flip/normalise whole batches on the training device (needs cache_dir)
     augment_on: Literal["loader", "device"] = "loader"
+    # with augment_on device: the decoded set uploaded once to the training device, batches gathered there
+    # (vireid.data.resident); auto: on a GPU, when it takes at most a quarter of the free memory
+    resident: Literal["auto", "always", "never"] = "auto"
     random_erasing: float = 0.0  # probability of erasing one rectangle of each training image
     # "reid": the community code's form (vireid.data.erasing); "torchvision": torchvision's RandomErasing defaults
     erasing: Literal["reid", "torchvision"] = "reid"
@@ -97,6 +100,10 @@ class TrainConfig:
     # the optimizer's update as one fused kernel over all parameters (torch's fused=True) instead of a kernel
     # per tensor: auto is on a GPU only (on the CPU, fused AdamW rounds differently from the plain loop)
     fused_optimizer: Literal["auto", "always", "never"] = "auto"
+    # vireid.engine.step.Compilation: the network and its loss compiled as one graph, the optimizer steps too
+    # (torch.compile); cuda_graph: the compiled step replayed as CUDA graphs (needs compile). auto: off for now
+    compile: Literal["auto", "always", "never"] = "auto"
+    cuda_graph: Literal["auto", "always", "never"] = "auto"
     sync_bn: bool = False  # under DDP
     # before each checkpoint, BatchNorm's running averages are replaced by the mean statistics of this many
     # batches of training images (at most an epoch's), unaugmented, with the current weights (vireid.engine.

@@ -18,12 +18,10 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import yaml
-from torch.profiler import record_function
 from torch.utils.data import DataLoader
 
 from vireid.atomic import write_text
@@ -31,6 +29,7 @@ from vireid.config import ConfigError, ExperimentConfig, TrainConfig, changed_ke
 from vireid.data.cache import image_cache
 from vireid.data.dataset import SplitDataset
 from vireid.data.device_augment import BatchAugment
+from vireid.data.resident import ResidentBatches, resident_on
 from vireid.data.sampler import CrossModalityBatchSampler, ViewBatchSampler
 from vireid.data.splits import Split
 from vireid.data.transforms import has_channel_views, inference_transform, modality_views, training_views
@@ -67,6 +66,7 @@ from vireid.engine.selection import (
     in_training_config,
     split_off_validation,
 )
+from vireid.engine.step import Compilation, ForwardAndLoss, Precision, train_step
 from vireid.errors import NonFiniteFeatures, UserError
 from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol
 from vireid.method import Method, ParameterGroup, get_method, method_of, parameter_counts
@@ -77,26 +77,6 @@ from vireid.signals import stop_if_terminated
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-@dataclass(frozen=True)
-class Precision:
-    """How a step computes: autocast dtype (None: fp32), memory format, gradient clipping."""
-
-    dtype: torch.dtype | None = None
-    channels_last: bool = False
-    grad_clip: float = 0.0
-
-    @staticmethod
-    def of(config: TrainConfig, device: torch.device) -> "Precision":
-        """``train.amp`` auto is bf16 on a GPU, fp32 on a CPU; ``train.channels_last`` auto is on for GPUs."""
-        amp = config.amp if config.amp != "auto" else ("bf16" if device.type == "cuda" else "fp32")
-        dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-        channels_last = config.channels_last == "always" or (config.channels_last == "auto" and device.type == "cuda")
-        return Precision(dtype, channels_last, config.grad_clip)
-
-    def describe(self) -> str:
-        return {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[self.dtype]
 
 
 def learning_rate_factor(epoch: int, config: TrainConfig) -> float:
@@ -151,48 +131,8 @@ def build_optimizer(
 ) -> list[torch.optim.Optimizer]:
     """The optimizers of ``config``'s method for ``model`` and its ``loss``: build_optimizers of its groups."""
     device = next(model.parameters()).device
-    return build_optimizers(method_of(config).parameter_groups(model, loss, config.train), config.train, device)
-
-
-STEP_PHASES = ("vireid step: forward and loss", "vireid step: backward", "vireid step: optimizer")
-"""The profiler ranges of a training step (benchmarks/speed_check.py reads where a step's time goes from them)."""
-
-
-def train_step(
-    model: torch.nn.Module,
-    loss_function: Callable[..., dict[str, torch.Tensor]],
-    optimizers: list[torch.optim.Optimizer],
-    scaler: torch.amp.GradScaler,
-    images: torch.Tensor,  # (B, 3, H, W) on the model's device
-    labels: torch.Tensor,  # (B,)
-    modalities: torch.Tensor | ModalityLayout,  # (B,), or their layout (what training passes)
-    precision: Precision = Precision(),
-) -> dict[str, torch.Tensor]:
-    """One optimisation step; returns the loss terms and ``total`` (detached).
-
-    Nothing of the loss is read on the host here: a NaN or infinite loss is not looked at (it
-    updates the weights like any other); the caller's LossTally finds it when it is read.
-    """
-    if precision.channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    autocast = (
-        torch.autocast(images.device.type, dtype=precision.dtype) if precision.dtype else contextlib.nullcontext()
-    )
-    with record_function(STEP_PHASES[0]), autocast:
-        losses = loss_function(model(images, modalities), labels, modalities)
-    with record_function(STEP_PHASES[1]):
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        scaler.scale(losses["total"]).backward()
-    with record_function(STEP_PHASES[2]):
-        if precision.grad_clip > 0:
-            for optimizer in optimizers:
-                scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), precision.grad_clip)
-        for optimizer in optimizers:
-            scaler.step(optimizer)
-        scaler.update()
-    return {name: value.detach() for name, value in losses.items()}
+    groups = method_of(config).parameter_groups(model, loss, config.train)
+    return build_optimizers(groups, config.train, device)
 
 
 @dataclass
@@ -209,13 +149,15 @@ class Run:
     model: torch.nn.Module  # the network itself (checkpoints, evaluation)
     trained_model: torch.nn.Module  # what the steps call: the network, or its DDP wrapper
     loss_function: torch.nn.Module  # the method's loss: (output, labels, modalities) -> its terms and total
+    forward: ForwardAndLoss  # the trained model and the loss, as the steps call them (compiled or not)
     loss_terms: tuple[str, ...]  # the terms the method declares, in the order epoch lines show them
     optimizers: list[torch.optim.Optimizer]  # the scheduled one first (build_optimizers)
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     precision: Precision
+    compilation: Compilation
     sampler: ViewBatchSampler  # the identity-balanced batches, each image once per view of its modality
-    loader: DataLoader
+    loader: DataLoader | ResidentBatches  # the training batches
     worker_seeds: torch.Generator  # re-seeded every epoch, so epoch e's augmentations never depend on history
     device_augment: BatchAugment | None
     statistics_batches: CrossModalityBatchSampler  # the batches whose BatchNorm statistics go into checkpoints
@@ -262,6 +204,7 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
     precision = Precision.of(train_config, environment.device)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    compilation = Compilation.of(train_config, environment.device)
     optimizers = build_optimizer(model, loss_function, config)  # on the parameters' device
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizers[0], lambda epoch: learning_rate_factor(epoch, train_config)
@@ -299,7 +242,8 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
         print(
             f"training {config.name} on {split.summary()}{held_out} ({config.data.dataset} at {config.data.root}); "
             f"{parameter_counts(model)['trainable']:,} trainable parameters; {environment.describe()}, "
-            f"{precision.describe()}; epochs {start_epoch + 1} to {train_config.epochs}{resumed}, "
+            f"{precision.describe()}{'' if not compilation.compiled else ', ' + compilation.describe()}; "
+            f"epochs {start_epoch + 1} to {train_config.epochs}{resumed}, "
             f"{len(sampler)} steps each; seed {train_config.seed}; best.pt selected on "
             f"{SELECTION_MEASURES[train_config.select_on]}; run folder {run_dir}",
             flush=True,
@@ -311,6 +255,9 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
     if environment.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    trained_model = _distributed(model, environment, train_config.sync_bn)
+    forward = ForwardAndLoss(trained_model, loss_function)
+    compilation.apply(forward)
     return Run(
         config=config,
         environment=environment,
@@ -320,13 +267,15 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
         method=method,
         num_classes=num_classes,
         model=model,
-        trained_model=_distributed(model, environment, train_config.sync_bn),
+        trained_model=trained_model,
         loss_function=loss_function,
+        forward=forward,
         loss_terms=method.loss_terms(config),
         optimizers=optimizers,
         scheduler=scheduler,
         scaler=scaler,
         precision=precision,
+        compilation=compilation,
         sampler=sampler,
         loader=loader,
         worker_seeds=worker_seeds,
@@ -353,10 +302,13 @@ RESUMABLE_KEYS = (
     "train.workers",
     "train.log_every",
     "train.cache_dir",
+    "train.resident",
     "train.precise_bn_batches",
     "train.amp",
     "train.channels_last",
     "train.fused_optimizer",
+    "train.compile",
+    "train.cuda_graph",
     "test.",
 )
 """What ``--set`` may change when a run is resumed (a key, or a section ending in a dot): where the data
@@ -423,9 +375,10 @@ def _training_loader(
     worker_seeds: torch.Generator,
     device: torch.device,
     progress: bool,
-) -> tuple[DataLoader, BatchAugment | None]:
+) -> tuple[DataLoader | ResidentBatches, BatchAugment | None]:
     """The loader of the training split: augmentations per image (and view) in its workers, or on
-    the device for whole batches (``train.augment_on=device``, fed by the decoded-image cache)."""
+    the device for whole batches (``train.augment_on=device``, fed by the decoded-image cache,
+    which ``train.resident`` may hold on the device itself)."""
     train_config, height, width = config.train, config.data.height, config.data.width
     resize_filter = config.data.resize_filter
     decoded = (
@@ -434,6 +387,7 @@ def _training_loader(
         else None
     )
     device_augment = None
+    resident = resident_on(train_config, decoded, device)  # checks the settings before the loader's
     if train_config.augment_on == "device":
         plain = train_config.random_erasing == 0 and train_config.random_grayscale == 0
         if decoded is None or not plain or has_channel_views(train_config):
@@ -446,6 +400,8 @@ def _training_loader(
         transform, device_augment = None, BatchAugment(train_config.padding, worker_seeds)
     else:
         transform = training_views(config)
+    if resident:
+        return ResidentBatches(decoded, split, sampler, worker_seeds, device), device_augment
     loader = DataLoader(
         SplitDataset(split, transform, decoded),
         batch_sampler=sampler,
@@ -472,16 +428,22 @@ def train_one_epoch(run: Run, epoch: int, progress: bool) -> dict:
         images = images.to(device, non_blocking=True)
         if run.device_augment is not None:
             images = run.device_augment(images)
-        losses = train_step(
-            run.trained_model,
-            run.loss_function,
-            run.optimizers,
-            run.scaler,
-            images,
-            labels.to(device, non_blocking=True),
-            ModalityLayout.of(modalities, device),  # read on the host, where the loader gave them
-            run.precision,
-        )
+        try:
+            losses = train_step(
+                run.forward,
+                run.optimizers,
+                run.scaler,
+                images,
+                labels.to(device, non_blocking=True),
+                ModalityLayout.of(modalities, device),  # read on the host, where the loader gave them
+                run.precision,
+            )
+        except torch._dynamo.exc.Unsupported as error:  # train.compile: the first step compiles
+            reason = str(error).strip().splitlines()[0]
+            raise UserError(
+                f"train.compile: model.method {run.method.name}'s forward pass and loss do not compile into one "
+                f"graph ({reason}); train it with train.compile: never"
+            ) from None
         if set(losses) != {*run.loss_terms, "total"}:  # the method's declaration is what every record shows
             raise UserError(
                 f"model.method {run.method.name}: its loss returned {', '.join(sorted(losses))}; it declares "
@@ -676,7 +638,6 @@ def _epoch_line(record: dict, scope: str, loss_terms: tuple[str, ...]) -> str:
 
 
 __all__ = [
-    "Precision",
     "RESUMABLE_KEYS",
     "Run",
     "TrainingDiverged",
@@ -690,5 +651,4 @@ __all__ = [
     "learning_rate_factor",
     "train",
     "train_one_epoch",
-    "train_step",
 ]

@@ -1,0 +1,64 @@
+"""train.resident: the decoded training set held on the training device, batches gathered there by
+index instead of by a loader. On the CPU (train.resident: always) the batches, augmented on the
+device, are the loader path's to the bit, epoch after epoch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vireid.config import ConfigError, TrainConfig
+from vireid.data.resident import RESIDENT_SHARE, ResidentBatches, resident_on
+from vireid.engine.trainer import build_run
+from vireid.recipe import load_config
+
+
+def _epochs_of_batches(sysu_root, tmp_path, resident: str, epochs: int = 2) -> list[tuple[torch.Tensor, ...]]:
+    """Every augmented batch of ``epochs`` epochs, seeded as train_one_epoch seeds them."""
+    overrides = [
+        f"data.root={sysu_root}",
+        "model.pretrained=none",
+        f"train.cache_dir={tmp_path / 'cache'}",
+        "train.augment_on=device",
+        f"train.resident={resident}",
+        "train.steps_per_epoch=3",
+        "train.workers=0",
+    ]
+    run = build_run(load_config("tiny", overrides), tmp_path / f"run-{resident}", None, "cpu", False)
+    assert isinstance(run.loader, ResidentBatches) == (resident == "always")
+    batches = []
+    for epoch in range(epochs):
+        run.sampler.set_epoch(epoch)
+        run.worker_seeds.manual_seed(run.config.train.seed * 1_000_003 + epoch)
+        for images, labels, modalities, rows in run.loader:
+            batches.append((run.device_augment(images), labels, modalities, rows))
+    return batches
+
+
+def test_resident_batches_are_the_loader_s_to_the_bit(sysu_root, tmp_path):
+    resident = _epochs_of_batches(sysu_root, tmp_path, "always")
+    loaded = _epochs_of_batches(sysu_root, tmp_path, "never")
+    assert len(resident) == len(loaded) == 6
+    for ours, theirs in zip(resident, loaded):
+        assert ours[0].shape == theirs[0].shape and ours[0].dtype == torch.float32
+        assert all(torch.equal(a, b) and a.dtype == b.dtype for a, b in zip(ours, theirs))
+    assert not torch.equal(resident[0][0], resident[3][0])  # the epochs draw other batches
+
+
+def test_resident_is_chosen_by_device_and_memory(monkeypatch):
+    decoded = np.zeros((10, 4, 2, 3), dtype=np.uint8)  # 240 bytes
+    on_device = TrainConfig(augment_on="device", cache_dir="cache")
+    cuda = torch.device("cuda")
+    assert not resident_on(on_device, decoded, torch.device("cpu"))  # auto: the CPU path is the loader's
+    assert not resident_on(TrainConfig(augment_on="device", resident="never"), decoded, cuda)
+    assert not resident_on(TrainConfig(), decoded, cuda)  # augmented in the loader: nothing to hold
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (int(240 / RESIDENT_SHARE), 10**12))
+    assert resident_on(on_device, decoded, cuda)  # a quarter of the free memory: it fits
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (int(240 / RESIDENT_SHARE) - 1, 10**12))
+    assert not resident_on(on_device, decoded, cuda)
+
+
+def test_resident_always_needs_the_device_augmentation():
+    with pytest.raises(ConfigError, match=r"^train.resident: always gathers batches of decoded images on the dev"):
+        resident_on(TrainConfig(resident="always"), None, torch.device("cpu"))
