@@ -1,6 +1,7 @@
 """train.resident: the decoded training set held on the training device, batches gathered there by
 index instead of by a loader. On the CPU (train.resident: always) the batches, augmented on the
-device, are the loader path's to the bit, epoch after epoch."""
+device, are the loader path's to the bit, epoch after epoch; and the test set held for a run's
+evaluations gives the features of the image files to the bit."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import torch
 
 from vireid.config import ConfigError, TrainConfig
 from vireid.data.resident import RESIDENT_SHARE, ResidentBatches, resident_on
+from vireid.engine.extract import extract_test_features, held_test_images
 from vireid.engine.trainer import build_run
+from vireid.method import method_of
 from vireid.recipe import load_config
 
 
@@ -62,3 +65,20 @@ def test_resident_is_chosen_by_device_and_memory(monkeypatch):
 def test_resident_always_needs_the_device_augmentation():
     with pytest.raises(ConfigError, match=r"^train.resident: always gathers batches of decoded images on the dev"):
         resident_on(TrainConfig(resident="always"), None, torch.device("cpu"))
+
+
+def test_held_test_images_give_the_files_features_to_the_bit(sysu_root, tmp_path):
+    """A training run's evaluations read the test set decoded once (train.cache_dir); its features
+    are those of the images read from their files, in the same order."""
+    config = load_config(
+        "tiny", [f"data.root={sysu_root}", "model.pretrained=none", f"train.cache_dir={tmp_path}", "test.batch_size=32"]
+    )
+    torch.manual_seed(0)
+    model = method_of(config).build_model(config, 8, load_weights=False)
+    from_files = extract_test_features(model, config, "cpu", False)
+    held = held_test_images(config, torch.device("cpu"), False)
+    assert held.decoded.dtype == torch.uint8 and held.decoded.shape[1:] == (config.data.height, config.data.width, 3)
+    from_held = extract_test_features(model, config, "cpu", False, held)
+    assert from_held.images.paths == from_files.images.paths and len(from_files.images) > 32  # several batches
+    assert np.array_equal(from_held.features, from_files.features)
+    assert from_held.metadata["model"] == from_files.metadata["model"]

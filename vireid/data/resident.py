@@ -19,8 +19,7 @@ from vireid.data.sampler import ViewBatchSampler
 from vireid.data.splits import Split
 
 UPLOAD_ROWS = 4096
-"""Images copied to the device at a time (about 0.5 GB at 288x144), so that no second copy of the whole
-set is made in host memory."""
+"""Images copied to the device at a time (about 0.5 GB at 288x144)."""
 
 RESIDENT_SHARE = 0.25
 """The most of a GPU's free memory that train.resident auto lets the decoded training set take."""
@@ -43,6 +42,15 @@ def resident_on(config: TrainConfig, decoded: np.ndarray | None, device: torch.d
     return decoded.nbytes <= RESIDENT_SHARE * free
 
 
+def held_on(decoded: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """The (N, H, W, 3) uint8 images of a decoded-image cache as a tensor on ``device``, copied out of
+    the read-only map a slice at a time (no second copy of the whole set in host memory)."""
+    held = torch.empty(decoded.shape, dtype=torch.uint8, device=device)
+    for start in range(0, len(decoded), UPLOAD_ROWS):
+        held[start : start + UPLOAD_ROWS] = torch.from_numpy(np.array(decoded[start : start + UPLOAD_ROWS]))
+    return held
+
+
 class ResidentBatches:
     """The batches of ``sampler`` gathered from ``decoded`` images held on ``device``.
 
@@ -60,9 +68,7 @@ class ResidentBatches:
         device: torch.device,
     ):
         self.generator = generator  # the loader's: the device augmentation draws from it too
-        self.images = torch.empty(decoded.shape, dtype=torch.uint8, device=device)  # (N, H, W, 3)
-        for start in range(0, len(decoded), UPLOAD_ROWS):  # copied out of the read-only map a slice at a time
-            self.images[start : start + UPLOAD_ROWS] = torch.from_numpy(np.array(decoded[start : start + UPLOAD_ROWS]))
+        self.images = held_on(decoded, device)  # (N, H, W, 3) uint8
         self.labels = torch.as_tensor(np.asarray(split.labels), dtype=torch.int64)
         self.modalities = torch.as_tensor(np.asarray(split.modalities), dtype=torch.int64)
         self.sampler = sampler

@@ -48,6 +48,16 @@ def resize(height: int, width: int, resize_filter: ResizeFilter = "bilinear") ->
     return v2.Resize((height, width), interpolation=RESIZE_FILTERS[resize_filter])
 
 
+def normalised_batch(images: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) uint8 images already at the size -> (B, 3, H, W) float32, with the very operations
+    of ``_to_normalised_tensor`` (scaled by 1/255, less the mean, over the std), so that a batch of
+    decoded images gives inference_transform's tensors to the bit."""
+    mean = torch.as_tensor(IMAGENET_MEAN, dtype=torch.float32, device=images.device).view(-1, 1, 1)
+    std = torch.as_tensor(IMAGENET_STD, dtype=torch.float32, device=images.device).view(-1, 1, 1)
+    scaled = images.permute(0, 3, 1, 2).contiguous().to(torch.float32).mul_(1.0 / 255)
+    return scaled.sub_(mean).div_(std)
+
+
 def inference_transform(height: int, width: int, resize_filter: ResizeFilter = "bilinear") -> v2.Compose:
     """Resize to (height, width), to tensor, ImageNet mean/std."""
     return v2.Compose([resize(height, width, resize_filter), *_to_normalised_tensor()])

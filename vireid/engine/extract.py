@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -13,10 +14,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from vireid.config import ExperimentConfig
+from vireid.data.cache import image_cache
 from vireid.data.dataset import SplitDataset
 from vireid.data.image_folder import ImageFiles, collate_readable
+from vireid.data.resident import held_on
 from vireid.data.splits import Split
-from vireid.data.transforms import inference_transform
+from vireid.data.transforms import inference_transform, normalised_batch
 from vireid.datasets import dataset_fingerprint, get_dataset
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.method import method_of
@@ -47,18 +50,48 @@ def extract_features(
     device: str | torch.device = "cpu",
     workers: int = 0,
     progress: bool = False,
+    decoded: torch.Tensor | None = None,
 ) -> np.ndarray:
     """(N, D) float32 features of every image of ``split``, in order, each resized to data.height x
-    data.width with ``data.resize_filter``."""
+    data.width with ``data.resize_filter``; or, given ``decoded``, the (N, H, W, 3) uint8 images of
+    the split already at that size (HeldTestImages), read from there: the same features, to the bit."""
     data = config.data
-    transform = inference_transform(data.height, data.width, data.resize_filter)
-    loader = DataLoader(SplitDataset(split, transform), batch_size=config.test.batch_size, num_workers=workers)
+    if decoded is None:
+        transform = inference_transform(data.height, data.width, data.resize_filter)
+        loader = DataLoader(SplitDataset(split, transform), batch_size=config.test.batch_size, num_workers=workers)
+    else:
+        loader = _decoded_batches(decoded, torch.as_tensor(np.asarray(split.modalities)), config.test.batch_size)
     model = model.to(device)
     chunks = []
     for images, _, modalities, _ in track(loader, "extract", "batch", progress):
         stop_if_terminated()  # a SIGTERM kept while the loader started its workers
         chunks.append(batch_features(model, images.to(device), modalities.to(device), config).float().cpu())
     return torch.cat(chunks).numpy()
+
+
+def _decoded_batches(
+    decoded: torch.Tensor, modalities: torch.Tensor, batch_size: int
+) -> Iterator[tuple[torch.Tensor, None, torch.Tensor, None]]:
+    """The loader's batches (images, -, modalities, -) of decoded images, normalised where they are."""
+    for start in range(0, len(decoded), batch_size):
+        yield normalised_batch(decoded[start : start + batch_size]), None, modalities[start : start + batch_size], None
+
+
+@dataclass(frozen=True)
+class HeldTestImages:
+    """The test images of a dataset, read once and decoded once for the evaluations of a training run."""
+
+    split: Split  # every test image, as read_test_images gives them
+    decoded: torch.Tensor  # (N, H, W, 3) uint8 at the training size, on the evaluating device or the CPU
+
+
+def held_test_images(config: ExperimentConfig, device: torch.device, progress: bool) -> HeldTestImages:
+    """``config.data``'s test images decoded into the decoded-image cache (``train.cache_dir``: built
+    on first use, reused by later runs) and held on ``device``."""
+    data = config.data
+    split = get_dataset(data.dataset).read_test_images(Path(data.root), data.trial)
+    decoded = image_cache(split, data.height, data.width, config.train.cache_dir, progress, data.resize_filter)
+    return HeldTestImages(split, held_on(decoded, device))
 
 
 def extract_image_features(
@@ -129,12 +162,21 @@ def model_signature(model: nn.Module, config: ExperimentConfig, dimension: int |
 
 
 def extract_test_features(
-    model: nn.Module, config: ExperimentConfig, device: torch.device | str, progress: bool
+    model: nn.Module,
+    config: ExperimentConfig,
+    device: torch.device | str,
+    progress: bool,
+    held: HeldTestImages | None = None,
 ) -> FeatureSet:
-    """Features of every test image of ``config.data``, with the metadata the feature file records."""
+    """Features of every test image of ``config.data``, with the metadata the feature file records;
+    read from ``held`` images where given (a training run's evaluations), else from the files."""
     dataset = get_dataset(config.data.dataset)
-    images = dataset.read_test_images(Path(config.data.root), config.data.trial)
-    features = extract_features(model, images, config, device, config.train.workers, progress)
+    if held is None:
+        images = dataset.read_test_images(Path(config.data.root), config.data.trial)
+        features = extract_features(model, images, config, device, config.train.workers, progress)
+    else:
+        images = held.split
+        features = extract_features(model, images, config, device, progress=progress, decoded=held.decoded)
     metadata = {
         "dataset": config.data.dataset,
         "root": str(Path(config.data.root).resolve()),

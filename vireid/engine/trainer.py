@@ -54,7 +54,7 @@ from vireid.engine.distributed import (
     parameter_checksums,
     setup_environment,
 )
-from vireid.engine.extract import extract_test_features
+from vireid.engine.extract import HeldTestImages, extract_test_features, held_test_images
 from vireid.engine.loss_tally import LossTally, TallyReading
 from vireid.engine.run_folder import check_run_folder, claimed_run_folder
 from vireid.engine.run_log import RunLog
@@ -167,6 +167,7 @@ class Run:
     provenance: dict  # what every checkpoint records of where it comes from (vireid.engine.checkpoint.provenance)
     step: int = 0
     pending_evaluation: dict | None = None  # the record of a resumed epoch whose due evaluation never ran
+    held_test_images: HeldTestImages | None = None  # with train.cache_dir: the test set, decoded at first use
 
     @property
     def last_path(self) -> Path:
@@ -574,11 +575,16 @@ def _scores(run: Run, scope: str, progress: bool) -> dict[str, float]:
 
 
 def _evaluate(run: Run, protocol_name: str, progress: bool) -> ProtocolResult:
-    """The protocol's first ``train.eval_trials`` trials (one model per trial: the run's own trial)."""
+    """The protocol's first ``train.eval_trials`` trials (one model per trial: the run's own trial); with
+    ``train.cache_dir`` the test images are decoded once for the run (on the device with train.resident)."""
     protocol = get_protocol(protocol_name)
     own_trial = get_dataset(protocol.dataset).model_trial(run.config.data.trial)
     trials = None if own_trial is not None else protocol.trials[: run.config.train.eval_trials]
-    features = extract_test_features(run.model, in_training_config(run.config), run.environment.device, progress)
+    device = run.environment.device
+    if run.config.train.cache_dir and run.held_test_images is None:  # read and decoded once for the run
+        where = device if isinstance(run.loader, ResidentBatches) else torch.device("cpu")
+        run.held_test_images = held_test_images(run.config, where, progress)
+    features = extract_test_features(run.model, in_training_config(run.config), device, progress, run.held_test_images)
     return evaluate_protocol(protocol, [features], trials)
 
 
