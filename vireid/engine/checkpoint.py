@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import random
 import subprocess
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,52 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
     with atomic_path(path) as temporary, open(temporary, "wb") as handle:
         torch.save(checkpoint.to_state(), handle)
     return Path(path)
+
+
+def host_copy(value: Any) -> Any:
+    """``value`` with every dict, list and tuple in it new and every tensor copied to the CPU: a
+    snapshot that later updates of the live tensors and records do not reach."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: host_copy(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(host_copy(item) for item in value)
+    return value
+
+
+class CheckpointWriter:
+    """save_checkpoint on one background thread, the files in the order asked for: training goes on
+    while a checkpoint is written. Each is a snapshot taken when asked (host_copy), written atomically
+    as save_checkpoint writes; a failed write is raised by the next ``save`` or by ``wait``."""
+
+    def __init__(self):
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vireid-checkpoint")
+        self._pending: list[Future] = []
+
+    def save(self, path: str | Path, checkpoint: Checkpoint) -> None:
+        self._raise_failure()
+        fields = dataclasses.fields(checkpoint)
+        snapshot = dataclasses.replace(checkpoint, **{f.name: host_copy(getattr(checkpoint, f.name)) for f in fields})
+        self._pending.append(self._thread.submit(save_checkpoint, path, snapshot))
+
+    def wait(self) -> None:
+        """Until every file asked for is written; raises the first failure."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._thread.shutdown()
+
+    def _raise_failure(self) -> None:
+        done = [future for future in self._pending if future.done()]
+        self._pending = [future for future in self._pending if not future.done()]
+        for future in done:
+            future.result()
 
 
 def load_checkpoint(path: str | Path, mmap: bool = False, needs: tuple[str, ...] = MODEL_KEYS) -> Checkpoint:

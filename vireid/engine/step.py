@@ -75,6 +75,7 @@ class Compilation:
         """Compile ``forward`` in place (nothing when eager)."""
         if self.compiled:
             forward.compile(fullgraph=True, mode="reduce-overhead" if self.cuda_graph else None)
+            forward.replays_cuda_graphs = self.cuda_graph
 
 
 class ForwardAndLoss(nn.Module):
@@ -84,6 +85,7 @@ class ForwardAndLoss(nn.Module):
         super().__init__()
         self.model = model
         self.loss_function = loss_function
+        self.replays_cuda_graphs = False  # set by Compilation.apply
 
     def forward(
         self, images: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | ModalityLayout
@@ -109,7 +111,8 @@ def train_step(
     Nothing of the loss is read on the host here: a NaN or infinite loss is not looked at (it
     updates the weights like any other); the caller's LossTally finds it when it is read.
     """
-    torch.compiler.cudagraph_mark_step_begin()  # a new step: CUDA graphs may reuse the last one's outputs
+    if forward.replays_cuda_graphs:
+        torch.compiler.cudagraph_mark_step_begin()  # a new step: its graphs may overwrite the last one's outputs
     if precision.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     autocast = (

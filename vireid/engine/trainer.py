@@ -40,11 +40,11 @@ from vireid.engine.checkpoint import (
     TRAINING_KEYS,
     Checkpoint,
     CheckpointError,
+    CheckpointWriter,
     load_checkpoint,
     load_model_weights,
     provenance,
     rng_state,
-    save_checkpoint,
     set_rng_state,
 )
 from vireid.engine.distributed import (
@@ -167,6 +167,7 @@ class Run:
     provenance: dict  # what every checkpoint records of where it comes from (vireid.engine.checkpoint.provenance)
     step: int = 0
     pending_evaluation: dict | None = None  # the record of a resumed epoch whose due evaluation never ran
+    checkpoints: CheckpointWriter = dataclasses.field(default_factory=CheckpointWriter)  # writes in the background
     held_test_images: HeldTestImages | None = None  # with train.cache_dir: the test set, decoded at first use
 
     @property
@@ -203,6 +204,8 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
     if environment.distributed:
         average_gradients_over_ranks(loss_function.parameters())
     precision = Precision.of(train_config, environment.device)
+    if environment.device.type == "cuda":  # a step's shapes never change: cuDNN's fastest kernels, found once
+        torch.backends.cudnn.benchmark = True
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
     compilation = Compilation.of(train_config, environment.device)
@@ -480,6 +483,7 @@ def _finite_reading(run: Run, tally: LossTally, epoch: int) -> TallyReading:
     good checkpoint (written before that step: the weights it made are never saved)."""
     reading = tally.read()
     if reading.first_non_finite_step is not None:
+        run.checkpoints.wait()  # the last good checkpoint is on disk before it is named
         values = reading.first_non_finite
         last = run.last_path if run.last_path.exists() else "none (first epoch)"
         raise TrainingDiverged(
@@ -518,7 +522,7 @@ def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) 
         evaluated=not due,  # False until the due evaluation is in: a resume then runs it first
         provenance=run.provenance,
     )
-    save_checkpoint(run.last_path, state)
+    run.checkpoints.save(run.last_path, state)
     select_on = config.train.select_on
     scope = "validation" if select_on == "validation-map" else evaluation_protocol(config)
     if due:
@@ -541,9 +545,9 @@ def evaluate_and_checkpoint(run: Run, epoch: int, record: dict, progress: bool) 
                 }
                 record["best"] = True
         state = dataclasses.replace(state, metrics=record, best=run.best, evaluated=True)
-        save_checkpoint(run.last_path, state)
+        run.checkpoints.save(run.last_path, state)
         if record.get("best"):
-            save_checkpoint(run.run_dir / "best.pt", dataclasses.replace(state, selected_on=run.best["measure"]))
+            run.checkpoints.save(run.run_dir / "best.pt", dataclasses.replace(state, selected_on=run.best["measure"]))
     run.log.write(record, run.step)
     print(_epoch_line(record, scope, run.loss_terms), flush=True)
 
@@ -623,7 +627,10 @@ def _train(config: ExperimentConfig, run_dir: Path, resume: str | Path | None, d
                 run.step,
             )
     finally:
-        run.log.close()
+        try:
+            run.checkpoints.close()  # every checkpoint asked for is on disk when train returns, or fails
+        finally:
+            run.log.close()
     return run.last_path
 
 
