@@ -1,6 +1,6 @@
 """Training, in the shape of torchvision's reference scripts: ``build_run`` sets
-everything up, ``train_one_epoch`` runs the epoch's steps, ``train_step`` is the
-one place a step is written (the tests and the benchmarks call it too), and
+everything up, ``train_one_epoch`` runs the epoch's steps (vireid.engine.step.
+train_step, the one place a step is written, which the tests and benchmarks call too), and
 ``evaluate_and_checkpoint`` scores the model now and then and writes the
 checkpoints. ``train(config, run_dir)`` strings them together.
 
