@@ -236,7 +236,7 @@ def main() -> int:
             phases = measured["phases"]
         tflops = flops / measured["seconds"] / 1e12
         rows.append(
-            f"| {name} | {batch / measured['seconds']:.1f} | {tflops:.2f} | {100 * tflops / ceiling:.1f} "
+            f"| {name} | {batch / measured['seconds']:.1f} | {tflops:.3g} | {100 * tflops / ceiling:.1f} "
             f"| {measured['memory']:.2f} | {NOT_MEASURED if measured['kernels'] is None else measured['kernels']} "
             f"| {measured.get('syncs', NOT_MEASURED)} |"
         )

@@ -178,9 +178,9 @@ def test_speed_check_without_cuda_says_so_in_one_line_and_writes_nothing(tmp_pat
 def test_speed_check_rehearsed_on_the_cpu_writes_its_table(tmp_path):
     section = _rehearsed(SPEED_CHECK, tmp_path)
     assert "## Speed check (tiny, quick rehearsal)" in section and "device cpu" in section
-    rows = re.findall(r"^\| (eager fp32|eager bf16) \| ([\d.]+) \| ([\d.]+) \|", section, flags=re.M)
+    rows = re.findall(r"^\| (eager fp32|eager bf16) \| ([\d.]+) \| ([\d.e+-]+) \|", section, flags=re.M)
     assert [name for name, _, _ in rows] == ["eager fp32", "eager bf16"]
-    assert all(float(images) > 0 and float(tflops) > 0 for _, images, tflops in rows)
+    assert all(float(images) > 0 and float(tflops) > 0 for _, images, tflops in rows)  # 3 digits: bf16 on a CPU is slow
     phases = re.search(r"forward and loss (\d+) ms, backward (\d+) ms, optimizer (\d+) ms", section)
     assert phases and all(int(value) > 0 for value in phases.groups())  # the engine's own step, profiled
     assert "Graph breaks in the forward pass with its loss: 0" in section
