@@ -11,8 +11,9 @@ import torch
 
 from vireid.config import ConfigError, TrainConfig
 from vireid.data.resident import RESIDENT_SHARE, ResidentBatches, resident_on
+from vireid.datasets import get_dataset
 from vireid.engine.extract import extract_test_features, held_test_images
-from vireid.engine.trainer import build_run
+from vireid.engine.trainer import _training_loader, build_run
 from vireid.method import method_of
 from vireid.recipe import load_config
 
@@ -60,6 +61,15 @@ def test_resident_is_chosen_by_device_and_memory(monkeypatch):
     assert resident_on(on_device, decoded, cuda)  # a quarter of the free memory: it fits
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (int(240 / RESIDENT_SHARE) - 1, 10**12))
     assert not resident_on(on_device, decoded, cuda)
+
+
+def test_the_device_augmentation_s_own_check_comes_first_on_a_gpu(sysu_root, tmp_path):
+    """augment_on device without a cache, resident auto on a GPU: the one line that names
+    train.cache_dir, before any question of memory (none is asked: no CUDA is needed here)."""
+    config = load_config("tiny", [f"data.root={sysu_root}", "train.augment_on=device"])
+    split = get_dataset("sysu").read_training_split(sysu_root, None)
+    with pytest.raises(ConfigError, match=r"^train.augment_on=device pads, crops and flips only: it needs train.cach"):
+        _training_loader(config, split, None, torch.Generator(), torch.device("cuda"), False)
 
 
 def test_resident_always_needs_the_device_augmentation():

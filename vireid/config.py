@@ -100,7 +100,7 @@ class TrainConfig:
     # the optimizer's update as one fused kernel over all parameters (torch's fused=True) instead of a kernel
     # per tensor: auto is on a GPU only (on the CPU, fused AdamW rounds differently from the plain loop)
     fused_optimizer: Literal["auto", "always", "never"] = "auto"
-    # vireid.engine.step.Compilation: the network and its loss compiled as one graph, the optimizer steps too
+    # vireid.engine.step.Compilation: the network and its loss compiled as one graph with the backward pass
     # (torch.compile); cuda_graph: the compiled step replayed as CUDA graphs (needs compile). auto: off for now
     compile: Literal["auto", "always", "never"] = "auto"
     cuda_graph: Literal["auto", "always", "never"] = "auto"

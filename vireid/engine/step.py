@@ -69,7 +69,8 @@ class Compilation:
         return Compilation(compiled, cuda_graph)
 
     def describe(self) -> str:
-        return "eager" if not self.compiled else ("compiled, CUDA graphs" if self.cuda_graph else "compiled")
+        """What the run's opening line adds after its precision: nothing for an eager step."""
+        return "" if not self.compiled else (", compiled, CUDA graphs" if self.cuda_graph else ", compiled")
 
     def apply(self, forward: "ForwardAndLoss") -> None:
         """Compile ``forward`` in place (nothing when eager)."""

@@ -131,8 +131,7 @@ def build_optimizer(
 ) -> list[torch.optim.Optimizer]:
     """The optimizers of ``config``'s method for ``model`` and its ``loss``: build_optimizers of its groups."""
     device = next(model.parameters()).device
-    groups = method_of(config).parameter_groups(model, loss, config.train)
-    return build_optimizers(groups, config.train, device)
+    return build_optimizers(method_of(config).parameter_groups(model, loss, config.train), config.train, device)
 
 
 @dataclass
@@ -155,7 +154,6 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     precision: Precision
-    compilation: Compilation
     sampler: ViewBatchSampler  # the identity-balanced batches, each image once per view of its modality
     loader: DataLoader | ResidentBatches  # the training batches
     worker_seeds: torch.Generator  # re-seeded every epoch, so epoch e's augmentations never depend on history
@@ -246,7 +244,7 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
         print(
             f"training {config.name} on {split.summary()}{held_out} ({config.data.dataset} at {config.data.root}); "
             f"{parameter_counts(model)['trainable']:,} trainable parameters; {environment.describe()}, "
-            f"{precision.describe()}{'' if not compilation.compiled else ', ' + compilation.describe()}; "
+            f"{precision.describe()}{compilation.describe()}; "
             f"epochs {start_epoch + 1} to {train_config.epochs}{resumed}, "
             f"{len(sampler)} steps each; seed {train_config.seed}; best.pt selected on "
             f"{SELECTION_MEASURES[train_config.select_on]}; run folder {run_dir}",
@@ -279,7 +277,6 @@ def build_run(config: ExperimentConfig, run_dir: Path, resume: str | Path | None
         scheduler=scheduler,
         scaler=scaler,
         precision=precision,
-        compilation=compilation,
         sampler=sampler,
         loader=loader,
         worker_seeds=worker_seeds,
@@ -391,7 +388,6 @@ def _training_loader(
         else None
     )
     device_augment = None
-    resident = resident_on(train_config, decoded, device)  # checks the settings before the loader's
     if train_config.augment_on == "device":
         plain = train_config.random_erasing == 0 and train_config.random_grayscale == 0
         if decoded is None or not plain or has_channel_views(train_config):
@@ -404,7 +400,7 @@ def _training_loader(
         transform, device_augment = None, BatchAugment(train_config.padding, worker_seeds)
     else:
         transform = training_views(config)
-    if resident:
+    if resident_on(train_config, decoded, device):  # after the check above: a device path has its decoded images
         return ResidentBatches(decoded, split, sampler, worker_seeds, device), device_augment
     loader = DataLoader(
         SplitDataset(split, transform, decoded),
