@@ -42,6 +42,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", type=int, default=395)
 
 
+# A CPU rehearsal's training batch: 2 identities x 2 images per modality, the least the losses take (bf16
+# on a CPU without native bf16 arithmetic runs about 100 times slower than fp32: whole batches took minutes)
+QUICK_BATCH = ("train.identities_per_batch=2", "train.instances_per_modality=2")
+
+
 def memory_batch(config, device):
     """(images, labels, modalities) of one training batch of ``config`` on ``device``: random images,
     P identities x K images in each modality, the visible half first (as the sampler orders them)."""

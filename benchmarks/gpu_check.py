@@ -51,13 +51,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import append_section, memory_batch, synchronize  # noqa: E402
+from common import QUICK_BATCH, append_section, memory_batch, synchronize  # noqa: E402
 
 FEATURE_AGREEMENT = 0.99  # cosine of fp32 and bf16 features of one image
 DEVICE_AGREEMENT = 0.999  # cosine of one image's features extracted on the GPU and on the CPU
 METRIC_AGREEMENT = 0.5  # points (percent) between GPU- and CPU-scored figures
 ONNX_AGREEMENT = 1e-3  # max abs difference of ONNX Runtime and PyTorch features
-DEEN_QUICK = ("model.backbone=resnet18", "data.height=64", "data.width=32")  # DEEN's network, CPU-sized
+DEEN_QUICK = ("model.backbone=resnet18", "data.height=64", "data.width=32", *QUICK_BATCH)  # DEEN's network, CPU-sized
 LOSS_AGREEMENT = 0.05  # relative gap of a low-precision variant's first loss to fp32's, same model and batch
 
 
@@ -222,12 +222,12 @@ def main() -> int:
     variants = ["fp32", "bf16", "fp16 + GradScaler", "bf16 channels-last", "bf16 channels-last compile"]
     checks = Checks()
     quick_variants = ["fp32", "bf16", "bf16 channels-last"]
-    for name, check in step_matrix(config_name, device, steps, quick_variants if arguments.quick else variants):
+    small, deen = (QUICK_BATCH, DEEN_QUICK) if arguments.quick else ((), ())
+    for name, check in step_matrix(config_name, device, steps, quick_variants if arguments.quick else variants, small):
         checks.run(name, check)
-    deen = DEEN_QUICK if arguments.quick else ()
     for name, check in step_matrix("sysu_deen", device, steps, ["fp32", "bf16"], deen):
         checks.run(name, check)
-    checks.run("fp32 and bf16 test features agree", lambda: feature_agreement(config_name, device))
+    checks.run("fp32 and bf16 test features agree", lambda: feature_agreement(config_name, device, small))
     checks.run("fp32 and bf16 DEEN test features agree", lambda: feature_agreement("sysu_deen", device, deen))
     release(device)
     with tempfile.TemporaryDirectory() as folder:
@@ -332,11 +332,12 @@ def end_to_end(folder: Path, device: torch.device, quick: bool, checks: Checks) 
 
     checks.run("DDP under torchrun", distributed)
     checkpoint = straight / "last.pt"
+    places = dict.fromkeys((str(device), "cpu"))  # the rehearsal on the CPU runs each command once
 
     def test_on_device():
         """`vireid test` on the device and on the CPU: the same features (TF32 off for the comparison)."""
         features = {}
-        for where in (str(device), "cpu"):
+        for where in places:
             out = folder / f"test-{where.replace(':', '')}"
             arguments = ["test", str(checkpoint), "--device", where, "--rerank", "--trials", "0-2", "--out", str(out)]
             vireid(*arguments, environment=EXACT_CONVOLUTIONS)
@@ -350,7 +351,7 @@ def end_to_end(folder: Path, device: torch.device, quick: bool, checks: Checks) 
     def scoring_on_device():
         """One feature file scored and re-ranked on the device and on the CPU: the same figures."""
         features, scores = folder / "test-cpu" / "features.npz", {}
-        for where in (str(device), "cpu"):
+        for where in places:
             out = folder / f"scores-{where.replace(':', '')}.json"
             arguments = ["--protocol", "sysu-all", "--trials", "0-2", "--rerank", "--json", str(out)]
             command = [sys.executable, "-m", "vireid.cli", "evaluate", "--features", str(features), *arguments]
@@ -367,7 +368,7 @@ def end_to_end(folder: Path, device: torch.device, quick: bool, checks: Checks) 
         images = folder / "test_images.txt"
         images.write_text("\n".join(str(path) for path in sorted(Path(root).glob("cam3/*/*.jpg"))[:64]) + "\n")
         features = {}
-        for where in (str(device), "cpu"):
+        for where in places:
             out = folder / f"extract-{where.replace(':', '')}.npz"
             arguments = ["--images", str(images), "--modality", "infrared", "--device", where, "--out", str(out)]
             vireid("extract", str(checkpoint), *arguments, environment=EXACT_CONVOLUTIONS)

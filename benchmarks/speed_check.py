@@ -36,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_train_step import matmul_ceiling, peak_memory_gib  # noqa: E402
-from common import append_section, memory_batch, synchronize  # noqa: E402
+from common import QUICK_BATCH, append_section, memory_batch, synchronize  # noqa: E402
 
 from vireid.engine.selection import evaluated_epochs  # noqa: E402
 from vireid.engine.step import STEP_PHASES, Compilation, ForwardAndLoss, Precision, train_step  # noqa: E402
@@ -218,7 +218,9 @@ def main() -> int:
     config_name = "tiny" if arguments.quick else arguments.config
     sizes = ["data.height=32", "data.width=16"] if arguments.quick else []
     steps = 2 if arguments.quick else arguments.steps
-    bench = StepBench(config_name, sizes, device, 16 if arguments.quick else 395)
+    bench = StepBench(
+        config_name, sizes + (list(QUICK_BATCH) if arguments.quick else []), device, 16 if arguments.quick else 395
+    )
     flops = bench.flops()
     ceiling_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     ceiling = matmul_ceiling(device, ceiling_dtype, 8192 if device.type == "cuda" else 1024)

@@ -204,7 +204,7 @@ def test_a_resumed_bot_run_continues_exactly_with_its_centres(sysu_root, tmp_pat
 @pytest.mark.slow  # a torchrun of two processes
 def test_two_processes_keep_the_centres_in_sync(sysu_root, tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
-    command = [str(torchrun), "--nproc_per_node=2", "--master_port=29518", "-m", "vireid.cli", "train"]
+    command = [str(torchrun), "--nproc_per_node=2", "--standalone", "-m", "vireid.cli", "train"]
     command += [str(EXAMPLES / "bot_tiny.yaml"), *_settings(sysu_root, "data.height=32", "data.width=16")]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     done = subprocess.run(

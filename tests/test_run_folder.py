@@ -3,10 +3,12 @@ on resume, a folder given for a config, and SIGTERM during training, evaluation 
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import torch
 
 import vireid.engine.trainer as trainer_module
 from vireid.cli import main
-from vireid.engine.checkpoint import load_checkpoint
+from vireid.engine.checkpoint import TRAINING_KEYS, load_checkpoint
 from vireid.engine.run_folder import LOCK_NAME, claimed_run_folder
 from vireid.errors import Terminated, UserError
 from vireid.signals import sigterm_as_interrupt, stop_if_terminated
@@ -131,26 +133,34 @@ def test_sigterm_during_training_stops_like_ctrl_c_and_resume_continues_exactly(
 
 
 @pytest.mark.slow  # long: make test-slow (and CI) runs it
-def test_sigterm_while_a_checkpoint_is_written_keeps_the_last_complete_one(sysu_root, tmp_path, monkeypatch, capsys):
+def test_sigterm_while_a_checkpoint_is_written_finishes_it_before_stopping(sysu_root, tmp_path, monkeypatch, capsys):
+    """Checkpoints are written by a background thread; the signal reaches the main thread while half a
+    file is on disk. The write is finished and renamed into place before the run stops."""
     run = tmp_path / "run"
     assert main(_train_arguments(sysu_root, run, "train.epochs=1")) == 0
-    complete = (run / "last.pt").read_bytes()
-    real_save = torch.save
+    real_save, signalled = torch.save, []
 
-    def save_half_then_terminate(state, file, *rest, **options):
-        file.write(complete[: len(complete) // 2])  # save_checkpoint writes through an open file
+    def save_slowly_terminated_half_way(state, file, *rest, **options):
+        written = io.BytesIO()
+        real_save(state, written, *rest, **options)
+        data = written.getvalue()
+        file.write(data[: len(data) // 2])  # save_checkpoint writes through an open file
         file.flush()
-        os.kill(os.getpid(), signal.SIGTERM)
-        real_save(state, file, *rest, **options)
+        if not signalled:
+            signalled.append(threading.current_thread().name)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.5)  # the main thread meets the signal while half the file is written
+        file.write(data[len(data) // 2 :])
 
-    monkeypatch.setattr(torch, "save", save_half_then_terminate)
+    monkeypatch.setattr(torch, "save", save_slowly_terminated_half_way)
     capsys.readouterr()
     code = main(["train", "--resume", str(run / "last.pt"), "--set", "train.epochs=2", "--quiet"])
     _one_line(capsys, code, 143, f"terminated (SIGTERM); continue with vireid train --resume {run / 'last.pt'}")
-    assert (run / "last.pt").read_bytes() == complete and _leftovers(run) == []
+    assert signalled[0].startswith("vireid-checkpoint")  # written off the main thread
+    assert load_checkpoint(run / "last.pt", needs=TRAINING_KEYS).epoch == 2 and _leftovers(run) == []
     monkeypatch.setattr(torch, "save", real_save)
-    assert main(["train", "--resume", str(run / "last.pt"), "--set", "train.epochs=2", "--quiet"]) == 0
-    assert load_checkpoint(run / "last.pt").epoch == 2
+    assert main(["train", "--resume", str(run / "last.pt"), "--set", "train.epochs=3", "--quiet"]) == 0
+    assert load_checkpoint(run / "last.pt").epoch == 3
 
 
 def test_sigterm_during_an_evaluation_leaves_it_due_and_resume_runs_it(sysu_root, tmp_path, monkeypatch, capsys):

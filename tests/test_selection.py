@@ -216,9 +216,9 @@ def test_a_run_evaluates_after_the_scheduled_epochs_alone_and_unflipped(small_sy
     after epoch 1, nor after the last); the feature unflipped though test.flip is on."""
     flips = []
 
-    def recording(model, config, device, progress):
+    def recording(model, config, *rest):
         flips.append(config.test.flip)
-        return extract(model, config, device, progress)
+        return extract(model, config, *rest)
 
     extract = trainer_module.extract_test_features
     monkeypatch.setattr(trainer_module, "extract_test_features", recording)
