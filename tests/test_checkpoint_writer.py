@@ -1,12 +1,16 @@
 """Checkpoints written in the background (CheckpointWriter): the file holds what was asked for when
 it was asked, whatever training does to the live tensors and records afterwards; files are written
-in the order asked for; a failed write is raised, not lost."""
+in the order asked for; a failed write is raised, not lost; no process forks while one is written."""
 
 from __future__ import annotations
+
+import os
+import time
 
 import pytest
 import torch
 
+import vireid.engine.checkpoint as checkpoint_module
 from vireid.engine.checkpoint import Checkpoint, CheckpointWriter, host_copy, load_checkpoint
 
 
@@ -60,3 +64,23 @@ def test_host_copy_copies_tensors_and_containers_and_keeps_other_values():
     assert copied == {"a": [copied["a"][0], (copied["a"][1][0], 3)], "b": "text"}
     assert copied["a"][0] is not tensor and torch.equal(copied["a"][0], tensor)
     assert copied["a"] is not value["a"] and isinstance(copied["a"][1], tuple)
+
+
+def test_a_fork_waits_for_the_checkpoint_being_written(tmp_path, monkeypatch):
+    """A loader's workers start by fork: a child forked while a thread is inside torch.save may
+    inherit a lock that thread holds and hang, so the fork waits for the write."""
+    real_save = checkpoint_module.save_checkpoint
+
+    def slow_save(path, checkpoint):
+        time.sleep(0.5)
+        real_save(path, checkpoint)
+
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", slow_save)
+    writer = CheckpointWriter()
+    writer.save(tmp_path / "last.pt", _checkpoint(torch.ones(1), {}))
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    assert os.waitpid(child, 0)[1] == 0
+    assert (tmp_path / "last.pt").exists()  # written before the fork went on, half a second later
+    writer.close()

@@ -85,5 +85,8 @@ def test_the_paper_model_s_forward_and_loss_are_one_graph():
     ],
 )
 def test_every_shipped_method_is_one_graph_at_full_size(config_name):
+    """The config's own network at its image size; 16 rows (2 identities x 4 images a modality, as
+    the samplers lay batches out): no line of a forward pass or loss branches on the batch's size,
+    and 64 rows took minutes of CPU for the same graphs."""
     config = load_config(config_name)
-    assert _graph_breaks(config_name, 64, config.data.height, config.data.width) == []
+    assert _graph_breaks(config_name, 16, config.data.height, config.data.width) == []

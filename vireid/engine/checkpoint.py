@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import random
 import subprocess
+import weakref
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,14 +231,30 @@ def host_copy(value: Any) -> Any:
     return value
 
 
+_OPEN_WRITERS: weakref.WeakSet[CheckpointWriter] = weakref.WeakSet()
+
+
+def _finish_writes_before_fork() -> None:
+    """No process is forked while a checkpoint is being written (DataLoader workers start by fork): a
+    child forked from a process with a thread inside torch.save may inherit a lock held by that thread
+    and hang. Runs in the forking thread before every fork; failures stay for ``wait`` to raise."""
+    for writer in list(_OPEN_WRITERS):
+        futures.wait(writer._pending)
+
+
+os.register_at_fork(before=_finish_writes_before_fork)
+
+
 class CheckpointWriter:
     """save_checkpoint on one background thread, the files in the order asked for: training goes on
-    while a checkpoint is written. Each is a snapshot taken when asked (host_copy), written atomically
+    while a checkpoint is written, until the process forks (a loader starting its workers), which
+    waits for the writes first. Each is a snapshot taken when asked (host_copy), written atomically
     as save_checkpoint writes; a failed write is raised by the next ``save`` or by ``wait``."""
 
     def __init__(self):
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vireid-checkpoint")
         self._pending: list[Future] = []
+        _OPEN_WRITERS.add(self)
 
     def save(self, path: str | Path, checkpoint: Checkpoint) -> None:
         self._raise_failure()
@@ -254,6 +273,7 @@ class CheckpointWriter:
             self.wait()
         finally:
             self._thread.shutdown()
+            _OPEN_WRITERS.discard(self)
 
     def _raise_failure(self) -> None:
         done = [future for future in self._pending if future.done()]
