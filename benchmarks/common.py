@@ -43,7 +43,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 # A CPU rehearsal's training batch: 2 identities x 2 images per modality, the least the losses take (bf16
-# on a CPU without native bf16 arithmetic runs about 100 times slower than fp32: whole batches took minutes)
+# on a CPU without native bf16 arithmetic runs about 150 times slower than fp32: whole batches took minutes)
 QUICK_BATCH = ("train.identities_per_batch=2", "train.instances_per_modality=2")
 
 

@@ -5,9 +5,9 @@ so it cannot pass by accident.
 
 Margins, measured with torch seeds 0-4 (another CPU rounds differently, which
 after 120 steps is much like another seed): each loss term ends at 0.04-0.48
-of its start (threshold 0.7; learning rate 0 gives 0.88-1.08), and the mAP
-gains 0.12-0.27 over the untrained network (threshold 0.05; learning rate 0
-changes it by -0.04 to -0.02). Rank-1 over 12 test identities is too noisy
+of its start (threshold 0.7), and the mAP gains 0.12-0.27 over the untrained
+network (threshold 0.05). Learning rate 0, run for 30 steps (seeds 0-4): terms
+at 0.87-1.07 of their start, the mAP changed by -0.07 to +0.02. Rank-1 over 12 test identities is too noisy
 to assert on (0.23-0.38 trained, chance 0.08). DEEN, seeds 0-2: each term ends at 0.04-0.48 of
 its start but ORT, a regulariser, at 0.56-0.60 (its own limit 0.85), and the mAP gains 0.13-0.25;
 learning rate 0 (seed 0) leaves every term at 0.98-1.00 and lowers the mAP by 0.05.
