@@ -15,7 +15,8 @@ from vireid.datasets.sysu import load_official_permutations, sysu_test_images
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.metrics import rank_metrics
-from vireid.evaluation.protocols import evaluate_protocol, results_table
+from vireid.evaluation.protocols import evaluate_protocol, results_table, scored_rows
+from vireid.modality import Modality
 
 
 def _random_features(images, seed=0, dimension=8) -> FeatureSet:
@@ -202,3 +203,73 @@ def test_published_llcm_vis2ir_is_the_transposed_visible_query_matrix(llcm_root)
         measured = evaluate_protocol("llcm-vis2ir", [feature_set], trials=[trial]).trials[0].metrics
         np.testing.assert_allclose(measured.cmc, expected.cmc, atol=1e-6)
         assert (measured.mAP, measured.mINP) == (pytest.approx(expected.mAP, abs=1e-6), pytest.approx(expected.mINP))
+
+
+@pytest.mark.parametrize(
+    "name, trials, options",
+    [
+        ("sysu-all", [0, 3], GalleryOptions()),
+        ("sysu-indoor", [1], GalleryOptions("multi")),
+        ("llcm-vis2ir", [0, 2], GalleryOptions()),
+        ("llcm-ir2vis", [5], GalleryOptions()),
+    ],
+)
+def test_the_scored_rows_are_the_trials_queries_and_galleries(sysu_root, llcm_root, name, trials, options):
+    """A training run's evaluation extracts only these images: each trial's query and gallery as
+    read from disk, fewer than every test image."""
+    root = sysu_root if name.startswith("sysu") else llcm_root
+    images = sysu_test_images(root) if name.startswith("sysu") else llcm_test_images(root)
+    rows = scored_rows(get_protocol(name), images, trials, options)
+    on_disk = set()
+    for trial in trials:
+        query, gallery = read_trial_split(name, root, trial, options)
+        on_disk |= set(query.paths) | set(gallery.paths)
+    assert rows.tolist() == sorted(set(rows.tolist())) and {images.paths[row] for row in rows} == on_disk
+    assert len(rows) < len(images)
+
+
+def _crowded_sysu_images() -> Split:
+    """SYSU-MM01 test images, 12 in every folder of 5 persons (the synthetic sets have 1-3): drawing
+    a gallery from only the scored images would then differ from drawing it from all."""
+    folders = [(person, camera) for person in range(1, 6) for camera in (1, 2, 3, 4, 5, 6)]
+    rows = [(person, camera, index) for person, camera in folders for index in range(12)]
+    return Split(
+        paths=tuple(f"SYSU-MM01/cam{camera}/{person:04d}/{index + 1:04d}.jpg" for person, camera, index in rows),
+        person_ids=np.array([person for person, _, _ in rows]),
+        camera_ids=np.array([camera for _, camera, _ in rows]),
+        modalities=np.array(
+            [int(Modality.INFRARED if camera in (3, 6) else Modality.VISIBLE) for _, camera, _ in rows]
+        ),
+    )
+
+
+@pytest.mark.parametrize("trials, shot", [([0, 3], "single"), ([0, 1], "multi")])
+def test_features_of_only_the_scored_rows_score_as_features_of_every_image(trials, shot):
+    """Drawn from every image (drawn_from), the trials of features of the scored rows alone are the
+    trials of features of every image: the same queries and galleries, the same figures."""
+    images, options = _crowded_sysu_images(), GalleryOptions(shot)
+    rows = scored_rows(get_protocol("sysu-all"), images, trials, options)
+    every = _random_features(images, seed=7)
+    scored = FeatureSet(every.features[rows], images.subset(rows))
+    expected = evaluate_protocol("sysu-all", [every], trials, options).to_dict()
+    result = evaluate_protocol("sysu-all", [scored], trials, options, drawn_from=images).to_dict()
+    assert [(t["trial"], t["num_query"], t["num_gallery"]) for t in result["trials"]] == [
+        (t["trial"], t["num_query"], t["num_gallery"]) for t in expected["trials"]
+    ]
+    assert result["mean"] == pytest.approx(expected["mean"], abs=1e-9)
+    np.testing.assert_allclose([t["cmc"] for t in result["trials"]], [t["cmc"] for t in expected["trials"]], atol=1e-9)
+    redrawn = evaluate_protocol("sysu-all", [scored], trials, options).to_dict()  # drawn from the scored rows alone
+    assert redrawn["mean"] != pytest.approx(expected["mean"], abs=1e-3)
+
+
+def test_regdb_scores_every_image_of_the_trials_test_set(regdb_root):
+    images = regdb_test_images(regdb_root, 3)
+    assert scored_rows(get_protocol("regdb-v2t"), images, [3]).tolist() == list(range(len(images)))
+
+
+def test_features_missing_a_scored_image_are_refused(sysu_root):
+    images = sysu_test_images(sysu_root)
+    rows = scored_rows(get_protocol("sysu-all"), images, [0])
+    short = FeatureSet(_random_features(images).features[rows[1:]], images.subset(rows[1:]))
+    with pytest.raises(ValueError, match=f"no features of {images.paths[rows[0]]} and 0 more"):
+        evaluate_protocol("sysu-all", [short], [0], drawn_from=images)

@@ -92,3 +92,8 @@ def test_held_test_images_give_the_files_features_to_the_bit(sysu_root, tmp_path
     assert from_held.images.paths == from_files.images.paths and len(from_files.images) > 32  # several batches
     assert np.array_equal(from_held.features, from_files.features)
     assert from_held.metadata["model"] == from_files.metadata["model"]
+    rows = np.arange(1, len(from_files.images), 3)  # some test images alone (an evaluation's scored rows)
+    some_held = extract_test_features(model, config, "cpu", False, held, rows)
+    some_read = extract_test_features(model, config, "cpu", False, None, rows)
+    assert some_held.images.paths == some_read.images.paths == from_files.images.subset(rows).paths
+    assert np.array_equal(some_held.features, some_read.features)

@@ -8,18 +8,29 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
+import vireid.engine.selection as selection_module
 import vireid.engine.trainer as trainer_module
 from vireid.cli import main
 from vireid.config import ConfigError, TrainConfig
 from vireid.data.files import read_id_list
+from vireid.datasets import read_trial_split
 from vireid.datasets.regdb import regdb_train_split
 from vireid.datasets.sysu import sysu_train_split
 from vireid.engine.checkpoint import load_checkpoint, save_checkpoint
-from vireid.engine.selection import evaluated_epochs, held_out_ids, split_off_validation, validation_rows
+from vireid.engine.selection import (
+    evaluate_validation,
+    evaluated_epochs,
+    held_out_ids,
+    split_off_validation,
+    validation_rows,
+)
 from vireid.engine.tester import find_checkpoints
 from vireid.engine.trainer import train
 from vireid.errors import UserError
+from vireid.evaluation.metrics import evaluate_features
+from vireid.evaluation.protocols import evaluate_protocol
 from vireid.recipe import load_config
 from vireid.synthetic.writer import write_synthetic_dataset
 
@@ -229,3 +240,61 @@ def test_a_run_evaluates_after_the_scheduled_epochs_alone_and_unflipped(small_sy
     evaluated = [record["epoch"] for record in records if record["kind"] == "epoch" and "sysu-all/rank1" in record]
     assert evaluated == [3] and flips == [False]
     assert load_checkpoint(tmp_path / "run/best.pt").epoch == 3
+
+
+def test_in_training_evaluations_extract_only_the_images_their_trials_score(small_sysu, tmp_path, monkeypatch):
+    """Two trials of sysu-all: the features of their queries and galleries alone (as read from disk),
+    each as the features of every test image give it, and the recorded figures those features'."""
+    extracted = []
+
+    def recording(model, config, device, progress, held=None, rows=None):
+        feature_set = extract(model, config, device, progress, held, rows)
+        extracted.append((feature_set, extract(model, config, device, progress)))
+        return feature_set
+
+    extract = trainer_module.extract_test_features
+    monkeypatch.setattr(trainer_module, "extract_test_features", recording)
+    train(_config(small_sysu, "train.epochs=1", "train.eval_trials=2"), tmp_path / "run", progress=False)
+    ((scored, every),) = extracted
+    on_disk = set()
+    for trial in (0, 1):
+        query, gallery = read_trial_split("sysu-all", small_sysu, trial)
+        on_disk |= set(query.paths) | set(gallery.paths)
+    assert set(scored.images.paths) == on_disk and len(scored.images) < len(every.images)
+    row_of = {path: row for row, path in enumerate(every.images.paths)}
+    np.testing.assert_allclose(
+        scored.features, every.features[[row_of[path] for path in scored.images.paths]], atol=1e-5
+    )
+    record = json.loads((tmp_path / "run/metrics.jsonl").read_text().splitlines()[-1])
+    figures = evaluate_protocol("sysu-all", [scored], [0, 1], drawn_from=every.images).mean()
+    assert (record["sysu-all/rank1"], record["sysu-all/mAP"]) == (figures["rank1"], figures["mAP"])
+
+
+def test_a_validation_extracts_only_the_images_its_trial_scores(small_sysu, monkeypatch):
+    """The validation's features of its queries and gallery alone, scored as features of every
+    validation image score (features here a function of the path: the same whatever the batch)."""
+    config = _config(small_sysu, "train.select_on=validation-map")
+    _, validation = split_off_validation(config, sysu_train_split(small_sysu))
+    extracted = []
+
+    def by_path(model, images, *rest):
+        extracted.append(images.paths)
+        return np.stack([np.random.default_rng(list(path.encode())).normal(size=8) for path in images.paths])
+
+    monkeypatch.setattr(selection_module, "extract_features", by_path)
+    metrics = evaluate_validation(torch.nn.Identity(), config, validation, torch.device("cpu"), progress=False)
+    query_rows, gallery_rows = validation_rows(config, validation)
+    assert sorted(extracted[0]) == sorted({validation.paths[row] for row in query_rows + gallery_rows})
+    assert len(extracted[0]) < len(validation)
+    every = by_path(None, validation)
+    expected = evaluate_features(
+        every[query_rows],
+        every[gallery_rows],
+        validation.person_ids[query_rows],
+        validation.person_ids[gallery_rows],
+        validation.camera_ids[query_rows],
+        validation.camera_ids[gallery_rows],
+        "sysu",
+    )
+    assert metrics.mAP == pytest.approx(expected.mAP, abs=1e-9) and metrics.mAP != pytest.approx(0, abs=1e-3)
+    np.testing.assert_allclose(metrics.cmc, expected.cmc, atol=1e-9)

@@ -79,17 +79,21 @@ def _decoded_batches(
 
 @dataclass(frozen=True)
 class HeldTestImages:
-    """The test images of a dataset, read once and decoded once for the evaluations of a training run."""
+    """The test images of a dataset, listed once (and decoded once, with train.cache_dir) for the
+    evaluations of a training run."""
 
     split: Split  # every test image, as read_test_images gives them
-    decoded: torch.Tensor  # (N, H, W, 3) uint8 at the training size, on the evaluating device or the CPU
+    decoded: torch.Tensor | None  # (N, H, W, 3) uint8 at the training size, on the evaluating device or
+    # the CPU; None: each evaluation reads the files
 
 
 def held_test_images(config: ExperimentConfig, device: torch.device, progress: bool) -> HeldTestImages:
-    """``config.data``'s test images decoded into the decoded-image cache (``train.cache_dir``: built
-    on first use, reused by later runs) and held on ``device``."""
+    """``config.data``'s test images; with ``train.cache_dir`` decoded into the decoded-image cache
+    (built on first use, reused by later runs) and held on ``device``."""
     data = config.data
     split = get_dataset(data.dataset).read_test_images(Path(data.root), data.trial)
+    if not config.train.cache_dir:
+        return HeldTestImages(split, None)
     decoded = image_cache(split, data.height, data.width, config.train.cache_dir, progress, data.resize_filter)
     return HeldTestImages(split, held_on(decoded, device))
 
@@ -167,16 +171,20 @@ def extract_test_features(
     device: torch.device | str,
     progress: bool,
     held: HeldTestImages | None = None,
+    rows: np.ndarray | None = None,
 ) -> FeatureSet:
-    """Features of every test image of ``config.data``, with the metadata the feature file records;
-    read from ``held`` images where given (a training run's evaluations), else from the files."""
+    """Features of the test images of ``config.data``, with the metadata the feature file records:
+    every image, or those at ``rows`` of them (a training run's evaluations: the rows its trials
+    score, vireid.evaluation.protocols.scored_rows); listed (and decoded) in ``held`` where given."""
     dataset = get_dataset(config.data.dataset)
-    if held is None:
-        images = dataset.read_test_images(Path(config.data.root), config.data.trial)
+    root, trial = Path(config.data.root), config.data.trial
+    every_image = held.split if held is not None else dataset.read_test_images(root, trial)
+    images = every_image if rows is None else every_image.subset(rows)
+    if held is None or held.decoded is None:
         features = extract_features(model, images, config, device, config.train.workers, progress)
     else:
-        images = held.split
-        features = extract_features(model, images, config, device, progress=progress, decoded=held.decoded)
+        decoded = held.decoded if rows is None else held.decoded[torch.as_tensor(rows, device=held.decoded.device)]
+        features = extract_features(model, images, config, device, progress=progress, decoded=decoded)
     metadata = {
         "dataset": config.data.dataset,
         "root": str(Path(config.data.root).resolve()),

@@ -115,13 +115,16 @@ def evaluate_validation(
     model: nn.Module, config: ExperimentConfig, images: Split, device: torch.device, progress: bool
 ) -> RankMetrics:
     """The model's rank metrics on the validation images (features as in_training_config extracts
-    them; NonFiniteFeatures if they overflow)."""
+    them, of only the images the first trial scores; NonFiniteFeatures if they overflow)."""
     query_rows, gallery_rows = validation_rows(config, images)
-    features = extract_features(model, images, in_training_config(config), device, config.train.workers, progress)
-    require_finite_features(features, images.paths, "the validation features")
+    scored = np.unique(query_rows + gallery_rows)  # sorted: a row's feature is at its searchsorted place
+    scored_images = images.subset(scored)
+    config = in_training_config(config)
+    features = extract_features(model, scored_images, config, device, config.train.workers, progress)
+    require_finite_features(features, scored_images.paths, "the validation features")
     return evaluate_features(
-        features[query_rows],
-        features[gallery_rows],
+        features[np.searchsorted(scored, query_rows)],
+        features[np.searchsorted(scored, gallery_rows)],
         images.person_ids[query_rows],
         images.person_ids[gallery_rows],
         images.camera_ids[query_rows],

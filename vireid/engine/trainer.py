@@ -68,7 +68,7 @@ from vireid.engine.selection import (
 )
 from vireid.engine.step import Compilation, ForwardAndLoss, Precision, train_step
 from vireid.errors import NonFiniteFeatures, UserError
-from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol
+from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, scored_rows
 from vireid.method import Method, ParameterGroup, get_method, method_of, parameter_counts
 from vireid.modality import ModalityLayout
 from vireid.progress import track
@@ -166,7 +166,7 @@ class Run:
     step: int = 0
     pending_evaluation: dict | None = None  # the record of a resumed epoch whose due evaluation never ran
     checkpoints: CheckpointWriter = dataclasses.field(default_factory=CheckpointWriter)  # writes in the background
-    held_test_images: HeldTestImages | None = None  # with train.cache_dir: the test set, decoded at first use
+    held_test_images: HeldTestImages | None = None  # the test set, listed (with train.cache_dir decoded) at first use
 
     @property
     def last_path(self) -> Path:
@@ -575,17 +575,21 @@ def _scores(run: Run, scope: str, progress: bool) -> dict[str, float]:
 
 
 def _evaluate(run: Run, protocol_name: str, progress: bool) -> ProtocolResult:
-    """The protocol's first ``train.eval_trials`` trials (one model per trial: the run's own trial); with
-    ``train.cache_dir`` the test images are decoded once for the run (on the device with train.resident)."""
+    """The protocol's first ``train.eval_trials`` trials (one model per trial: the run's own trial),
+    from the features of only the test images those trials score; the test images listed once for the
+    run, and with ``train.cache_dir`` decoded once (on the device with train.resident)."""
     protocol = get_protocol(protocol_name)
     own_trial = get_dataset(protocol.dataset).model_trial(run.config.data.trial)
     trials = None if own_trial is not None else protocol.trials[: run.config.train.eval_trials]
     device = run.environment.device
-    if run.config.train.cache_dir and run.held_test_images is None:  # read and decoded once for the run
+    if run.held_test_images is None:
         where = device if isinstance(run.loader, ResidentBatches) else torch.device("cpu")
         run.held_test_images = held_test_images(run.config, where, progress)
-    features = extract_test_features(run.model, in_training_config(run.config), device, progress, run.held_test_images)
-    return evaluate_protocol(protocol, [features], trials)
+    every_image = run.held_test_images.split
+    rows = scored_rows(protocol, every_image, [own_trial] if own_trial is not None else trials)
+    config = in_training_config(run.config)
+    features = extract_test_features(run.model, config, device, progress, run.held_test_images, rows)
+    return evaluate_protocol(protocol, [features], trials, drawn_from=every_image)
 
 
 def train(

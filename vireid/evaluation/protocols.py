@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
+from vireid.data.splits import Split
 from vireid.datasets import (
     DATASETS,
     GalleryOptions,
@@ -298,6 +299,7 @@ def prepare_trials(
     options: GalleryOptions = GalleryOptions(),
     device: str | torch.device | None = None,
     rerank: RerankSettings | None = None,
+    drawn_from: Split | None = None,
 ) -> PreparedTrials:
     """The trials of ``protocol`` that ``feature_sets`` are scored on (evaluate_protocol says which).
 
@@ -310,6 +312,8 @@ def prepare_trials(
         options: How the gallery is drawn, where the dataset offers a choice.
         device: Where to score; None: the CPU.
         rerank: The re-ranking settings, or None for plain distances (counted in the memory check).
+        drawn_from: Every test image, where the one feature set holds only some of them (scored_rows):
+            the trials are drawn from these, and their images found in the set by path.
 
     Returns:
         The prepared trials.
@@ -325,11 +329,17 @@ def prepare_trials(
     _refuse_mixed_data(feature_sets)
     model_trials = [feature_set.metadata.get("trial") for feature_set in feature_sets]
     names = [feature_set.name for feature_set in feature_sets]
+    if drawn_from is not None and len(feature_sets) != 1:
+        raise ValueError(f"drawn_from takes one feature set, got {len(feature_sets)}")
     runs = []
     for trial, position in dataset.scored_trials(
         protocol, [None if trial is None else int(trial) for trial in model_trials], names, trials
     ):
-        query_rows, gallery_rows = trial_rows(protocol, feature_sets[position].images, trial, options)
+        if drawn_from is None:
+            query_rows, gallery_rows = trial_rows(protocol, feature_sets[position].images, trial, options)
+        else:
+            drawn = trial_rows(protocol, drawn_from, trial, options)
+            query_rows, gallery_rows = (_rows_held(feature_sets[position], drawn_from, rows) for rows in drawn)
         if not query_rows or not gallery_rows:
             raise UserError(f"{protocol.name} trial {trial}: the features hold no query or no gallery image")
         require_memory(
@@ -346,6 +356,37 @@ def prepare_trials(
     return PreparedTrials(protocol, feature_sets, runs, distance, compared)
 
 
+def scored_rows(
+    protocol: Protocol, images: Split, trials: Sequence[int], options: GalleryOptions = GalleryOptions()
+) -> np.ndarray:
+    """(R,) the sorted rows of ``images`` that the queries and galleries of ``trials`` use.
+
+    They are the only images whose features scoring those trials needs (SYSU-MM01's single-shot
+    all-search trial: its 3,803 queries and 301 gallery images, not every visible test image);
+    evaluate_protocol scores such features with ``drawn_from=images``.
+
+    Args:
+        protocol: The protocol.
+        images: Every test image (one trial's, where the dataset trains one model per trial).
+        trials: The trials.
+        options: How the galleries are drawn, where the dataset offers a choice.
+
+    Returns:
+        The rows, each once.
+    """
+    rows = [row for trial in trials for some in trial_rows(protocol, images, trial, options) for row in some]
+    return np.unique(np.asarray(rows, dtype=np.int64))
+
+
+def _rows_held(feature_set: FeatureSet, drawn_from: Split, rows: list[int]) -> list[int]:
+    """``rows`` of ``drawn_from`` as the rows of ``feature_set`` that hold the same images (by path)."""
+    held = {path: row for row, path in enumerate(feature_set.images.paths)}
+    missing = [drawn_from.paths[row] for row in rows if drawn_from.paths[row] not in held]
+    if missing:
+        raise ValueError(f"{feature_set.name}: no features of {missing[0]} and {len(missing) - 1} more scored images")
+    return [held[drawn_from.paths[row]] for row in rows]
+
+
 def evaluate_protocol(
     protocol: Protocol | str,
     feature_sets: Sequence[FeatureSet],
@@ -354,6 +395,7 @@ def evaluate_protocol(
     max_rank: int = 20,
     device: str | torch.device | None = None,
     rerank: RerankSettings | None = None,
+    drawn_from: Split | None = None,
 ) -> ProtocolResult:
     """Score saved features with a protocol over its trials.
 
@@ -373,6 +415,8 @@ def evaluate_protocol(
         max_rank: The length of the CMC curves.
         device: Where to score; None: the CPU.
         rerank: The re-ranking settings, or None for plain distances.
+        drawn_from: Every test image, where the one feature set holds only the rows the trials score
+            (scored_rows): the trials are drawn from these (the same draws as from features of every image).
 
     Returns:
         Every trial's metrics.
@@ -380,7 +424,7 @@ def evaluate_protocol(
     Raises:
         UserError: Where the features cannot be scored with the protocol, or a trial has no valid query.
     """
-    prepared = prepare_trials(protocol, feature_sets, trials, options, device, rerank)
+    prepared = prepare_trials(protocol, feature_sets, trials, options, device, rerank, drawn_from)
     protocol = prepared.protocol
     results = []
     for trial, position, query_rows, gallery_rows in prepared.runs:
