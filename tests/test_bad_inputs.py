@@ -211,7 +211,8 @@ def test_the_epoch_is_on_disk_before_its_evaluation_runs(sysu_root, tmp_path, mo
 
 def _small_training(root, out) -> list[str]:
     settings = ["--set", f"data.root={root}", "--set", "data.height=32", "--set", "data.width=16"]
-    return ["train", "tiny", *settings, "--set", "train.steps_per_epoch=1", "--out", str(out), "--quiet"]
+    settings += ["--set", "train.steps_per_epoch=1", "--set", "train.workers=0"]
+    return ["train", "tiny", *settings, "--out", str(out), "--quiet"]
 
 
 def test_imagenet_weights_offline_say_how_to_go_on(sysu_root, tmp_path, capsys, monkeypatch):

@@ -44,9 +44,10 @@ def small_sysu(tmp_path_factory):
 
 
 def _config(root, *overrides):
-    return load_config(
-        TINY, [f"data.root={root}", "train.steps_per_epoch=2", "train.eval_every=0", "train.log_every=1", *overrides]
-    )
+    """The tiny config, short; images decoded in the main process (on 2 cores loader workers only compete
+    with training for them; the tests that need workers say so)."""
+    settings = ["train.steps_per_epoch=2", "train.eval_every=0", "train.log_every=1", "train.workers=0"]
+    return load_config(TINY, [f"data.root={root}", *settings, *overrides])
 
 
 @pytest.mark.parametrize(

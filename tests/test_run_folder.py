@@ -24,7 +24,7 @@ from vireid.signals import sigterm_as_interrupt, stop_if_terminated
 
 
 def _train_arguments(root, out, *overrides):
-    settings = [f"data.root={root}", "train.steps_per_epoch=1", "train.eval_every=0", *overrides]
+    settings = [f"data.root={root}", "train.steps_per_epoch=1", "train.eval_every=0", "train.workers=0", *overrides]
     return [
         "train",
         "tiny",

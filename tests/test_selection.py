@@ -43,9 +43,8 @@ def small_sysu(tmp_path_factory):
 
 
 def _config(root, *overrides):
-    return load_config(
-        "tiny", [f"data.root={root}", "train.epochs=2", "train.steps_per_epoch=1", "train.eval_every=1", *overrides]
-    )
+    settings = ["train.epochs=2", "train.steps_per_epoch=1", "train.eval_every=1", "train.workers=0"]
+    return load_config("tiny", [f"data.root={root}", *settings, *overrides])
 
 
 def test_held_out_ids_are_a_seeded_fraction_the_same_every_time():
