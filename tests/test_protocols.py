@@ -15,7 +15,7 @@ from vireid.datasets.sysu import load_official_permutations, sysu_test_images
 from vireid.errors import UserError
 from vireid.evaluation.feature_file import FeatureSet
 from vireid.evaluation.metrics import rank_metrics
-from vireid.evaluation.protocols import evaluate_protocol, results_table, scored_rows
+from vireid.evaluation.protocols import ScoredRows, evaluate_protocol, results_table, scored_rows
 from vireid.modality import Modality
 
 
@@ -219,7 +219,7 @@ def test_the_scored_rows_are_the_trials_queries_and_galleries(sysu_root, llcm_ro
     read from disk, fewer than every test image."""
     root = sysu_root if name.startswith("sysu") else llcm_root
     images = sysu_test_images(root) if name.startswith("sysu") else llcm_test_images(root)
-    rows = scored_rows(get_protocol(name), images, trials, options)
+    rows = scored_rows(name, images, trials, options).rows
     on_disk = set()
     for trial in trials:
         query, gallery = read_trial_split(name, root, trial, options)
@@ -248,11 +248,11 @@ def test_features_of_only_the_scored_rows_score_as_features_of_every_image(trial
     """Drawn from every image (drawn_from), the trials of features of the scored rows alone are the
     trials of features of every image: the same queries and galleries, the same figures."""
     images, options = _crowded_sysu_images(), GalleryOptions(shot)
-    rows = scored_rows(get_protocol("sysu-all"), images, trials, options)
+    rows = scored_rows("sysu-all", images, trials, options)
     every = _random_features(images, seed=7)
-    scored = FeatureSet(every.features[rows], images.subset(rows))
+    scored = FeatureSet(every.features[rows.rows], images.subset(rows.rows))
     expected = evaluate_protocol("sysu-all", [every], trials, options).to_dict()
-    result = evaluate_protocol("sysu-all", [scored], trials, options, drawn_from=images).to_dict()
+    result = evaluate_protocol("sysu-all", [scored], trials, options, drawn_from=rows).to_dict()
     assert [(t["trial"], t["num_query"], t["num_gallery"]) for t in result["trials"]] == [
         (t["trial"], t["num_query"], t["num_gallery"]) for t in expected["trials"]
     ]
@@ -264,12 +264,24 @@ def test_features_of_only_the_scored_rows_score_as_features_of_every_image(trial
 
 def test_regdb_scores_every_image_of_the_trials_test_set(regdb_root):
     images = regdb_test_images(regdb_root, 3)
-    assert scored_rows(get_protocol("regdb-v2t"), images, [3]).tolist() == list(range(len(images)))
+    assert scored_rows("regdb-v2t", images, [3]).rows.tolist() == list(range(len(images)))
+
+
+def test_scored_rows_find_each_image_by_its_row():
+    images = _crowded_sysu_images()
+    scored = ScoredRows.of(images, [7, 1, 4, 7])
+    assert scored.rows.tolist() == [1, 4, 7]
+    assert scored.positions([7, 1, 4, 4]).tolist() == [2, 0, 1, 1]
+    with pytest.raises(ValueError, match=f"no features of {images.paths[5]} \\(2 scored image\\(s\\) missing\\)"):
+        scored.positions([1, 5, 9])
 
 
 def test_features_missing_a_scored_image_are_refused(sysu_root):
     images = sysu_test_images(sysu_root)
-    rows = scored_rows(get_protocol("sysu-all"), images, [0])
-    short = FeatureSet(_random_features(images).features[rows[1:]], images.subset(rows[1:]))
-    with pytest.raises(ValueError, match=f"no features of {images.paths[rows[0]]} and 0 more"):
-        evaluate_protocol("sysu-all", [short], [0], drawn_from=images)
+    rows = scored_rows("sysu-all", images, [0]).rows
+    short = ScoredRows(images, rows[1:])  # the features of all the trial's images but its first
+    features = FeatureSet(_random_features(images).features[short.rows], images.subset(short.rows))
+    with pytest.raises(ValueError, match=f"no features of {images.paths[rows[0]]} \\(1 scored image"):
+        evaluate_protocol("sysu-all", [features], [0], drawn_from=short)
+    with pytest.raises(ValueError, match="drawn_from: expected one feature set of its 20 rows"):
+        evaluate_protocol("sysu-all", [features], [0], drawn_from=ScoredRows(images, rows[:20]))

@@ -30,7 +30,7 @@ from vireid.engine.tester import find_checkpoints
 from vireid.engine.trainer import train
 from vireid.errors import UserError
 from vireid.evaluation.metrics import evaluate_features
-from vireid.evaluation.protocols import evaluate_protocol
+from vireid.evaluation.protocols import scored_rows
 from vireid.recipe import load_config
 from vireid.synthetic.writer import write_synthetic_dataset
 
@@ -243,16 +243,23 @@ def test_a_run_evaluates_after_the_scheduled_epochs_alone_and_unflipped(small_sy
 
 def test_in_training_evaluations_extract_only_the_images_their_trials_score(small_sysu, tmp_path, monkeypatch):
     """Two trials of sysu-all: the features of their queries and galleries alone (as read from disk),
-    each as the features of every test image give it, and the recorded figures those features'."""
-    extracted = []
+    each as the features of every test image give it, the trials drawn from every test image (the
+    synthetic folders are too small for a draw from the scored images alone to differ: checked in
+    test_protocols), and the recorded figures those of these features."""
+    extracted, drawn_from = [], []
 
     def recording(model, config, device, progress, held=None, rows=None):
         feature_set = extract(model, config, device, progress, held, rows)
         extracted.append((feature_set, extract(model, config, device, progress)))
         return feature_set
 
-    extract = trainer_module.extract_test_features
+    def scoring(*arguments, **keywords):
+        drawn_from.append(keywords["drawn_from"])
+        return evaluate(*arguments, **keywords)
+
+    extract, evaluate = trainer_module.extract_test_features, trainer_module.evaluate_protocol
     monkeypatch.setattr(trainer_module, "extract_test_features", recording)
+    monkeypatch.setattr(trainer_module, "evaluate_protocol", scoring)
     train(_config(small_sysu, "train.epochs=1", "train.eval_trials=2"), tmp_path / "run", progress=False)
     ((scored, every),) = extracted
     on_disk = set()
@@ -261,11 +268,11 @@ def test_in_training_evaluations_extract_only_the_images_their_trials_score(smal
         on_disk |= set(query.paths) | set(gallery.paths)
     assert set(scored.images.paths) == on_disk and len(scored.images) < len(every.images)
     row_of = {path: row for row, path in enumerate(every.images.paths)}
-    np.testing.assert_allclose(
-        scored.features, every.features[[row_of[path] for path in scored.images.paths]], atol=1e-5
-    )
+    same_images = every.features[[row_of[path] for path in scored.images.paths]]
+    np.testing.assert_allclose(scored.features, same_images, atol=1e-5)
+    assert drawn_from[0].images.paths == every.images.paths
+    figures = evaluate("sysu-all", [scored], [0, 1], drawn_from=scored_rows("sysu-all", every.images, [0, 1])).mean()
     record = json.loads((tmp_path / "run/metrics.jsonl").read_text().splitlines()[-1])
-    figures = evaluate_protocol("sysu-all", [scored], [0, 1], drawn_from=every.images).mean()
     assert (record["sysu-all/rank1"], record["sysu-all/mAP"]) == (figures["rank1"], figures["mAP"])
 
 

@@ -51,16 +51,20 @@ def extract_features(
     workers: int = 0,
     progress: bool = False,
     decoded: torch.Tensor | None = None,
+    decoded_rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N, D) float32 features of every image of ``split``, in order, each resized to data.height x
-    data.width with ``data.resize_filter``; or, given ``decoded``, the (N, H, W, 3) uint8 images of
-    the split already at that size (HeldTestImages), read from there: the same features, to the bit."""
+    data.width with ``data.resize_filter``; or, given ``decoded``, the (M, H, W, 3) uint8 images
+    already at that size (HeldTestImages), the split's at ``decoded_rows`` of them (default: all M,
+    in order), read from there: the same features, to the bit."""
     data = config.data
     if decoded is None:
         transform = inference_transform(data.height, data.width, data.resize_filter)
         loader = DataLoader(SplitDataset(split, transform), batch_size=config.test.batch_size, num_workers=workers)
     else:
-        loader = _decoded_batches(decoded, torch.as_tensor(np.asarray(split.modalities)), config.test.batch_size)
+        rows = np.arange(len(decoded)) if decoded_rows is None else decoded_rows
+        modalities = torch.as_tensor(np.asarray(split.modalities))
+        loader = _decoded_batches(decoded, rows, modalities, config.test.batch_size)
     model = model.to(device)
     chunks = []
     for images, _, modalities, _ in track(loader, "extract", "batch", progress):
@@ -70,11 +74,13 @@ def extract_features(
 
 
 def _decoded_batches(
-    decoded: torch.Tensor, modalities: torch.Tensor, batch_size: int
+    decoded: torch.Tensor, rows: np.ndarray, modalities: torch.Tensor, batch_size: int
 ) -> Iterator[tuple[torch.Tensor, None, torch.Tensor, None]]:
-    """The loader's batches (images, -, modalities, -) of decoded images, normalised where they are."""
-    for start in range(0, len(decoded), batch_size):
-        yield normalised_batch(decoded[start : start + batch_size]), None, modalities[start : start + batch_size], None
+    """The loader's batches (images, -, modalities, -) of the decoded images at ``rows``, gathered and
+    normalised where they are, a batch at a time."""
+    for start in range(0, len(rows), batch_size):
+        batch_rows = torch.as_tensor(rows[start : start + batch_size], device=decoded.device)
+        yield normalised_batch(decoded[batch_rows]), None, modalities[start : start + batch_size], None
 
 
 @dataclass(frozen=True)
@@ -83,8 +89,7 @@ class HeldTestImages:
     evaluations of a training run."""
 
     split: Split  # every test image, as read_test_images gives them
-    decoded: torch.Tensor | None  # (N, H, W, 3) uint8 at the training size, on the evaluating device or
-    # the CPU; None: each evaluation reads the files
+    decoded: torch.Tensor | None  # (N, H, W, 3) uint8 at the training size, where evaluated; None: files read
 
 
 def held_test_images(config: ExperimentConfig, device: torch.device, progress: bool) -> HeldTestImages:
@@ -183,8 +188,9 @@ def extract_test_features(
     if held is None or held.decoded is None:
         features = extract_features(model, images, config, device, config.train.workers, progress)
     else:
-        decoded = held.decoded if rows is None else held.decoded[torch.as_tensor(rows, device=held.decoded.device)]
-        features = extract_features(model, images, config, device, progress=progress, decoded=decoded)
+        features = extract_features(
+            model, images, config, device, progress=progress, decoded=held.decoded, decoded_rows=rows
+        )
     metadata = {
         "dataset": config.data.dataset,
         "root": str(Path(config.data.root).resolve()),

@@ -37,7 +37,7 @@ from vireid.datasets import GalleryOptions, get_dataset, get_protocol
 from vireid.engine.extract import extract_features
 from vireid.errors import UserError
 from vireid.evaluation.metrics import RankMetrics, evaluate_features
-from vireid.evaluation.protocols import require_finite_features
+from vireid.evaluation.protocols import ScoredRows, require_finite_features
 
 SELECTION_MEASURES = {
     "test-rank1": "test rank-1 (reference habit)",
@@ -117,14 +117,14 @@ def evaluate_validation(
     """The model's rank metrics on the validation images (features as in_training_config extracts
     them, of only the images the first trial scores; NonFiniteFeatures if they overflow)."""
     query_rows, gallery_rows = validation_rows(config, images)
-    scored = np.unique(query_rows + gallery_rows)  # sorted: a row's feature is at its searchsorted place
-    scored_images = images.subset(scored)
+    scored = ScoredRows.of(images, query_rows + gallery_rows)
+    scored_images = images.subset(scored.rows)
     config = in_training_config(config)
     features = extract_features(model, scored_images, config, device, config.train.workers, progress)
     require_finite_features(features, scored_images.paths, "the validation features")
     return evaluate_features(
-        features[np.searchsorted(scored, query_rows)],
-        features[np.searchsorted(scored, gallery_rows)],
+        features[scored.positions(query_rows)],
+        features[scored.positions(gallery_rows)],
         images.person_ids[query_rows],
         images.person_ids[gallery_rows],
         images.camera_ids[query_rows],

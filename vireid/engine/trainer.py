@@ -585,11 +585,10 @@ def _evaluate(run: Run, protocol_name: str, progress: bool) -> ProtocolResult:
     if run.held_test_images is None:
         where = device if isinstance(run.loader, ResidentBatches) else torch.device("cpu")
         run.held_test_images = held_test_images(run.config, where, progress)
-    every_image = run.held_test_images.split
-    rows = scored_rows(protocol, every_image, [own_trial] if own_trial is not None else trials)
+    scored = scored_rows(protocol, run.held_test_images.split, [own_trial] if own_trial is not None else trials)
     config = in_training_config(run.config)
-    features = extract_test_features(run.model, config, device, progress, run.held_test_images, rows)
-    return evaluate_protocol(protocol, [features], trials, drawn_from=every_image)
+    features = extract_test_features(run.model, config, device, progress, run.held_test_images, scored.rows)
+    return evaluate_protocol(protocol, [features], trials, drawn_from=scored)
 
 
 def train(

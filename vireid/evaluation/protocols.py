@@ -299,7 +299,7 @@ def prepare_trials(
     options: GalleryOptions = GalleryOptions(),
     device: str | torch.device | None = None,
     rerank: RerankSettings | None = None,
-    drawn_from: Split | None = None,
+    drawn_from: ScoredRows | None = None,
 ) -> PreparedTrials:
     """The trials of ``protocol`` that ``feature_sets`` are scored on (evaluate_protocol says which).
 
@@ -312,8 +312,8 @@ def prepare_trials(
         options: How the gallery is drawn, where the dataset offers a choice.
         device: Where to score; None: the CPU.
         rerank: The re-ranking settings, or None for plain distances (counted in the memory check).
-        drawn_from: Every test image, where the one feature set holds only some of them (scored_rows):
-            the trials are drawn from these, and their images found in the set by path.
+        drawn_from: Where the one feature set holds only some test images (scored_rows): which, of
+            which images; the trials are drawn from all of these.
 
     Returns:
         The prepared trials.
@@ -321,6 +321,7 @@ def prepare_trials(
     Raises:
         UserError: Where the features cannot be scored with the protocol or together, or a trial has
             no query or no gallery image.
+        ValueError: Where the feature set does not hold the rows ``drawn_from`` names, or a trial's.
     """
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     dataset = get_dataset(protocol.dataset)
@@ -329,8 +330,8 @@ def prepare_trials(
     _refuse_mixed_data(feature_sets)
     model_trials = [feature_set.metadata.get("trial") for feature_set in feature_sets]
     names = [feature_set.name for feature_set in feature_sets]
-    if drawn_from is not None and len(feature_sets) != 1:
-        raise ValueError(f"drawn_from takes one feature set, got {len(feature_sets)}")
+    if drawn_from is not None and (len(feature_sets) != 1 or len(feature_sets[0].images) != len(drawn_from.rows)):
+        raise ValueError(f"drawn_from: expected one feature set of its {len(drawn_from.rows)} rows")
     runs = []
     for trial, position in dataset.scored_trials(
         protocol, [None if trial is None else int(trial) for trial in model_trials], names, trials
@@ -338,8 +339,8 @@ def prepare_trials(
         if drawn_from is None:
             query_rows, gallery_rows = trial_rows(protocol, feature_sets[position].images, trial, options)
         else:
-            drawn = trial_rows(protocol, drawn_from, trial, options)
-            query_rows, gallery_rows = (_rows_held(feature_sets[position], drawn_from, rows) for rows in drawn)
+            drawn = trial_rows(protocol, drawn_from.images, trial, options)
+            query_rows, gallery_rows = (drawn_from.positions(rows).tolist() for rows in drawn)
         if not query_rows or not gallery_rows:
             raise UserError(f"{protocol.name} trial {trial}: the features hold no query or no gallery image")
         require_memory(
@@ -356,17 +357,52 @@ def prepare_trials(
     return PreparedTrials(protocol, feature_sets, runs, distance, compared)
 
 
+@dataclass(frozen=True)
+class ScoredRows:
+    """Some rows of a list of test images: those whose features scoring some trials needs (scored_rows).
+
+    Features of ``images.subset(rows)`` are scored with ``evaluate_protocol(..., drawn_from=...)``: the
+    trials are drawn from every image, as they are from features of every image.
+
+    Attributes:
+        images: Every test image.
+        rows: (R,) the sorted rows of ``images`` that the features hold, each once.
+    """
+
+    images: Split
+    rows: np.ndarray  # (R,) int64, sorted, each once
+
+    @classmethod
+    def of(cls, images: Split, rows: Sequence[int]) -> ScoredRows:
+        """The rows ``rows`` of ``images`` (in any order, repeated or not)."""
+        return cls(images, np.unique(np.asarray(rows, dtype=np.int64)))
+
+    def positions(self, rows: Sequence[int]) -> np.ndarray:
+        """(len(rows),) where each of ``rows`` of ``images`` is among the features' rows.
+
+        Raises:
+            ValueError: Where one of them is not held, naming its image.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        positions = np.searchsorted(self.rows, rows)
+        held = positions < len(self.rows)
+        held[held] = self.rows[positions[held]] == rows[held]
+        if not held.all():
+            missing = rows[~held]
+            raise ValueError(f"no features of {self.images.paths[missing[0]]} ({missing.size} scored image(s) missing)")
+        return positions
+
+
 def scored_rows(
-    protocol: Protocol, images: Split, trials: Sequence[int], options: GalleryOptions = GalleryOptions()
-) -> np.ndarray:
-    """(R,) the sorted rows of ``images`` that the queries and galleries of ``trials`` use.
+    protocol: Protocol | str, images: Split, trials: Sequence[int], options: GalleryOptions = GalleryOptions()
+) -> ScoredRows:
+    """The rows of ``images`` that the queries and galleries of ``trials`` use.
 
     They are the only images whose features scoring those trials needs (SYSU-MM01's single-shot
-    all-search trial: its 3,803 queries and 301 gallery images, not every visible test image);
-    evaluate_protocol scores such features with ``drawn_from=images``.
+    all-search trial: its 3,803 queries and 301 gallery images, not every test image).
 
     Args:
-        protocol: The protocol.
+        protocol: The protocol, or its name.
         images: Every test image (one trial's, where the dataset trains one model per trial).
         trials: The trials.
         options: How the galleries are drawn, where the dataset offers a choice.
@@ -374,17 +410,10 @@ def scored_rows(
     Returns:
         The rows, each once.
     """
-    rows = [row for trial in trials for some in trial_rows(protocol, images, trial, options) for row in some]
-    return np.unique(np.asarray(rows, dtype=np.int64))
-
-
-def _rows_held(feature_set: FeatureSet, drawn_from: Split, rows: list[int]) -> list[int]:
-    """``rows`` of ``drawn_from`` as the rows of ``feature_set`` that hold the same images (by path)."""
-    held = {path: row for row, path in enumerate(feature_set.images.paths)}
-    missing = [drawn_from.paths[row] for row in rows if drawn_from.paths[row] not in held]
-    if missing:
-        raise ValueError(f"{feature_set.name}: no features of {missing[0]} and {len(missing) - 1} more scored images")
-    return [held[drawn_from.paths[row]] for row in rows]
+    protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    return ScoredRows.of(
+        images, [row for trial in trials for some in trial_rows(protocol, images, trial, options) for row in some]
+    )
 
 
 def evaluate_protocol(
@@ -395,7 +424,7 @@ def evaluate_protocol(
     max_rank: int = 20,
     device: str | torch.device | None = None,
     rerank: RerankSettings | None = None,
-    drawn_from: Split | None = None,
+    drawn_from: ScoredRows | None = None,
 ) -> ProtocolResult:
     """Score saved features with a protocol over its trials.
 
@@ -415,14 +444,15 @@ def evaluate_protocol(
         max_rank: The length of the CMC curves.
         device: Where to score; None: the CPU.
         rerank: The re-ranking settings, or None for plain distances.
-        drawn_from: Every test image, where the one feature set holds only the rows the trials score
-            (scored_rows): the trials are drawn from these (the same draws as from features of every image).
+        drawn_from: Where the one feature set holds only the test images the trials score (scored_rows):
+            which, of which images; the trials are drawn from all of these, as from features of every image.
 
     Returns:
         Every trial's metrics.
 
     Raises:
         UserError: Where the features cannot be scored with the protocol, or a trial has no valid query.
+        ValueError: Where the feature set does not hold the rows ``drawn_from`` names, or a trial's.
     """
     prepared = prepare_trials(protocol, feature_sets, trials, options, device, rerank, drawn_from)
     protocol = prepared.protocol
