@@ -7,12 +7,10 @@ import copy
 
 import pytest
 import torch
+from noise_training import noise_batches, train_on_noise
 
 from vireid.config import TrainConfig
-from vireid.engine.step import ForwardAndLoss, train_step
-from vireid.engine.trainer import build_optimizers, fused_update, load_optimizer_state
-from vireid.method import method_of
-from vireid.modality import ModalityLayout
+from vireid.engine.trainer import fused_update, load_optimizer_state
 from vireid.recipe import load_config
 
 
@@ -20,18 +18,8 @@ def _trained(optimizer_name: str, fused: str, steps: int, momentum: float = 0.9)
     """The tiny model's parameters after ``steps`` training steps on seeded random batches."""
     config = load_config("tiny", ["model.pretrained=none", f"train.optimizer={optimizer_name}"])
     train = TrainConfig(**{**config.train.__dict__, "fused_optimizer": fused, "momentum": momentum})
-    method = method_of(config)
-    torch.manual_seed(0)
-    model = method.build_model(config, 4, load_weights=False).train()
-    loss = method.build_loss(config, 4, model)
-    optimizers = build_optimizers(method.parameter_groups(model, loss, train), train)
+    model, optimizers, _ = train_on_noise(config, train, noise_batches(1, steps))
     assert all(bool(group["fused"]) == (fused == "always") for group in optimizers[0].param_groups)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    batches = torch.Generator().manual_seed(1)
-    layout = ModalityLayout.of(torch.tensor([0] * 8 + [1] * 8))
-    for _ in range(steps):
-        images = torch.randn(16, 3, 32, 16, generator=batches)
-        train_step(ForwardAndLoss(model, loss), optimizers, scaler, images, torch.arange(16) % 8 // 2, layout)
     return [parameter.detach().clone() for parameter in model.parameters()]
 
 

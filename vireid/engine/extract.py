@@ -193,11 +193,11 @@ def extract_test_features(
         )
     metadata = {
         "dataset": config.data.dataset,
-        "root": str(Path(config.data.root).resolve()),
+        "root": str(root.resolve()),
         "model": model_signature(model, config, features.shape[1]),
         "data": dataset_fingerprint(config.data.dataset, str(config.data.root)),
     }
-    own_trial = dataset.model_trial(config.data.trial)
+    own_trial = dataset.model_trial(trial)
     if own_trial is not None:
         metadata["trial"] = own_trial
     return FeatureSet(features, images, metadata)
