@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-import vireid.engine.trainer as trainer_module
+import vireid.engine.selection as selection_module
 from vireid.engine.batch_norm import recompute_batch_norm_statistics
 from vireid.engine.checkpoint import load_checkpoint
 from vireid.engine.extract import batch_features
@@ -99,14 +99,14 @@ def test_the_paper_model_from_random_weights_overflows_on_running_averages_and_n
 def test_an_evaluation_meeting_non_finite_features_is_counted_failed_and_the_run_goes_on(
     sysu_root, tmp_path, monkeypatch, capsys
 ):
-    real = trainer_module.extract_test_features
+    real = selection_module.extract_test_features
 
     def overflowing(*arguments, **keywords):
         features = real(*arguments, **keywords)
         features.features[3] = np.inf
         return features
 
-    monkeypatch.setattr(trainer_module, "extract_test_features", overflowing)
+    monkeypatch.setattr(selection_module, "extract_test_features", overflowing)
     config = load_config(
         "tiny",
         [f"data.root={sysu_root}", "train.steps_per_epoch=1", "train.epochs=2", "train.eval_every=1"],

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import vireid.engine.trainer as trainer_module
+import vireid.engine.selection as selection_module
 from vireid.cli import main
 from vireid.engine.checkpoint import TRAINING_KEYS, load_checkpoint
 from vireid.engine.run_folder import LOCK_NAME, claimed_run_folder
@@ -165,18 +165,18 @@ def test_sigterm_while_a_checkpoint_is_written_finishes_it_before_stopping(sysu_
 
 def test_sigterm_during_an_evaluation_leaves_it_due_and_resume_runs_it(sysu_root, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
-    real_extract = trainer_module.extract_test_features
+    real_extract = selection_module.extract_test_features
 
     def terminated_extraction(*arguments, **options):
         os.kill(os.getpid(), signal.SIGTERM)
         return real_extract(*arguments, **options)
 
-    monkeypatch.setattr(trainer_module, "extract_test_features", terminated_extraction)
+    monkeypatch.setattr(selection_module, "extract_test_features", terminated_extraction)
     code = main(_train_arguments(sysu_root, run, "train.epochs=1"))
     _one_line(capsys, code, 143, "terminated (SIGTERM); continue with vireid train --resume")
     checkpoint = load_checkpoint(run / "last.pt")
     assert checkpoint.epoch == 1 and checkpoint.evaluated is False and _leftovers(run) == []
-    monkeypatch.setattr(trainer_module, "extract_test_features", real_extract)
+    monkeypatch.setattr(selection_module, "extract_test_features", real_extract)
     assert main(["train", "--resume", str(run / "last.pt"), "--quiet"]) == 0
     finished = load_checkpoint(run / "last.pt")
     assert finished.evaluated is True and "sysu-all/rank1" in finished.metrics

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 import vireid.engine.selection as selection_module
-import vireid.engine.trainer as trainer_module
 from vireid.cli import main
 from vireid.config import ConfigError, TrainConfig
 from vireid.data.files import read_id_list
@@ -93,7 +92,7 @@ def test_validation_selection_never_touches_the_test_data(small_sysu, tmp_path, 
     def no_test_data(*arguments, **keywords):
         raise AssertionError("the test images were read during training")
 
-    monkeypatch.setattr(trainer_module, "extract_test_features", no_test_data)
+    monkeypatch.setattr(selection_module, "extract_test_features", no_test_data)
     train(_config(small_sysu, "train.select_on=validation-map"), tmp_path / "run", progress=False)
     records = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     scores = [record["validation/mAP"] for record in records if record["kind"] == "epoch"]
@@ -230,8 +229,8 @@ def test_a_run_evaluates_after_the_scheduled_epochs_alone_and_unflipped(small_sy
         flips.append(config.test.flip)
         return extract(model, config, *rest)
 
-    extract = trainer_module.extract_test_features
-    monkeypatch.setattr(trainer_module, "extract_test_features", recording)
+    extract = selection_module.extract_test_features
+    monkeypatch.setattr(selection_module, "extract_test_features", recording)
     schedule = ["train.epochs=4", "train.eval_every=2", "train.eval_offset=1", "train.eval_last=false"]
     config = _config(small_sysu, *schedule, "test.flip=true")
     train(config, tmp_path / "run", progress=False)
@@ -257,9 +256,9 @@ def test_in_training_evaluations_extract_only_the_images_their_trials_score(smal
         drawn_from.append(keywords["drawn_from"])
         return evaluate(*arguments, **keywords)
 
-    extract, evaluate = trainer_module.extract_test_features, trainer_module.evaluate_protocol
-    monkeypatch.setattr(trainer_module, "extract_test_features", recording)
-    monkeypatch.setattr(trainer_module, "evaluate_protocol", scoring)
+    extract, evaluate = selection_module.extract_test_features, selection_module.evaluate_protocol
+    monkeypatch.setattr(selection_module, "extract_test_features", recording)
+    monkeypatch.setattr(selection_module, "evaluate_protocol", scoring)
     train(_config(small_sysu, "train.epochs=1", "train.eval_trials=2"), tmp_path / "run", progress=False)
     ((scored, every),) = extracted
     on_disk = set()

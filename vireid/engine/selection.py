@@ -34,10 +34,16 @@ from torch import nn
 from vireid.config import ExperimentConfig, TrainConfig
 from vireid.data.splits import Split, relabelled
 from vireid.datasets import GalleryOptions, get_dataset, get_protocol
-from vireid.engine.extract import extract_features
+from vireid.engine.extract import HeldTestImages, extract_features, extract_test_features
 from vireid.errors import UserError
 from vireid.evaluation.metrics import RankMetrics, evaluate_features
-from vireid.evaluation.protocols import ScoredRows, require_finite_features
+from vireid.evaluation.protocols import (
+    ProtocolResult,
+    ScoredRows,
+    evaluate_protocol,
+    require_finite_features,
+    scored_rows,
+)
 
 SELECTION_MEASURES = {
     "test-rank1": "test rank-1 (reference habit)",
@@ -111,6 +117,25 @@ def validation_rows(config: ExperimentConfig, images: Split) -> tuple[list[int],
     return query_rows, gallery_rows
 
 
+def evaluate_test_trials(
+    model: nn.Module,
+    config: ExperimentConfig,
+    protocol_name: str,
+    device: torch.device,
+    held: HeldTestImages,
+    progress: bool,
+) -> ProtocolResult:
+    """The model's figures on the protocol's first ``train.eval_trials`` trials (one model per trial: the
+    run's own trial), from the features (as in_training_config extracts them) of only the test images
+    those trials score; the test images as ``held`` lists (and decodes) them."""
+    protocol = get_protocol(protocol_name)
+    own_trial = get_dataset(protocol.dataset).model_trial(config.data.trial)
+    trials = None if own_trial is not None else protocol.trials[: config.train.eval_trials]
+    scored = scored_rows(protocol, held.split, [own_trial] if own_trial is not None else trials)
+    features = extract_test_features(model, in_training_config(config), device, progress, held, scored.rows)
+    return evaluate_protocol(protocol, [features], trials, drawn_from=scored)
+
+
 def evaluate_validation(
     model: nn.Module, config: ExperimentConfig, images: Split, device: torch.device, progress: bool
 ) -> RankMetrics:
@@ -137,6 +162,7 @@ def evaluate_validation(
 __all__ = [
     "SELECTION_MEASURES",
     "VALIDATION_SEED",
+    "evaluate_test_trials",
     "evaluate_validation",
     "evaluated_epochs",
     "evaluation_due",

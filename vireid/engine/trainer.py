@@ -34,7 +34,7 @@ from vireid.data.sampler import CrossModalityBatchSampler, ViewBatchSampler
 from vireid.data.splits import Split
 from vireid.data.transforms import has_channel_views, inference_transform, modality_views, training_views
 from vireid.dataset_check import require_usable_images
-from vireid.datasets import get_dataset, get_protocol
+from vireid.datasets import get_dataset
 from vireid.engine.batch_norm import recompute_batch_norm_statistics
 from vireid.engine.checkpoint import (
     TRAINING_KEYS,
@@ -54,21 +54,21 @@ from vireid.engine.distributed import (
     parameter_checksums,
     setup_environment,
 )
-from vireid.engine.extract import HeldTestImages, extract_test_features, held_test_images
+from vireid.engine.extract import HeldTestImages, held_test_images
 from vireid.engine.loss_tally import LossTally, TallyReading
 from vireid.engine.run_folder import check_run_folder, claimed_run_folder
 from vireid.engine.run_log import RunLog
 from vireid.engine.selection import (
     SELECTION_MEASURES,
+    evaluate_test_trials,
     evaluate_validation,
     evaluation_due,
     evaluation_protocol,
-    in_training_config,
     split_off_validation,
 )
 from vireid.engine.step import Compilation, ForwardAndLoss, Precision, train_step
 from vireid.errors import NonFiniteFeatures, UserError
-from vireid.evaluation.protocols import ProtocolResult, evaluate_protocol, scored_rows
+from vireid.evaluation.protocols import ProtocolResult
 from vireid.method import Method, ParameterGroup, get_method, method_of, parameter_counts
 from vireid.modality import ModalityLayout
 from vireid.progress import track
@@ -575,20 +575,13 @@ def _scores(run: Run, scope: str, progress: bool) -> dict[str, float]:
 
 
 def _evaluate(run: Run, protocol_name: str, progress: bool) -> ProtocolResult:
-    """The protocol's first ``train.eval_trials`` trials (one model per trial: the run's own trial),
-    from the features of only the test images those trials score; the test images listed once for the
-    run, and with ``train.cache_dir`` decoded once (on the device with train.resident)."""
-    protocol = get_protocol(protocol_name)
-    own_trial = get_dataset(protocol.dataset).model_trial(run.config.data.trial)
-    trials = None if own_trial is not None else protocol.trials[: run.config.train.eval_trials]
+    """evaluate_test_trials of the run's model; the test images listed once for the run, and with
+    ``train.cache_dir`` decoded once (on the device with train.resident)."""
     device = run.environment.device
     if run.held_test_images is None:
         where = device if isinstance(run.loader, ResidentBatches) else torch.device("cpu")
         run.held_test_images = held_test_images(run.config, where, progress)
-    scored = scored_rows(protocol, run.held_test_images.split, [own_trial] if own_trial is not None else trials)
-    config = in_training_config(run.config)
-    features = extract_test_features(run.model, config, device, progress, run.held_test_images, scored.rows)
-    return evaluate_protocol(protocol, [features], trials, drawn_from=scored)
+    return evaluate_test_trials(run.model, run.config, protocol_name, device, run.held_test_images, progress)
 
 
 def train(
